@@ -1,0 +1,129 @@
+"""Node configuration: TOML, strictly validated at start.
+
+A wrong key or value stops the node with ``ConfigError``, whose message names the key (dotted path)
+and what is allowed. Unknown keys are errors too: a typo must not be silently ignored.
+
+Public: ``NodeConfig``, ``load_config``, ``ConfigError``.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from vmesh.errors import InvalidInput
+from vmesh.identity.codes import Tier, parse_code
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message says which key and why."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class HttpConfig(_Strict):
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)] = 8080
+    # Cookies get the Secure flag when the console is served over TLS by a proxy in front.
+    secure_cookies: bool = False
+
+
+class DatabaseConfig(_Strict):
+    # Empty: an SQLite file ``vmesh.db`` in the data folder.
+    url: str = ""
+
+    @field_validator("url")
+    @classmethod
+    def _known_driver(cls, v: str) -> str:
+        if v and not v.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError("must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
+        return v
+
+
+class AuthConfig(_Strict):
+    session_hours: Annotated[float, Field(gt=0, le=24 * 30)] = 12
+    lockout_failures: Annotated[int, Field(ge=1, le=100)] = 5
+    lockout_minutes: Annotated[float, Field(gt=0, le=24 * 60)] = 15
+
+
+class NodeSection(_Strict):
+    code: str
+    name: str
+    tier: Tier
+    data_dir: Path = Path("data")
+
+    @field_validator("code")
+    @classmethod
+    def _code(cls, v: str) -> str:
+        try:
+            c = parse_code(v)
+        except InvalidInput as e:
+            raise ValueError(e.errors[0].reason) from None
+        if c.type != "200":
+            raise ValueError(f"a node's code must have type 200 (platform), has {c.type}")
+        return v
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("must not be empty")
+        return v
+
+
+class LogConfig(_Strict):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+class NodeConfig(_Strict):
+    node: NodeSection
+    http: HttpConfig = HttpConfig()
+    database: DatabaseConfig = DatabaseConfig()
+    auth: AuthConfig = AuthConfig()
+    log: LogConfig = LogConfig()
+
+    def database_url(self) -> str:
+        if self.database.url:
+            return self.database.url
+        return f"sqlite+aiosqlite:///{(self.node.data_dir / 'vmesh.db').resolve()}"
+
+
+def _describe(err: dict[str, object]) -> str:
+    loc = ".".join(str(p) for p in err["loc"])  # type: ignore[attr-defined]
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        return f"{loc}: unknown key"
+    if kind == "missing":
+        return f"{loc}: required key is missing"
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    return f"{loc}: {msg} (got {err.get('input')!r})"
+
+
+def parse_config(data: dict[str, object], base_dir: Path | None = None) -> NodeConfig:
+    try:
+        cfg = NodeConfig.model_validate(data)
+    except ValidationError as e:
+        lines = [_describe(dict(err)) for err in e.errors()]
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines)) from None
+    if base_dir is not None and not cfg.node.data_dir.is_absolute():
+        node = cfg.node.model_copy(update={"data_dir": (base_dir / cfg.node.data_dir).resolve()})
+        cfg = cfg.model_copy(update={"node": node})
+    return cfg
+
+
+def load_config(path: Path) -> NodeConfig:
+    """Read and validate a TOML file. Relative ``data_dir`` is taken from the file's folder."""
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise ConfigError(f"cannot read {path}: {e.strerror}") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+        raise ConfigError(f"{path} is not valid TOML: {e}") from None
+    return parse_config(data, base_dir=path.parent)

@@ -1,0 +1,70 @@
+"""Directory tables: one row per org unit or endpoint, tags beside it.
+
+``path`` is the materialised chain of ancestor ids, ``/1/7/93/`` (the entry's own id last), so a
+subtree is one indexed prefix range and scope checks need no recursion. Name search has its own
+index maintained by ``vmesh.directory.store`` (FTS5 on SQLite, pg_trgm on PostgreSQL), created in the
+migration.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    CheckConstraint,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from vmesh.storage.db import Base
+
+
+class Entry(Base):
+    __tablename__ = "directory_entries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    code: Mapped[str] = mapped_column(String(20), unique=True)
+    parent_id: Mapped[int | None] = mapped_column(
+        Integer, ForeignKey("directory_entries.id", ondelete="RESTRICT"), index=True
+    )
+    path: Mapped[str] = mapped_column(String(400))
+    kind: Mapped[str] = mapped_column(String(24))
+    tier: Mapped[str | None] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(200))
+    lat: Mapped[float | None] = mapped_column(Float)
+    lon: Mapped[float | None] = mapped_column(Float)
+    # Space-separated, kept for display and export; ``entry_tags`` is what filters use.
+    tags: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[str] = mapped_column(String(8), default="unknown")
+    last_seen: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Endpoint attributes that vary by kind (RTSP URL, terminal model, …), JSON text.
+    attrs: Mapped[str] = mapped_column(Text, default="{}")
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        CheckConstraint("status in ('online','offline','unknown')", name="status"),
+        CheckConstraint("lat is null or (lat >= -90 and lat <= 90)", name="lat"),
+        CheckConstraint("lon is null or (lon >= -180 and lon <= 180)", name="lon"),
+        Index("ix_directory_entries_path", "path"),
+        Index("ix_directory_entries_parent_status", "parent_id", "status"),
+        Index("ix_directory_entries_kind_name", "kind", "name"),
+        Index("ix_directory_entries_name", "name"),
+    )
+
+
+class EntryTag(Base):
+    __tablename__ = "entry_tags"
+
+    entry_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("directory_entries.id", ondelete="CASCADE"), primary_key=True
+    )
+    tag: Mapped[str] = mapped_column(String(64), primary_key=True)
+
+    __table_args__ = (Index("ix_entry_tags_tag", "tag", "entry_id"),)

@@ -1,0 +1,35 @@
+"""What a running node holds: its configuration, database, audit log and metrics registry.
+
+Passed explicitly (FastAPI's ``app.state.ctx``, CLI commands) instead of module globals.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry
+
+from vmesh.audit.log import AuditLog
+from vmesh.config import NodeConfig
+from vmesh.storage.db import Database
+from vmesh.storage.migrate import upgrade
+
+
+@dataclass
+class NodeContext:
+    config: NodeConfig
+    db: Database
+    audit: AuditLog
+    metrics: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    @classmethod
+    async def open(cls, config: NodeConfig, *, migrate: bool = True) -> NodeContext:
+        config.node.data_dir.mkdir(parents=True, exist_ok=True)
+        url = config.database_url()
+        if migrate:
+            await upgrade(url)
+        db = Database(url)
+        return cls(config=config, db=db, audit=AuditLog(db))
+
+    async def close(self) -> None:
+        await self.db.close()

@@ -1,0 +1,10 @@
+"""Imports every capability's tables so that ``metadata`` (for Alembic) holds them all."""
+
+from vmesh.audit.models import AuditRecord
+from vmesh.auth.models import LoginSession, User
+from vmesh.directory.models import Entry, EntryTag
+from vmesh.storage.db import Base
+
+metadata = Base.metadata
+
+__all__ = ["AuditRecord", "Entry", "EntryTag", "LoginSession", "User", "metadata"]
