@@ -1,0 +1,74 @@
+// Calls to the node's HTTP API (same origin, session cookie). Errors come back as
+// application/problem+json and are thrown as ApiError carrying status, detail and field errors.
+
+export class ApiError extends Error {
+  constructor(status, problem) {
+    super(problem?.detail || problem?.title || `HTTP ${status}`);
+    this.status = status;
+    this.title = problem?.title || "";
+    this.detail = problem?.detail || "";
+    this.errors = Array.isArray(problem?.errors) ? problem.errors : [];
+  }
+}
+
+let onUnauthorized = () => {};
+
+/** Called when a request (other than login) answers 401: the session is gone. */
+export function setUnauthorizedHandler(fn) {
+  onUnauthorized = fn;
+}
+
+function query(params) {
+  const q = new URLSearchParams();
+  for (const [k, v] of Object.entries(params || {})) {
+    if (v === undefined || v === null || v === "") continue;
+    q.set(k, String(v));
+  }
+  const s = q.toString();
+  return s ? `?${s}` : "";
+}
+
+export async function request(method, path, { params, body, quiet401 = false } = {}) {
+  const init = { method, headers: { Accept: "application/json" }, credentials: "same-origin" };
+  if (body !== undefined) {
+    init.headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(body);
+  }
+  let resp;
+  try {
+    resp = await fetch(`/api${path}${query(params)}`, init);
+  } catch (e) {
+    throw new ApiError(0, { detail: String(e) });
+  }
+  if (resp.status === 204) return null;
+  const type = resp.headers.get("Content-Type") || "";
+  const data = type.includes("json") ? await resp.json().catch(() => null) : null;
+  if (!resp.ok) {
+    const err = new ApiError(resp.status, data);
+    if (resp.status === 401 && !quiet401) onUnauthorized(err);
+    throw err;
+  }
+  return data;
+}
+
+const enc = encodeURIComponent;
+
+export const api = {
+  login: (username, password) =>
+    request("POST", "/auth/login", { body: { username, password }, quiet401: true }),
+  logout: () => request("POST", "/auth/logout", { quiet401: true }),
+  me: () => request("GET", "/auth/me", { quiet401: true }),
+
+  roots: () => request("GET", "/directory/roots"),
+  children: (code, offset, limit) =>
+    request("GET", `/directory/entries/${enc(code)}/children`, { params: { offset, limit } }),
+  entry: (code) => request("GET", `/directory/entries/${enc(code)}`),
+  search: (params) => request("GET", "/directory/search", { params }),
+
+  users: (params) => request("GET", "/users", { params }),
+  createUser: (body) => request("POST", "/users", { body }),
+  patchUser: (username, body) => request("PATCH", `/users/${enc(username)}`, { body }),
+  unlockUser: (username) => request("POST", `/users/${enc(username)}/unlock`),
+
+  audit: (params) => request("GET", "/audit", { params }),
+};

@@ -1,0 +1,97 @@
+// Audit view (admins and operators): filter by time, user, target, action and result; paged,
+// newest first. The server decides which rows a non-admin may see (own scope or own actions).
+import { api } from "../api.js";
+import { clear, h } from "../dom.js";
+import { formatTime, t, tOr } from "../i18n.js";
+import { field, pager, problemBox, select } from "../ui.js";
+
+const PAGE = 50;
+const RESULTS = ["ok", "failed", "denied", "error"];
+
+/** datetime-local value (local time) -> ISO 8601 with offset, as the API expects. */
+function toIso(local) {
+  if (!local) return "";
+  const d = new Date(local);
+  return Number.isNaN(d.getTime()) ? "" : d.toISOString();
+}
+
+export function create() {
+  const f = {
+    since: h("input", { type: "datetime-local", name: "since", step: "1", testid: "audit-since" }),
+    until: h("input", { type: "datetime-local", name: "until", step: "1", testid: "audit-until" }),
+    username: h("input", { name: "username", testid: "audit-username" }),
+    target: h("input", { name: "target", inputmode: "numeric", maxlength: "20", testid: "audit-target" }),
+    action: h("input", { name: "action", testid: "audit-action", placeholder: "directory.view" }),
+    result: select("result", [["", t("common.all")], ...RESULTS.map((r) => [r, tOr(`result.${r}`, r)])], "", "audit-result"),
+  };
+  const list = h("div", { class: "results", testid: "audit-list" });
+
+  async function load(offset = 0) {
+    const params = {
+      since: toIso(f.since.value), until: toIso(f.until.value), username: f.username.value.trim(),
+      target: f.target.value.trim(), action: f.action.value.trim(), result: f.result.value, offset, limit: PAGE,
+    };
+    clear(list, h("p", { class: "muted" }, t("common.loading")));
+    try {
+      const page = await api.audit(params);
+      clear(list, table(page), pager(page, load, "audit-pager"));
+    } catch (err) {
+      clear(list, problemBox(err, { testid: "audit-error", messages: { 403: "audit.forbidden" } }));
+    }
+  }
+
+  function table(page) {
+    if (!page.items.length) return h("p", { class: "muted", testid: "audit-empty" }, t("audit.noRows"));
+    const cols = ["audit.seq", "audit.at", "audit.username", "audit.roles", "audit.action", "audit.target",
+      "audit.result", "audit.client", "audit.detail"];
+    return h(
+      "table",
+      { class: "grid audit" },
+      h("thead", {}, h("tr", {}, cols.map((k) => h("th", {}, t(k))))),
+      h("tbody", {}, page.items.map((r) =>
+        h(
+          "tr",
+          { testid: "audit-row", dataset: { seq: String(r.seq), action: r.action, target: r.target_code || "", result: r.result } },
+          h("td", { class: "mono num" }, String(r.seq)),
+          h("td", { class: "nowrap" }, formatTime(r.at)),
+          h("td", { testid: "audit-row-username" }, r.username || "—"),
+          h("td", {}, Array.isArray(r.roles) ? r.roles.join(" ") : r.roles || ""),
+          h("td", { class: "mono", testid: "audit-row-action" }, r.action),
+          h("td", { class: "mono", testid: "audit-row-target" },
+            r.target_code ? h("a", { href: `#/dir/${encodeURIComponent(r.target_code)}` }, r.target_code) : ""),
+          h("td", { testid: "audit-row-result" }, h("span", { class: `badge result-${r.result}` }, tOr(`result.${r.result}`, r.result))),
+          h("td", { class: "mono" }, r.client_addr || ""),
+          h("td", { class: "mono small" }, detailText(r.detail)),
+        ),
+      )),
+    );
+  }
+
+  const el = h(
+    "section",
+    { class: "panel audit-panel" },
+    h("h2", {}, t("audit.title")),
+    h("form", { class: "search-form", testid: "audit-form", onsubmit: (ev) => { ev.preventDefault(); load(0); } },
+      field("audit.since", f.since),
+      field("audit.until", f.until),
+      field("audit.username", f.username),
+      field("audit.target", f.target),
+      field("audit.action", f.action),
+      field("audit.result", f.result),
+      h("div", { class: "form-actions" },
+        h("button", { type: "submit", class: "primary", testid: "audit-submit" }, t("common.search")),
+        h("button", { type: "button", testid: "audit-reset", onclick: () => {
+          for (const input of Object.values(f)) input.value = "";
+          load(0);
+        } }, t("common.reset")))),
+    list,
+  );
+  load(0);
+  return { el };
+}
+
+function detailText(detail) {
+  if (!detail || (typeof detail === "object" && !Object.keys(detail).length)) return "";
+  if (typeof detail !== "object") return String(detail);
+  return Object.entries(detail).map(([k, v]) => `${k}=${typeof v === "string" ? v : JSON.stringify(v)}`).join(" ");
+}
