@@ -99,5 +99,9 @@ class ErrorList:
 
     def raise_if_any(self, detail: str) -> None:
         if self.errors:
-            more = f" (first {len(self.errors)} of {self.total} shown)" if self.total > self.limit else ""
+            more = (
+                f" (first {len(self.errors)} of {self.total} shown)"
+                if self.total > self.limit
+                else ""
+            )
             raise InvalidInput(f"{detail}: {self.total} error(s){more}", errors=self.errors)

@@ -13,7 +13,9 @@ pytestmark = pytest.mark.integration
 
 async def _write_three(ctx: NodeContext) -> None:
     for i in range(3):
-        await ctx.audit.write(Actor("alice", "admin", "10.0.0.1"), "directory.view", f"3300000000132600000{i}")
+        await ctx.audit.write(
+            Actor("alice", "admin", "10.0.0.1"), "directory.view", f"3300000000132600000{i}"
+        )
 
 
 async def test_intact_chain_verifies(ctx: NodeContext) -> None:

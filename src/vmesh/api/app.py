@@ -41,11 +41,16 @@ def create_app(ctx: NodeContext) -> FastAPI:
 
 def _install_request_metrics(app: FastAPI, ctx: NodeContext) -> None:
     requests = Counter(
-        "vmesh_http_requests_total", "HTTP requests by route and status", ["route", "status"],
+        "vmesh_http_requests_total",
+        "HTTP requests by route and status",
+        ["route", "status"],
         registry=ctx.metrics,
     )
     latency = Histogram(
-        "vmesh_http_request_seconds", "HTTP request latency by route", ["route"], registry=ctx.metrics,
+        "vmesh_http_request_seconds",
+        "HTTP request latency by route",
+        ["route"],
+        registry=ctx.metrics,
     )
 
     @app.middleware("http")

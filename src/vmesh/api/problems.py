@@ -18,9 +18,19 @@ from vmesh.errors import VmeshError
 PROBLEM = "application/problem+json"
 
 
-def problem(status: int, title: str, detail: str, errors: list[dict[str, Any]] | None = None,
-            headers: dict[str, str] | None = None) -> JSONResponse:
-    body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status, "detail": detail}
+def problem(
+    status: int,
+    title: str,
+    detail: str,
+    errors: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": "about:blank",
+        "title": title,
+        "status": status,
+        "detail": detail,
+    }
     if errors:
         body["errors"] = errors
     return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
@@ -30,7 +40,9 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(VmeshError)
     async def _vmesh(_req: Request, exc: VmeshError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-        return problem(exc.status, exc.title, exc.detail, [e.as_dict() for e in exc.errors], headers)
+        return problem(
+            exc.status, exc.title, exc.detail, [e.as_dict() for e in exc.errors], headers
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_req: Request, exc: RequestValidationError) -> JSONResponse:

@@ -14,7 +14,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 GENESIS = "0" * 64
-HASHED_FIELDS = ("seq", "at", "username", "roles", "action", "target_code", "client_addr", "result", "detail")
+HASHED_FIELDS = (
+    "seq",
+    "at",
+    "username",
+    "roles",
+    "action",
+    "target_code",
+    "client_addr",
+    "result",
+    "detail",
+)
 
 
 def _canonical(value: object) -> object:
@@ -53,11 +63,15 @@ def check_chain(
     for row in rows:
         seq = row["seq"]
         if seq != expected_seq:
-            return ChainReport(False, n, f"row with seq {expected_seq} is missing (next is {seq})", expected_seq)
+            return ChainReport(
+                False, n, f"row with seq {expected_seq} is missing (next is {seq})", expected_seq
+            )
         if row["prev_hash"] != prev:
             return ChainReport(False, n, f"row {seq}: link to the previous row is broken", int(seq))
         if row_hash(prev, row) != row["hash"]:
-            return ChainReport(False, n, f"row {seq}: contents do not match its hash (edited)", int(seq))
+            return ChainReport(
+                False, n, f"row {seq}: contents do not match its hash (edited)", int(seq)
+            )
         prev = str(row["hash"])
         expected_seq += 1
         n += 1

@@ -16,12 +16,19 @@ def node() -> None:
 
 
 @node.command("run")
-@click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="node configuration (TOML)")
+@click.option(
+    "--config",
+    "config_path",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="node configuration (TOML)",
+)
 def run(config_path: Path) -> None:
     """Validate the configuration, migrate the database and serve the API and console."""
     from vmesh.node.server import serve
 
     config = load_config(config_path)
-    logging.basicConfig(level=config.log.level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=config.log.level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
     serve(config)

@@ -14,21 +14,24 @@ from vmesh.node.context import NodeContext
 log = logging.getLogger(__name__)
 
 
-async def serve_async(config: NodeConfig, *, ready: asyncio.Event | None = None) -> None:
+async def serve_async(config: NodeConfig) -> None:
+    """Serve until SIGINT/SIGTERM (uvicorn handles them), then close the database."""
     ctx = await NodeContext.open(config)
     app = create_app(ctx)
     server = uvicorn.Server(
-        uvicorn.Config(app, host=config.http.host, port=config.http.port, log_level="warning",
-                       loop="none", lifespan="off", access_log=False)
+        uvicorn.Config(
+            app,
+            host=config.http.host,
+            port=config.http.port,
+            log_level="warning",
+            loop="none",
+            lifespan="off",
+            access_log=False,
+        )
     )
     log.info("node=%s http=%s:%s serving", config.node.code, config.http.host, config.http.port)
     try:
-        task = asyncio.create_task(server.serve())
-        while not server.started and not task.done():
-            await asyncio.sleep(0.05)
-        if ready is not None:
-            ready.set()
-        await task
+        await server.serve()
     finally:
         await ctx.close()
         log.info("node=%s stopped", config.node.code)
