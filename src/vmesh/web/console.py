@@ -38,7 +38,7 @@ class ConsoleFiles(StaticFiles):
     async def get_response(self, path: str, scope: Scope) -> Response:
         response = await super().get_response(path, scope)
         response.headers.update(CONSOLE_HEADERS)
-        if path.endswith(".js"):
+        if path.endswith(".js") and response.status_code == 200:
             # Some systems' mime tables lack .js or map it oddly; modules need a JS type.
             response.headers["Content-Type"] = "text/javascript; charset=utf-8"
         return response

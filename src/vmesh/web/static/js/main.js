@@ -54,7 +54,7 @@ function topbar() {
       "div",
       { class: "who" },
       h("span", { testid: "current-user" }, me.display_name || me.username, ` (${me.username})`),
-      h("span", { class: "scope", testid: "current-scope" }, `${t("nav.scope")}：${me.scope_name || me.scope_code}`),
+      h("span", { class: "scope", testid: "current-scope", title: me.scope_code }, t("nav.scope", { name: me.scope_name || me.scope_code })),
     ),
     h("button", { type: "button", class: "lang", testid: "lang-switch", onclick: toggleLang }, t("lang.switch")),
     h("button", { type: "button", testid: "logout", onclick: logout }, t("nav.logout")),

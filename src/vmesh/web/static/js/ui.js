@@ -1,6 +1,6 @@
 // Widgets every page shares: problem display, pager, status dot, labelled fields, notices.
 import { h } from "./dom.js";
-import { t, tOr } from "./i18n.js";
+import { lang, t, tOr } from "./i18n.js";
 
 /** A problem+json error as a block of text in the user's language, with each field named. */
 export function problemBox(err, { testid = "error", messages = {} } = {}) {
@@ -18,7 +18,9 @@ export function problemBox(err, { testid = "error", messages = {} } = {}) {
     ),
   );
   // The server's own detail (English) is kept as a second line for operators and support.
-  const detail = err?.detail && !fields.length ? h("div", { class: "problem-detail" }, err.detail) : null;
+  // Under a message of our own it is shown only in English, the language it is written in.
+  const showDetail = err?.detail && !fields.length && (!messages[status] || lang() === "en");
+  const detail = showDetail ? h("div", { class: "problem-detail", testid: `${testid}-detail` }, err.detail) : null;
   return h(
     "div",
     { class: "problem", role: "alert", testid, dataset: { status: String(status) } },
@@ -82,8 +84,7 @@ export function pager(page, go, testid = "pager") {
 }
 
 export function typeLabel(item) {
-  if (item.type_name) return item.type_name;
-  return item.type_code || "";
+  return tOr(`type.${item.type_code}`, item.type_name || item.type_code || "");
 }
 
 export function kindLabel(kind) {

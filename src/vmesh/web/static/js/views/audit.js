@@ -7,6 +7,11 @@ import { field, pager, problemBox, select } from "../ui.js";
 
 const PAGE = 50;
 const RESULTS = ["ok", "failed", "denied", "error"];
+// Offered as suggestions in the action filter; any other action name can be typed.
+const KNOWN_ACTIONS = [
+  "directory.view", "directory.create", "directory.update", "directory.delete", "directory.import",
+  "directory.export", "auth.login", "auth.logout", "auth.token", "user.create", "user.update", "user.unlock",
+];
 
 /** datetime-local value (local time) -> ISO 8601 with offset, as the API expects. */
 function toIso(local) {
@@ -21,7 +26,7 @@ export function create() {
     until: h("input", { type: "datetime-local", name: "until", step: "1", testid: "audit-until" }),
     username: h("input", { name: "username", testid: "audit-username" }),
     target: h("input", { name: "target", inputmode: "numeric", maxlength: "20", testid: "audit-target" }),
-    action: h("input", { name: "action", testid: "audit-action", placeholder: "directory.view" }),
+    action: h("input", { name: "action", testid: "audit-action", list: "audit-actions", autocomplete: "off" }),
     result: select("result", [["", t("common.all")], ...RESULTS.map((r) => [r, tOr(`result.${r}`, r)])], "", "audit-result"),
   };
   const list = h("div", { class: "results", testid: "audit-list" });
@@ -55,8 +60,10 @@ export function create() {
           h("td", { class: "mono num" }, String(r.seq)),
           h("td", { class: "nowrap" }, formatTime(r.at)),
           h("td", { testid: "audit-row-username" }, r.username || "—"),
-          h("td", {}, Array.isArray(r.roles) ? r.roles.join(" ") : r.roles || ""),
-          h("td", { class: "mono", testid: "audit-row-action" }, r.action),
+          h("td", {}, (Array.isArray(r.roles) ? r.roles : String(r.roles || "").split(" ").filter(Boolean))
+            .map((role) => tOr(`role.${role}`, role)).join("、")),
+          h("td", { testid: "audit-row-action", title: r.action },
+            tOr(`action.${r.action}`, r.action), h("div", { class: "mono small muted" }, r.action)),
           h("td", { class: "mono", testid: "audit-row-target" },
             r.target_code ? h("a", { href: `#/dir/${encodeURIComponent(r.target_code)}` }, r.target_code) : ""),
           h("td", { testid: "audit-row-result" }, h("span", { class: `badge result-${r.result}` }, tOr(`result.${r.result}`, r.result))),
@@ -77,6 +84,8 @@ export function create() {
       field("audit.username", f.username),
       field("audit.target", f.target),
       field("audit.action", f.action),
+      h("datalist", { id: "audit-actions" },
+        KNOWN_ACTIONS.map((a) => h("option", { value: a, label: tOr(`action.${a}`, a) }))),
       field("audit.result", f.result),
       h("div", { class: "form-actions" },
         h("button", { type: "submit", class: "primary", testid: "audit-submit" }, t("common.search")),

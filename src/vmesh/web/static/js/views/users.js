@@ -62,7 +62,7 @@ export function create(ctx) {
         .map((k) => h("th", {}, t(k))))),
       h("tbody", {}, page.items.map((u) => {
         const actions = h("td", { class: "actions" });
-        actions.append(
+        clear(actions,
           h("button", { type: "button", testid: `user-toggle-${u.username}`,
             onclick: () => act(() => api.patchUser(u.username, { disabled: !u.disabled }), t("users.updated", { username: u.username })) },
           u.disabled ? t("users.enable") : t("users.disable")),
