@@ -28,5 +28,7 @@ def verify(config_path: Path) -> None:
     if report.ok:
         click.echo(f"audit chain intact: {report.checked} rows")
         return
-    click.echo(f"AUDIT CHAIN BROKEN: {report.problem} ({report.checked} rows checked before it)", err=True)
+    click.echo(
+        f"AUDIT CHAIN BROKEN: {report.problem} ({report.checked} rows checked before it)", err=True
+    )
     sys.exit(1)

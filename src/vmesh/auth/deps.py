@@ -3,15 +3,18 @@
 ``current_principal`` resolves the ``vmesh_session`` cookie or an ``Authorization: Bearer`` token
 to a ``Principal``; ``require_roles(...)`` additionally demands one of the roles. Unknown, expired
 or revoked secrets, and disabled users, get 401.
+
+``last_used_at`` of the session or token is refreshed at most once a minute per secret, so that a
+busy console does not turn every read into a write.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from fastapi import Depends, Request
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from vmesh.auth.models import LoginSession, User
 from vmesh.auth.principal import Principal
@@ -20,9 +23,22 @@ from vmesh.directory.models import Entry
 from vmesh.errors import Forbidden, Unauthorized
 from vmesh.node.context import NodeContext
 
+LAST_USED_GRANULARITY = timedelta(minutes=1)
+
+
+def node_context(request: Request) -> NodeContext:
+    """The opened node the app serves (a dependency, so routes need no globals)."""
+    ctx: NodeContext = request.app.state.ctx
+    return ctx
+
 
 def client_addr(request: Request) -> str:
     return request.client.host if request.client else ""
+
+
+def secret_from(request: Request) -> str | None:
+    """The bearer token if one is sent, else the session cookie."""
+    return _secret_from(request)
 
 
 def _secret_from(request: Request) -> str | None:
@@ -57,6 +73,14 @@ async def current_principal(request: Request) -> Principal:
         if user.disabled:
             raise Unauthorized(f"user {user.username} is disabled")
         scope_path = await s.scalar(select(Entry.path).where(Entry.code == user.scope_code))
+        last_used = sess.last_used_at
+        if last_used is not None and last_used.tzinfo is None:
+            last_used = last_used.replace(tzinfo=UTC)
+        if last_used is None or now - last_used >= LAST_USED_GRANULARITY:
+            await s.execute(
+                update(LoginSession).where(LoginSession.id == sess.id).values(last_used_at=now)
+            )
+            await s.commit()
     if scope_path is None:
         # A scope that no longer exists grants nothing rather than everything.
         raise Forbidden(f"user {user.username}'s scope {user.scope_code} is not in the directory")

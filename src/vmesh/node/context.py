@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry
 
-from vmesh.audit.log import AuditLog
+from vmesh.audit.log import ANCHOR_FILE, AuditLog
 from vmesh.config import NodeConfig
 from vmesh.storage.db import Database
 from vmesh.storage.migrate import upgrade
@@ -29,7 +29,7 @@ class NodeContext:
         if migrate:
             await upgrade(url)
         db = Database(url)
-        return cls(config=config, db=db, audit=AuditLog(db))
+        return cls(config=config, db=db, audit=AuditLog(db, config.node.data_dir / ANCHOR_FILE))
 
     async def close(self) -> None:
         await self.db.close()
