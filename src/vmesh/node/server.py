@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
+import threading
 
 import uvicorn
 
@@ -30,11 +32,29 @@ async def serve_async(config: NodeConfig) -> None:
         )
     )
     log.info("node=%s http=%s:%s serving", config.node.code, config.http.host, config.http.port)
+    _absorb_reraised_signals()
     try:
         await server.serve()
     finally:
         await ctx.close()
         log.info("node=%s stopped", config.node.code)
+
+
+def _absorb_reraised_signals() -> None:
+    """Let the node finish its own shutdown after uvicorn stops on SIGINT/SIGTERM.
+
+    uvicorn handles the signal, then restores the handlers it found and raises the signal again;
+    with the default handlers that kills the process (exit 143) or raises KeyboardInterrupt before
+    the database is closed. With these, the re-raised signal is only logged.
+    """
+
+    def note(sig: int, _frame: object) -> None:
+        log.info("signal=%s stopping", signal.Signals(sig).name)
+
+    if threading.current_thread() is not threading.main_thread():
+        return  # uvicorn does not touch signals there either
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, note)
 
 
 def serve(config: NodeConfig) -> None:
