@@ -1,0 +1,169 @@
+"""The web console in Debian's Chromium against a real node process.
+
+An administrator logs in, walks the org tree down to a village, finds a camera by a Chinese name,
+opens it and finds that access (``directory.view`` of its code) in the audit view. A county-scoped
+operator sees only the county's subtree, cannot open another county's camera, and finds that
+refusal in the audit view.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from console_node import ADMIN, PROVINCE, XIHU, XIHU_OPERATOR, Node
+from playwright.sync_api import Page, expect
+
+pytestmark = pytest.mark.e2e
+
+HANGZHOU = "33010000002166000001"
+WENZHOU = "33030000002166000001"
+ZHUANTANG = "33010601002166000001"
+LONGWU = "33010601002166000002"
+LONGWU_GATE_CAM = "33010601001326000101"
+LONGWU_TEA_CAM = "33010601001326000102"
+XIKENG_CAM = "33032801001326000101"
+
+
+def log_in(page: Page, node: Node, username: str, password: str) -> None:
+    page.goto(node.base_url + "/")
+    page.get_by_test_id("login-username").fill(username)
+    page.get_by_test_id("login-password").fill(password)
+    page.get_by_test_id("login-submit").click()
+    expect(page.get_by_test_id("current-user")).to_contain_text(username)
+
+
+def expand(page: Page, code: str) -> None:
+    page.get_by_test_id(f"tree-toggle-{code}").click()
+    expect(page.get_by_test_id(f"tree-toggle-{code}")).to_have_attribute("aria-expanded", "true")
+
+
+def search(page: Page, q: str) -> None:
+    page.get_by_test_id("search-q").fill(q)
+    page.get_by_test_id("search-submit").click()
+
+
+def test_admin_finds_camera_via_tree_and_search_and_its_access_in_audit(
+    page: Page, node: Node
+) -> None:
+    page.goto(node.base_url + "/")
+    # zh-CN by default; a wrong password is refused with the reason in Chinese.
+    expect(page.get_by_test_id("login-submit")).to_have_text("登录")
+    page.get_by_test_id("login-username").fill(ADMIN[0])
+    page.get_by_test_id("login-password").fill("not-the-password")
+    page.get_by_test_id("login-submit").click()
+    expect(page.get_by_test_id("login-error")).to_contain_text("用户名或密码错误")
+    expect(page.get_by_test_id("login-error")).to_have_attribute("data-status", "401")
+
+    page.get_by_test_id("login-password").fill(ADMIN[1])
+    page.get_by_test_id("login-submit").click()
+    expect(page.get_by_test_id("current-user")).to_contain_text("admin")
+    expect(page.get_by_test_id("current-scope")).to_contain_text("浙江省")
+
+    # The tree, one level at a time, down to a village and its endpoints.
+    roots = page.get_by_test_id("tree").locator(":scope > li.tree-node")
+    expect(roots).to_have_count(1)
+    expect(page.get_by_test_id(f"tree-label-{PROVINCE}")).to_have_text("浙江省")
+    # Lazy: a level is loaded when its parent is expanded.
+    expect(page.get_by_test_id(f"tree-label-{HANGZHOU}")).to_have_count(0)
+    expand(page, PROVINCE)
+    expect(page.get_by_test_id(f"tree-label-{HANGZHOU}")).to_have_text("杭州市")
+    expect(page.get_by_test_id(f"tree-label-{WENZHOU}")).to_have_text("温州市")
+    for code in (HANGZHOU, XIHU, ZHUANTANG):
+        expand(page, code)
+    village = page.get_by_test_id(f"tree-label-{LONGWU}")
+    expect(village).to_have_text("龙坞村")
+    # Online/total of the village's direct children: two of its three endpoints are online.
+    expect(page.get_by_test_id(f"tree-counts-{LONGWU}")).to_have_text("2/3")
+    expand(page, LONGWU)
+    expect(page.get_by_test_id(f"tree-label-{LONGWU_GATE_CAM}")).to_have_text("龙坞村口摄像机")
+    expect(page.get_by_test_id(f"tree-label-{LONGWU_TEA_CAM}")).to_have_text("龙坞茶园入口摄像机")
+    expect(
+        page.get_by_test_id(f"tree-node-{LONGWU_TEA_CAM}").locator(".dot").first
+    ).to_have_attribute("data-status", "offline")
+
+    # Search by a Chinese substring: both villages' gate cameras, not the tea-garden one.
+    search(page, "村口")
+    expect(page.get_by_test_id(f"search-result-{LONGWU_GATE_CAM}")).to_be_visible()
+    expect(page.get_by_test_id(f"search-result-{XIKENG_CAM}")).to_be_visible()
+    expect(page.get_by_test_id(f"search-result-{LONGWU_TEA_CAM}")).to_have_count(0)
+
+    # Open the camera: its details, with the path from the province down.
+    page.get_by_test_id(f"search-result-{LONGWU_GATE_CAM}").click()
+    expect(page).to_have_url(re.compile(f"#/dir/{LONGWU_GATE_CAM}$"))
+    expect(page.get_by_test_id("detail-code")).to_have_text(LONGWU_GATE_CAM)
+    expect(page.get_by_test_id("detail-name")).to_contain_text("龙坞村口摄像机")
+    expect(page.get_by_test_id("detail-status")).to_contain_text("在线")
+    expect(page.get_by_test_id("detail-path")).to_have_text(
+        re.compile("浙江省.*杭州市.*西湖区.*转塘街道.*龙坞村.*龙坞村口摄像机")
+    )
+    expect(page.get_by_test_id("detail-tags")).to_contain_text("雪亮")
+    expect(page.get_by_test_id("detail-location")).to_contain_text("30.1712")
+    expect(page.get_by_test_id("detail-attrs")).to_contain_text(
+        "rtsp://camera.example.invalid/main"
+    )
+
+    # That access is in the audit log, found with the audit view's filters.
+    page.get_by_test_id("nav-audit").click()
+    page.get_by_test_id("audit-target").fill(LONGWU_GATE_CAM)
+    page.get_by_test_id("audit-action").fill("directory.view")
+    page.get_by_test_id("audit-submit").click()
+    row = page.locator(
+        f'[data-testid="audit-row"][data-target="{LONGWU_GATE_CAM}"][data-action="directory.view"]'
+    ).first
+    expect(row).to_be_visible()
+    expect(row.get_by_test_id("audit-row-username")).to_have_text("admin")
+    expect(row).to_have_attribute("data-result", "ok")
+    # The filter narrowed the list to that target.
+    expect(
+        page.locator(f'[data-testid="audit-row"]:not([data-target="{LONGWU_GATE_CAM}"])')
+    ).to_have_count(0)
+
+    # English on request, remembered across a reload.
+    page.get_by_test_id("lang-switch").click()
+    expect(page.get_by_test_id("nav-audit")).to_have_text("Audit log")
+    page.reload()
+    expect(page.get_by_test_id("nav-dir")).to_have_text("Directory")
+    assert page.errors == []  # type: ignore[attr-defined]
+
+
+def test_county_operator_sees_only_its_subtree(page: Page, node: Node) -> None:
+    log_in(page, node, *XIHU_OPERATOR)
+    expect(page.get_by_test_id("current-scope")).to_contain_text("西湖区")
+
+    # The tree starts at the county; the province, other cities and counties are not there.
+    roots = page.get_by_test_id("tree").locator(":scope > li.tree-node")
+    expect(roots).to_have_count(1)
+    expect(page.get_by_test_id(f"tree-label-{XIHU}")).to_have_text("西湖区")
+    expect(page.get_by_test_id(f"tree-label-{PROVINCE}")).to_have_count(0)
+    expand(page, XIHU)
+    expand(page, ZHUANTANG)
+    expect(page.get_by_test_id(f"tree-label-{LONGWU}")).to_have_text("龙坞村")
+    expect(page.get_by_test_id("tree")).not_to_contain_text("温州市")
+    expect(page.get_by_test_id("tree")).not_to_contain_text("文成县")
+
+    # Search finds only the county's own gate camera.
+    search(page, "村口")
+    expect(page.get_by_test_id(f"search-result-{LONGWU_GATE_CAM}")).to_be_visible()
+    expect(page.get_by_test_id(f"search-result-{XIKENG_CAM}")).to_have_count(0)
+
+    # Another county's camera, opened by its address, is refused as if it did not exist.
+    page.goto(f"{node.base_url}/#/dir/{XIKENG_CAM}")
+    error = page.get_by_test_id("detail-error")
+    expect(error).to_be_visible()
+    expect(error).to_have_attribute("data-status", re.compile("^(403|404)$"))
+    expect(page.get_by_test_id("detail-panel")).not_to_contain_text("西坑村口摄像机")
+
+    # The refusal is in the audit log, which the operator may read for their own actions.
+    page.get_by_test_id("nav-audit").click()
+    page.get_by_test_id("audit-target").fill(XIKENG_CAM)
+    page.get_by_test_id("audit-result").select_option("denied")
+    page.get_by_test_id("audit-submit").click()
+    row = page.locator(
+        f'[data-testid="audit-row"][data-target="{XIKENG_CAM}"][data-result="denied"]'
+    ).first
+    expect(row).to_be_visible()
+    expect(row.get_by_test_id("audit-row-username")).to_have_text(XIHU_OPERATOR[0])
+    # No user administration for an operator.
+    expect(page.get_by_test_id("nav-users")).to_have_count(0)
+    assert page.errors == []  # type: ignore[attr-defined]
