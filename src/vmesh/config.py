@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -93,15 +93,41 @@ class NodeConfig(_Strict):
         return f"sqlite+aiosqlite:///{(self.node.data_dir / 'vmesh.db').resolve()}"
 
 
-def _describe(err: dict[str, object]) -> str:
-    loc = ".".join(str(p) for p in err["loc"])  # type: ignore[attr-defined]
+def _model_at(loc: tuple[str | int, ...]) -> type[BaseModel] | None:
+    """The model class of the table at ``loc`` (``()`` is the whole file), if it is one."""
+    model: type[BaseModel] = NodeConfig
+    for part in loc:
+        field = model.model_fields.get(str(part))
+        ann = field.annotation if field is not None else None
+        if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
+            return None
+        model = ann
+    return model
+
+
+def _where(loc: tuple[str | int, ...]) -> str:
+    return f"[{'.'.join(str(p) for p in loc)}]" if loc else "the top level"
+
+
+def _describe(err: dict[str, Any]) -> str:
+    loc: tuple[str | int, ...] = tuple(err["loc"])
+    name = ".".join(str(p) for p in loc)
     kind = err["type"]
     if kind == "extra_forbidden":
-        return f"{loc}: unknown key"
+        parent = _model_at(loc[:-1])
+        allowed = ", ".join(parent.model_fields) if parent is not None else "none"
+        what = "section" if not loc[:-1] else "key"
+        return f"{name}: unknown {what}; allowed in {_where(loc[:-1])}: {allowed}"
     if kind == "missing":
-        return f"{loc}: required key is missing"
-    msg = str(err["msg"]).removeprefix("Value error, ")
-    return f"{loc}: {msg} (got {err.get('input')!r})"
+        model = _model_at(loc)
+        if model is not None:
+            needed = [k for k, f in model.model_fields.items() if f.is_required()]
+            return f"{name}: required section [{name}] is missing (it needs {', '.join(needed)})"
+        return f"{name}: required key is missing"
+    if kind == "model_type":
+        return f"{name}: must be a table ([{name}]), got {err.get('input')!r}"
+    msg = str(err["msg"]).removeprefix("Value error, ").replace("Input should be", "must be")
+    return f"{name}: {msg} (got {err.get('input')!r})"
 
 
 def parse_config(data: dict[str, object], base_dir: Path | None = None) -> NodeConfig:
