@@ -58,8 +58,8 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
     )
     n = Node(base_url=f"http://127.0.0.1:{port}", config=config, log=base / "node.log")
     n.cli("directory", "import", str(HERE / "directory.csv"))
-    n.add_user(*ADMIN, roles="admin", scope=PROVINCE)
-    n.add_user(*XIHU_OPERATOR, roles="operator", scope=XIHU)
+    n.add_user(*ADMIN, roles=("admin",), scope=PROVINCE, display_name="省平台管理员")
+    n.add_user(*XIHU_OPERATOR, roles=("operator",), scope=XIHU, display_name="西湖区值班员")
     n.start()
     try:
         yield n

@@ -79,15 +79,19 @@ class Node:
             )
         return res
 
-    def add_user(self, username: str, password: str, roles: str, scope: str) -> None:
+    def add_user(
+        self, username: str, password: str, roles: tuple[str, ...], scope: str, display_name: str
+    ) -> None:
+        role_args = [a for r in roles for a in ("--role", r)]
         self.cli(
             "user",
             "add",
             username,
-            "--roles",
-            roles,
+            *role_args,
             "--scope",
             scope,
+            "--display-name",
+            display_name,
             "--password-stdin",
             stdin=password + "\n",
         )

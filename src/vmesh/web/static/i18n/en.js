@@ -18,6 +18,7 @@ export default {
   "login.busy": "Logging in…",
   "login.failed": "Wrong username or password.",
   "login.locked": "The account is locked after repeated failed logins. Try again later or ask an administrator to unlock it.",
+  "login.lockedUntil": "The account is locked after repeated failed logins until {time}; an administrator can unlock it sooner.",
   "login.disabled": "The account is disabled. Ask an administrator.",
   "login.required": "Enter a username and a password.",
 
@@ -151,7 +152,8 @@ export default {
   "users.displayName": "Name",
   "users.password": "Initial password",
   "users.roles": "Roles",
-  "users.scope": "Scope code",
+  "users.scope": "Scope",
+  "users.scopeCode": "Scope code",
   "users.department": "Department code (optional)",
   "users.state": "State",
   "users.active": "Active",

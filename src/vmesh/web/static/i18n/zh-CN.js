@@ -18,6 +18,7 @@ export default {
   "login.busy": "正在登录…",
   "login.failed": "用户名或密码错误。",
   "login.locked": "账号因多次登录失败已被锁定，请稍后再试或联系管理员解锁。",
+  "login.lockedUntil": "账号因多次登录失败已被锁定，将于 {time} 自动解锁；也可请管理员立即解锁。",
   "login.disabled": "账号已停用，请联系管理员。",
   "login.required": "请输入用户名和密码。",
 
@@ -151,7 +152,8 @@ export default {
   "users.displayName": "姓名",
   "users.password": "初始密码",
   "users.roles": "角色",
-  "users.scope": "管辖范围编码",
+  "users.scope": "管辖范围",
+  "users.scopeCode": "管辖范围编码",
   "users.department": "部门编码（可选）",
   "users.state": "状态",
   "users.active": "正常",

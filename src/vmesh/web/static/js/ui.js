@@ -3,10 +3,11 @@ import { h } from "./dom.js";
 import { lang, t, tOr } from "./i18n.js";
 
 /** A problem+json error as a block of text in the user's language, with each field named. */
-export function problemBox(err, { testid = "error", messages = {} } = {}) {
+export function problemBox(err, { testid = "error", messages = {}, text = "" } = {}) {
   const status = err?.status ?? 0;
   let headline;
-  if (messages[status]) headline = t(messages[status]);
+  if (text) headline = text;
+  else if (messages[status]) headline = t(messages[status]);
   else if (status === 0) headline = t("error.network");
   else headline = tOr(`error.${status}`, t("error.other", { status }));
   const fields = (err?.errors || []).map((fe) =>

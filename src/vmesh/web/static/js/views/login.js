@@ -1,7 +1,7 @@
 // Login page: username and password; 401/423 and other problems shown in the user's language.
 import { api } from "../api.js";
 import { clear, h } from "../dom.js";
-import { t, toggleLang } from "../i18n.js";
+import { formatTime, t, toggleLang } from "../i18n.js";
 import { problemBox } from "../ui.js";
 
 export function create(ctx) {
@@ -26,6 +26,13 @@ export function create(ctx) {
       password.value = "";
       await ctx.onLogin(res.user);
     } catch (err) {
+      const until = err.status === 423 && /locked until (\S+)/.exec(err.detail || "");
+      if (until) {
+        messages.append(problemBox({ status: 423, errors: [] }, {
+          testid: "login-error", text: t("login.lockedUntil", { time: formatTime(until[1]) }),
+        }));
+        return;
+      }
       messages.append(
         problemBox(err, {
           testid: "login-error",

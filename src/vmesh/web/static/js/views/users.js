@@ -2,7 +2,7 @@
 // The server limits the list to users inside the admin's scope; the console shows what it gets.
 import { api } from "../api.js";
 import { clear, h } from "../dom.js";
-import { t, tOr } from "../i18n.js";
+import { formatTime, t, tOr } from "../i18n.js";
 import { field, notice, pager, problemBox, ROLES } from "../ui.js";
 
 const PAGE = 50;
@@ -72,7 +72,10 @@ export function create(ctx) {
         );
         const states = [];
         if (u.disabled) states.push(h("span", { class: "badge badge-off" }, t("users.disabled")));
-        if (u.locked) states.push(h("span", { class: "badge badge-warn" }, t("users.locked")));
+        if (u.locked) {
+          states.push(h("span", { class: "badge badge-warn", title: u.locked_until ? formatTime(u.locked_until) : "" },
+            t("users.locked")));
+        }
         if (!states.length) states.push(h("span", { class: "badge badge-ok" }, t("users.active")));
         return h(
           "tr",
@@ -80,7 +83,8 @@ export function create(ctx) {
           h("td", { class: "mono" }, u.username),
           h("td", {}, u.display_name),
           h("td", {}, (u.roles || []).map((r) => tOr(`role.${r}`, r)).join("、")),
-          h("td", { class: "mono" }, u.scope_code, u.department_code ? ` / ${u.department_code}` : ""),
+          h("td", { title: u.scope_code }, u.scope_name || u.scope_code,
+            u.department_code ? h("div", { class: "mono small muted" }, u.department_code) : null),
           h("td", { testid: `user-state-${u.username}` }, states),
           actions,
         );
@@ -128,7 +132,7 @@ export function create(ctx) {
       field("users.username", nu.username),
       field("users.displayName", nu.display_name),
       field("users.password", nu.password),
-      field("users.scope", nu.scope_code),
+      field("users.scopeCode", nu.scope_code),
       field("users.department", nu.department_code)),
     h("fieldset", { class: "roles" }, h("legend", {}, t("users.roles")), roleBoxes),
     h("div", { class: "form-actions" }, h("button", { type: "submit", class: "primary", testid: "new-user-submit" }, t("users.add"))),
