@@ -1,5 +1,5 @@
 // A tiny element builder: h("div", {class: "x", onclick: fn, dataset: {...}}, child, ...).
-// Children may be strings, nodes, arrays, or null/false (skipped). No innerHTML anywhere, so
+// Children may be strings, nodes, arrays, or null/false (skipped). No HTML text is parsed, so
 // names and attributes from the directory can never inject markup.
 
 export function h(tag, attrs = {}, ...children) {
