@@ -1,4 +1,10 @@
-"""``vmesh audit verify``: check the hash chain of the audit log."""
+"""``vmesh audit verify``: check the hash chain of the audit log and its head anchor.
+
+Exit status 0 when the log is intact, 1 (with the reason on standard error) when a row was edited,
+deleted or inserted, rows were cut from its end, or its anchor is missing or damaged.
+``--reanchor`` accepts the current head as the anchor after a deliberate restore of the data
+folder or database; it refuses when the chain itself is broken, and it is audited.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,8 @@ from pathlib import Path
 
 import click
 
+from vmesh.audit.chain import ChainReport
+from vmesh.audit.log import Actor
 from vmesh.node.cli_common import config_option, run_with_node
 from vmesh.node.context import NodeContext
 
@@ -17,16 +25,24 @@ def audit() -> None:
 
 
 @audit.command("verify")
+@click.option(
+    "--reanchor",
+    is_flag=True,
+    help="after a deliberate restore: accept the current head as the anchor (audited)",
+)
 @config_option
-def verify(config_path: Path) -> None:
+def verify(reanchor: bool, config_path: Path) -> None:
     """Detect edited, deleted or inserted audit rows. Exit status 1 when the chain is broken."""
 
-    async def go(ctx: NodeContext):  # type: ignore[no-untyped-def]
+    async def go(ctx: NodeContext) -> ChainReport:
+        if reanchor:
+            return await ctx.audit.reanchor(Actor("cli", "", "local"))
         return await ctx.audit.verify()
 
     report = run_with_node(config_path, go)
     if report.ok:
-        click.echo(f"audit chain intact: {report.checked} rows")
+        what = "re-anchored" if reanchor else "intact"
+        click.echo(f"audit chain {what}: {report.checked} rows")
         return
     click.echo(
         f"AUDIT CHAIN BROKEN: {report.problem} ({report.checked} rows checked before it)", err=True
