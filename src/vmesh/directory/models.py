@@ -2,8 +2,8 @@
 
 ``path`` is the materialised chain of ancestor ids, ``/1/7/93/`` (the entry's own id last), so a
 subtree is one indexed prefix range and scope checks need no recursion. Name search has its own
-index maintained by ``vmesh.directory.store`` (FTS5 on SQLite, pg_trgm on PostgreSQL), created in the
-migration.
+index (FTS5 on SQLite, kept by ``vmesh.directory.store``; a GIN index over the name's characters
+on PostgreSQL), created in migration 0002.
 """
 
 from __future__ import annotations

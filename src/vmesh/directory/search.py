@@ -1,0 +1,280 @@
+"""Directory search: name substring, code prefix, kind, type, status, tag, subtree; sorted, paged.
+
+How it stays fast at a million rows. Each filter that has an index of its own (name, code prefix,
+subtree, tag) is a possible *driver*. First a capped count of each driver alone (at most
+``CAP + 1`` index entries read, a few milliseconds); then:
+
+- the smallest driver matches at most ``CAP`` rows: read those rows through its index, apply the
+  other filters without their indexes, sort them and count them exactly;
+- every driver matches more than ``CAP`` rows (a common character such as 村, or a wide code
+  prefix): walk the index of the sort order and test each row against the filters. Matches are
+  dense then, so a page is found after a few thousand rows; the total is counted up to ``CAP`` and
+  reported as ``total_capped``.
+
+Name substrings use ``directory_name_fts`` on SQLite (one token per character; a phrase query finds
+consecutive characters) and a GIN index over the characters of ``lower(name)`` on PostgreSQL (see
+migration 0002); both are followed by an exact ``instr``/``strpos`` test.
+
+Public: ``SearchQuery``, ``SearchResult``, ``search``, ``SORTS``, ``CAP``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from vmesh.directory import validate as v
+from vmesh.directory.models import Entry
+from vmesh.directory.store import as_summary, summary_columns
+from vmesh.errors import ErrorList, FieldError
+from vmesh.identity.codes import TYPE_NAMES, Kind
+from vmesh.storage.db import Database
+
+log = logging.getLogger(__name__)
+
+CAP = 10_000
+Q_MAX = 100
+SORTS = ("name", "-name", "code", "-code", "updated", "-updated")
+_SORT_COLS = {"name": "e.name", "code": "e.code", "updated": "e.updated_at"}
+
+
+@dataclass
+class SearchQuery:
+    q: str | None = None
+    code_prefix: str | None = None
+    kind: str | None = None
+    type: str | None = None
+    status: str | None = None
+    tag: str | None = None
+    sort: str = "name"
+    offset: int = 0
+    limit: int = 50
+
+    def check(self) -> None:
+        errors = ErrorList()
+        if self.q is not None:
+            self.q = self.q.strip() or None
+        if self.q is not None and len(self.q) > Q_MAX:
+            errors.add(FieldError("q", f"must be at most {Q_MAX} characters", self.q[:20] + "…"))
+        if self.code_prefix is not None:
+            cp = self.code_prefix.strip()
+            if not (cp.isascii() and cp.isdigit() and 1 <= len(cp) <= 20):
+                errors.add(FieldError("code_prefix", "must be 1 to 20 digits", self.code_prefix))
+            self.code_prefix = cp or None
+        if self.kind is not None and self.kind not in {k.value for k in Kind}:
+            errors.add(
+                FieldError(
+                    "kind", f"unknown kind (allowed: {', '.join(k.value for k in Kind)})", self.kind
+                )
+            )
+        if self.type is not None and self.type not in TYPE_NAMES:
+            errors.add(
+                FieldError(
+                    "type", f"unknown type code (known: {', '.join(sorted(TYPE_NAMES))})", self.type
+                )
+            )
+        if self.status is not None and self.status not in v.STATUSES:
+            errors.add(FieldError("status", f"must be one of {', '.join(v.STATUSES)}", self.status))
+        if self.sort not in SORTS:
+            errors.add(FieldError("sort", f"must be one of {', '.join(SORTS)}", self.sort))
+        if self.offset < 0:
+            errors.add(FieldError("offset", "must be 0 or more", str(self.offset)))
+        if not 1 <= self.limit <= 500:
+            errors.add(FieldError("limit", "must be 1 to 500", str(self.limit)))
+        errors.raise_if_any("the search is not valid")
+
+
+@dataclass
+class SearchResult:
+    items: list[dict[str, Any]]
+    total: int
+    total_capped: bool
+    plan: str = ""  # which index drove the search (for logs and the benchmark)
+
+
+@dataclass
+class _Filter:
+    name: str
+    plain: str  # the condition, index-usable
+    blind: str  # the same condition written so that no index is used for it
+    params: dict[str, Any] = field(default_factory=dict)
+    count_sql: str | None = None  # capped count of this filter alone, if it can drive
+
+
+def _capped_count(where: str) -> str:
+    return (
+        f"SELECT count(*) FROM (SELECT 1 FROM directory_entries e WHERE {where} LIMIT {CAP + 1}) c"
+    )
+
+
+def _filters(qry: SearchQuery, subtree: str | None, dialect: str) -> list[_Filter]:
+    pg = dialect == "postgresql"
+    out: list[_Filter] = []
+    cap = f"LIMIT {CAP + 1}"
+    if qry.q:
+        ql = qry.q.lower()
+        exact = "strpos(lower(e.name), :ql) > 0" if pg else "instr(lower(e.name), :ql) > 0"
+        if pg:
+            chars = sorted(set(ql))
+            cond = "regexp_split_to_array(lower(e.name), '') @> CAST(:qchars AS text[])"
+            out.append(
+                _Filter(
+                    "name",
+                    f"{cond} AND {exact}",
+                    exact,
+                    {"ql": ql, "qchars": chars},
+                    _capped_count(cond),
+                )
+            )
+        else:
+            phrase = v.query_tokens(qry.q)
+            if phrase is None:
+                out.append(_Filter("name", exact, exact, {"ql": ql}))
+            else:
+                fts = "SELECT rowid FROM directory_name_fts WHERE directory_name_fts MATCH :fts"
+                out.append(
+                    _Filter(
+                        "name",
+                        f"e.id IN ({fts}) AND {exact}",
+                        exact,
+                        {"ql": ql, "fts": phrase},
+                        f"SELECT count(*) FROM ({fts} {cap}) c",
+                    )
+                )
+    if qry.code_prefix:
+        lo, hi = v.code_prefix_range(qry.code_prefix)
+        col = 'e.code COLLATE "C"' if pg else "e.code"
+        cond = f"{col} >= :clo" + (f" AND {col} < :chi" if hi else "")
+        out.append(
+            _Filter(
+                "code",
+                cond,
+                f"substr(e.code, 1, {len(lo)}) = :clo",
+                {"clo": lo, "chi": hi},
+                _capped_count(cond),
+            )
+        )
+    if subtree:
+        lo, hi = v.path_range(subtree)
+        col = 'e.path COLLATE "C"' if pg else "e.path"
+        cond = f"{col} >= :plo AND {col} < :phi"
+        out.append(
+            _Filter(
+                "subtree",
+                cond,
+                f"substr(e.path, 1, {len(lo)}) = :plo",
+                {"plo": lo, "phi": hi},
+                _capped_count(cond),
+            )
+        )
+    if qry.tag:
+        sub = "SELECT entry_id FROM entry_tags WHERE tag = :tag"
+        out.append(
+            _Filter(
+                "tag",
+                f"e.id IN ({sub})",
+                "EXISTS (SELECT 1 FROM entry_tags t WHERE t.entry_id = e.id AND t.tag = :tag)",
+                {"tag": qry.tag},
+                f"SELECT count(*) FROM ({sub} {cap}) c",
+            )
+        )
+    if qry.kind:
+        out.append(_Filter("kind", "e.kind = :kind", "e.kind || '' = :kind", {"kind": qry.kind}))
+    if qry.type:
+        cond = "substr(e.code, 11, 3) = :type"
+        out.append(_Filter("type", cond, cond, {"type": qry.type}))
+    if qry.status:
+        out.append(
+            _Filter(
+                "status", "e.status = :status", "e.status || '' = :status", {"status": qry.status}
+            )
+        )
+    return out
+
+
+def _order(sort: str, dialect: str, *, blind: bool) -> str:
+    desc = sort.startswith("-")
+    col = _SORT_COLS[sort.lstrip("-")]
+    d = " DESC" if desc else ""
+    if not blind:
+        return f"{col}{d}, e.id{d}" if col != "e.code" else f"{col}{d}"
+    # Expressions that no index matches, so the driver's index is used and the rows are sorted.
+    if col == "e.updated_at" and dialect == "postgresql":
+        expr = "e.updated_at + interval '0 seconds'"
+    else:
+        expr = f"{col} || ''"
+    return f"{expr}{d}, e.id + 0{d}"
+
+
+async def _whole_tree(s: AsyncSession, subtree: str) -> bool:
+    """True when ``subtree`` is the only root: its filter would then exclude nothing."""
+    roots = (
+        (
+            await s.execute(
+                text("SELECT path FROM directory_entries WHERE parent_id IS NULL LIMIT 2")
+            )
+        )
+        .scalars()
+        .all()
+    )
+    return list(roots) == [subtree]
+
+
+async def search(db: Database, qry: SearchQuery, subtree: str | None) -> SearchResult:
+    """Run ``qry`` within ``subtree`` (a path; ``None`` for the whole directory)."""
+    qry.check()
+    async with db.sessions() as s:
+        if subtree is not None and await _whole_tree(s, subtree):
+            subtree = None
+        filters = _filters(qry, subtree, db.dialect)
+        params: dict[str, Any] = {}
+        for f in filters:
+            params.update(f.params)
+        counts: dict[str, int] = {}
+        for f in filters:
+            if f.count_sql:
+                counts[f.name] = int((await s.execute(text(f.count_sql), f.params)).scalar_one())
+        driver = min(counts, key=lambda n: counts[n]) if counts else None
+        page = f"LIMIT {int(qry.limit)} OFFSET {int(qry.offset)}"
+        if driver is not None and counts[driver] <= CAP:
+            where = " AND ".join(f.plain if f.name == driver else f.blind for f in filters)
+            order = _order(qry.sort, db.dialect, blind=True)
+            ids_sql = f"SELECT e.id FROM directory_entries e WHERE {where} ORDER BY {order} {page}"
+            count_sql = f"SELECT count(*) FROM directory_entries e WHERE {where}"
+            total = int((await s.execute(text(count_sql), params)).scalar_one())
+            capped = False
+            plan = f"driver:{driver}"
+        else:
+            where = " AND ".join(f.plain for f in filters) or "1 = 1"
+            order = _order(qry.sort, db.dialect, blind=False)
+            ids_sql = f"SELECT e.id FROM directory_entries e WHERE {where} ORDER BY {order} {page}"
+            if len(filters) == 1 and driver is not None:
+                total = counts[driver]
+            else:
+                total = int(
+                    (
+                        await s.execute(
+                            text(_capped_count(where)),
+                            params,
+                        )
+                    ).scalar_one()
+                )
+            capped = total > CAP
+            total = min(total, CAP)
+            plan = "ordered"
+        ids = [int(r) for r in (await s.execute(text(ids_sql), params)).scalars().all()]
+        rows = {}
+        if ids:
+            rows = {
+                r.id: r
+                for r in (
+                    await s.execute(select(*summary_columns()).where(Entry.id.in_(ids)))
+                ).all()
+            }
+    items = [as_summary(rows[i]) for i in ids if i in rows]
+    log.debug("directory search plan=%s counts=%s total=%s", plan, counts, total)
+    return SearchResult(items, total, capped, plan)

@@ -1,0 +1,580 @@
+"""Directory import and export: CSV and JSON files, applied all or nothing.
+
+File format (docs/directory.md has the full description): columns ``code, parent_code, kind,
+tier, name, lat, lon, tags, status, attrs``; one entry per row; a parent must be in the
+directory already or on an earlier row. CSV is UTF-8 (a BOM is accepted), header first, tags
+space-separated, attrs as JSON text. JSON is an array of objects with the same keys (tags a
+list, attrs an object); export writes one object per line.
+
+An import first parses and checks every row, collecting every error by row and field
+(``vmesh.errors.ErrorList``): bad values, bad or duplicate codes, unknown parents, codes already in
+the directory (unless ``update``), division or kind not fitting the parent, rows outside the
+caller's scope. Only a clean file is written, in one transaction with its audit row, under the
+directory writers' lock; ``dry_run`` stops after the checks. Export orders rows by depth, then code,
+so parents come first and the file does not depend on internal ids: export → import into an empty
+node → export gives the same bytes.
+
+Public: ``ImportReport``, ``parse_file``, ``import_rows``, ``export_lines``, ``FORMATS``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import delete, func, insert, select, text, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from vmesh.audit.log import AuditLog
+from vmesh.auth.principal import Principal
+from vmesh.directory import validate as v
+from vmesh.directory.models import Entry, EntryTag
+from vmesh.directory.store import Who, in_subtree, write_lock
+from vmesh.errors import ErrorList, FieldError, InvalidInput
+from vmesh.identity.codes import Kind, Tier, check_child_code, parse_code
+from vmesh.storage.db import Database
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("csv", "json")
+CHUNK = 10_000
+Progress = Callable[[str, int, int], None]  # (phase, done, total)
+
+
+@dataclass
+class ImportReport:
+    rows: int
+    created: int
+    updated: int
+    dry_run: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "rows": self.rows,
+            "created": self.created,
+            "updated": self.updated,
+            "dry_run": self.dry_run,
+        }
+
+
+# -- parsing ---------------------------------------------------------------------------------
+
+
+def _decode(data: bytes | str) -> str:
+    if isinstance(data, str):
+        return data.removeprefix("\ufeff")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise InvalidInput.one(
+            "file", f"is not UTF-8 text (bad byte at offset {e.start})"
+        ) from None
+
+
+def _parse_csv(text_: str) -> list[tuple[int, dict[str, str]]]:
+    reader = csv.reader(io.StringIO(text_, newline=""))
+    try:
+        header = [h.strip() for h in next(reader)]
+    except StopIteration:
+        raise InvalidInput.one("file", "is empty (expected a header row)") from None
+    except csv.Error as e:
+        raise InvalidInput.one("file", f"is not valid CSV ({e})") from None
+    _check_columns(header)
+    rows: list[tuple[int, dict[str, str]]] = []
+    errors = ErrorList()
+    width = len(header)
+    try:
+        for n, cells in enumerate(reader, start=1):
+            if not cells:
+                continue
+            if len(cells) != width:
+                errors.add(
+                    FieldError(
+                        "columns", f"has {len(cells)} cells, the header has {width}", None, n
+                    )
+                )
+                continue
+            rows.append((n, dict(zip(header, cells, strict=True))))
+    except csv.Error as e:
+        raise InvalidInput.one("file", f"is not valid CSV (line {reader.line_num}: {e})") from None
+    errors.raise_if_any("the file has malformed rows")
+    return rows
+
+
+def _check_columns(header: list[str]) -> None:
+    errors = ErrorList()
+    allowed = ", ".join(v.FIELDS)
+    seen: set[str] = set()
+    for h in header:
+        if h not in v.FIELDS:
+            errors.add(FieldError(h or "(empty)", f"unknown column (allowed: {allowed})"))
+        elif h in seen:
+            errors.add(FieldError(h, "column appears twice"))
+        seen.add(h)
+    for req in v.REQUIRED_FIELDS:
+        if req not in seen:
+            errors.add(FieldError(req, "required column is missing"))
+    errors.raise_if_any("the file's columns are wrong")
+
+
+def _parse_json(text_: str) -> list[tuple[int, dict[str, Any]]]:
+    try:
+        doc = json.loads(text_)
+    except json.JSONDecodeError as e:
+        raise InvalidInput.one("file", f"is not valid JSON (line {e.lineno}: {e.msg})") from None
+    if isinstance(doc, dict) and isinstance(doc.get("entries"), list):
+        doc = doc["entries"]
+    if not isinstance(doc, list):
+        raise InvalidInput.one("file", 'must be a JSON array of entries (or {"entries": [...]})')
+    errors = ErrorList()
+    rows: list[tuple[int, dict[str, Any]]] = []
+    for n, obj in enumerate(doc, start=1):
+        if not isinstance(obj, dict):
+            errors.add(FieldError("entry", "must be a JSON object", json.dumps(obj)[:40], n))
+            continue
+        for k in obj:
+            if k not in v.FIELDS:
+                errors.add(
+                    FieldError(k, f"unknown field (allowed: {', '.join(v.FIELDS)})", None, n)
+                )
+        for req in v.REQUIRED_FIELDS:
+            if req not in obj:
+                errors.add(FieldError(req, "is missing", None, n))
+        rows.append((n, obj))
+    errors.raise_if_any("the file has malformed entries")
+    return rows
+
+
+def parse_file(data: bytes | str, fmt: str) -> list[tuple[int, dict[str, Any]]]:
+    """Rows of a file as ``(row number, raw fields)``; raises on malformed files or columns."""
+    if fmt not in FORMATS:
+        raise InvalidInput.one("format", f"must be one of {', '.join(FORMATS)}", fmt)
+    text_ = _decode(data)
+    return _parse_csv(text_) if fmt == "csv" else _parse_json(text_)  # type: ignore[return-value]
+
+
+# -- checking --------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Row:
+    n: int
+    f: v.EntryFields
+    code: str
+    parent: str | None
+    existing_id: int | None = None
+    old_name: str | None = None
+
+
+@dataclass(slots=True)
+class _Known:
+    """What the checks need to know about a parent: from the database or an earlier row."""
+
+    kind: str
+    tier: str | None
+    id: int | None
+    path: str | None
+    parent_id: int | None = None
+    name: str | None = None
+
+
+async def _lookup(s: AsyncSession, codes: Iterable[str]) -> dict[str, _Known]:
+    found: dict[str, _Known] = {}
+    batch: list[str] = []
+
+    async def flush() -> None:
+        res = await s.execute(
+            select(
+                Entry.code,
+                Entry.kind,
+                Entry.tier,
+                Entry.id,
+                Entry.path,
+                Entry.parent_id,
+                Entry.name,
+            ).where(Entry.code.in_(batch))
+        )
+        for r in res.all():
+            found[r.code] = _Known(r.kind, r.tier, r.id, r.path, r.parent_id, r.name)
+        batch.clear()
+
+    for c in codes:
+        batch.append(c)
+        if len(batch) >= 500:
+            await flush()
+    if batch:
+        await flush()
+    return found
+
+
+async def _check(
+    s: AsyncSession,
+    who: Who,
+    raw_rows: list[tuple[int, dict[str, Any]]],
+    update_existing: bool,
+    progress: Progress | None,
+) -> tuple[list[_Row], dict[str, _Known]]:
+    errors = ErrorList()
+    rows: list[_Row] = []
+    first_row: dict[str, int] = {}
+    total = len(raw_rows)
+    for i, (n, raw) in enumerate(raw_rows):
+        f = v.check_fields(raw, errors, n)
+        if f is None:
+            continue
+        if f.code is None:
+            errors.add(FieldError("code", "is required in an import file", None, n))
+            continue
+        try:
+            parse_code(f.code)
+            if f.parent_code is not None:
+                parse_code(f.parent_code, "parent_code")
+        except InvalidInput as e:
+            for fe in e.errors:
+                errors.add(FieldError(fe.field, fe.reason, fe.value, n))
+            continue
+        if f.code in first_row:
+            errors.add(FieldError("code", f"duplicate: also on row {first_row[f.code]}", f.code, n))
+            continue
+        first_row[f.code] = n
+        rows.append(_Row(n, f, f.code, f.parent_code))
+        if progress and i % CHUNK == 0:
+            progress("check", i, total)
+    # What the database already holds of the codes and parents named in the file.
+    empty = (await s.execute(select(Entry.id).limit(1))).first() is None
+    known: dict[str, _Known] = {}
+    if not empty:
+        wanted = set(first_row) | {r.parent for r in rows if r.parent and r.parent not in first_row}
+        known = await _lookup(s, wanted)
+    in_db = set(known)
+    scope = who.scope_path if isinstance(who, Principal) else None
+    for r in rows:
+        f, n = r.f, r.n
+        existing = known.get(r.code) if r.code in in_db else None
+        if existing is not None and not update_existing:
+            errors.add(FieldError("code", "already exists in the directory", r.code, n))
+            continue
+        if (
+            existing is not None
+            and scope is not None
+            and not (existing.path or "").startswith(scope)
+        ):
+            errors.add(FieldError("code", "already exists outside your scope", r.code, n))
+            continue
+        parent: _Known | None = None
+        if r.parent is not None:
+            parent = known.get(r.parent)
+            if parent is None:
+                later = first_row.get(r.parent)
+                reason = (
+                    f"is defined later in the file (row {later}); parents must come first"
+                    if later is not None
+                    else "unknown parent: not in the directory or on an earlier row"
+                )
+                errors.add(FieldError("parent_code", reason, r.parent, n))
+                continue
+            if scope is not None and parent.path is not None and not parent.path.startswith(scope):
+                errors.add(FieldError("parent_code", "is outside your scope", r.parent, n))
+                continue
+        elif scope is not None:
+            errors.add(
+                FieldError(
+                    "parent_code",
+                    "is required (a new root can only be imported from the node's command line)",
+                    None,
+                    n,
+                )
+            )
+            continue
+        why = v.check_parent_kind(f.kind, Kind(parent.kind) if parent else None)
+        if why:
+            errors.add(FieldError("parent_code", why, r.parent, n))
+            continue
+        try:
+            ptier = Tier(parent.tier) if parent is not None and parent.tier else None
+            check_child_code(
+                parse_code(r.code),
+                f.kind,
+                parse_code(r.parent) if r.parent else None,
+                f.tier,
+                ptier if f.kind is Kind.region else None,
+            )
+        except InvalidInput as e:
+            for fe in e.errors:
+                errors.add(FieldError(fe.field, fe.reason, fe.value, n))
+            continue
+        if existing is not None:
+            if existing.kind != f.kind.value:
+                errors.add(
+                    FieldError(
+                        "kind",
+                        f"the existing entry is a {existing.kind}; an import "
+                        "cannot change an entry's kind",
+                        f.kind.value,
+                        n,
+                    )
+                )
+                continue
+            parent_id = parent.id if parent else None
+            if existing.parent_id != parent_id:
+                errors.add(
+                    FieldError(
+                        "parent_code",
+                        "differs from the existing entry's parent; an import cannot move entries",
+                        r.parent,
+                        n,
+                    )
+                )
+                continue
+            r.existing_id, r.old_name = existing.id, existing.name
+        else:
+            # Later rows may hang under this one.
+            known[r.code] = _Known(f.kind.value, f.tier.value if f.tier else None, None, None)
+    errors.raise_if_any("the file was not imported")
+    if progress:
+        progress("check", total, total)
+    return rows, known
+
+
+# -- writing ---------------------------------------------------------------------------------
+
+
+async def import_rows(
+    db: Database,
+    audit: AuditLog,
+    who: Who,
+    raw_rows: list[tuple[int, dict[str, Any]]],
+    *,
+    dry_run: bool = False,
+    update_existing: bool = False,
+    fmt: str = "",
+    source: str = "",
+    progress: Progress | None = None,
+) -> ImportReport:
+    """Check every row, then (unless ``dry_run``) write them all in one transaction."""
+    if dry_run:
+        async with db.sessions() as s:
+            rows, _ = await _check(s, who, raw_rows, update_existing, progress)
+        created = sum(1 for r in rows if r.existing_id is None)
+        return ImportReport(len(rows), created, len(rows) - created, True)
+    async with audit.transaction() as s:
+        await write_lock(s, db.dialect)
+        rows, known = await _check(s, who, raw_rows, update_existing, progress)
+        created, updated = await _write(s, db, rows, known, progress)
+        audit.record(
+            s,
+            who,
+            "directory.import",
+            "",
+            "ok",
+            {
+                "rows": len(rows),
+                "created": created,
+                "updated": updated,
+                "format": fmt,
+                "source": source,
+            },
+        )
+    log.info(
+        "directory import rows=%d created=%d updated=%d by=%s",
+        len(rows),
+        created,
+        updated,
+        who.username,
+    )
+    return ImportReport(len(rows), created, updated, False)
+
+
+async def _write(
+    s: AsyncSession,
+    db: Database,
+    rows: list[_Row],
+    known: dict[str, _Known],
+    progress: Progress | None,
+) -> tuple[int, int]:
+    now = datetime.now(UTC)
+    next_id = int(await s.scalar(select(func.coalesce(func.max(Entry.id), 0))) or 0) + 1
+    table = Entry.__table__
+    entries: list[dict[str, Any]] = []
+    tags: list[dict[str, Any]] = []
+    names: list[dict[str, Any]] = []
+    created = updated = done = 0
+    total = len(rows)
+
+    async def flush() -> None:
+        if entries:
+            await s.execute(insert(table), entries)
+        if tags:
+            await s.execute(insert(EntryTag.__table__), tags)
+        if names and db.is_sqlite:
+            await s.execute(
+                text("INSERT INTO directory_name_fts(rowid, chars) VALUES (:id, :c)"), names
+            )
+        entries.clear()
+        tags.clear()
+        names.clear()
+        if progress:
+            progress("write", done, total)
+
+    for r in rows:
+        f = r.f
+        if r.existing_id is not None:
+            await _update_one(s, db, r, now)
+            updated += 1
+        else:
+            parent = known.get(r.parent) if r.parent else None
+            eid = next_id
+            next_id += 1
+            path = f"{parent.path if parent else '/'}{eid}/"
+            known[r.code] = _Known(f.kind.value, f.tier.value if f.tier else None, eid, path)
+            entries.append(
+                {
+                    "id": eid,
+                    "code": r.code,
+                    "parent_id": parent.id if parent else None,
+                    "path": path,
+                    "kind": f.kind.value,
+                    "tier": f.tier.value if f.tier else None,
+                    "name": f.name,
+                    "lat": f.lat,
+                    "lon": f.lon,
+                    "tags": " ".join(f.tags),
+                    "status": f.status,
+                    "last_seen": None,
+                    "attrs": f.attrs,
+                    "version": 1,
+                    "updated_at": now,
+                }
+            )
+            tags.extend({"entry_id": eid, "tag": t} for t in f.tags)
+            if db.is_sqlite:
+                names.append({"id": eid, "c": v.name_tokens(f.name)})
+            created += 1
+        done += 1
+        if len(entries) >= CHUNK:
+            await flush()
+    await flush()
+    return created, updated
+
+
+async def _update_one(s: AsyncSession, db: Database, r: _Row, now: datetime) -> None:
+    f = r.f
+    assert r.existing_id is not None
+    await s.execute(
+        update(Entry)
+        .where(Entry.id == r.existing_id)
+        .values(
+            name=f.name,
+            lat=f.lat,
+            lon=f.lon,
+            tags=" ".join(f.tags),
+            status=f.status,
+            attrs=f.attrs,
+            version=Entry.version + 1,
+            updated_at=now,
+        )
+    )
+    await s.execute(delete(EntryTag).where(EntryTag.entry_id == r.existing_id))
+    if f.tags:
+        await s.execute(insert(EntryTag), [{"entry_id": r.existing_id, "tag": t} for t in f.tags])
+    if db.is_sqlite and r.old_name != f.name:
+        await s.execute(
+            text(
+                "INSERT INTO directory_name_fts(directory_name_fts, rowid, chars) "
+                "VALUES('delete', :id, :c)"
+            ),
+            {"id": r.existing_id, "c": v.name_tokens(r.old_name or "")},
+        )
+        await s.execute(
+            text("INSERT INTO directory_name_fts(rowid, chars) VALUES (:id, :c)"),
+            {"id": r.existing_id, "c": v.name_tokens(f.name)},
+        )
+
+
+# -- export ----------------------------------------------------------------------------------
+
+
+def _num(x: float | None) -> str:
+    return "" if x is None else repr(float(x))
+
+
+async def export_lines(
+    db: Database, fmt: str, subtree: str | None = None, batch: int = 5000
+) -> AsyncIterator[str]:
+    """The export file as text chunks: parents before children, then by code."""
+    if fmt not in FORMATS:
+        raise InvalidInput.one("format", f"must be one of {', '.join(FORMATS)}", fmt)
+    p = Entry.__table__.alias("p")
+    e = Entry.__table__
+    depth = func.length(e.c.path) - func.length(func.replace(e.c.path, "/", ""))
+    q = (
+        select(
+            e.c.code,
+            p.c.code.label("parent_code"),
+            e.c.kind,
+            e.c.tier,
+            e.c.name,
+            e.c.lat,
+            e.c.lon,
+            e.c.tags,
+            e.c.status,
+            e.c.attrs,
+        )
+        .select_from(e.outerjoin(p, p.c.id == e.c.parent_id))
+        .order_by(depth, e.c.code)
+    )
+    if subtree is not None:
+        q = q.where(in_subtree(subtree, db.dialect))
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    if fmt == "csv":
+        writer.writerow(v.FIELDS)
+    else:
+        buf.write("[")
+    first = True
+    async with db.sessions() as s:
+        result = await s.stream(q.execution_options(yield_per=batch))
+        async for part in result.partitions(batch):
+            for r in part:
+                if fmt == "csv":
+                    writer.writerow(
+                        [
+                            r.code,
+                            r.parent_code or "",
+                            r.kind,
+                            r.tier or "",
+                            r.name,
+                            _num(r.lat),
+                            _num(r.lon),
+                            r.tags,
+                            r.status,
+                            "" if r.attrs in ("", "{}") else r.attrs,
+                        ]
+                    )
+                else:
+                    obj = {
+                        "code": r.code,
+                        "parent_code": r.parent_code,
+                        "kind": r.kind,
+                        "tier": r.tier,
+                        "name": r.name,
+                        "lat": r.lat,
+                        "lon": r.lon,
+                        "tags": r.tags.split() if r.tags else [],
+                        "status": r.status,
+                        "attrs": json.loads(r.attrs or "{}"),
+                    }
+                    buf.write(("\n" if first else ",\n") + json.dumps(obj, ensure_ascii=False))
+                    first = False
+            yield buf.getvalue()
+            buf.seek(0)
+            buf.truncate()
+    if fmt == "json":
+        buf.write("\n]\n")
+    yield buf.getvalue()

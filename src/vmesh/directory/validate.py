@@ -1,0 +1,263 @@
+"""Pure checks and normalisation of directory input: one entry's fields, parent rules, search terms.
+
+No I/O. Every check appends ``FieldError``s (with the import row when there is one) to an
+``ErrorList`` instead of stopping at the first, so an API call or a file import can report every
+problem at once. ``vmesh.directory.store`` adds the checks that need the database (parent exists,
+code free, division consistent with the parent via ``vmesh.identity.codes``).
+
+Public: ``EntryFields``, ``check_fields``, ``check_parent_kind``, ``canonical_attrs``,
+``name_tokens``, ``query_tokens``, ``code_prefix_range``, ``path_range``, ``STATUSES``,
+``FIELDS``, ``REQUIRED_FIELDS``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from vmesh.errors import ErrorList, FieldError
+from vmesh.identity.codes import KIND_TYPES, ORG_KINDS, TIER_ORDER, Kind, Tier
+
+STATUSES = ("online", "offline", "unknown")
+# Columns of an import/export file, in export order.
+FIELDS = ("code", "parent_code", "kind", "tier", "name", "lat", "lon", "tags", "status", "attrs")
+REQUIRED_FIELDS = ("code", "parent_code", "kind", "name")
+NAME_MAX = 200
+TAG_MAX = 64
+TAGS_MAX = 32
+ATTRS_MAX = 8192
+
+
+@dataclass(frozen=True, slots=True)
+class EntryFields:
+    """One entry's validated, normalised fields (what the store writes)."""
+
+    code: str | None
+    parent_code: str | None
+    kind: Kind
+    tier: Tier | None
+    name: str
+    lat: float | None
+    lon: float | None
+    tags: tuple[str, ...]
+    status: str
+    attrs: str  # canonical JSON text of an object
+
+
+def _blank(v: object) -> bool:
+    return v is None or (isinstance(v, str) and v.strip() == "")
+
+
+def _text(v: object) -> str:
+    return v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)
+
+
+def parse_coord(
+    v: object, field: str, lo: float, hi: float, errors: ErrorList, row: int | None
+) -> float | None:
+    if _blank(v):
+        return None
+    if isinstance(v, bool):
+        errors.add(FieldError(field, "must be a number", _text(v), row))
+        return None
+    try:
+        f = float(v) if isinstance(v, int | float | str) else math.nan
+    except ValueError:
+        errors.add(FieldError(field, "must be a number", _text(v), row))
+        return None
+    if not math.isfinite(f) or not lo <= f <= hi:
+        errors.add(FieldError(field, f"must be a number from {lo:g} to {hi:g}", _text(v), row))
+        return None
+    return f
+
+
+def parse_tags(v: object, errors: ErrorList, row: int | None) -> tuple[str, ...]:
+    """Tags come as a list (JSON) or space-separated text (CSV); stored sorted and unique."""
+    if _blank(v):
+        return ()
+    if isinstance(v, str):
+        items: list[object] = list(v.split())
+    elif isinstance(v, list):
+        items = list(v)
+    else:
+        errors.add(
+            FieldError("tags", "must be a list of tags or space-separated text", _text(v), row)
+        )
+        return ()
+    tags: set[str] = set()
+    for t in items:
+        if not isinstance(t, str) or not t.strip():
+            errors.add(FieldError("tags", "each tag must be non-empty text", _text(t), row))
+            continue
+        t = t.strip()
+        if any(c.isspace() for c in t) or not t.isprintable():
+            errors.add(
+                FieldError("tags", "a tag must not contain spaces or control characters", t, row)
+            )
+        elif len(t) > TAG_MAX:
+            errors.add(FieldError("tags", f"a tag must be at most {TAG_MAX} characters", t, row))
+        else:
+            tags.add(t)
+    if len(tags) > TAGS_MAX:
+        errors.add(FieldError("tags", f"at most {TAGS_MAX} tags", str(len(tags)), row))
+    return tuple(sorted(tags))
+
+
+def canonical_attrs(v: object, errors: ErrorList, row: int | None) -> str:
+    """A JSON object (or its text) as canonical JSON text, so exports compare byte for byte."""
+    if _blank(v):
+        return "{}"
+    obj: object = v
+    if isinstance(v, str):
+        try:
+            obj = json.loads(v)
+        except json.JSONDecodeError as e:
+            errors.add(FieldError("attrs", f"is not valid JSON ({e.msg})", v[:100], row))
+            return "{}"
+    if not isinstance(obj, dict):
+        errors.add(FieldError("attrs", "must be a JSON object", _text(v)[:100], row))
+        return "{}"
+    text = json.dumps(obj, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    if len(text) > ATTRS_MAX:
+        errors.add(
+            FieldError("attrs", f"must be at most {ATTRS_MAX} characters of JSON", None, row)
+        )
+        return "{}"
+    return text
+
+
+def parse_name(v: object, errors: ErrorList, row: int | None) -> str:
+    if not isinstance(v, str) or not v.strip():
+        errors.add(FieldError("name", "is required", None if v is None else _text(v), row))
+        return ""
+    name = " ".join(v.split())
+    if len(name) > NAME_MAX:
+        errors.add(
+            FieldError("name", f"must be at most {NAME_MAX} characters", name[:40] + "…", row)
+        )
+    elif not name.isprintable():
+        errors.add(FieldError("name", "must not contain control characters", name, row))
+    return name
+
+
+def parse_kind(v: object, errors: ErrorList, row: int | None) -> Kind | None:
+    try:
+        return Kind(str(v)) if isinstance(v, str) else Kind(_text(v))
+    except ValueError:
+        allowed = ", ".join(k.value for k in Kind)
+        errors.add(FieldError("kind", f"unknown kind (allowed: {allowed})", _text(v), row))
+        return None
+
+
+def parse_tier(v: object, kind: Kind | None, errors: ErrorList, row: int | None) -> Tier | None:
+    if _blank(v):
+        if kind is Kind.region:
+            allowed = ", ".join(t.value for t in TIER_ORDER)
+            errors.add(FieldError("tier", f"is required for a region ({allowed})", None, row))
+        return None
+    try:
+        tier = Tier(v if isinstance(v, str) else _text(v))
+    except ValueError:
+        allowed = ", ".join(t.value for t in TIER_ORDER)
+        errors.add(FieldError("tier", f"unknown tier (allowed: {allowed})", _text(v), row))
+        return None
+    if kind is not None and kind is not Kind.region:
+        errors.add(
+            FieldError("tier", f"only regions have a tier, not a {kind.value}", tier.value, row)
+        )
+        return None
+    return tier
+
+
+def parse_status(v: object, errors: ErrorList, row: int | None) -> str:
+    if _blank(v):
+        return "unknown"
+    if v not in STATUSES:
+        errors.add(FieldError("status", f"must be one of {', '.join(STATUSES)}", _text(v), row))
+        return "unknown"
+    return str(v)
+
+
+def parse_code_text(v: object, field: str, errors: ErrorList, row: int | None) -> str | None:
+    """Shape only (text, trimmed); ``identity.codes.parse_code`` does the full check."""
+    if _blank(v):
+        return None
+    if not isinstance(v, str):
+        errors.add(FieldError(field, "must be a string of 20 digits", _text(v), row))
+        return None
+    return v.strip()
+
+
+def check_fields(
+    raw: Mapping[str, object], errors: ErrorList, row: int | None = None
+) -> EntryFields | None:
+    """Validate one entry's fields (missing keys take defaults); ``None`` if any was bad."""
+    before = errors.total
+    code = parse_code_text(raw.get("code"), "code", errors, row)
+    parent_code = parse_code_text(raw.get("parent_code"), "parent_code", errors, row)
+    kind = parse_kind(raw.get("kind"), errors, row)
+    tier = parse_tier(raw.get("tier"), kind, errors, row)
+    name = parse_name(raw.get("name"), errors, row)
+    lat = parse_coord(raw.get("lat"), "lat", -90, 90, errors, row)
+    lon = parse_coord(raw.get("lon"), "lon", -180, 180, errors, row)
+    if (lat is None) != (lon is None) and errors.total == before:
+        missing = "lon" if lon is None else "lat"
+        errors.add(FieldError(missing, "lat and lon must be given together", None, row))
+    tags = parse_tags(raw.get("tags"), errors, row)
+    status = parse_status(raw.get("status"), errors, row)
+    attrs = canonical_attrs(raw.get("attrs"), errors, row)
+    if errors.total != before or kind is None:
+        return None
+    return EntryFields(code, parent_code, kind, tier, name, lat, lon, tags, status, attrs)
+
+
+def check_parent_kind(kind: Kind, parent_kind: Kind | None) -> str | None:
+    """Why a ``kind`` cannot sit under ``parent_kind`` (``None``: as a root); ``None`` if it can."""
+    if parent_kind is None:
+        return None if kind is Kind.region else f"a {kind.value} needs a parent"
+    if kind is Kind.region:
+        ok = parent_kind is Kind.region
+    elif kind in ORG_KINDS:
+        ok = parent_kind in ORG_KINDS
+    elif kind is Kind.camera:
+        ok = parent_kind in ORG_KINDS or parent_kind in (Kind.nvr, Kind.platform)
+    else:
+        ok = parent_kind in ORG_KINDS or parent_kind is Kind.platform
+    return None if ok else f"a {kind.value} cannot be placed under a {parent_kind.value}"
+
+
+def allowed_types(kind: Kind) -> tuple[str, ...]:
+    return KIND_TYPES[kind]
+
+
+def name_tokens(text: str) -> str:
+    """Text for the SQLite name index: each letter or digit one token (``西湖区`` → ``西 湖 区``).
+
+    One token per character lets a phrase query find any substring, including one- and
+    two-character Chinese queries that a trigram index cannot.
+    """
+    return " ".join(c for c in text.lower() if c.isalnum())
+
+
+def query_tokens(q: str) -> str | None:
+    """An FTS5 phrase for substring ``q``, or ``None`` when ``q`` has no letters or digits."""
+    toks = name_tokens(q)
+    return f'"{toks}"' if toks else None
+
+
+def _increment_digits(p: str) -> str | None:
+    if set(p) == {"9"}:
+        return None
+    return str(int(p) + 1).rjust(len(p), "0")
+
+
+def code_prefix_range(prefix: str) -> tuple[str, str | None]:
+    """``[lo, hi)`` of the codes starting with the digits ``prefix`` (hi ``None``: no bound)."""
+    return prefix, _increment_digits(prefix)
+
+
+def path_range(path: str) -> tuple[str, str]:
+    """``[lo, hi)`` of the paths inside the subtree at ``path`` (``'/1/7/'``); '0' follows '/'."""
+    return path, path[:-1] + "0"

@@ -1,0 +1,73 @@
+"""directory search: name substring index and sort indexes
+
+Name search must find any substring of a Chinese name, including one and two characters, fast at a
+million rows. SQLite: a contentless FTS5 table holding each name as one token per character (see
+``vmesh.directory.validate.name_tokens``); a phrase query finds consecutive characters. The store
+keeps it in step with ``directory_entries``. PostgreSQL: a GIN index over the array of a name's
+characters (``regexp_split_to_array(lower(name), '')``), maintained by PostgreSQL itself; ``@>``
+narrows to names holding every character, ``strpos`` checks the order. pg_trgm is not used: it
+cannot use its index for patterns under three characters, and under the C locale it drops CJK.
+
+Both: indexes for the sort orders (name, updated) with ``id`` as tie-breaker. PostgreSQL: ``path``
+and ``code`` indexes in the C collation, because subtree and code-prefix filters are range scans
+that must order by byte whatever the database's collation.
+
+Revision ID: 0002
+Revises: 0001
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0002"
+down_revision: str | None = "0001"
+branch_labels: Sequence[str] | None = None
+depends_on: Sequence[str] | None = None
+
+
+def _tokens(text: str) -> str:
+    # Kept in step with vmesh.directory.validate.name_tokens (not imported: migrations are frozen).
+    return " ".join(c for c in text.lower() if c.isalnum())
+
+
+def upgrade() -> None:
+    bind = op.get_bind()
+    if bind.dialect.name == "sqlite":
+        op.execute(
+            "CREATE VIRTUAL TABLE directory_name_fts USING fts5("
+            "chars, content='', columnsize=0, tokenize='unicode61 remove_diacritics 0')"
+        )
+        rows = bind.execute(sa.text("SELECT id, name FROM directory_entries")).all()
+        if rows:
+            bind.execute(
+                sa.text("INSERT INTO directory_name_fts(rowid, chars) VALUES (:id, :chars)"),
+                [{"id": r[0], "chars": _tokens(r[1])} for r in rows],
+            )
+        op.create_index("ix_directory_entries_updated", "directory_entries", ["updated_at"])
+    else:
+        op.execute(
+            "CREATE INDEX ix_directory_entries_name_chars ON directory_entries "
+            "USING gin (regexp_split_to_array(lower(name), ''))"
+        )
+        op.execute("CREATE INDEX ix_directory_entries_name_id ON directory_entries (name, id)")
+        op.execute(
+            "CREATE INDEX ix_directory_entries_updated ON directory_entries (updated_at, id)"
+        )
+        op.execute(
+            'CREATE INDEX ix_directory_entries_path_c ON directory_entries (path COLLATE "C")'
+        )
+        op.execute(
+            'CREATE INDEX ix_directory_entries_code_c ON directory_entries (code COLLATE "C")'
+        )
+
+
+def downgrade() -> None:
+    bind = op.get_bind()
+    if bind.dialect.name == "sqlite":
+        op.execute("DROP TABLE directory_name_fts")
+        op.drop_index("ix_directory_entries_updated", "directory_entries")
+    else:
+        for ix in ("name_chars", "name_id", "updated", "path_c", "code_c"):
+            op.execute(f"DROP INDEX ix_directory_entries_{ix}")
