@@ -18,7 +18,7 @@ export function setUnauthorizedHandler(fn) {
   onUnauthorized = fn;
 }
 
-function query(params) {
+export function queryString(params) {
   const q = new URLSearchParams();
   for (const [k, v] of Object.entries(params || {})) {
     if (v === undefined || v === null || v === "") continue;
@@ -36,7 +36,7 @@ export async function request(method, path, { params, body, quiet401 = false } =
   }
   let resp;
   try {
-    resp = await fetch(`/api${path}${query(params)}`, init);
+    resp = await fetch(`/api${path}${queryString(params)}`, init);
   } catch (e) {
     throw new ApiError(0, { detail: String(e) });
   }
@@ -71,4 +71,5 @@ export const api = {
   unlockUser: (username) => request("POST", `/users/${enc(username)}/unlock`),
 
   audit: (params) => request("GET", "/audit", { params }),
+  auditVerify: () => request("GET", "/audit/verify"),
 };

@@ -1,9 +1,9 @@
 // Audit view (admins and operators): filter by time, user, target, action and result; paged,
 // newest first. The server decides which rows a non-admin may see (own scope or own actions).
-import { api } from "../api.js";
+import { api, queryString } from "../api.js";
 import { clear, h } from "../dom.js";
 import { formatTime, t, tOr } from "../i18n.js";
-import { field, pager, problemBox, select } from "../ui.js";
+import { field, notice, pager, problemBox, select } from "../ui.js";
 
 const PAGE = 50;
 const RESULTS = ["ok", "failed", "denied", "error"];
@@ -20,7 +20,7 @@ function toIso(local) {
   return Number.isNaN(d.getTime()) ? "" : d.toISOString();
 }
 
-export function create() {
+export function create(ctx) {
   const f = {
     since: h("input", { type: "datetime-local", name: "since", step: "1", testid: "audit-since" }),
     until: h("input", { type: "datetime-local", name: "until", step: "1", testid: "audit-until" }),
@@ -30,12 +30,32 @@ export function create() {
     result: select("result", [["", t("common.all")], ...RESULTS.map((r) => [r, tOr(`result.${r}`, r)])], "", "audit-result"),
   };
   const list = h("div", { class: "results", testid: "audit-list" });
+  const verifyOut = h("div", { class: "messages", testid: "audit-verify-result" });
+  const exportLink = h("a", { class: "button", testid: "audit-export", href: "/api/audit/export", download: "" }, t("audit.export"));
+
+  function filters() {
+    return {
+      since: toIso(f.since.value), until: toIso(f.until.value), username: f.username.value.trim(),
+      target: f.target.value.trim(), action: f.action.value.trim(), result: f.result.value,
+    };
+  }
+
+  async function verify() {
+    clear(verifyOut, h("p", { class: "muted" }, t("common.loading")));
+    try {
+      const r = await api.auditVerify();
+      clear(verifyOut, r.ok
+        ? notice(t("audit.chainOk", { n: r.checked }), "audit-verify-ok")
+        : problemBox({ status: 409, errors: [] }, { testid: "audit-verify-broken",
+            text: t("audit.chainBroken", { n: r.checked, seq: r.seq ?? "—", problem: r.problem }) }));
+    } catch (err) {
+      clear(verifyOut, problemBox(err, { testid: "audit-verify-error" }));
+    }
+  }
 
   async function load(offset = 0) {
-    const params = {
-      since: toIso(f.since.value), until: toIso(f.until.value), username: f.username.value.trim(),
-      target: f.target.value.trim(), action: f.action.value.trim(), result: f.result.value, offset, limit: PAGE,
-    };
+    const params = { ...filters(), offset, limit: PAGE };
+    exportLink.href = `/api/audit/export${queryString(filters())}`;
     clear(list, h("p", { class: "muted" }, t("common.loading")));
     try {
       const page = await api.audit(params);
@@ -56,8 +76,8 @@ export function create() {
       h("tbody", {}, page.items.map((r) =>
         h(
           "tr",
-          { testid: "audit-row", dataset: { seq: String(r.seq), action: r.action, target: r.target_code || "", result: r.result } },
-          h("td", { class: "mono num" }, String(r.seq)),
+          { testid: "audit-row", dataset: { seq: r.seq === null ? "" : String(r.seq), action: r.action, target: r.target_code || "", result: r.result } },
+          h("td", { class: "mono num" }, r.seq === null ? "—" : String(r.seq)),
           h("td", { class: "nowrap" }, formatTime(r.at)),
           h("td", { testid: "audit-row-username" }, r.username || "—"),
           h("td", {}, (Array.isArray(r.roles) ? r.roles : String(r.roles || "").split(" ").filter(Boolean))
@@ -92,7 +112,12 @@ export function create() {
         h("button", { type: "button", testid: "audit-reset", onclick: () => {
           for (const input of Object.values(f)) input.value = "";
           load(0);
-        } }, t("common.reset")))),
+        } }, t("common.reset")),
+        exportLink,
+        ctx.me.roles.includes("admin")
+          ? h("button", { type: "button", testid: "audit-verify", onclick: verify }, t("audit.verify"))
+          : null)),
+    verifyOut,
     list,
   );
   load(0);

@@ -34,6 +34,7 @@ export function create(ctx) {
       const row = treeBox.querySelector(`.tree-row[data-code="${CSS.escape(selected)}"]`);
       if (row) row.classList.add("selected");
     }
+    search.setSelected(selected);
     showDetail(detailBox, selected, ctx);
   }
   update(ctx.args);
@@ -142,11 +143,22 @@ function searchPanel(ctx) {
   const tag = h("input", { name: "tag", testid: "search-tag" });
   const sort = select("sort", ["name", "code", "-updated"].map((s) => [s, t(`search.sort.${s}`)]), "name", "search-sort");
   const results = h("div", { class: "results", testid: "search-results" }, h("p", { class: "muted" }, t("search.hint")));
+  // Narrow the search to the subtree of the entry open in the detail panel.
+  const under = h("input", { type: "checkbox", name: "under", testid: "search-under", disabled: true });
+  const underLabel = h("label", { class: "check" }, under, t("search.under"));
+  let selected = null;
+
+  function setSelected(code) {
+    selected = code;
+    under.disabled = !code;
+    if (!code) under.checked = false;
+  }
 
   async function run(offset = 0) {
     const params = {
       q: q.value.trim(), code_prefix: codePrefix.value.trim(), kind: kind.value, status: status.value,
-      tag: tag.value.trim(), sort: sort.value, offset, limit: SEARCH_PAGE,
+      tag: tag.value.trim(), sort: sort.value, under: under.checked && selected ? selected : "",
+      offset, limit: SEARCH_PAGE,
     };
     clear(results, h("p", { class: "muted" }, t("common.loading")));
     try {
@@ -186,11 +198,12 @@ function searchPanel(ctx) {
     field("search.status", status),
     field("search.tag", tag),
     field("search.sort", sort),
+    underLabel,
     h("div", { class: "form-actions" },
       h("button", { type: "submit", class: "primary", testid: "search-submit" }, t("common.search"))),
   );
   const el = h("section", { class: "search-panel panel" }, h("h2", {}, t("search.title")), form, results);
-  return { el };
+  return { el, setSelected };
 }
 
 let detailSeq = 0;
