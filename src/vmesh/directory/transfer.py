@@ -336,6 +336,7 @@ async def _check(
         else:
             # Later rows may hang under this one.
             known[r.code] = _Known(f.kind.value, f.tier.value if f.tier else None, None, None)
+    errors.errors.sort(key=lambda fe: fe.row or 0)
     errors.raise_if_any("the file was not imported")
     if progress:
         progress("check", total, total)
