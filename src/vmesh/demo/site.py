@@ -1,0 +1,217 @@
+"""A demo node's data folder: configuration, generated directory, users; made once, then reused.
+
+``prepare(...)`` makes (or finds) the folder: ``vmesh.toml`` (rewritten every time with the given
+host and port), ``directory.csv`` (the generated network in the import format), ``vmesh.db`` (the
+directory imported through ``vmesh.directory.transfer``, so the demo goes through the same checks
+as any import), two users created through ``vmesh.auth.service`` — ``admin`` for the whole province
+and ``xihu``, an operator scoped to 西湖区 — with generated passwords, and ``demo.json`` (mode
+0600: what was generated and the logins), written last. A folder with ``demo.json`` is reused as it
+is. A folder left by an interrupted run is completed: the import is all or nothing, so it is either
+there or not, and a user that exists gets a new password.
+
+Calls: ``vmesh.demo.generate``, ``vmesh.directory.transfer``, ``vmesh.auth.service``.
+Public: ``DemoSite``, ``Login``, ``prepare``, ``write_config``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import json
+import logging
+import os
+import secrets
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from sqlalchemy import select
+
+from vmesh.audit.log import Actor
+from vmesh.auth import service
+from vmesh.config import NodeConfig, load_config
+from vmesh.demo.generate import FIELDS, NODE_CODE, PROVINCE_CODE, count_kinds, generate
+from vmesh.directory import transfer
+from vmesh.directory.models import Entry
+from vmesh.errors import NotFound
+from vmesh.node.context import NodeContext
+
+log = logging.getLogger(__name__)
+
+DEMO_ACTOR = Actor("demo", "system")
+STATE_FILE = "demo.json"
+CONFIG_FILE = "vmesh.toml"
+DIRECTORY_FILE = "directory.csv"
+OPERATOR_COUNTY = "西湖区"
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class Login:
+    username: str
+    password: str
+    roles: list[str]
+    scope_code: str
+    scope_name: str
+
+
+@dataclass(frozen=True)
+class DemoSite:
+    data_dir: Path
+    config_path: Path
+    villages: int
+    seed: int
+    counts: dict[str, int]
+    logins: list[Login]
+    reused: bool
+
+    @property
+    def entries(self) -> int:
+        return sum(self.counts.values())
+
+
+def _password(length: int = 12) -> str:
+    """Letters and digits without look-alikes (0/O, 1/l/I), easy to type from the screen."""
+    alphabet = "abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+    return "".join(secrets.choice(alphabet) for _ in range(length))
+
+
+def _write_atomically(path: Path, text: str, mode: int = 0o644) -> None:
+    tmp = path.with_name(path.name + ".part")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+        f.write(text)
+    tmp.replace(path)
+
+
+def write_config(data_dir: Path, host: str, port: int) -> Path:
+    """The demo node's configuration; its data folder is the folder the file is in."""
+    path = data_dir / CONFIG_FILE
+    _write_atomically(
+        path,
+        "# Written by `vmesh demo` on every start (host and port come from its options).\n"
+        "[node]\n"
+        f'code = "{NODE_CODE}"\n'
+        'name = "浙江省节点"\n'
+        'tier = "province"\n'
+        'data_dir = "."\n\n'
+        "[http]\n"
+        f"host = {json.dumps(host)}\n"
+        f"port = {port}\n\n"
+        "[log]\n"
+        'level = "INFO"\n',
+    )
+    return path
+
+
+def rows_as_csv(rows: list[dict[str, str]]) -> str:
+    out = io.StringIO()
+    w = csv.DictWriter(out, fieldnames=FIELDS, lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+    return out.getvalue()
+
+
+def _load_state(data_dir: Path) -> DemoSite | None:
+    path = data_dir / STATE_FILE
+    if not path.is_file():
+        return None
+    try:
+        d = json.loads(path.read_text(encoding="utf-8"))
+        return DemoSite(
+            data_dir=data_dir,
+            config_path=data_dir / CONFIG_FILE,
+            villages=int(d["villages"]),
+            seed=int(d["seed"]),
+            counts={str(k): int(n) for k, n in d["counts"].items()},
+            logins=[Login(**x) for x in d["logins"]],
+            reused=True,
+        )
+    except (ValueError, KeyError, TypeError) as e:
+        log.warning("demo state=%s unreadable (%s): preparing the folder again", path, e)
+        return None
+
+
+async def _import(ctx: NodeContext, data: bytes, progress: Progress | None) -> None:
+    async with ctx.db.sessions() as s:
+        present = await s.scalar(select(Entry.id).where(Entry.code == PROVINCE_CODE))
+    if present is not None:
+        log.info("demo directory already imported; keeping it")
+        return
+    rows = transfer.parse_file(data, "csv")
+    await transfer.import_rows(
+        ctx.db, ctx.audit, DEMO_ACTOR, rows, fmt="csv", source=DIRECTORY_FILE, progress=progress
+    )
+
+
+async def _ensure_user(ctx: NodeContext, login: Login, display_name: str) -> None:
+    try:
+        await service.get_user(ctx, DEMO_ACTOR, login.username)
+    except NotFound:
+        await service.create_user(
+            ctx,
+            DEMO_ACTOR,
+            username=login.username,
+            password=login.password,
+            roles=login.roles,
+            scope_code=login.scope_code,
+            display_name=display_name,
+        )
+        return
+    await service.set_password(ctx, DEMO_ACTOR, login.username, login.password)
+
+
+def prepare(
+    data_dir: Path,
+    *,
+    villages: int,
+    seed: int,
+    host: str,
+    port: int,
+    progress: Progress | None = None,
+) -> DemoSite:
+    """Make the demo folder (or reuse it) and return what it holds; the node is not started."""
+    data_dir = data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    config_path = write_config(data_dir, host, port)
+    found = _load_state(data_dir)
+    if found is not None:
+        return found
+
+    rows = generate(villages, seed)
+    csv_text = rows_as_csv(rows)
+    _write_atomically(data_dir / DIRECTORY_FILE, csv_text)
+    county = next(r for r in rows if r["tier"] == "county" and r["name"] == OPERATOR_COUNTY)
+    logins = [
+        Login("admin", _password(), ["admin"], PROVINCE_CODE, "浙江省"),
+        Login("xihu", _password(), ["operator"], county["code"], OPERATOR_COUNTY),
+    ]
+    asyncio.run(_populate(load_config(config_path), csv_text.encode("utf-8"), logins, progress))
+
+    site = DemoSite(data_dir, config_path, villages, seed, count_kinds(rows), logins, reused=False)
+    state = {
+        "villages": villages,
+        "seed": seed,
+        "counts": site.counts,
+        "logins": [asdict(x) for x in logins],
+    }
+    _write_atomically(
+        data_dir / STATE_FILE, json.dumps(state, ensure_ascii=False, indent=2) + "\n", 0o600
+    )
+    log.info("demo prepared dir=%s villages=%d seed=%d entries=%d", data_dir, villages, seed,
+             site.entries)  # fmt: skip
+    return site
+
+
+async def _populate(
+    config: NodeConfig, csv_data: bytes, logins: list[Login], progress: Progress | None
+) -> None:
+    ctx = await NodeContext.open(config)
+    try:
+        await _import(ctx, csv_data, progress)
+        await _ensure_user(ctx, logins[0], "演示管理员")
+        await _ensure_user(ctx, logins[1], "西湖区值班员")
+    finally:
+        await ctx.close()
