@@ -1,0 +1,198 @@
+"""The directory store and search on a real database (SQLite and PostgreSQL via ``ctx``)."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+from directory_sample import SYSTEM, build_sample
+from vmesh.audit.models import AuditRecord
+from vmesh.directory.models import Entry, EntryTag
+from vmesh.directory.search import SearchQuery, search
+from vmesh.directory.store import Directory
+from vmesh.errors import Conflict, InvalidInput, NotFound
+from vmesh.node.context import NodeContext
+
+pytestmark = pytest.mark.integration
+
+
+def names(res: object) -> list[str]:
+    return [i["name"] for i in res.items]  # type: ignore[attr-defined]
+
+
+async def test_generated_codes_follow_the_division_rules(ctx: NodeContext) -> None:
+    c = await build_sample(ctx)
+    # A township gets the next free 2-digit group under its county; a village shares it.
+    assert c["zt"] == "33010601002166000001"
+    assert c["longwu"] == "33010601002166000002"
+    assert c["cam_gate"] == "33010601001326000001"
+    assert c["cam_tea"] == "33010601001326000002"
+    assert c["room"] == "33010601004016000001"
+    d = Directory(ctx.db, ctx.audit)
+    second = await d.create(
+        SYSTEM, {"parent_code": c["xihu"], "kind": "region", "tier": "township", "name": "留下街道"}
+    )
+    assert second["code"] == "33010602002166000001"
+    assert [p["name"] for p in second["path"]] == ["浙江省", "杭州市", "西湖区", "留下街道"]
+
+
+async def test_bad_entries_are_refused_and_nothing_is_written(ctx: NodeContext) -> None:
+    c = await build_sample(ctx)
+    d = Directory(ctx.db, ctx.audit)
+    before = await d.count()
+    with pytest.raises(InvalidInput) as e:
+        await d.create(
+            SYSTEM,
+            {
+                "parent_code": c["xihu"],
+                "kind": "camera",
+                "name": "错区划",
+                "code": "33030200001326000001",
+            },
+        )
+    assert e.value.errors[0].field == "code"
+    assert "not inside the parent's division 33010600" in e.value.errors[0].reason
+    with pytest.raises(InvalidInput) as e:
+        await d.create(SYSTEM, {"parent_code": c["cam_gate"], "kind": "camera", "name": "x"})
+    assert e.value.errors[0].reason == "a camera cannot be placed under a camera"
+    with pytest.raises(Conflict):
+        await d.create(
+            SYSTEM,
+            {"parent_code": c["longwu"], "kind": "camera", "name": "重复", "code": c["cam_gate"]},
+        )
+    with pytest.raises(NotFound):
+        await d.create(
+            SYSTEM, {"parent_code": "33019900002166000001", "kind": "camera", "name": "x"}
+        )
+    assert await d.count() == before
+
+
+async def test_tree_levels_carry_direct_child_and_online_counts(ctx: NodeContext) -> None:
+    c = await build_sample(ctx)
+    d = Directory(ctx.db, ctx.audit)
+    [root] = await d.roots(SYSTEM)
+    assert (root["name"], root["child_count"], root["has_children"]) == ("浙江省", 2, True)
+    items, total = await d.children(SYSTEM, c["longwu"])
+    assert total == 3
+    assert {i["name"]: i["status"] for i in items} == {
+        "龙坞村口摄像机": "online",
+        "龙坞茶园入口摄像机": "offline",
+        "龙坞村便民服务室": "online",
+    }
+    items, _ = await d.children(SYSTEM, c["zt"])
+    assert [(i["name"], i["child_count"], i["online_count"]) for i in items] == [("龙坞村", 3, 2)]
+    page, total = await d.children(SYSTEM, c["longwu"], offset=2, limit=5)
+    assert total == 3 and len(page) == 1
+
+
+async def test_update_bumps_version_reindexes_name_and_tags(ctx: NodeContext) -> None:
+    c = await build_sample(ctx)
+    d = Directory(ctx.db, ctx.audit)
+    e = await d.update(
+        SYSTEM, c["cam_tea"], {"name": "龙坞茶村东侧", "tags": ["茶园", "东侧"], "status": "online"}
+    )
+    assert (e["version"], e["status"], e["tags"]) == (2, "online", ["东侧", "茶园"])
+    assert e["last_seen"] is not None
+    assert names(await search(ctx.db, SearchQuery(q="东侧"), None)) == ["龙坞茶村东侧"]
+    assert names(await search(ctx.db, SearchQuery(q="入口"), None)) == []
+    assert names(await search(ctx.db, SearchQuery(tag="东侧"), None)) == ["龙坞茶村东侧"]
+    with pytest.raises(Conflict):
+        await d.update(SYSTEM, c["cam_tea"], {"name": "y", "version": 1})
+    with pytest.raises(InvalidInput) as err:
+        await d.update(SYSTEM, c["cam_tea"], {"code": "33010601001326000099"})
+    assert err.value.errors[0].field == "code"
+    async with ctx.db.sessions() as s:
+        actions = (
+            await s.scalars(
+                select(AuditRecord.action).where(AuditRecord.target_code == c["cam_tea"])
+            )
+        ).all()
+    assert "directory.update" in actions
+
+
+async def test_moving_an_endpoint_rewrites_its_path(ctx: NodeContext) -> None:
+    c = await build_sample(ctx)
+    d = Directory(ctx.db, ctx.audit)
+    await d.update(SYSTEM, c["cam_tea"], {"parent_code": c["zt"]})
+    moved = await d.get(SYSTEM, c["cam_tea"], audit_view=False)
+    assert moved["parent_code"] == c["zt"]
+    assert [p["name"] for p in moved["path"]][-2:] == ["转塘街道", "龙坞茶园入口摄像机"]
+    with pytest.raises(InvalidInput):  # a Wencheng code does not fit under Xihu
+        await d.update(SYSTEM, c["cam_xk"], {"parent_code": c["longwu"]})
+
+
+async def test_delete_refuses_entries_with_children(ctx: NodeContext) -> None:
+    c = await build_sample(ctx)
+    d = Directory(ctx.db, ctx.audit)
+    with pytest.raises(Conflict) as e:
+        await d.delete(SYSTEM, c["longwu"])
+    assert "has 3 child entries" in e.value.detail
+    await d.delete(SYSTEM, c["cam_gate"])
+    with pytest.raises(NotFound):
+        await d.get(SYSTEM, c["cam_gate"])
+    assert names(await search(ctx.db, SearchQuery(q="村口"), None)) == ["西坑村口摄像机"]
+    async with ctx.db.sessions() as s:
+        assert (
+            await s.scalars(
+                select(EntryTag.tag)
+                .join(Entry, Entry.id == EntryTag.entry_id)
+                .where(Entry.code == c["cam_gate"])
+            )
+        ).all() == []
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        (
+            SearchQuery(q="村"),
+            ["西坑村", "西坑村口摄像机", "龙坞村", "龙坞村便民服务室", "龙坞村口摄像机"],
+        ),
+        (SearchQuery(q="坞村口"), ["龙坞村口摄像机"]),
+        (SearchQuery(q="村", kind="camera"), ["西坑村口摄像机", "龙坞村口摄像机"]),
+        (SearchQuery(q="摄像机", status="online"), ["西坑村口摄像机", "龙坞村口摄像机"]),
+        (SearchQuery(code_prefix="330328"), ["大峃镇", "文成县", "西坑村", "西坑村口摄像机"]),
+        (SearchQuery(type="401"), ["龙坞村便民服务室"]),
+        (SearchQuery(tag="村口"), ["西坑村口摄像机", "龙坞村口摄像机"]),
+        (SearchQuery(q="xyz"), []),
+    ],
+)
+async def test_search_filters(ctx: NodeContext, query: SearchQuery, expected: list[str]) -> None:
+    await build_sample(ctx)
+    res = await search(ctx.db, query, None)
+    assert sorted(names(res)) == sorted(expected)
+    assert res.total == len(expected) and not res.total_capped
+
+
+async def test_search_sorts_pages_and_stays_in_the_subtree(ctx: NodeContext) -> None:
+    c = await build_sample(ctx)
+    d = Directory(ctx.db, ctx.audit)
+    xihu = await d.resolve_under(SYSTEM, c["xihu"], "directory.search")
+    res = await search(ctx.db, SearchQuery(q="村", sort="code"), xihu)
+    assert [i["code"] for i in res.items] == sorted([c["longwu"], c["cam_gate"], c["room"]])
+    res = await search(ctx.db, SearchQuery(q="村", sort="-code", limit=2, offset=1), xihu)
+    assert res.total == 3
+    assert [i["code"] for i in res.items] == sorted(
+        [c["longwu"], c["cam_gate"], c["room"]], reverse=True
+    )[1:3]
+    with pytest.raises(InvalidInput) as e:
+        await search(ctx.db, SearchQuery(sort="size", code_prefix="33a"), None)
+    assert {x.field for x in e.value.errors} == {"sort", "code_prefix"}
+
+
+async def test_dense_searches_cap_their_totals(
+    ctx: NodeContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When every index matches more than CAP rows the index of the sort order is walked."""
+    import vmesh.directory.search as search_mod
+
+    await build_sample(ctx)
+    monkeypatch.setattr(search_mod, "CAP", 2)
+    res = await search(ctx.db, SearchQuery(q="村", limit=3), None)
+    assert res.plan == "ordered"
+    assert res.total_capped and res.total == 2
+    assert names(res) == sorted(names(res))[:3] and len(res.items) == 3
+    assert all("村" in n for n in names(res))
+    res = await search(ctx.db, SearchQuery(q="村", kind="camera", limit=3), None)
+    assert sorted(names(res)) == ["西坑村口摄像机", "龙坞村口摄像机"]
+    assert not res.total_capped and res.total == 2
