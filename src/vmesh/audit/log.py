@@ -72,6 +72,7 @@ class AuditLog:
         self.db = db
         self.anchor_path = anchor_path
         self._lock = asyncio.Lock()
+        self._warned = False
 
     def record(
         self,
@@ -117,17 +118,28 @@ class AuditLog:
             self.record(session, who, action, target_code, result, detail)
 
     async def seal(self) -> int:
-        """Chain every committed unsealed row; returns how many were sealed."""
+        """Chain every committed unsealed row; returns how many were sealed.
+
+        The anchor moves to the new head only when the log still agrees with it; after a cut or a
+        rewrite it stays where it was, as the evidence that ``verify`` reports.
+        """
         async with self._lock:
-            n, seq, head = await self._seal_once()
-            if n and self.anchor_path is not None:
+            n, seq, head, agrees = await self._seal_once()
+            if n and agrees and self.anchor_path is not None:
                 await asyncio.to_thread(_write_anchor, self.anchor_path, Anchor(seq, head))
             return n
 
-    async def _seal_once(self) -> tuple[int, int, str]:
+    async def _seal_once(self) -> tuple[int, int, str, bool]:
+        """Seal in one transaction; also say whether the log agreed with the anchor before it."""
         async with self.db.transaction() as session:
             if not self.db.is_sqlite:
                 await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
+            # Read before the first query: the snapshot the query sees is then at least as new.
+            try:
+                anchor = _read_anchor(self.anchor_path) if self.anchor_path is not None else None
+                readable = True
+            except AnchorError:
+                anchor, readable = None, False
             last = (
                 await session.execute(
                     select(AuditRecord.seq, AuditRecord.hash)
@@ -137,6 +149,7 @@ class AuditLog:
                 )
             ).first()
             seq, prev = (last[0], last[1]) if last else (0, GENESIS)
+            agrees = await self._agrees(session, anchor, readable, seq, prev)
             rows = (
                 await session.scalars(
                     select(AuditRecord).where(AuditRecord.seq.is_(None)).order_by(AuditRecord.id)
@@ -148,7 +161,37 @@ class AuditLog:
                 row.prev_hash = prev
                 row.hash = row_hash(prev, _fields(row))
                 prev = row.hash
-        return len(rows), seq, prev
+        return len(rows), seq, prev, agrees
+
+    async def _agrees(
+        self, session: AsyncSession, anchor: Anchor | None, readable: bool, seq: int, head: str
+    ) -> bool:
+        """Whether the sealed log (head ``seq``/``head``) still contains the anchored row."""
+        if self.anchor_path is None or not readable:
+            return False
+        if anchor is None:
+            ok = seq == 0
+        elif anchor.seq > seq:
+            ok = False
+        elif anchor.seq == seq:
+            ok = anchor.hash == head
+        elif anchor.seq == 0:
+            ok = True
+        else:
+            stored = await session.scalar(
+                select(AuditRecord.hash).where(AuditRecord.seq == anchor.seq)
+            )
+            ok = stored == anchor.hash
+        if not ok and not self._warned:
+            self._warned = True
+            log.error(
+                "audit log disagrees with its anchor %s (anchor=%s head_seq=%d); the anchor is "
+                "kept as evidence: run 'vmesh audit verify'",
+                self.anchor_path,
+                anchor,
+                seq,
+            )
+        return ok
 
     async def verify(self, batch: int = 5000) -> ChainReport:
         """Walk the whole chain in ``seq`` order, streaming, and report the first break.
@@ -256,8 +299,9 @@ class AuditLog:
                     "ok",
                     {"old_anchor": detail_old, "head_seq": report.checked},
                 )
-            n, seq, head = await self._seal_once()
+            n, seq, head, _ = await self._seal_once()
             await asyncio.to_thread(_write_anchor, self.anchor_path, Anchor(seq, head), True)
+            self._warned = False
         log.warning("audit anchor reset from %s to seq=%d", detail_old, seq)
         return ChainReport(True, report.checked + n, last_hash=head)
 
@@ -290,7 +334,7 @@ def _write_anchor(path: Path, anchor: Anchor, force: bool = False) -> None:
             try:
                 current = _read_anchor(path)
             except AnchorError:
-                current = None  # a damaged anchor is replaced by a good one
+                return  # a damaged anchor stays as evidence until someone re-anchors
             if current is not None and current.seq >= anchor.seq:
                 return
         body = {
