@@ -20,6 +20,7 @@ from console_node import (
     CHROMIUM,
     CHROMIUM_ARGS,
     HERE,
+    LOCKOUT_FAILURES,
     NODE_CODE,
     PROVINCE,
     XIHU,
@@ -53,7 +54,9 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
         'data_dir = "data"\n'
         "\n[http]\n"
         'host = "127.0.0.1"\n'
-        f"port = {port}\n",
+        f"port = {port}\n"
+        "\n[auth]\n"
+        f"lockout_failures = {LOCKOUT_FAILURES}\n",
         encoding="utf-8",
     )
     n = Node(base_url=f"http://127.0.0.1:{port}", config=config, log=base / "node.log")
@@ -80,29 +83,45 @@ def browser() -> Iterator[object]:
 
 
 @pytest.fixture
-def page(browser, node: Node, request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
-    """A fresh browser context (no cookies, no stored language) on the node's console.
+def pages(browser, node: Node, request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
+    """Open fresh pages, each in its own browser context (own cookies, no stored language).
 
-    Console errors and uncaught page errors are collected; on failure a screenshot and the node's
-    log tail are attached to the report folder for whoever reads the failure.
+    Uncaught page errors are collected in ``page.errors``. On a failure every page's screenshot
+    goes to the node's temporary folder (or ``$VMESH_E2E_ARTIFACTS``) and the node's log tail is
+    printed, for whoever reads the failure. Every context is closed afterwards.
     """
-    context = browser.new_context(viewport={"width": 1440, "height": 900}, locale="zh-CN")
-    context.set_default_timeout(15_000)
-    pg = context.new_page()
-    pg.errors = []  # type: ignore[attr-defined]
-    pg.on("pageerror", lambda e: pg.errors.append(str(e)))  # type: ignore[attr-defined]
+    contexts = []
+
+    def open_page():  # type: ignore[no-untyped-def]
+        context = browser.new_context(viewport={"width": 1440, "height": 900}, locale="zh-CN")
+        context.set_default_timeout(15_000)
+        contexts.append(context)
+        pg = context.new_page()
+        pg.errors = []
+        pg.on("pageerror", lambda e: pg.errors.append(str(e)))
+        return pg
+
     try:
-        yield pg
+        yield open_page
     finally:
         failed = getattr(request.node, "rep_call", None)
         if failed is not None and failed.failed:
             out = Path(os.environ.get("VMESH_E2E_ARTIFACTS", node.log.parent))
             out.mkdir(parents=True, exist_ok=True)
-            # A screenshot is a courtesy: it must never mask the failure itself.
-            with contextlib.suppress(Exception):
-                pg.screenshot(path=str(out / f"{request.node.name}.png"), full_page=True)
+            for n, context in enumerate(contexts):
+                # A screenshot is a courtesy: it must never mask the failure itself.
+                with contextlib.suppress(Exception):
+                    shot = out / f"{request.node.name}-{n}.png"
+                    context.pages[0].screenshot(path=str(shot), full_page=True)
             sys.stderr.write(f"\n--- node log tail ---\n{node.log_text()}\n")
-        context.close()
+        for context in contexts:
+            context.close()
+
+
+@pytest.fixture
+def page(pages):  # type: ignore[no-untyped-def]
+    """One fresh page on the node's console (see ``pages``)."""
+    return pages()
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -37,6 +37,7 @@ PROVINCE = "33000000002166000001"
 XIHU = "33010600002166000001"
 ADMIN = ("admin", "Zj-admin-2024!")
 XIHU_OPERATOR = ("xihu_op", "Xh-operator-2024!")
+LOCKOUT_FAILURES = 3
 # How long to wait for the node to answer /healthz before giving up; a readiness bound, not a
 # performance assertion.
 START_DEADLINE_S = 60.0

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from console_node import ADMIN, PROVINCE, XIHU, XIHU_OPERATOR, Node
+from console_node import ADMIN, LOCKOUT_FAILURES, PROVINCE, XIHU, XIHU_OPERATOR, Node
 from playwright.sync_api import Page, expect
 
 pytestmark = pytest.mark.e2e
@@ -23,6 +23,7 @@ LONGWU = "33010601002166000002"
 LONGWU_GATE_CAM = "33010601001326000101"
 LONGWU_TEA_CAM = "33010601001326000102"
 XIKENG_CAM = "33032801001326000101"
+WENCHENG = "33032800002166000001"
 
 
 def log_in(page: Page, node: Node, username: str, password: str) -> None:
@@ -167,3 +168,87 @@ def test_county_operator_sees_only_its_subtree(page: Page, node: Node) -> None:
     # No user administration for an operator.
     expect(page.get_by_test_id("nav-users")).to_have_count(0)
     assert page.errors == []  # type: ignore[attr-defined]
+
+
+def test_admin_manages_users_and_login_explains_refusals(pages, node: Node) -> None:  # type: ignore[no-untyped-def]
+    admin = pages()
+    log_in(admin, node, *ADMIN)
+    admin.get_by_test_id("nav-users").click()
+    expect(admin.get_by_test_id(f"user-row-{XIHU_OPERATOR[0]}")).to_be_visible()
+
+    # A user whose scope is no org unit is refused, naming the field; nothing is created.
+    username, password = "wencheng_view", "Wc-viewer-2024!"
+    admin.get_by_test_id("new-user-username").fill(username)
+    admin.get_by_test_id("new-user-display-name").fill("文成县查看员")
+    admin.get_by_test_id("new-user-password").fill(password)
+    admin.get_by_test_id("new-user-scope").fill("33032800002166009999")
+    admin.get_by_test_id("new-user-submit").click()
+    expect(admin.get_by_test_id("users-error")).to_be_visible()
+    expect(
+        admin.locator('[data-testid="users-error-field"][data-field="scope_code"]')
+    ).to_be_visible()
+    expect(admin.get_by_test_id(f"user-row-{username}")).to_have_count(0)
+
+    admin.get_by_test_id("new-user-scope").fill(WENCHENG)
+    admin.get_by_test_id("new-user-submit").click()
+    expect(admin.get_by_test_id("users-notice")).to_contain_text(username)
+    expect(admin.get_by_test_id(f"user-row-{username}")).to_contain_text("文成县")
+
+    # The new viewer logs in and sees the county it was given.
+    viewer = pages()
+    log_in(viewer, node, username, password)
+    expect(viewer.get_by_test_id("current-scope")).to_contain_text("文成县")
+    expect(viewer.get_by_test_id(f"tree-label-{WENCHENG}")).to_have_text("文成县")
+
+    # Wrong passwords lock the account; the login page says so, and the right one is refused too.
+    other = pages()
+    other.goto(node.base_url + "/")
+    other.get_by_test_id("login-username").fill(username)
+    for _ in range(LOCKOUT_FAILURES):
+        other.get_by_test_id("login-password").fill("wrong-password")
+        other.get_by_test_id("login-submit").click()
+    expect(other.get_by_test_id("login-error")).to_have_attribute("data-status", "423")
+    expect(other.get_by_test_id("login-error")).to_contain_text("锁定")
+    other.get_by_test_id("login-password").fill(password)
+    other.get_by_test_id("login-submit").click()
+    expect(other.get_by_test_id("login-error")).to_have_attribute("data-status", "423")
+
+    # The admin sees the lock and lifts it; the user gets in.
+    admin.get_by_test_id("users-search").click()
+    expect(admin.get_by_test_id(f"user-state-{username}")).to_contain_text("已锁定")
+    admin.get_by_test_id(f"user-unlock-{username}").click()
+    expect(admin.get_by_test_id(f"user-state-{username}")).to_contain_text("正常")
+    other.get_by_test_id("login-password").fill(password)
+    other.get_by_test_id("login-submit").click()
+    expect(other.get_by_test_id("current-user")).to_contain_text(username)
+
+    # A reset password replaces the old one.
+    new_password = "Wc-viewer-2025!"
+    admin.get_by_test_id(f"user-reset-{username}").click()
+    admin.get_by_test_id("users-new-password").fill(new_password)
+    admin.get_by_test_id("users-new-password-save").click()
+    expect(admin.get_by_test_id("users-notice")).to_contain_text(f"已重置 {username} 的密码")
+    again = pages()
+    again.goto(node.base_url + "/")
+    again.get_by_test_id("login-username").fill(username)
+    again.get_by_test_id("login-password").fill(password)
+    again.get_by_test_id("login-submit").click()
+    expect(again.get_by_test_id("login-error")).to_have_attribute("data-status", "401")
+    again.get_by_test_id("login-password").fill(new_password)
+    again.get_by_test_id("login-submit").click()
+    expect(again.get_by_test_id("current-user")).to_contain_text(username)
+
+    # Disabled: the login page says the account is disabled, in English when asked.
+    admin.get_by_test_id(f"user-toggle-{username}").click()
+    expect(admin.get_by_test_id(f"user-state-{username}")).to_contain_text("已停用")
+    last = pages()
+    last.goto(node.base_url + "/")
+    last.get_by_test_id("lang-switch").click()
+    expect(last.get_by_test_id("login-submit")).to_have_text("Log in")
+    last.get_by_test_id("login-username").fill(username)
+    last.get_by_test_id("login-password").fill(new_password)
+    last.get_by_test_id("login-submit").click()
+    expect(last.get_by_test_id("login-error")).to_have_attribute("data-status", "403")
+    expect(last.get_by_test_id("login-error")).to_contain_text("disabled")
+    for p in (admin, viewer, other, again, last):
+        assert p.errors == []

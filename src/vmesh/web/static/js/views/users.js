@@ -28,6 +28,7 @@ export function create(ctx) {
   }
 
   async function act(fn, okText) {
+    clear(messages);
     try {
       await fn();
       say(notice(okText, "users-notice"));
