@@ -1,0 +1,196 @@
+"""Directory import and export: all or nothing, errors by row and field, identical round trip."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from conftest import make_config
+from directory_sample import SYSTEM, build_sample
+from vmesh.audit.models import AuditRecord
+from vmesh.directory import transfer
+from vmesh.directory.search import SearchQuery, search
+from vmesh.directory.store import Directory
+from vmesh.errors import InvalidInput
+from vmesh.node.context import NodeContext
+
+pytestmark = pytest.mark.integration
+
+HEADER = "code,parent_code,kind,tier,name,lat,lon,tags,status,attrs\n"
+GOOD = HEADER + (
+    "33000000002166000001,,region,province,浙江省,,,,,\n"
+    "33030000002166000001,33000000002166000001,region,city,温州市,,,,,\n"
+    "33030200002166000001,33030000002166000001,region,county,鹿城区,28.0,120.6,,online,\n"
+    '33030200001326000001,33030200002166000001,camera,,五马街口,28.01,120.65,hd 商圈,online,"{""rtsp"":""rtsp://10.0.0.1/1""}"\n'
+)
+
+
+async def export(ctx: NodeContext, fmt: str) -> str:
+    return "".join([c async for c in transfer.export_lines(ctx.db, fmt)])
+
+
+async def import_text(
+    ctx: NodeContext, text: str, fmt: str = "csv", **kw: bool
+) -> transfer.ImportReport:
+    return await transfer.import_rows(
+        ctx.db, ctx.audit, SYSTEM, transfer.parse_file(text, fmt), fmt=fmt, **kw
+    )
+
+
+def errors_of(e: pytest.ExceptionInfo[InvalidInput]) -> list[tuple[int | None, str, str]]:
+    return [(x.row, x.field, x.reason) for x in e.value.errors]
+
+
+async def test_a_good_file_is_imported_and_audited(ctx: NodeContext) -> None:
+    report = await import_text(ctx, GOOD)
+    assert report.as_dict() == {"rows": 4, "created": 4, "updated": 0, "dry_run": False}
+    res = await search(ctx.db, SearchQuery(q="五马"), None)
+    assert [(i["name"], i["tags"], i["status"]) for i in res.items] == [
+        ("五马街口", ["hd", "商圈"], "online")
+    ]
+    d = Directory(ctx.db, ctx.audit)
+    cam = await d.get(SYSTEM, "33030200001326000001", audit_view=False)
+    assert cam["attrs"] == {"rtsp": "rtsp://10.0.0.1/1"}
+    assert [p["name"] for p in cam["path"]] == ["浙江省", "温州市", "鹿城区", "五马街口"]
+    async with ctx.db.sessions() as s:
+        row = (
+            await s.execute(select(AuditRecord).where(AuditRecord.action == "directory.import"))
+        ).scalar_one()
+    assert row.username == "test-setup" and '"created": 4' in row.detail
+
+
+async def test_a_bad_file_is_rejected_whole_with_reasons_by_row(ctx: NodeContext) -> None:
+    await import_text(ctx, GOOD)
+    before = await export(ctx, "csv")
+    bad = HEADER + (
+        "33030200001326000002,33030200002166000001,camera,,好的一行,,,,,\n"  # 1 fine
+        "3303020000132600000X,33030200002166000001,camera,,坏码,,,,,\n"  # 2 bad code
+        "33030200001326000001,33030200002166000001,camera,,库里已有,,,,,\n"  # 3 in the DB
+        "33030200001326000002,33030200002166000001,camera,,文件内重复,,,,,\n"  # 4 dup of row 1
+        "33030200001326000003,33039900002166000001,camera,,无父,,,,,\n"  # 5 unknown parent
+        "33030200001326000004,33030200002166000001,camera,,坐标,91,120,,,\n"  # 6 bad lat
+        "33040000001326000005,33030200002166000001,camera,,区划,,,,,\n"  # 7 wrong division
+        "33030200001326000006,33030200001326000007,camera,,父在后,,,,,\n"  # 8 parent later
+        "33030200001326000007,33030200002166000001,camera,,相机,,,,,\n"  # 9 fine
+        "33030200001326000008,33030200002166000001,carema,,类型,,,,,\n"  # 10 bad kind
+    )
+    with pytest.raises(InvalidInput) as e:
+        await import_text(ctx, bad)
+    got = errors_of(e)
+    assert [(r, f) for r, f, _ in got] == [
+        (2, "code"),
+        (3, "code"),
+        (4, "code"),
+        (5, "parent_code"),
+        (6, "lat"),
+        (7, "code"),
+        (8, "parent_code"),
+        (10, "kind"),
+    ]
+    reasons = {r: why for r, _, why in got}
+    assert reasons[3] == "already exists in the directory"
+    assert reasons[4] == "duplicate: also on row 1"
+    assert reasons[5].startswith("unknown parent")
+    assert reasons[8] == "is defined later in the file (row 9); parents must come first"
+    assert await export(ctx, "csv") == before
+    assert not (await search(ctx.db, SearchQuery(q="好的一行"), None)).items
+
+
+@pytest.mark.parametrize(
+    ("text", "fmt", "expected"),
+    [
+        (
+            "code,parent,kind,name\n",
+            "csv",
+            [
+                (None, "parent", "unknown column"),
+                (None, "parent_code", "required column is missing"),
+            ],
+        ),
+        (HEADER + "1,2,3\n", "csv", [(1, "columns", "has 3 cells, the header has 10")]),
+        (
+            '[{"code": "33000000002166000001", "kind": "region", "name": "x", "colour": 1}]',
+            "json",
+            [(1, "colour", "unknown field"), (1, "parent_code", "is missing")],
+        ),
+        ("{not json", "json", [(None, "file", "is not valid JSON")]),
+        ("", "csv", [(None, "file", "is empty")]),
+    ],
+)
+async def test_malformed_files_name_the_column_or_row(
+    ctx: NodeContext, text: str, fmt: str, expected: list[tuple[int | None, str, str]]
+) -> None:
+    with pytest.raises(InvalidInput) as e:
+        await import_text(ctx, text, fmt)
+    got = errors_of(e)
+    assert [(r, f) for r, f, _ in got] == [(r, f) for r, f, _ in expected]
+    assert all(why.startswith(w) for (_, _, why), (_, _, w) in zip(got, expected, strict=True))
+    async with ctx.db.sessions() as s:
+        assert (
+            await s.scalar(
+                select(func.count())
+                .select_from(AuditRecord)
+                .where(AuditRecord.action == "directory.import")
+            )
+            == 0
+        )
+
+
+async def test_dry_run_checks_but_writes_nothing(ctx: NodeContext) -> None:
+    report = await import_text(ctx, GOOD, dry_run=True)
+    assert report.as_dict() == {"rows": 4, "created": 4, "updated": 0, "dry_run": True}
+    assert await Directory(ctx.db, ctx.audit).count() == 0
+
+
+async def test_update_mode_changes_existing_entries(ctx: NodeContext) -> None:
+    await import_text(ctx, GOOD)
+    changed = GOOD.replace(
+        "五马街口,28.01,120.65,hd 商圈,online", "五马街东口,28.01,120.65,商圈,offline"
+    )
+    with pytest.raises(InvalidInput):
+        await import_text(ctx, changed)
+    report = await import_text(ctx, changed, update_existing=True)
+    assert (report.created, report.updated) == (0, 4)
+    [hit] = (await search(ctx.db, SearchQuery(q="东口"), None)).items
+    assert (hit["tags"], hit["status"]) == (["商圈"], "offline")
+    assert not (await search(ctx.db, SearchQuery(q="马街口"), None)).items
+
+
+@pytest.fixture
+def second_url(request: pytest.FixtureRequest, db_url: str) -> Iterator[str]:
+    """Another empty database of the same kind as ``db_url``."""
+    if not db_url:
+        yield ""  # SQLite: a new file in the other node's data folder
+        return
+    cluster = request.getfixturevalue("pg_cluster")
+    name = cluster.create_database()
+    try:
+        yield cluster.url(name)
+    finally:
+        cluster.drop_database(name)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json"])
+async def test_export_import_export_is_identical(
+    ctx: NodeContext, tmp_path: Path, fmt: str, second_url: str
+) -> None:
+    await build_sample(ctx)
+    await import_text(
+        ctx,
+        HEADER + "33032801001326000777,33032800002166000001,camera,,"
+        '"引号,逗号""测试",27.78,119.99,,offline,"{""b"":[1,2],""a"":""x""}"\n',
+    )
+    first = await export(ctx, fmt)
+    assert first.count("\n") == (15 if fmt == "csv" else 16)
+    other = await NodeContext.open(make_config(tmp_path / "other", second_url))
+    try:
+        report = await transfer.import_rows(
+            other.db, other.audit, SYSTEM, transfer.parse_file(first.encode(), fmt)
+        )
+        assert report.created == 14
+        assert await export(other, fmt) == first
+    finally:
+        await other.close()
