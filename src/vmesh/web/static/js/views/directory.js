@@ -103,7 +103,7 @@ function treeNode(node, ctx) {
     statusDot(node.status),
     h("a", {
       href: `#/dir/${encodeURIComponent(node.code)}`, class: "tree-label",
-      testid: `tree-label-${node.code}`, title: node.code,
+      testid: `tree-label-${node.code}`, title: `${node.name} · ${node.code}`,
     }, node.name),
     counts(node),
   );
