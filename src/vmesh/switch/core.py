@@ -831,7 +831,7 @@ class Switch:
         inp.received_prior = inp.received
         lost_i = exp_i - rec_i
         fraction = (lost_i << 8) // exp_i if exp_i > 0 and lost_i > 0 else 0
-        dlsr = int((now - inp.sr_at) * 65536) if inp.sr_mid else 0
+        dlsr = round((now - inp.sr_at) * 65536) if inp.sr_mid else 0
         block = ReportBlock(
             ssrc=inp.ssrc,
             fraction_lost=min(fraction, 255),
