@@ -6,13 +6,19 @@
 session for it without a login round trip; the returned secret works both as the
 ``vmesh_session`` cookie and as ``Authorization: Bearer``. ``bearer(secret)`` builds the header.
 
+``write_config(ctx, tmp_path)`` writes a TOML file for the same node (data folder and database),
+and ``vmesh(*args, stdin=...)`` runs the real command line in a child process, for CLI tests.
+
 Codes: ``region_code(center, serial)`` composes a valid GB/T 28181 code of type 216 for a region,
 e.g. ``region_code("33032800")`` for Wencheng county.
 """
 
 from __future__ import annotations
 
+import asyncio
+import sys
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -129,3 +135,33 @@ async def open_session(ctx: NodeContext, username: str, hours: float = 1) -> str
 
 def bearer(secret: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {secret}"}
+
+
+def write_config(ctx: NodeContext, tmp_path: Path) -> Path:
+    """A configuration file for the node ``ctx`` runs (same data folder, same database)."""
+    node = ctx.config.node
+    path = tmp_path / "vmesh.toml"
+    path.write_text(
+        "[node]\n"
+        f'code = "{node.code}"\nname = "{node.name}"\ntier = "{node.tier}"\n'
+        f'data_dir = "{node.data_dir}"\n'
+        f'[database]\nurl = "{ctx.config.database.url}"\n',
+        encoding="utf-8",
+    )
+    return path
+
+
+async def vmesh(*args: str, stdin: str = "") -> tuple[int, str, str]:
+    """Run the real ``vmesh`` command line; returns (exit status, stdout, stderr)."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        "from vmesh.cli import main; main()",
+        *args,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await proc.communicate(stdin.encode())
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()

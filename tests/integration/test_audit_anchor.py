@@ -3,14 +3,13 @@ a re-computed chain, and a lost anchor; ``vmesh audit verify`` exits 1 naming th
 
 from __future__ import annotations
 
-import asyncio
 import json
-import sys
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select, text, update
 
+from factories import vmesh, write_config
 from vmesh.audit.chain import row_hash
 from vmesh.audit.log import ANCHOR_FILE, Actor
 from vmesh.audit.models import AuditRecord
@@ -133,31 +132,6 @@ async def test_reanchor_refuses_a_broken_chain(ctx: NodeContext) -> None:
 
 
 # ------------------------------------------------------------------------------------------ CLI
-
-
-def write_config(ctx: NodeContext, tmp_path: Path) -> Path:
-    node = ctx.config.node
-    path = tmp_path / "vmesh.toml"
-    path.write_text(
-        "[node]\n"
-        f'code = "{node.code}"\nname = "{node.name}"\ntier = "{node.tier}"\n'
-        f'data_dir = "{node.data_dir}"\n'
-        f'[database]\nurl = "{ctx.config.database.url}"\n',
-        encoding="utf-8",
-    )
-    return path
-
-
-async def vmesh(*args: str, stdin: str = "") -> tuple[int, str, str]:
-    """Run the real ``vmesh`` command (as an operator would) and collect its output."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", "from vmesh.cli import main; main()", *args,
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    out, err = await proc.communicate(stdin.encode())
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
 
 
 async def test_cli_verify_exit_status(ctx: NodeContext, tmp_path: Path) -> None:
