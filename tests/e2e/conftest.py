@@ -15,7 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from console_node import (
+
+from e2e.console_node import (
     ADMIN,
     CHROMIUM,
     CHROMIUM_ARGS,

@@ -11,8 +11,9 @@ from __future__ import annotations
 import re
 
 import pytest
-from console_node import ADMIN, LOCKOUT_FAILURES, PROVINCE, XIHU, XIHU_OPERATOR, Node
 from playwright.sync_api import Page, expect
+
+from e2e.console_node import ADMIN, LOCKOUT_FAILURES, PROVINCE, XIHU, XIHU_OPERATOR, Node
 
 pytestmark = pytest.mark.e2e
 
