@@ -1,0 +1,205 @@
+"""The switch's asyncio UDP adapter: owns the sockets and the clock, the core owns the logic.
+
+Per input: an RTP socket and an RTCP socket (by default the next port, as ffmpeg and most cameras
+expect). RTCP arriving on the RTP socket (RFC 5761 multiplexing) is recognised and handled as
+RTCP. Per output: RTP leaves from one shared socket; an output with an RTCP destination gets its
+own RTCP socket, so the receiver's feedback (PLI/FIR/NACK, RR) on that socket is known to be
+about that output.
+
+Destination tokens in ``InputSpec.rtcp_dest`` / ``OutputSpec.dest`` / ``OutputSpec.rtcp_dest``
+are ``(host, port)`` tuples, or ``Latched(input_id)`` for "wherever the source's RTCP came from"
+(sources such as ffmpeg send RTCP from a port nobody configured; requests are held until the
+first RTCP packet tells us where to send them).
+
+A timer calls ``Switch.tick`` every ``tick_interval`` seconds. ``use_uvloop()`` installs uvloop's
+event loop policy where it is installed (it is a vmesh dependency).
+
+Public: ``SwitchTransport``, ``Latched``, ``use_uvloop``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import time
+from collections.abc import Callable, Hashable
+from typing import NamedTuple, cast
+
+from vmesh.switch.core import InputSpec, OutputSpec, Send, Switch
+from vmesh.switch.rtp import is_rtcp
+
+log = logging.getLogger(__name__)
+
+Address = tuple[str, int]
+RECEIVE_BUFFER = 4 * 1024 * 1024
+
+
+class Latched(NamedTuple):
+    """Send to the address the input's RTCP last came from."""
+
+    input_id: str
+
+
+def use_uvloop() -> bool:
+    """Install uvloop's event loop policy if it can be imported; say whether it was."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency, but keep stdlib working
+        return False
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    return True
+
+
+class _Endpoint(asyncio.DatagramProtocol):
+    """One bound UDP socket; hands every datagram to ``on_datagram(data, addr)``."""
+
+    def __init__(self, on_datagram: Callable[[bytes, Address], None]) -> None:
+        self.on_datagram = on_datagram
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.DatagramTransport, transport)
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):  # the kernel caps it; the default still works
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+
+    def datagram_received(self, data: bytes, addr: tuple[str | object, ...]) -> None:
+        try:
+            self.on_datagram(data, (str(addr[0]), int(str(addr[1]))))
+        except Exception:
+            log.exception("switch datagram handler failed")
+
+    def error_received(self, exc: Exception) -> None:
+        log.debug("udp error=%s", exc)
+
+    def sendto(self, data: bytes, addr: Address) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.sendto(data, addr)
+
+
+class SwitchTransport:
+    """Runs a :class:`Switch` on UDP sockets bound to ``host``."""
+
+    def __init__(
+        self,
+        switch: Switch,
+        host: str = "127.0.0.1",
+        tick_interval: float = 0.05,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.switch = switch
+        self.host = host
+        self.tick_interval = tick_interval
+        self.clock = clock
+        self._endpoints: list[_Endpoint] = []
+        self._routes: dict[Hashable, _Endpoint] = {}
+        self._latched: dict[str, Address] = {}
+        self._out_rtp: _Endpoint | None = None
+        self._ticker: asyncio.Task[None] | None = None
+
+    async def _bind(self, port: int, handler: Callable[[bytes, Address], None]) -> _Endpoint:
+        loop = asyncio.get_running_loop()
+        _, proto = await loop.create_datagram_endpoint(
+            lambda: _Endpoint(handler), local_addr=(self.host, port)
+        )
+        self._endpoints.append(proto)
+        return proto
+
+    @staticmethod
+    def _port(ep: _Endpoint) -> int:
+        assert ep.transport is not None
+        return int(ep.transport.get_extra_info("sockname")[1])
+
+    async def start(self) -> None:
+        """Bind the shared output socket and start the RTCP timer."""
+        self._out_rtp = await self._bind(0, lambda data, addr: None)
+        self._ticker = asyncio.create_task(self._tick_loop(), name="switch-tick")
+
+    async def close(self) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
+        for ep in self._endpoints:
+            if ep.transport is not None:
+                ep.transport.close()
+        self._endpoints.clear()
+
+    async def add_input(self, spec: InputSpec, port: int = 0, rtcp_port: int | None = None) -> int:
+        """Add an input listening on ``port`` (0: any) and ``rtcp_port`` (default ``port + 1``,
+        or any free port when ``port`` is 0). Returns the RTP port."""
+        self.switch.add_input(spec)
+        input_id = spec.id
+
+        def on_rtp(data: bytes, addr: Address) -> None:
+            now = self.clock()
+            if is_rtcp(data):
+                self._latched[input_id] = addr
+                self._send(self.switch.on_input_rtcp(input_id, data, now))
+            else:
+                self._send(self.switch.on_rtp(input_id, data, now))
+
+        def on_rtcp(data: bytes, addr: Address) -> None:
+            self._latched[input_id] = addr
+            self._send(self.switch.on_input_rtcp(input_id, data, self.clock()))
+
+        try:
+            rtp = await self._bind(port, on_rtp)
+            if rtcp_port is None:
+                rtcp_port = port + 1 if port else 0
+            rtcp = await self._bind(rtcp_port, on_rtcp)
+        except OSError:
+            self.switch.remove_input(input_id)
+            raise
+        if spec.rtcp_dest is not None:
+            self._routes[spec.rtcp_dest] = rtcp
+        log.info(
+            "switch input=%s rtp_port=%d rtcp_port=%d", input_id, self._port(rtp), self._port(rtcp)
+        )
+        return self._port(rtp)
+
+    async def add_output(self, spec: OutputSpec) -> int | None:
+        """Add an output; returns the port of its RTCP socket if it has an RTCP destination."""
+        assert self._out_rtp is not None, "start() first"
+        self.switch.add_output(spec)
+        self._routes[spec.dest] = self._out_rtp
+        if spec.rtcp_dest is None:
+            return None
+        output_id = spec.id
+
+        def on_rtcp(data: bytes, addr: Address) -> None:
+            self._send(self.switch.on_rtcp(output_id, data, self.clock()))
+
+        ep = await self._bind(0, on_rtcp)
+        self._routes[spec.rtcp_dest] = ep
+        return self._port(ep)
+
+    def route(self, output_id: str, input_id: str) -> None:
+        self._send(self.switch.route(output_id, input_id, self.clock()))
+
+    def unroute(self, output_id: str) -> None:
+        self.switch.unroute(output_id)
+
+    def _send(self, sends: list[Send]) -> None:
+        for dest, data in sends:
+            ep = self._routes.get(dest)
+            if ep is None:
+                log.warning("switch no socket for dest=%s", dest)
+                continue
+            if isinstance(dest, Latched):
+                addr = self._latched.get(dest.input_id)
+                if addr is None:
+                    continue  # the source has not sent RTCP yet: nowhere to send it
+                ep.sendto(data, addr)
+            elif isinstance(dest, tuple) and len(dest) == 2:
+                ep.sendto(data, (str(dest[0]), int(dest[1])))
+            else:
+                log.warning("switch cannot send to dest=%r: not (host, port)", dest)
+
+    async def _tick_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.tick_interval)
+            self._send(self.switch.tick(self.clock()))

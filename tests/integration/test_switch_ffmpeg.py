@@ -1,0 +1,209 @@
+"""Real RTP from two ffmpeg encoders through the switch's UDP transport to a real ffmpeg decoder.
+
+Camera A is ffmpeg's ``testsrc2`` pattern, camera B a plain red picture, both H.264 with a one
+second GOP. One output channel starts on A, is spliced to B, then back to A. What a viewer would
+notice is checked: the decoder (ffmpeg reading an SDP file) decodes 320x240 frames with no
+decoding errors and no missed packets, and the picture goes A → red → A; on the wire the channel
+keeps one SSRC and consecutive sequence numbers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import shutil
+import signal
+import socket
+from collections.abc import Callable
+from pathlib import Path
+from typing import cast
+
+import pytest
+
+from vmesh.switch.codecs import Codec
+from vmesh.switch.core import InputSpec, KeyframeRequest, OutputSpec, Switch
+from vmesh.switch.rtp import RtpPacket, parse_rtp
+from vmesh.switch.transport import Latched, SwitchTransport
+
+pytestmark = pytest.mark.integration
+
+FFMPEG = shutil.which("ffmpeg")
+LOCAL = "127.0.0.1"
+W, H = 16, 12  # decoded frames are scaled down to this for the colour check
+
+
+def free_udp_pair() -> int:
+    """An even port whose successor is free too (RTP + RTCP for the decoder)."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind((LOCAL, 0))
+            port = int(s.getsockname()[1]) & ~1
+        try:
+            with (
+                socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as a,
+                socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as b,
+            ):
+                a.bind((LOCAL, port))
+                b.bind((LOCAL, port + 1))
+            return port
+        except OSError:
+            continue
+    raise RuntimeError("no free UDP port pair")
+
+
+def udp_bound(port: int) -> bool:
+    text = Path("/proc/net/udp").read_text()
+    return f":{port:04X} " in text
+
+
+async def wait_for(cond: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not cond():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+class Recorder(asyncio.DatagramProtocol):
+    """Keeps every RTP packet of the output and relays it to the decoder."""
+
+    def __init__(self, relay_to: tuple[str, int]) -> None:
+        self.packets: list[RtpPacket] = []
+        self.relay_to = relay_to
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.DatagramTransport, transport)
+
+    def datagram_received(self, data: bytes, addr: tuple[str | object, ...]) -> None:
+        self.packets.append(parse_rtp(data))
+        assert self.transport is not None
+        self.transport.sendto(data, self.relay_to)
+
+    def frames(self) -> int:
+        return sum(p.marker for p in self.packets)
+
+
+async def camera(source: str, port: int, rtcp_port: int) -> asyncio.subprocess.Process:
+    assert FFMPEG is not None
+    return await asyncio.create_subprocess_exec(
+        FFMPEG, "-hide_banner", "-loglevel", "error", "-re", "-f", "lavfi", "-i", source,
+        "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g", "25", "-bf", "0",
+        "-f", "rtp", f"rtp://{LOCAL}:{port}?rtcpport={rtcp_port}&pkt_size=1200",
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+@pytest.mark.skipif(FFMPEG is None, reason="ffmpeg is not installed (scripts/setup.sh installs it)")
+async def test_two_ffmpeg_cameras_spliced_on_one_channel_decode(tmp_path: Path) -> None:
+    assert FFMPEG is not None
+    loop = asyncio.get_running_loop()
+    decoder_port = free_udp_pair()
+    sdp = tmp_path / "channel.sdp"
+    sdp.write_text(
+        "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=vmesh channel\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+        f"m=video {decoder_port} RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n"
+        "a=fmtp:96 packetization-mode=1\r\n"
+    )
+    decoder = await asyncio.create_subprocess_exec(
+        FFMPEG, "-hide_banner", "-loglevel", "warning", "-protocol_whitelist", "file,udp,rtp",
+        "-i", str(sdp), "-fps_mode", "passthrough", "-vf", f"scale={W}:{H}", "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1",
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    raw = bytearray()
+    log = bytearray()
+
+    async def drain(stream: asyncio.StreamReader | None, into: bytearray) -> None:
+        assert stream is not None
+        while chunk := await stream.read(65536):
+            into += chunk
+
+    readers = [
+        asyncio.create_task(drain(decoder.stdout, raw)),
+        asyncio.create_task(drain(decoder.stderr, log)),
+    ]
+    switch = Switch()
+    transport = SwitchTransport(switch)
+    cams: list[asyncio.subprocess.Process] = []
+    rec_transport: asyncio.DatagramTransport | None = None
+    try:
+        await wait_for(lambda: udp_bound(decoder_port), "the decoder to listen")
+        await transport.start()
+        ports = {}
+        for name in ("a", "b"):
+            rtp = free_udp_pair()
+            spec = InputSpec(
+                name, Codec.h264, keyframe_request=KeyframeRequest.pli, rtcp_dest=Latched(name)
+            )
+            ports[name] = (await transport.add_input(spec, rtp), rtp + 1)
+        rec_transport, recorder = await loop.create_datagram_endpoint(
+            lambda: Recorder((LOCAL, decoder_port)), local_addr=(LOCAL, 0)
+        )
+        rec_port = rec_transport.get_extra_info("sockname")[1]
+        await transport.add_output(
+            OutputSpec(
+                "tile-1", Codec.h264, ssrc=0x5EED, dest=(LOCAL, rec_port),
+                rtcp_dest=(LOCAL, decoder_port + 1),
+            )
+        )  # fmt: skip
+        transport.route("tile-1", "a")
+        cams.append(await camera("color=c=red:size=320x240:rate=25", *ports["b"]))
+        cams.append(await camera("testsrc2=size=320x240:rate=25", *ports["a"]))
+
+        await wait_for(lambda: recorder.frames() >= 50, "50 frames of camera A")
+        await wait_for(lambda: switch.snapshot().inputs["b"].gop_packets > 0, "a GOP of B")
+        transport.route("tile-1", "b")
+        mark = recorder.frames()
+        await wait_for(lambda: recorder.frames() >= mark + 50, "50 frames after splicing to B")
+        transport.route("tile-1", "a")
+        mark = recorder.frames()
+        await wait_for(lambda: recorder.frames() >= mark + 50, "50 frames after splicing to A")
+        snap = switch.snapshot()
+    finally:
+        for cam in cams:
+            cam.terminate()
+            await cam.wait()
+        await transport.close()
+        if rec_transport is not None:
+            rec_transport.close()
+        if decoder.returncode is None:
+            decoder.send_signal(signal.SIGINT)
+        await asyncio.wait_for(decoder.wait(), 30)
+        await asyncio.gather(*readers)
+
+    packets = recorder.packets
+    assert {p.ssrc for p in packets} == {0x5EED}
+    gaps = [
+        (p.sequence_number, q.sequence_number)
+        for p, q in itertools.pairwise(packets)
+        if (q.sequence_number - p.sequence_number) & 0xFFFF != 1
+    ]
+    assert gaps == []
+    assert all(
+        (q.timestamp - p.timestamp) & 0xFFFFFFFF < 0x80000000
+        for p, q in itertools.pairwise(packets)
+    )
+    out = snap.outputs["tile-1"]
+    assert (out.splices, out.input) == (2, "a")
+    assert out.replayed > 0
+
+    text = log.decode(errors="replace")
+    assert "error while decoding" not in text.lower(), text
+    assert "missed" not in text, text
+    frame = W * H * 3
+    assert len(raw) >= 100 * frame
+    kinds = []
+    for i in range(0, len(raw) - frame + 1, frame):
+        px = raw[i : i + frame]
+        r, g, b = (sum(px[c::3]) / (W * H) for c in range(3))
+        kinds.append("red" if r > 180 and g < 80 and b < 80 else "pattern")
+    runs: list[list[object]] = []
+    for k in kinds:
+        if runs and runs[-1][0] == k:
+            runs[-1][1] += 1  # type: ignore[operator]
+        else:
+            runs.append([k, 1])
+    assert [k for k, _ in runs] == ["pattern", "red", "pattern"], runs
+    assert all(n >= 25 for _, n in runs), runs  # type: ignore[operator]
