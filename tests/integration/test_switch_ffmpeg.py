@@ -56,9 +56,10 @@ def udp_bound(port: int) -> bool:
     return f":{port:04X} " in text
 
 
-async def wait_for(cond: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
+async def wait_for(cond: Callable[[], bool], what: str) -> None:
+    """Wait for a condition; the 60 s bound only keeps a broken run from hanging."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
+    deadline = loop.time() + 60.0
     while not cond():
         if loop.time() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
@@ -108,7 +109,8 @@ async def test_two_ffmpeg_cameras_spliced_on_one_channel_decode(tmp_path: Path) 
     )
     decoder = await asyncio.create_subprocess_exec(
         FFMPEG, "-hide_banner", "-loglevel", "warning", "-protocol_whitelist", "file,udp,rtp",
-        "-i", str(sdp), "-fps_mode", "passthrough", "-vf", f"scale={W}:{H}", "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1",
+        "-i", str(sdp), "-fps_mode", "passthrough", "-vf", f"scale={W}:{H}",
+        "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1",
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
