@@ -76,6 +76,21 @@ async def test_runs_logs_output_and_stops(tmp_path: Path) -> None:
     assert "hello from child" in text and "to stderr" in text
 
 
+async def test_exit_reason_quotes_the_last_output_line(tmp_path: Path) -> None:
+    log_path = tmp_path / "child.log"
+    spec = ProcessSpec(
+        "complainer",
+        py("import sys; print('fatal: port 8088 in use', file=sys.stderr); sys.exit(2)"),
+        log_path=log_path,
+        restart=RestartPolicy(0.01, max_failures=1),
+    )
+    p = SupervisedProcess(spec)
+    await p.start()
+    st = await wait(p, S.FAILED)
+    assert st.last_error is not None
+    assert st.last_error.startswith("exited with status 2 (last output: 'fatal: port 8088 in use'")
+
+
 async def test_crash_loop_backs_off_then_gives_up(tmp_path: Path) -> None:
     runs = tmp_path / "runs.txt"
     spec = ProcessSpec(

@@ -431,7 +431,21 @@ class SupervisedProcess:
                     self._set(ProcessState.RUNNING, health_detail=detail)
 
     def _log_hint(self) -> str:
-        return f" (output in {self.spec.log_path})" if self.spec.log_path else ""
+        """Where the output is, and its last line (often the reason a program gave up)."""
+        path = self.spec.log_path
+        if path is None:
+            return ""
+        last = ""
+        try:
+            with open(path, "rb") as f:
+                f.seek(max(f.seek(0, os.SEEK_END) - 4096, 0))
+                lines = [ln.strip() for ln in f.read().decode(errors="replace").splitlines()]
+            lines = [ln for ln in lines if ln]
+            if lines and not lines[-1].startswith("=== vmesh: start #"):
+                last = lines[-1][:300]
+        except OSError:
+            pass
+        return f" (last output: {last!r}; see {path})" if last else f" (output in {path})"
 
     def _kill_group(self, proc: asyncio.subprocess.Process) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
