@@ -1,0 +1,107 @@
+"""Benchmark of the switch's sans-IO core: packets per second through ``Switch.on_rtp`` on one
+core at fan-out 1, 10 and 100, and the per-packet latency of the core (p50/p99 of one
+``on_rtp`` call, which produces every output's copy). No sockets: this is the ceiling the UDP
+transport and the kernel then eat into. The Janus ``rtp_forward`` side-by-side comes later.
+
+Run: ``.venv/bin/python bench/switch.py [--seconds 3]``; prints JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import time
+
+from vmesh.switch.codecs import Codec
+from vmesh.switch.core import InputSpec, OutputSpec, Switch
+from vmesh.switch.rtp import RtpPacket
+
+PAYLOAD = 1160  # bytes of H.264 per packet, as ffmpeg sends with pkt_size=1200
+PER_FRAME = 4  # 16384 frames make exactly one 65536-packet sequence cycle, so looping is seamless
+GOP_FRAMES = 50
+
+
+def stream(n_frames: int) -> list[bytes]:
+    """An H.264-shaped stream: keyframe (STAP-A + FU-A IDR) every 50 frames, deltas between."""
+    out = []
+    seq, ts = 0, 0
+    body = bytes(random.Random(1).getrandbits(8) for _ in range(PAYLOAD))
+    for f in range(n_frames):
+        key = f % GOP_FRAMES == 0
+        for i in range(PER_FRAME):
+            if key and i == 0:
+                head = b"\x18\x00\x02\x67\x42\x00\x02\x68\xce"
+            else:
+                nal = 0x7C if key else 0x5C
+                fu = (
+                    (5 if key else 1)
+                    | (0x80 if i == 0 else 0)
+                    | (0x40 if i == PER_FRAME - 1 else 0)
+                )
+                head = bytes((nal, fu))
+            pkt = RtpPacket(96, seq & 0xFFFF, ts, 0xCAFE, i == PER_FRAME - 1, payload=head + body)
+            out.append(pkt.serialize())
+            seq += 1
+        ts = (ts + 3600) & 0xFFFFFFFF
+    return out
+
+
+def run(fanout: int, packets: list[bytes], seconds: float) -> dict[str, float]:
+    sw = Switch(rng=random.Random(2))
+    sw.add_input(InputSpec("cam", Codec.h264))
+    for i in range(fanout):
+        sw.add_output(OutputSpec(f"o{i}", Codec.h264, ssrc=i + 1, dest=("127.0.0.1", 20000 + i)))
+        sw.route(f"o{i}", "cam", 0.0)
+    on_rtp = sw.on_rtp
+    clock = time.perf_counter_ns
+    lat: list[int] = []
+    sent = 0
+    n = 0
+    now = 0.0
+    start = time.perf_counter()
+    deadline = start + seconds
+    while time.perf_counter() < deadline:
+        for data in packets[n % len(packets) :][:2000]:
+            now += 0.01
+            t0 = clock()
+            sent += len(on_rtp("cam", data, now))
+            lat.append(clock() - t0)
+            n += 1
+    elapsed = time.perf_counter() - start
+    lat.sort()
+    return {
+        "fanout": fanout,
+        "packets_in_per_s": round(n / elapsed),
+        "packets_out_per_s": round(sent / elapsed),
+        "latency_p50_us": round(lat[len(lat) // 2] / 1000, 2),
+        "latency_p99_us": round(lat[int(len(lat) * 0.99)] / 1000, 2),
+        "packets_in": n,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--seconds", type=float, default=3.0, help="per fan-out (default 3)")
+    args = ap.parse_args()
+    packets = stream(0x10000 // PER_FRAME)
+    results = [run(f, packets, args.seconds) for f in (1, 10, 100)]
+    print(
+        json.dumps(
+            {
+                "bench": "switch-core",
+                "python": platform.python_version(),
+                "machine": platform.machine(),
+                "cpus": os.cpu_count(),
+                "payload_bytes": PAYLOAD,
+                "results": results,
+            },
+            indent=2,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
