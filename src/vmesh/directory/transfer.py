@@ -26,6 +26,7 @@ import logging
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import delete, func, insert, select, text, update
@@ -36,8 +37,19 @@ from vmesh.auth.principal import Principal
 from vmesh.directory import validate as v
 from vmesh.directory.models import Entry, EntryTag
 from vmesh.directory.store import Who, in_subtree, write_lock
+from vmesh.directory.validate import KINDS, TIERS
 from vmesh.errors import ErrorList, FieldError, InvalidInput
-from vmesh.identity.codes import Kind, Tier, check_child_code, parse_code
+from vmesh.identity.codes import (
+    KIND_TYPES,
+    TIER_DEPTH,
+    TIER_ORDER,
+    TYPE_NAMES,
+    Kind,
+    Tier,
+    check_child_code,
+    division_depth,
+    parse_code,
+)
 from vmesh.storage.db import Database
 
 log = logging.getLogger(__name__)
@@ -213,6 +225,55 @@ async def _lookup(s: AsyncSession, codes: Iterable[str]) -> dict[str, _Known]:
     return found
 
 
+@lru_cache(maxsize=65536)
+def _center_depth(center: str) -> int | None:
+    """Depth of a valid 8-digit division centre, ``None`` if it has a gap or no province."""
+    try:
+        parse_code(center + "001326000001")
+    except InvalidInput:
+        return None
+    return division_depth(center)
+
+
+def _code_fast(code: str) -> bool:
+    return (
+        len(code) == 20
+        and code.isascii()
+        and code.isdigit()
+        and code[10:13] in TYPE_NAMES
+        and _center_depth(code[:8]) is not None
+    )
+
+
+def _child_fast(code: str, f: v.EntryFields, parent: str | None, ptier: Tier | None) -> bool:
+    """The common case of ``check_child_code`` with cached division lookups; False = ask it."""
+    if code[10:13] not in KIND_TYPES[f.kind]:
+        return False
+    if f.kind is Kind.region:
+        assert f.tier is not None
+        if _center_depth(code[:8]) != TIER_DEPTH[f.tier]:
+            return False
+        if parent is not None:
+            i = TIER_ORDER.index(f.tier)
+            if i == 0 or ptier is not TIER_ORDER[i - 1]:
+                return False
+    if parent is None:
+        return True
+    depth = _center_depth(parent[:8]) or 0
+    return code[:8].startswith(parent[: 2 * depth])
+
+
+def _code_errors(code: str, field: str, n: int, errors: ErrorList) -> bool:
+    """Add why ``code`` is not a valid code; True if it was bad."""
+    try:
+        parse_code(code, field)
+    except InvalidInput as e:
+        for fe in e.errors:
+            errors.add(FieldError(fe.field, fe.reason, fe.value, n))
+        return True
+    return False
+
+
 async def _check(
     s: AsyncSession,
     who: Who,
@@ -223,29 +284,31 @@ async def _check(
     errors = ErrorList()
     rows: list[_Row] = []
     first_row: dict[str, int] = {}
+    good_parents: set[str] = set()
     total = len(raw_rows)
     for i, (n, raw) in enumerate(raw_rows):
-        f = v.check_fields(raw, errors, n)
-        if f is None:
-            continue
-        if f.code is None:
-            errors.add(FieldError("code", "is required in an import file", None, n))
-            continue
-        try:
-            parse_code(f.code)
-            if f.parent_code is not None:
-                parse_code(f.parent_code, "parent_code")
-        except InvalidInput as e:
-            for fe in e.errors:
-                errors.add(FieldError(fe.field, fe.reason, fe.value, n))
-            continue
-        if f.code in first_row:
-            errors.add(FieldError("code", f"duplicate: also on row {first_row[f.code]}", f.code, n))
-            continue
-        first_row[f.code] = n
-        rows.append(_Row(n, f, f.code, f.parent_code))
         if progress and i % CHUNK == 0:
             progress("check", i, total)
+        f = v.fast_fields(raw)
+        if f is None:
+            f = v.check_fields(raw, errors, n)
+            if f is None:
+                continue
+        code, parent = f.code, f.parent_code
+        if code is None:
+            errors.add(FieldError("code", "is required in an import file", None, n))
+            continue
+        if not _code_fast(code) and _code_errors(code, "code", n, errors):
+            continue
+        if parent is not None and parent not in good_parents:
+            if not _code_fast(parent) and _code_errors(parent, "parent_code", n, errors):
+                continue
+            good_parents.add(parent)
+        if code in first_row:
+            errors.add(FieldError("code", f"duplicate: also on row {first_row[code]}", code, n))
+            continue
+        first_row[code] = n
+        rows.append(_Row(n, f, code, parent))
     # What the database already holds of the codes and parents named in the file.
     empty = (await s.execute(select(Entry.id).limit(1))).first() is None
     known: dict[str, _Known] = {}
@@ -292,30 +355,31 @@ async def _check(
                 )
             )
             continue
-        why = v.check_parent_kind(f.kind, Kind(parent.kind) if parent else None)
+        why = v.check_parent_kind(f.kind, KINDS[parent.kind] if parent else None)
         if why:
             errors.add(FieldError("parent_code", why, r.parent, n))
             continue
-        try:
-            ptier = Tier(parent.tier) if parent is not None and parent.tier else None
-            check_child_code(
-                parse_code(r.code),
-                f.kind,
-                parse_code(r.parent) if r.parent else None,
-                f.tier,
-                ptier if f.kind is Kind.region else None,
-            )
-        except InvalidInput as e:
-            for fe in e.errors:
-                errors.add(FieldError(fe.field, fe.reason, fe.value, n))
-            continue
+        ptier = TIERS[parent.tier] if parent is not None and parent.tier else None
+        if not _child_fast(r.code, f, r.parent, ptier):
+            try:
+                check_child_code(
+                    parse_code(r.code),
+                    f.kind,
+                    parse_code(r.parent) if r.parent else None,
+                    f.tier,
+                    ptier if f.kind is Kind.region else None,
+                )
+            except InvalidInput as e:
+                for fe in e.errors:
+                    errors.add(FieldError(fe.field, fe.reason, fe.value, n))
+                continue
         if existing is not None:
             if existing.kind != f.kind.value:
                 errors.add(
                     FieldError(
                         "kind",
-                        f"the existing entry is a {existing.kind}; an import "
-                        "cannot change an entry's kind",
+                        f"the existing entry is a {existing.kind}; an import cannot change an "
+                        "entry's kind",
                         f.kind.value,
                         n,
                     )
@@ -392,6 +456,48 @@ async def import_rows(
     return ImportReport(len(rows), created, updated, False)
 
 
+_ENTRY_COLUMNS = (
+    "id",
+    "code",
+    "parent_id",
+    "path",
+    "kind",
+    "tier",
+    "name",
+    "lat",
+    "lon",
+    "tags",
+    "status",
+    "last_seen",
+    "attrs",
+    "version",
+    "updated_at",
+)
+
+
+async def _bulk_insert(
+    s: AsyncSession,
+    db: Database,
+    table: str,
+    columns: tuple[str, ...],
+    records: list[tuple[Any, ...]],
+) -> None:
+    """Insert many rows through the driver itself (sqlite3 executemany, asyncpg COPY), inside the
+    session's transaction: SQLAlchemy's per-row parameter handling would cost more than SQLite."""
+    if not records:
+        return
+    conn = await s.connection()
+    raw = await conn.get_raw_connection()
+    driver: Any = raw.driver_connection
+    if db.is_sqlite:
+        marks = ", ".join("?" * len(columns))
+        await driver.executemany(
+            f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", records
+        )
+    else:
+        await driver.copy_records_to_table(table, records=records, columns=list(columns))
+
+
 async def _write(
     s: AsyncSession,
     db: Database,
@@ -400,29 +506,27 @@ async def _write(
     progress: Progress | None,
 ) -> tuple[int, int]:
     now = datetime.now(UTC)
+    # SQLite keeps datetimes as text in SQLAlchemy's format; asyncpg takes the datetime itself.
+    stamp: Any = now.strftime("%Y-%m-%d %H:%M:%S.%f") if db.is_sqlite else now
     next_id = int(await s.scalar(select(func.coalesce(func.max(Entry.id), 0))) or 0) + 1
-    table = Entry.__table__
-    entries: list[dict[str, Any]] = []
-    tags: list[dict[str, Any]] = []
-    names: list[dict[str, Any]] = []
+    entries: list[tuple[Any, ...]] = []
+    tags: list[tuple[int, str]] = []
+    names: list[tuple[int, str]] = []
     created = updated = done = 0
     total = len(rows)
 
     async def flush() -> None:
-        if entries:
-            await s.execute(insert(table), entries)
-        if tags:
-            await s.execute(insert(EntryTag.__table__), tags)
-        if names and db.is_sqlite:
-            await s.execute(
-                text("INSERT INTO directory_name_fts(rowid, chars) VALUES (:id, :c)"), names
-            )
+        await _bulk_insert(s, db, "directory_entries", _ENTRY_COLUMNS, entries)
+        await _bulk_insert(s, db, "entry_tags", ("entry_id", "tag"), tags)
+        if db.is_sqlite:
+            await _bulk_insert(s, db, "directory_name_fts", ("rowid", "chars"), names)
         entries.clear()
         tags.clear()
         names.clear()
         if progress:
             progress("write", done, total)
 
+    sqlite = db.is_sqlite
     for r in rows:
         f = r.f
         if r.existing_id is not None:
@@ -433,29 +537,31 @@ async def _write(
             eid = next_id
             next_id += 1
             path = f"{parent.path if parent else '/'}{eid}/"
-            known[r.code] = _Known(f.kind.value, f.tier.value if f.tier else None, eid, path)
+            tier = f.tier.value if f.tier else None
+            known[r.code] = _Known(f.kind.value, tier, eid, path)
             entries.append(
-                {
-                    "id": eid,
-                    "code": r.code,
-                    "parent_id": parent.id if parent else None,
-                    "path": path,
-                    "kind": f.kind.value,
-                    "tier": f.tier.value if f.tier else None,
-                    "name": f.name,
-                    "lat": f.lat,
-                    "lon": f.lon,
-                    "tags": " ".join(f.tags),
-                    "status": f.status,
-                    "last_seen": None,
-                    "attrs": f.attrs,
-                    "version": 1,
-                    "updated_at": now,
-                }
+                (
+                    eid,
+                    r.code,
+                    parent.id if parent else None,
+                    path,
+                    f.kind.value,
+                    tier,
+                    f.name,
+                    f.lat,
+                    f.lon,
+                    " ".join(f.tags),
+                    f.status,
+                    None,
+                    f.attrs,
+                    1,
+                    stamp,
+                )
             )
-            tags.extend({"entry_id": eid, "tag": t} for t in f.tags)
-            if db.is_sqlite:
-                names.append({"id": eid, "c": v.name_tokens(f.name)})
+            for t in f.tags:
+                tags.append((eid, t))
+            if sqlite:
+                names.append((eid, v.name_tokens(f.name)))
             created += 1
         done += 1
         if len(entries) >= CHUNK:
