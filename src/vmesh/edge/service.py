@@ -164,6 +164,7 @@ class JanusEdge:
         return st
 
     async def stop(self) -> ProcessStatus:
+        """Stop Janus and close the clients; final for this object (make a new one to restart)."""
         await self.client.aclose()  # ends sessions' long polls before Janus goes away
         st = await self.process.stop()
         await self.admin.aclose()

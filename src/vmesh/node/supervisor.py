@@ -12,7 +12,8 @@ check) through an explicit state table:
   a file over ``max_log_bytes`` is rotated to ``.1`` at the next start.
 - The child runs in a session of its own (so a Ctrl-C of the node does not hit it before the node
   stops it in order) and, on Linux, gets SIGKILL if the node dies (``PR_SET_PDEATHSIG``), so it
-  never outlives the node holding its ports.
+  never outlives the node holding its ports. (Linux sends that signal when the *thread* that
+  spawned the child ends: run the supervisor in the node's main event loop thread.)
 - Health: without a check, a process is ``running`` once it has stayed up ``start_seconds``
   (default: at once). With one, it is ``running`` once the
   check returns (its return value is kept as ``health_detail``, e.g. a version), and it must get
