@@ -480,3 +480,27 @@ async def test_users_query_and_paging(
     assert [u["username"] for u in page["items"]] == ["op2"]
     r = await client.get("/api/users", params={"limit": 0}, headers=h)
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "limit"
+
+
+async def test_patch_changes_fields_and_audits_old_and_new(
+    ctx: NodeContext, client: httpx.AsyncClient, org: Org
+) -> None:
+    await add_user(ctx, "clerk", ["viewer"], org.wencheng, PASSWORD,
+                   department_code=org.wencheng_police)  # fmt: skip
+    h = bearer(org.admin)
+    r = await client.patch(
+        "/api/users/clerk",
+        json={"display_name": "文成值班", "roles": ["operator", "viewer"], "department_code": None},
+        headers=h,
+    )
+    assert r.status_code == 200, r.text
+    u = r.json()
+    assert u["display_name"] == "文成值班" and u["roles"] == ["operator", "viewer"]
+    assert u["department_code"] is None and u["scope_code"] == org.wencheng  # untouched
+    (row,) = await audit_rows(ctx, "user.update")
+    changes = json.loads(row.detail)["changes"]
+    assert changes["roles"] == [["viewer"], ["operator", "viewer"]]
+    assert changes["department_code"] == [org.wencheng_police, None]
+    assert "scope_code" not in changes
+    r = await client.patch("/api/users/clerk", json={"colour": "red"}, headers=h)
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "colour"

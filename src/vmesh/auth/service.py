@@ -478,7 +478,9 @@ async def login(ctx: NodeContext, username: str, password: str, client_addr: str
     cfg = ctx.config.auth
     async with ctx.db.sessions() as s:
         user = await s.scalar(select(User).where(User.username == username))
-    stored = user.password_hash if user is not None else passwords.dummy_hash()
+    # Made on the first login of any kind, so that not even the first unknown name costs more.
+    dummy = await asyncio.to_thread(passwords.dummy_hash)
+    stored = user.password_hash if user is not None else dummy
     password_ok = await asyncio.to_thread(passwords.verify_password, stored, password)
     new_hash = None
     if user is not None and password_ok and passwords.needs_rehash(stored):
