@@ -18,6 +18,7 @@ from vmesh.demo.cli import demo
 from vmesh.directory.cli import directory
 from vmesh.errors import VmeshError
 from vmesh.node.cli import node
+from vmesh.node.doctor_cli import doctor
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -31,6 +32,7 @@ cli.add_command(demo)
 cli.add_command(directory)
 cli.add_command(user)
 cli.add_command(audit)
+cli.add_command(doctor)
 
 
 def main() -> None:
