@@ -8,11 +8,19 @@ Public: ``NodeConfig``, ``load_config``, ``ConfigError``.
 
 from __future__ import annotations
 
+import ipaddress
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from vmesh.errors import InvalidInput
 from vmesh.identity.codes import Tier, parse_code
@@ -80,12 +88,83 @@ class LogConfig(_Strict):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
 
+PortRange = tuple[
+    Annotated[int, Field(ge=1024, le=65535)], Annotated[int, Field(ge=1024, le=65535)]
+]
+
+
+class MediaConfig(_Strict):
+    """Live video on this node: switch, Janus WebRTC edge, channel pool (docs/live.md)."""
+
+    enabled: bool = False
+    janus_http_port: Annotated[int, Field(ge=1, le=65535)] = 8088
+    janus_admin_port: Annotated[int, Field(ge=1, le=65535)] = 7088
+    # Browsers' ICE/RTP ports on Janus (the only media ports facing browsers).
+    ice_port_range: PortRange = (20000, 20999)
+    # Janus Streaming plugin's own ports (RTSP client sockets); unused by RTP channels.
+    streaming_port_range: PortRange = (33000, 33999)
+    # Loopback UDP ports of the channels' mountpoints (4 per channel) and of switch inputs.
+    channel_port_range: PortRange = (34000, 34999)
+    input_port_range: PortRange = (35000, 36999)
+    channels: Annotated[int, Field(ge=1, le=250)] = 16
+    # Address written in Janus's SDP and the only one it gathers ICE candidates on; empty: every
+    # non-loopback interface.
+    public_address: str = ""
+    source_linger_seconds: Annotated[float, Field(ge=0, le=3600)] = 10.0
+    no_signal_seconds: Annotated[float, Field(gt=0, le=60)] = 3.0
+
+    @field_validator(
+        "ice_port_range", "streaming_port_range", "channel_port_range", "input_port_range"
+    )
+    @classmethod
+    def _range(cls, v: tuple[int, int]) -> tuple[int, int]:
+        if v[1] <= v[0]:
+            raise ValueError(f"must be [low, high] with low < high, got {list(v)}")
+        return v
+
+    @field_validator("public_address")
+    @classmethod
+    def _address(cls, v: str) -> str:
+        if v:
+            try:
+                a = ipaddress.ip_address(v)
+            except ValueError:
+                raise ValueError("must be an IP address or empty") from None
+            if a.is_loopback:
+                raise ValueError(
+                    "Janus never gathers ICE candidates on loopback; use a real interface's address"
+                )
+        return v
+
+    @model_validator(mode="after")
+    def _ranges_apart(self) -> MediaConfig:
+        names = ("ice_port_range", "streaming_port_range", "channel_port_range", "input_port_range")
+        for i, a in enumerate(names):
+            for b in names[i + 1 :]:
+                (lo1, hi1), (lo2, hi2) = getattr(self, a), getattr(self, b)
+                if lo1 <= hi2 and lo2 <= hi1:
+                    raise ValueError(f"{b} {lo2}-{hi2} overlaps {a} {lo1}-{hi1}")
+        lo, hi = self.channel_port_range
+        if (hi - lo + 1) // 4 < self.channels:
+            raise ValueError(
+                f"channel_port_range {lo}-{hi} holds {(hi - lo + 1) // 4} channels "
+                f"(4 ports each), fewer than channels = {self.channels}"
+            )
+        for port in (self.janus_http_port, self.janus_admin_port):
+            for n in names:
+                lo, hi = getattr(self, n)
+                if lo <= port <= hi:
+                    raise ValueError(f"Janus port {port} lies inside {n} {lo}-{hi}")
+        return self
+
+
 class NodeConfig(_Strict):
     node: NodeSection
     http: HttpConfig = HttpConfig()
     database: DatabaseConfig = DatabaseConfig()
     auth: AuthConfig = AuthConfig()
     log: LogConfig = LogConfig()
+    media: MediaConfig = MediaConfig()
 
     def database_url(self) -> str:
         if self.database.url:
