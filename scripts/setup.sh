@@ -3,14 +3,16 @@
 #   1. install the Debian packages vmesh needs (apt-get; as root, or with non-interactive sudo);
 #   2. create .venv and install the project with its dev extras, again only when pyproject.toml
 #      changed since the last install (stamp file .venv/.vmesh-installed).
-# Environment: PYTHON (interpreter for the venv, default python3), VMESH_SKIP_APT=1 (skip step 1).
+# Environment: PYTHON (interpreter for the venv, default python3), VMESH_SKIP_APT=1 (skip step 1),
+# VMESH_PACKAGES (space-separated list replacing the Debian packages below).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 # chromium: browser tests and the console; postgresql: the tests' second database;
 # fonts-noto-cjk: Chinese text in the browser; ffmpeg, janus, nats-server, iproute2: media, WebRTC
 # edge, federation bus and the network-namespace test bed of the next issues; python3-venv: .venv.
-PACKAGES=(chromium postgresql fonts-noto-cjk ffmpeg janus nats-server iproute2 python3-venv)
+DEFAULT_PACKAGES="chromium postgresql fonts-noto-cjk ffmpeg janus nats-server iproute2 python3-venv"
+read -r -a PACKAGES <<< "${VMESH_PACKAGES:-$DEFAULT_PACKAGES}"
 
 say() { printf 'setup: %s\n' "$*" >&2; }
 
@@ -78,8 +80,13 @@ install_venv() {
         return 0
     fi
     say "installing vmesh with dev extras into .venv (pyproject.toml changed)"
-    .venv/bin/python -m pip install -q --upgrade pip
-    .venv/bin/python -m pip install -q -e '.[dev]'
+    local logfile=.venv/pip-install.log
+    if ! { .venv/bin/python -m pip install --upgrade pip &&
+           .venv/bin/python -m pip install -e '.[dev]'; } >"$logfile" 2>&1; then
+        tail -n 40 "$logfile" >&2
+        say "pip install failed; the whole output is in $logfile"
+        exit 1
+    fi
     echo "$want" > .venv/.vmesh-installed
 }
 
