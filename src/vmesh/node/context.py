@@ -6,6 +6,7 @@ Passed explicitly (FastAPI's ``app.state.ctx``, CLI commands) instead of module 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry
 
@@ -14,6 +15,9 @@ from vmesh.config import NodeConfig
 from vmesh.storage.db import Database
 from vmesh.storage.migrate import upgrade
 
+if TYPE_CHECKING:
+    from vmesh.media.service import MediaService
+
 
 @dataclass
 class NodeContext:
@@ -21,6 +25,8 @@ class NodeContext:
     db: Database
     audit: AuditLog
     metrics: CollectorRegistry = field(default_factory=CollectorRegistry)
+    # Live video (switch, Janus, channels) when [media] enabled; started by the node process.
+    media: MediaService | None = None
 
     @classmethod
     async def open(cls, config: NodeConfig, *, migrate: bool = True) -> NodeContext:

@@ -19,6 +19,16 @@ log = logging.getLogger(__name__)
 async def serve_async(config: NodeConfig) -> None:
     """Serve until SIGINT/SIGTERM (uvicorn handles them), then close the database."""
     ctx = await NodeContext.open(config)
+    if config.media.enabled:
+        from vmesh.media.service import MediaService
+
+        media = MediaService(config.media, config.node.data_dir, ctx.metrics)
+        try:
+            await media.start()
+        except BaseException:
+            await ctx.close()
+            raise
+        ctx.media = media
     app = create_app(ctx)
     server = uvicorn.Server(
         uvicorn.Config(
@@ -36,6 +46,8 @@ async def serve_async(config: NodeConfig) -> None:
     try:
         await server.serve()
     finally:
+        if ctx.media is not None:
+            await ctx.media.stop()
         await ctx.close()
         log.info("node=%s stopped", config.node.code)
 

@@ -99,6 +99,7 @@ class SwitchTransport:
         self._latched: dict[str, Address] = {}
         self._out_rtp: _Endpoint | None = None
         self._ticker: asyncio.Task[None] | None = None
+        self._input_endpoints: dict[str, list[_Endpoint]] = {}
 
     async def _bind(self, port: int, handler: Callable[[bytes, Address], None]) -> _Endpoint:
         loop = asyncio.get_running_loop()
@@ -156,10 +157,22 @@ class SwitchTransport:
             raise
         if spec.rtcp_dest is not None:
             self._routes[spec.rtcp_dest] = rtcp
+        self._input_endpoints[input_id] = [rtp, rtcp]
         log.info(
             "switch input=%s rtp_port=%d rtcp_port=%d", input_id, self._port(rtp), self._port(rtcp)
         )
         return self._port(rtp)
+
+    def remove_input(self, input_id: str) -> None:
+        """Forget an input and close its sockets (its ports can be bound again at once)."""
+        self.switch.remove_input(input_id)
+        self._latched.pop(input_id, None)
+        for ep in self._input_endpoints.pop(input_id, []):
+            self._routes = {d: e for d, e in self._routes.items() if e is not ep}
+            if ep in self._endpoints:
+                self._endpoints.remove(ep)
+            if ep.transport is not None:
+                ep.transport.close()
 
     async def add_output(self, spec: OutputSpec) -> int | None:
         """Add an output; returns the port of its RTCP socket if it has an RTCP destination."""

@@ -1,0 +1,106 @@
+"""``/api/live/ws``: the console's live-video signalling WebSocket (one per console page).
+
+The upgrade is authenticated like every API call (the ``vmesh_session`` cookie, or a bearer
+token) and refused before it is accepted (HTTP 403) when the caller is not logged in, when the
+``Origin`` is another site's (cross-site WebSocket hijacking), or when live video is off on this
+node. The messages are those of ``vmesh.media.viewer.LiveSession``; replies are sent in order by
+one writer task.
+
+Public: ``router``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from typing import Any, cast
+from urllib.parse import urlsplit
+
+from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
+from sqlalchemy import select
+
+from vmesh.auth.deps import current_principal
+from vmesh.auth.principal import Principal
+from vmesh.directory.models import Entry
+from vmesh.errors import VmeshError
+from vmesh.media.viewer import Camera, LiveSession
+from vmesh.node.context import NodeContext
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(tags=["live"])
+
+
+def _same_origin(ws: WebSocket) -> bool:
+    origin = ws.headers.get("origin")
+    if not origin:
+        return True  # not a browser (browsers always send Origin on WebSocket upgrades)
+    return urlsplit(origin).netloc.lower() == ws.headers.get("host", "").lower()
+
+
+@router.websocket("/live/ws")
+async def live_ws(ws: WebSocket) -> None:
+    ctx: NodeContext = ws.app.state.ctx
+    if not _same_origin(ws):
+        log.warning(
+            "live ws refused: origin=%s host=%s", ws.headers.get("origin"), ws.headers.get("host")
+        )
+        await ws.close(code=4403, reason="cross-origin WebSocket refused")
+        return
+    try:
+        principal = await current_principal(cast(Request, ws))
+    except VmeshError as e:
+        await ws.close(code=4401, reason=e.detail[:120])
+        return
+    media = getattr(ctx, "media", None)
+    if media is None:
+        await ws.close(code=4503, reason="live video is not enabled on this node ([media] enabled)")
+        return
+    await ws.accept()
+    out: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+
+    async def send(msg: dict[str, Any]) -> None:
+        out.put_nowait(msg)
+
+    async def writer() -> None:
+        while (msg := await out.get()) is not None:
+            await ws.send_text(json.dumps(msg, ensure_ascii=False))
+
+    async def lookup(code: str) -> Camera | None:
+        async with ctx.db.sessions() as s:
+            e = (await s.execute(select(Entry).where(Entry.code == code))).scalar_one_or_none()
+        if e is None:
+            return None
+        try:
+            attrs = json.loads(e.attrs or "{}")
+        except ValueError:
+            attrs = {}
+        return Camera(e.code, e.name, e.kind, e.path, attrs if isinstance(attrs, dict) else {})
+
+    async def audit(who: Principal, code: str, result: str, detail: dict[str, Any]) -> None:
+        await ctx.audit.write(who, "live.view", code, result, detail)
+
+    session = LiveSession(principal, media, lookup, audit, send)
+    writer_task = asyncio.create_task(writer(), name="live-ws-writer")
+    handlers: set[asyncio.Task[None]] = set()
+    try:
+        while True:
+            raw = await ws.receive_text()
+            task = asyncio.create_task(session.handle(raw))
+            handlers.add(task)
+            task.add_done_callback(handlers.discard)
+    except (WebSocketDisconnect, RuntimeError):
+        pass
+    finally:
+        for t in list(handlers):
+            t.cancel()
+        for t in list(handlers):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        await session.close()
+        out.put_nowait(None)
+        writer_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await writer_task

@@ -1,0 +1,462 @@
+"""``MediaService``: live video on one node — the switch, Janus, the channel pool and the sources.
+
+Start order (``start``): the switch's UDP transport → Janus (``JanusEdge``, configuration rendered
+into ``<data_dir>/janus``) → one Janus session of the node with a Streaming handle → the pool of
+``[media] channels`` RTP mountpoints, each fed by two switch outputs (video H.264 with RTCP, audio
+Opus) with stable SSRCs. ``stop`` undoes it in reverse: sources' ffmpeg children, mountpoints,
+session, Janus, transport.
+
+Viewers (``media.viewers``) ``lend()`` a channel, ``play(channel, code, spec)`` routes a camera into
+it (the switch replays the camera's GOP so the first frame is immediate, and re-routing the same
+channel is how polling switches without renegotiation), and ``give_back(channel)`` unroutes and
+returns it. Sources are started on demand when a camera is first played (a supervised ffmpeg child
+sending RTP to a pair of switch inputs) and stopped ``source_linger_seconds`` after the last channel
+left them.
+
+``signal_of(code)`` says whether a source is sending (``playing``), silent for
+``no_signal_seconds`` (``no_signal``), starting (``connecting``) or failed (``error`` + reason).
+Switch counters and pool usage are exported to the node's Prometheus registry.
+
+Public: ``MediaService``, ``SourceSignal``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from vmesh.config import MediaConfig
+from vmesh.edge.janus import JanusHandle, JanusSession
+from vmesh.edge.service import JanusEdge
+from vmesh.edge.streaming import (
+    STREAMING,
+    RtpMountpoint,
+    create_mountpoint,
+    destroy_mountpoint,
+)
+from vmesh.errors import Conflict
+from vmesh.media.channels import Channel, ChannelPool
+from vmesh.media.sources import RtpPorts, SourceSpec, SyntheticSpec, ensure_clip, ffmpeg_argv
+from vmesh.node.supervisor import (
+    ProcessSpec,
+    ProcessState,
+    RestartPolicy,
+    SupervisedProcess,
+)
+from vmesh.switch.codecs import Codec
+from vmesh.switch.core import InputSpec, OutputSpec, Switch, SwitchConfig
+from vmesh.switch.transport import SwitchTransport
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SourceSignal:
+    state: str  # connecting | playing | no_signal | error
+    reason: str = ""
+
+
+@dataclass
+class _Source:
+    code: str
+    spec: SourceSpec
+    port_base: int
+    process: SupervisedProcess | None = None
+    channels: set[int] = field(default_factory=set)
+    linger: asyncio.Task[None] | None = None
+    started_at: float = field(default_factory=time.monotonic)
+    last_packets: int = 0
+    last_change: float = field(default_factory=time.monotonic)
+    error: str = ""
+
+    @property
+    def video_input(self) -> str:
+        return f"{self.code}/video"
+
+    @property
+    def audio_input(self) -> str | None:
+        return f"{self.code}/audio" if self.spec.has_audio else None
+
+
+class MediaService:
+    """See the module docstring."""
+
+    def __init__(
+        self,
+        config: MediaConfig,
+        data_dir: Path,
+        metrics: CollectorRegistry | None = None,
+        *,
+        ffmpeg: str = "ffmpeg",
+        janus_binary: str = "janus",
+    ) -> None:
+        self.config = config
+        self.data_dir = data_dir.resolve()
+        self.ffmpeg = ffmpeg
+        self.janus_binary = janus_binary
+        self.transport = SwitchTransport(Switch(SwitchConfig()), host="127.0.0.1")
+        self.pool = ChannelPool(config.channels, config.channel_port_range[0])
+        self.edge: JanusEdge | None = None
+        self.session: JanusSession | None = None
+        self._handle: JanusHandle | None = None
+        self._sources: dict[str, _Source] = {}
+        self._source_locks: dict[str, asyncio.Lock] = {}
+        self._used_input_bases: set[int] = set()
+        self._started = False
+        self._watch_task: asyncio.Task[None] | None = None
+        if metrics is not None:
+            metrics.register(_MediaCollector(self))
+
+    # --- life cycle -------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        c = self.config
+        await self.transport.start()
+        try:
+            settings: dict[str, object] = {
+                "http_port": c.janus_http_port,
+                "admin_port": c.janus_admin_port,
+                "rtp_port_range": c.ice_port_range,
+                "streaming_port_range": c.streaming_port_range,
+            }
+            if c.public_address:
+                settings["sdp_address"] = c.public_address
+                settings["ice_enforce_list"] = (c.public_address,)
+            self.edge = JanusEdge.for_data_dir(
+                self.data_dir,
+                binary=self.janus_binary,
+                restart=RestartPolicy(initial_delay=1.0, max_delay=30.0),
+                **settings,  # type: ignore[arg-type]
+            )
+            await self.edge.start()
+            await self._open_channels()
+        except BaseException:
+            await self.stop()
+            raise
+        self._started = True
+        self._watch_task = asyncio.create_task(self._watch_janus(), name="media-janus-watch")
+        log.info("media started channels=%d janus=%s", self.pool.size, self.edge.version)
+
+    async def _open_channels(self) -> None:
+        assert self.edge is not None
+        self.session = await self.edge.client.create_session()
+        self._handle = await self.session.attach(STREAMING)
+        key = self.edge.settings.secrets.plugin_admin_key
+        for ch in self.pool.channels:
+            mp = RtpMountpoint.video_audio(
+                ch.mountpoint_id,
+                ch.name,
+                video_port=ch.video_port,
+                audio_port=ch.audio_port,
+                description=f"vmesh {ch.name}",
+            )
+            await create_mountpoint(self._handle, mp, key)
+            if ch.video_output not in self.transport.switch.snapshot().outputs:
+                await self.transport.add_output(
+                    OutputSpec(
+                        ch.video_output,
+                        Codec.h264,
+                        ssrc=ch.video_ssrc,
+                        dest=("127.0.0.1", ch.video_port),
+                        rtcp_dest=("127.0.0.1", ch.video_port + 1),
+                        payload_type=96,
+                        nack_history=512,
+                    )
+                )
+                await self.transport.add_output(
+                    OutputSpec(
+                        ch.audio_output,
+                        Codec.opus,
+                        ssrc=ch.audio_ssrc,
+                        dest=("127.0.0.1", ch.audio_port),
+                        payload_type=111,
+                    )
+                )
+
+    async def _watch_janus(self) -> None:
+        """If Janus restarts, its mountpoints are gone: make them again once it runs."""
+        while True:
+            session = self.session
+            if session is None or self.edge is None:
+                return
+            await session.closed.wait()
+            if not self._started:
+                return
+            log.warning("media janus session lost (%s); re-creating channels", session.close_reason)
+            while self._started:
+                try:
+                    await self.edge.process.wait_for(ProcessState.RUNNING)
+                    await self._open_channels()
+                    break
+                except Exception as e:
+                    log.warning("media channels not re-created yet: %s", e)
+                    await asyncio.sleep(1.0)
+
+    async def stop(self) -> None:
+        """Stop sources, mountpoints, Janus and the switch, in that order. Safe to call twice."""
+        self._started = False
+        if self._watch_task is not None:
+            self._watch_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch_task
+            self._watch_task = None
+        for src in list(self._sources.values()):
+            await self._stop_source(src)
+        if (
+            self._handle is not None
+            and self.session is not None
+            and not self.session.closed.is_set()
+        ):
+            for ch in self.pool.channels:
+                with contextlib.suppress(Exception):
+                    await destroy_mountpoint(self._handle, ch.mountpoint_id)
+            with contextlib.suppress(Exception):
+                await self.session.destroy()
+        self._handle = None
+        self.session = None
+        if self.edge is not None:
+            await self.edge.stop()
+            self.edge = None
+        await self.transport.close()
+        log.info("media stopped")
+
+    # --- channels -------------------------------------------------------------------------------
+
+    def lend(self, owner: str) -> Channel:
+        """A free channel for ``owner`` (``NoFreeChannel`` when every one is in use)."""
+        return self.pool.acquire(owner)
+
+    async def play(self, ch: Channel, code: str, spec: SourceSpec) -> None:
+        """Route camera ``code`` into ``ch`` (starting its source if needed)."""
+        if ch.source == code:
+            return
+        src = await self._acquire_source(code, spec)
+        previous = ch.source
+        sw = self.transport
+        sw.route(ch.video_output, src.video_input)
+        if src.audio_input is not None:
+            sw.route(ch.audio_output, src.audio_input)
+        else:
+            sw.unroute(ch.audio_output)
+        src.channels.add(ch.index)
+        ch.source = code
+        if previous is not None:
+            self._release_source(previous, ch.index)
+        log.info("media channel=%d source=%s previous=%s", ch.index, code, previous)
+
+    def give_back(self, ch: Channel) -> None:
+        """Unroute ``ch`` and return it to the pool."""
+        if ch.owner is None:
+            return
+        with contextlib.suppress(Exception):
+            self.transport.unroute(ch.video_output)
+            self.transport.unroute(ch.audio_output)
+        if ch.source is not None:
+            self._release_source(ch.source, ch.index)
+        self.pool.release(ch)
+        log.info("media channel=%d released", ch.index)
+
+    # --- sources --------------------------------------------------------------------------------
+
+    def source_running(self, code: str) -> bool:
+        return code in self._sources
+
+    def signal_of(self, code: str) -> SourceSignal:
+        src = self._sources.get(code)
+        if src is None:
+            return SourceSignal("connecting")
+        if src.error:
+            return SourceSignal("error", src.error)
+        stats = self.transport.switch.snapshot().inputs.get(src.video_input)
+        now = time.monotonic()
+        packets = stats.packets if stats else 0
+        if packets != src.last_packets:
+            src.last_packets = packets
+            src.last_change = now
+        silent = now - src.last_change
+        proc = src.process.status if src.process else None
+        if packets == 0 or silent >= self.config.no_signal_seconds:
+            if proc is not None and proc.state is ProcessState.FAILED:
+                return SourceSignal("error", f"source failed: {proc.last_error}")
+            if packets == 0 and now - src.started_at < self.config.no_signal_seconds:
+                return SourceSignal("connecting")
+            reason = ""
+            if proc is not None and proc.last_error:
+                reason = proc.last_error
+            return SourceSignal("no_signal", reason)
+        return SourceSignal("playing")
+
+    async def _acquire_source(self, code: str, spec: SourceSpec) -> _Source:
+        lock = self._source_locks.setdefault(code, asyncio.Lock())
+        async with lock:
+            src = self._sources.get(code)
+            if src is not None:
+                if src.linger is not None:
+                    src.linger.cancel()
+                    src.linger = None
+                return src
+            src = await self._start_source(code, spec)
+            self._sources[code] = src
+            return src
+
+    def _free_input_base(self) -> int:
+        lo, hi = self.config.input_port_range
+        for base in range(lo, hi - 2, 4):
+            if base in self._used_input_bases:
+                continue
+            if all(_udp_free(p) for p in range(base, base + 4)):
+                return base
+        raise Conflict(
+            f"no free UDP ports left in [media] input_port_range {lo}-{hi} (4 per watched camera)"
+        )
+
+    async def _start_source(self, code: str, spec: SourceSpec) -> _Source:
+        base = self._free_input_base()
+        self._used_input_bases.add(base)
+        src = _Source(code, spec, base)
+        try:
+            await self.transport.add_input(InputSpec(src.video_input, Codec.h264), port=base)
+            if src.audio_input is not None:
+                await self.transport.add_input(
+                    InputSpec(src.audio_input, Codec.opus), port=base + 2
+                )
+            clip = None
+            if isinstance(spec, SyntheticSpec) and spec.mode == "clip":
+                clip = await ensure_clip(self.data_dir / "media" / "clips", spec, self.ffmpeg)
+            argv = ffmpeg_argv(
+                spec,
+                RtpPorts(base, base + 2 if src.audio_input else None),
+                clip=clip,
+                ffmpeg=self.ffmpeg,
+            )
+            src.process = SupervisedProcess(
+                ProcessSpec(
+                    name=f"source-{code}",
+                    argv=argv,
+                    cwd=self.data_dir,
+                    log_path=self.data_dir / "logs" / f"source-{code}.log",
+                    start_seconds=1.0,
+                    stop_timeout=3.0,
+                    restart=RestartPolicy(
+                        initial_delay=1.0, max_delay=30.0, max_failures=10, window=300.0
+                    ),
+                )
+            )
+            await src.process.start()
+        except BaseException:
+            self._remove_inputs(src)
+            self._used_input_bases.discard(base)
+            raise
+        log.info("media source=%s kind=%s port=%d started", code, spec.kind, base)
+        return src
+
+    def _release_source(self, code: str, channel: int) -> None:
+        src = self._sources.get(code)
+        if src is None:
+            return
+        src.channels.discard(channel)
+        if not src.channels and src.linger is None:
+            src.linger = asyncio.create_task(self._linger(src), name=f"linger-{code}")
+
+    async def _linger(self, src: _Source) -> None:
+        await asyncio.sleep(self.config.source_linger_seconds)
+        if src.channels:
+            return
+        src.linger = None
+        await self._stop_source(src)
+
+    async def _stop_source(self, src: _Source) -> None:
+        if self._sources.get(src.code) is src:
+            del self._sources[src.code]
+        if src.linger is not None and src.linger is not asyncio.current_task():
+            src.linger.cancel()
+        if src.process is not None:
+            await src.process.stop()
+        self._remove_inputs(src)
+        self._used_input_bases.discard(src.port_base)
+        log.info("media source=%s stopped", src.code)
+
+    def _remove_inputs(self, src: _Source) -> None:
+        for input_id in (src.video_input, src.audio_input):
+            if input_id is not None:
+                with contextlib.suppress(Exception):
+                    self.transport.remove_input(input_id)
+
+    # --- for metrics and tests ------------------------------------------------------------------
+
+    @property
+    def sources(self) -> dict[str, _Source]:
+        return dict(self._sources)
+
+
+def _udp_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+class _MediaCollector(Collector):
+    """Switch counters and channel pool usage, read at scrape time."""
+
+    def __init__(self, media: MediaService) -> None:
+        self.media = media
+
+    def collect(self) -> Iterator[Metric]:
+        snap = self.media.transport.switch.snapshot()
+        in_labels = ["input"]
+        ip = CounterMetricFamily("vmesh_switch_input_packets", "RTP packets in", labels=in_labels)
+        ib = CounterMetricFamily("vmesh_switch_input_bytes", "RTP bytes in", labels=in_labels)
+        il = GaugeMetricFamily(
+            "vmesh_switch_input_lost_packets", "RTP packets lost (RFC 3550 A.3)", labels=in_labels
+        )
+        ij = GaugeMetricFamily(
+            "vmesh_switch_input_jitter_seconds",
+            "interarrival jitter (RFC 3550 A.8)",
+            labels=in_labels,
+        )
+        for s in snap.inputs.values():
+            ip.add_metric([s.id], s.packets)
+            ib.add_metric([s.id], s.bytes)
+            il.add_metric([s.id], s.lost)
+            ij.add_metric([s.id], s.jitter)
+        out_labels = ["output"]
+        op = CounterMetricFamily(
+            "vmesh_switch_output_packets", "RTP packets out", labels=out_labels
+        )
+        ob = CounterMetricFamily("vmesh_switch_output_bytes", "RTP bytes out", labels=out_labels)
+        ol = GaugeMetricFamily(
+            "vmesh_switch_output_lost_packets",
+            "packets lost as the receiver reports",
+            labels=out_labels,
+        )
+        oj = GaugeMetricFamily(
+            "vmesh_switch_output_jitter_seconds",
+            "jitter as the receiver reports",
+            labels=out_labels,
+        )
+        for o in snap.outputs.values():
+            op.add_metric([o.id], o.packets)
+            ob.add_metric([o.id], o.bytes)
+            ol.add_metric([o.id], o.receiver_lost)
+            oj.add_metric([o.id], o.receiver_jitter)
+        pool = self.media.pool
+        size = GaugeMetricFamily("vmesh_media_channels", "channels in the pool")
+        size.add_metric([], pool.size)
+        busy = GaugeMetricFamily("vmesh_media_channels_in_use", "channels lent to viewers")
+        busy.add_metric([], pool.busy)
+        srcs = GaugeMetricFamily("vmesh_media_sources", "sources (cameras) running")
+        srcs.add_metric([], len(self.media.sources))
+        yield from (ip, ib, il, ij, op, ob, ol, oj, size, busy, srcs)

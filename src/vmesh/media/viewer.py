@@ -1,0 +1,366 @@
+"""One console page's live session: its tiles, their channels and Janus viewer handles.
+
+``LiveSession`` is what the WebSocket route (``vmesh.media.api``) drives. It owns no socket: it is
+given the authenticated ``Principal``, a way to look cameras up and audit views, the
+``MediaService`` and a ``send`` callable, and it handles the browser's messages (JSON objects):
+
+    -> {"type": "watch", "tile": "0", "code": "33010601001326000101"}
+    <- {"type": "status", "tile": "0", "state": "connecting", "code": "...", "name": "..."}
+    <- {"type": "offer", "tile": "0", "jsep": {"type": "offer", "sdp": "..."}}
+    -> {"type": "answer", "tile": "0", "jsep": {"type": "answer", "sdp": "..."}}
+    -> {"type": "candidate", "tile": "0", "candidate": {"candidate": "...", "sdpMid": "v",
+        "sdpMLineIndex": 0}}                       (null candidate: end of candidates)
+    <- {"type": "candidate", "tile": "0", "candidate": {...}}        (Janus's own, trickled)
+    -> {"type": "switch", "tile": "0", "code": "..."}   same channel, same RTCPeerConnection
+    -> {"type": "stop", "tile": "0"}
+    <- {"type": "status", "tile": "0", "state": "playing" | "no_signal" | "error" | "stopped",
+        "reason": "...", "code": "...", "name": "..."}
+    <- {"type": "error", "field": "code", "reason": "..."}          (a malformed message)
+
+Every ``watch`` and ``switch`` is authorised by the user's scope (``Principal.covers``) and audited
+as ``live.view`` with the camera's code (``denied`` when refused: a camera outside the scope is
+answered as not found, as the directory API does). States are pushed whenever they change.
+
+Public: ``LiveSession``, ``CameraLookup``, ``Camera``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from vmesh.auth.principal import Principal
+from vmesh.edge.janus import JanusError, JanusHandle, JanusSession
+from vmesh.edge.streaming import STREAMING
+from vmesh.errors import InvalidInput, VmeshError
+from vmesh.media.channels import Channel
+from vmesh.media.service import MediaService
+from vmesh.media.sources import SourceSpec, source_from_attrs
+
+log = logging.getLogger(__name__)
+
+Json = dict[str, Any]
+_CODE = re.compile(r"^\d{20}$")
+_TILE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+MONITOR_INTERVAL = 0.5
+
+
+@dataclass(frozen=True)
+class Camera:
+    code: str
+    name: str
+    kind: str
+    path: str
+    attrs: dict[str, Any]
+
+
+class CameraLookup(Protocol):
+    async def __call__(self, code: str) -> Camera | None: ...
+
+
+Audit = Callable[[Principal, str, str, dict[str, Any]], Awaitable[None]]
+
+
+@dataclass
+class _Tile:
+    id: str
+    channel: Channel
+    code: str
+    name: str
+    handle: JanusHandle | None = None
+    webrtc_up: bool = False
+    error: str = ""
+    pump: asyncio.Task[None] | None = None
+    last_sent: tuple[str, str, str] | None = None
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+class LiveSession:
+    def __init__(
+        self,
+        principal: Principal,
+        media: MediaService,
+        lookup: CameraLookup,
+        audit: Audit,
+        send: Callable[[Json], Awaitable[None]],
+    ) -> None:
+        self.principal = principal
+        self.media = media
+        self.lookup = lookup
+        self.audit = audit
+        self.send = send
+        self.tiles: dict[str, _Tile] = {}
+        self._tile_locks: dict[str, asyncio.Lock] = {}
+        self._janus: JanusSession | None = None
+        self._janus_lock = asyncio.Lock()
+        self._monitor: asyncio.Task[None] | None = None
+        self.owner = f"{principal.username}@{id(self):x}"
+
+    # --- messages ---------------------------------------------------------------------------------
+
+    async def handle(self, raw: str) -> None:
+        """Handle one text message from the browser; errors go back as messages, never raise."""
+        try:
+            msg = json.loads(raw)
+        except ValueError:
+            await self._error("", "not JSON")
+            return
+        if not isinstance(msg, dict):
+            await self._error("", "a message must be a JSON object")
+            return
+        kind = msg.get("type")
+        handler = {
+            "watch": self._on_watch,
+            "switch": self._on_switch,
+            "stop": self._on_stop,
+            "answer": self._on_answer,
+            "candidate": self._on_candidate,
+        }.get(kind if isinstance(kind, str) else "")
+        if handler is None:
+            await self._error("type", "must be one of watch, switch, stop, answer, candidate", kind)
+            return
+        tile = msg.get("tile")
+        if isinstance(tile, int) and not isinstance(tile, bool):
+            tile = str(tile)
+        if not isinstance(tile, str) or not _TILE.match(tile):
+            await self._error("tile", "must be 1-32 letters, digits, - or _", tile)
+            return
+        lock = self._tile_locks.setdefault(tile, asyncio.Lock())
+        async with lock:
+            try:
+                await handler(tile, msg)
+            except VmeshError as e:
+                await self._status_error(
+                    tile, e.errors[0].reason if len(e.errors) == 1 else e.detail
+                )
+            except Exception as e:  # a tile's failure must not end the page's session
+                log.exception("live tile=%s %s failed", tile, kind)
+                await self._status_error(tile, f"internal error: {e}")
+
+    async def close(self) -> None:
+        """The page went away: release every tile and the Janus session."""
+        if self._monitor is not None:
+            self._monitor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._monitor
+        for tile in list(self.tiles.values()):
+            await self._release(tile, detach=False)
+        if self._janus is not None:
+            with contextlib.suppress(Exception):
+                await self._janus.destroy()
+            self._janus = None
+
+    # --- handlers ---------------------------------------------------------------------------------
+
+    async def _authorise(self, tile: str, msg: Json) -> tuple[Camera, SourceSpec]:
+        code = msg.get("code")
+        if not isinstance(code, str) or not _CODE.match(code):
+            raise InvalidInput.one("code", "must be a 20-digit camera code", code)
+        cam = await self.lookup(code)
+        if cam is None or not self.principal.covers(cam.path):
+            why = "not in the directory" if cam is None else "outside the user's scope"
+            await self.audit(self.principal, code, "denied", {"tile": tile, "reason": why})
+            raise InvalidInput.one("code", f"camera {code} not found", code)
+        if cam.kind != "camera":
+            raise InvalidInput.one("code", f"{cam.name} ({code}) is a {cam.kind}, not a camera")
+        try:
+            spec = source_from_attrs(code, cam.attrs)
+        except InvalidInput as e:
+            reasons = "; ".join(f"{x.field}: {x.reason}" for x in e.errors) or e.detail
+            raise InvalidInput.one("code", f"{cam.name}: {reasons}", code) from None
+        return cam, spec
+
+    async def _on_watch(self, tile: str, msg: Json) -> None:
+        cam, spec = await self._authorise(tile, msg)
+        old = self.tiles.get(tile)
+        if old is not None:
+            await self._release(old)
+        channel = self.media.lend(self.owner)
+        t = _Tile(tile, channel, cam.code, cam.name)
+        self.tiles[tile] = t
+        try:
+            await self.audit(
+                self.principal, cam.code, "ok", {"tile": tile, "channel": channel.index}
+            )
+            await self._push(t, force=True)
+            await self.media.play(channel, cam.code, spec)
+            session = await self._session()
+            t.handle = await session.attach(STREAMING, opaque_id=self.owner)
+            t.pump = asyncio.create_task(self._pump(t), name=f"live-pump-{tile}")
+            reply = await t.handle.request({"request": "watch", "id": channel.mountpoint_id})
+            if not reply.jsep:
+                raise JanusError("watch", None, "Janus sent no offer")
+            await self.send({"type": "offer", "tile": tile, "jsep": reply.jsep})
+        except BaseException:
+            await self._release(t)
+            raise
+        self._ensure_monitor()
+
+    async def _on_switch(self, tile: str, msg: Json) -> None:
+        t = self._tile(tile)
+        cam, spec = await self._authorise(tile, msg)
+        await self.audit(
+            self.principal,
+            cam.code,
+            "ok",
+            {"tile": tile, "channel": t.channel.index, "switch": True},
+        )
+        await self.media.play(t.channel, cam.code, spec)
+        t.code, t.name, t.error = cam.code, cam.name, ""
+        await self._push(t, force=True)
+
+    async def _on_stop(self, tile: str, msg: Json) -> None:
+        t = self.tiles.get(tile)
+        if t is not None:
+            await self._release(t)
+        await self.send({"type": "status", "tile": tile, "state": "stopped", "reason": ""})
+
+    async def _on_answer(self, tile: str, msg: Json) -> None:
+        t = self._tile(tile)
+        jsep = msg.get("jsep")
+        if (
+            not isinstance(jsep, dict)
+            or jsep.get("type") != "answer"
+            or not isinstance(jsep.get("sdp"), str)
+        ):
+            raise InvalidInput.one("jsep", "must be {type: answer, sdp}")
+        assert t.handle is not None
+        await t.handle.request({"request": "start"}, jsep={"type": "answer", "sdp": jsep["sdp"]})
+
+    async def _on_candidate(self, tile: str, msg: Json) -> None:
+        t = self._tile(tile)
+        cand = msg.get("candidate")
+        if cand is None or cand == {} or (isinstance(cand, dict) and not cand.get("candidate")):
+            body: Json = {"completed": True}
+        elif isinstance(cand, dict) and isinstance(cand.get("candidate"), str):
+            body = {
+                "candidate": {
+                    "candidate": cand["candidate"],
+                    "sdpMid": cand.get("sdpMid"),
+                    "sdpMLineIndex": cand.get("sdpMLineIndex"),
+                }
+            }
+        else:
+            raise InvalidInput.one("candidate", "must be an ICE candidate object or null")
+        h = t.handle
+        assert h is not None
+        client = h.session.client
+        await client.post("trickle", f"/{h.session.id}/{h.id}", client._body("trickle", **body))
+
+    # --- internals --------------------------------------------------------------------------------
+
+    def _tile(self, tile: str) -> _Tile:
+        t = self.tiles.get(tile)
+        if t is None:
+            raise InvalidInput.one(
+                "tile", "nothing is playing on this tile; send watch first", tile
+            )
+        return t
+
+    async def _session(self) -> JanusSession:
+        async with self._janus_lock:
+            if self._janus is None or self._janus.closed.is_set():
+                edge = self.media.edge
+                if edge is None:
+                    raise JanusError("create", None, "live video is not running on this node")
+                self._janus = await edge.client.create_session()
+            return self._janus
+
+    async def _pump(self, t: _Tile) -> None:
+        """Janus's events about this tile's viewer handle: candidates, webrtcup, hangup."""
+        assert t.handle is not None
+        while True:
+            ev = await t.handle.events.get()
+            kind = ev.get("janus")
+            if kind == "trickle":
+                cand = ev.get("candidate") or {}
+                if cand.get("completed"):
+                    cand = None
+                await self.send({"type": "candidate", "tile": t.id, "candidate": cand})
+            elif kind == "webrtcup":
+                t.webrtc_up = True
+                await self._push(t)
+            elif kind == "hangup":
+                t.webrtc_up = False
+                t.error = f"connection closed by the video edge ({ev.get('reason', 'hangup')})"
+                await self._push(t)
+            elif kind == "event":
+                data = (ev.get("plugindata") or {}).get("data") or {}
+                if "error" in data:
+                    t.error = f"video edge: {data.get('error')}"
+                    await self._push(t)
+
+    async def _release(self, t: _Tile, detach: bool = True) -> None:
+        if self.tiles.get(t.id) is t:
+            del self.tiles[t.id]
+        if t.pump is not None:
+            t.pump.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t.pump
+        if t.handle is not None and detach:
+            with contextlib.suppress(Exception):
+                await t.handle.detach()
+        self.media.give_back(t.channel)
+
+    def _state(self, t: _Tile) -> tuple[str, str]:
+        if t.error:
+            return "error", t.error
+        if self._janus is not None and self._janus.closed.is_set():
+            return "error", f"video edge session {self._janus.close_reason}; watch again"
+        sig = self.media.signal_of(t.code)
+        if sig.state in ("error", "no_signal"):
+            return sig.state, sig.reason
+        if not t.webrtc_up:
+            return "connecting", ""
+        return sig.state, sig.reason
+
+    async def _push(self, t: _Tile, force: bool = False) -> None:
+        state, reason = self._state(t)
+        key = (state, reason, t.code)
+        if not force and key == t.last_sent:
+            return
+        t.last_sent = key
+        await self.send(
+            {
+                "type": "status",
+                "tile": t.id,
+                "state": state,
+                "reason": reason,
+                "code": t.code,
+                "name": t.name,
+                "channel": t.channel.index,
+            }
+        )
+
+    def _ensure_monitor(self) -> None:
+        if self._monitor is None or self._monitor.done():
+            self._monitor = asyncio.create_task(self._monitor_loop(), name="live-monitor")
+
+    async def _monitor_loop(self) -> None:
+        while True:
+            await asyncio.sleep(MONITOR_INTERVAL)
+            for t in list(self.tiles.values()):
+                try:
+                    await self._push(t)
+                except Exception:
+                    log.debug("live status push failed tile=%s", t.id, exc_info=True)
+
+    async def _error(self, fieldname: str, reason: str, value: object = None) -> None:
+        msg: Json = {"type": "error", "field": fieldname, "reason": reason}
+        if value is not None:
+            msg["value"] = str(value)[:100]
+        await self.send(msg)
+
+    async def _status_error(self, tile: str, reason: str) -> None:
+        t = self.tiles.get(tile)
+        if t is not None:
+            t.error = reason
+            await self._push(t, force=True)
+        else:
+            await self.send({"type": "status", "tile": tile, "state": "error", "reason": reason})

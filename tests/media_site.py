@@ -1,0 +1,138 @@
+"""A node with live video for the media integration tests and the live browser tests.
+
+``media_node(base, channels=...)`` writes a configuration with ``[media] enabled`` on free
+loopback ports and port ranges below Linux's ephemeral range, imports a small directory whose
+cameras are synthetic (each with its own colour patch: ``CAMERAS``), adds the users, and returns
+a started ``Node`` (tests/e2e/console_node.py). ``login_cookie`` logs a user in over HTTP and
+returns the ``Cookie`` header value for the live WebSocket.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import urllib.request
+from pathlib import Path
+
+from e2e.console_node import NODE_CODE, Node, free_port
+
+PROVINCE = "33000000002166000001"
+XIHU = "33010600002166000001"
+VILLAGE = "33010601002166000002"
+WENCHENG_VILLAGE = "33032801002166000002"
+ADMIN = ("admin", "Zj-admin-2024!")
+XIHU_OPERATOR = ("xihu_op", "Xh-operator-2024!")
+
+# Picture sizes are small: Chromium decodes up to 16 of them at once on 2 cores.
+COLORS = ("#e02020", "#20c020", "#2040e0", "#e0e020", "#e020e0", "#20e0e0", "#f08020", "#8020f0")
+
+
+def camera_code(n: int) -> str:
+    return f"3301060100132600{n:04d}"
+
+
+CAMERAS = {
+    camera_code(n): {
+        "name": f"龙坞测试摄像机{n:02d}",
+        "attrs": {
+            "source": "synthetic",
+            "width": 320,
+            "height": 180,
+            "fps": 25,
+            "gop": 25,
+            "color": COLORS[(n - 1) % len(COLORS)],
+        },
+    }
+    for n in range(1, 17)
+}
+# 640x360: the single-camera test checks the configured resolution is what the browser decodes.
+BIG_CAMERA = camera_code(20)
+CAMERAS[BIG_CAMERA] = {
+    "name": "龙坞高清摄像机",
+    "attrs": {"source": "synthetic", "width": 640, "height": 360, "color": "#20c020"},
+}
+NO_SOURCE_CAMERA = camera_code(21)
+CAMERAS[NO_SOURCE_CAMERA] = {"name": "龙坞无源摄像机", "attrs": {}}
+OUT_OF_SCOPE_CAMERA = "33032801001326000901"  # 文成县: outside 西湖区's scope
+
+
+def write_directory(path: Path) -> None:
+    rows = [
+        (PROVINCE, "", "region", "province", "浙江省", {}),
+        ("33010000002166000001", PROVINCE, "region", "city", "杭州市", {}),
+        (XIHU, "33010000002166000001", "region", "county", "西湖区", {}),
+        ("33010601002166000001", XIHU, "region", "township", "转塘街道", {}),
+        (VILLAGE, "33010601002166000001", "region", "village", "龙坞村", {}),
+        ("33030000002166000001", PROVINCE, "region", "city", "温州市", {}),
+        ("33032800002166000001", "33030000002166000001", "region", "county", "文成县", {}),
+        ("33032801002166000001", "33032800002166000001", "region", "township", "大峃镇", {}),
+        (WENCHENG_VILLAGE, "33032801002166000001", "region", "village", "西坑村", {}),
+        (
+            OUT_OF_SCOPE_CAMERA,
+            WENCHENG_VILLAGE,
+            "camera",
+            "",
+            "西坑测试摄像机",
+            {"source": "synthetic", "width": 320, "height": 180},
+        ),
+    ]
+    rows += [(code, VILLAGE, "camera", "", c["name"], c["attrs"]) for code, c in CAMERAS.items()]
+    with path.open("w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["code", "parent_code", "kind", "tier", "name", "status", "attrs"])
+        for code, parent, kind, tier, name, attrs in rows:
+            w.writerow([code, parent, kind, tier, name, "online", json.dumps(attrs)])
+
+
+def media_node(base: Path, *, channels: int = 4, linger: float = 2.0) -> Node:
+    """A started node with live video on; the caller stops it."""
+    port = free_port()
+    http, admin = free_port(), free_port()
+    while admin == http:
+        admin = free_port()
+    config = base / "vmesh.toml"
+    config.write_text(
+        "[node]\n"
+        f'code = "{NODE_CODE}"\n'
+        'name = "浙江省节点"\n'
+        'tier = "province"\n'
+        'data_dir = "data"\n'
+        "\n[http]\n"
+        'host = "127.0.0.1"\n'
+        f"port = {port}\n"
+        "\n[media]\n"
+        "enabled = true\n"
+        f"janus_http_port = {http}\n"
+        f"janus_admin_port = {admin}\n"
+        "ice_port_range = [24000, 24999]\n"
+        "streaming_port_range = [27000, 27099]\n"
+        "channel_port_range = [25000, 25399]\n"
+        "input_port_range = [26000, 26999]\n"
+        f"channels = {channels}\n"
+        f"source_linger_seconds = {linger}\n",
+        encoding="utf-8",
+    )
+    directory = base / "directory.csv"
+    write_directory(directory)
+    n = Node(base_url=f"http://127.0.0.1:{port}", config=config, log=base / "node.log")
+    n.cli("directory", "import", str(directory))
+    n.add_user(*ADMIN, roles=("admin",), scope=PROVINCE, display_name="省平台管理员")
+    n.add_user(*XIHU_OPERATOR, roles=("operator",), scope=XIHU, display_name="西湖区值班员")
+    n.start()
+    return n
+
+
+def login_cookie(node: Node, username: str, password: str) -> str:
+    req = urllib.request.Request(
+        f"{node.base_url}/api/auth/login",
+        data=json.dumps({"username": username, "password": password}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(req, timeout=10) as r:
+        cookie = r.headers.get("set-cookie", "")
+    return cookie.split(";", 1)[0]
+
+
+def ws_url(node: Node) -> str:
+    return node.base_url.replace("http://", "ws://") + "/api/live/ws"
