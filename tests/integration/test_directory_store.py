@@ -188,6 +188,7 @@ async def test_dense_searches_cap_their_totals(
 
     await build_sample(ctx)
     monkeypatch.setattr(search_mod, "CAP", 2)
+    monkeypatch.setattr(search_mod, "DRIVE_MAX", 2)
     res = await search(ctx.db, SearchQuery(q="村", limit=3), None)
     assert res.plan == "ordered"
     assert res.total_capped and res.total == 2

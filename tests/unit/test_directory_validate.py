@@ -87,10 +87,11 @@ def test_parent_kind_rules() -> None:
     assert v.check_parent_kind(Kind.nvr, Kind.camera) == "a nvr cannot be placed under a camera"
 
 
-def test_name_tokens_make_every_substring_a_phrase() -> None:
-    assert v.name_tokens("西湖区文三路-IPC 01") == "西 湖 区 文 三 路 i p c 0 1"
-    assert v.query_tokens("湖区") == '"湖 区"'
-    assert v.query_tokens("村") == '"村"'
+def test_name_tokens_make_every_substring_a_token_or_phrase() -> None:
+    assert v.name_tokens("西湖区-IPC 1") == ("西 湖 区 i p c 1", "西湖 湖区 区i ip pc c1")
+    assert v.query_tokens("村") == 'chars : "村"'
+    assert v.query_tokens("湖区") == 'pairs : "湖区"'
+    assert v.query_tokens("西湖区") == 'pairs : "西湖 湖区"'
     assert v.query_tokens(" - ") is None
 
 

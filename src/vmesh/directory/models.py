@@ -52,7 +52,8 @@ class Entry(Base):
         CheckConstraint("status in ('online','offline','unknown')", name="status"),
         CheckConstraint("lat is null or (lat >= -90 and lat <= 90)", name="lat"),
         CheckConstraint("lon is null or (lon >= -180 and lon <= 180)", name="lon"),
-        Index("ix_directory_entries_path", "path"),
+        # path + name: a subtree search reads names from the index alone (migration 0002).
+        Index("ix_directory_entries_path_name", "path", "name"),
         Index("ix_directory_entries_parent_status", "parent_id", "status"),
         Index("ix_directory_entries_kind_name", "kind", "name"),
         Index("ix_directory_entries_name", "name"),

@@ -1,25 +1,29 @@
 """Directory search: name substring, code prefix, kind, type, status, tag, subtree; sorted, paged.
 
 How it stays fast at a million rows. Each filter that has an index of its own (name, code prefix,
-subtree, tag) is a possible *driver*. First a capped count of each driver alone (at most
-``CAP + 1`` index entries read, a few milliseconds); then:
+subtree, tag) is a possible *driver*. First a count of each driver alone, reading at most
+``DRIVE_MAX + 1`` index entries (a few milliseconds); then:
 
-- the smallest driver matches at most ``CAP`` rows: read those rows through its index, apply the
-  other filters without their indexes, sort them and count them exactly;
-- every driver matches more than ``CAP`` rows (a common character such as 村, or a wide code
-  prefix): walk the index of the sort order and test each row against the filters. Matches are
-  dense then, so a page is found after a few thousand rows; the total is counted up to ``CAP`` and
-  reported as ``total_capped``.
+- the cheapest driver (its rows × the cost of reading one) costs at most ``DRIVE_MAX`` table
+  reads: read those rows and their sort key through its index, apply the other filters without
+  their indexes, sort and page them here (one query, exact total). A subtree's rows are cheap:
+  the ``(path, name)`` index holds the name, so no table read is needed for a name test;
+- otherwise matches are dense (a common character such as 村, a wide code prefix): walk the
+  index of the sort order and test each row against the filters; a page is usually found after
+  a few thousand rows. The total is counted up to ``CAP`` and reported as ``total_capped``.
+  Matches that are dense overall but bunched far along the sort order (names starting with a
+  county's name) make this walk long: the known slow case, see docs/BENCHMARKS.md.
 
 Name substrings use ``directory_name_fts`` on SQLite (one token per character; a phrase query finds
 consecutive characters) and a GIN index over the characters of ``lower(name)`` on PostgreSQL (see
 migration 0002); both are followed by an exact ``instr``/``strpos`` test.
 
-Public: ``SearchQuery``, ``SearchResult``, ``search``, ``SORTS``, ``CAP``.
+Public: ``SearchQuery``, ``SearchResult``, ``search``, ``SORTS``, ``CAP``, ``DRIVE_MAX``.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,7 +40,9 @@ from vmesh.storage.db import Database
 
 log = logging.getLogger(__name__)
 
-CAP = 10_000
+CAP = 10_000  # totals are exact up to this many rows
+DRIVE_MAX = 10_000  # a filter whose rows cost at most this many table reads drives the search
+SUBTREE_WEIGHT = 0.2  # a subtree row read from the (path, name) index costs a fifth of a table read
 Q_MAX = 100
 SORTS = ("name", "-name", "code", "-code", "updated", "-updated")
 _SORT_COLS = {"name": "e.name", "code": "e.code", "updated": "e.updated_at"}
@@ -102,19 +108,21 @@ class _Filter:
     plain: str  # the condition, index-usable
     blind: str  # the same condition written so that no index is used for it
     params: dict[str, Any] = field(default_factory=dict)
-    count_sql: str | None = None  # capped count of this filter alone, if it can drive
+    count_sql: str | None = None  # count of this filter alone, if it can drive
+    weight: float = 1.0  # cost of reading one candidate row through this filter's index
+    ids_probe: bool = False  # count_sql lists the matching ids (kept as :name_ids) instead
 
 
-def _capped_count(where: str) -> str:
+def _capped_count(where: str, cap: int = CAP) -> str:
     return (
-        f"SELECT count(*) FROM (SELECT 1 FROM directory_entries e WHERE {where} LIMIT {CAP + 1}) c"
+        f"SELECT count(*) FROM (SELECT 1 FROM directory_entries e WHERE {where} LIMIT {cap + 1}) c"
     )
 
 
 def _filters(qry: SearchQuery, subtree: str | None, dialect: str) -> list[_Filter]:
     pg = dialect == "postgresql"
     out: list[_Filter] = []
-    cap = f"LIMIT {CAP + 1}"
+    cap = f"LIMIT {DRIVE_MAX + 1}"
     if qry.q:
         ql = qry.q.lower()
         exact = "strpos(lower(e.name), :ql) > 0" if pg else "instr(lower(e.name), :ql) > 0"
@@ -135,14 +143,17 @@ def _filters(qry: SearchQuery, subtree: str | None, dialect: str) -> list[_Filte
             if phrase is None:
                 out.append(_Filter("name", exact, exact, {"ql": ql}))
             else:
+                # The probe returns the matching ids themselves: driving then reads them from
+                # ``:name_ids`` instead of running the match a second time.
                 fts = "SELECT rowid FROM directory_name_fts WHERE directory_name_fts MATCH :fts"
                 out.append(
                     _Filter(
                         "name",
-                        f"e.id IN ({fts}) AND {exact}",
+                        f"e.id IN (SELECT value FROM json_each(:name_ids)) AND {exact}",
                         exact,
                         {"ql": ql, "fts": phrase},
-                        f"SELECT count(*) FROM ({fts} {cap}) c",
+                        f"{fts} {cap}",
+                        ids_probe=True,
                     )
                 )
     if qry.code_prefix:
@@ -168,7 +179,9 @@ def _filters(qry: SearchQuery, subtree: str | None, dialect: str) -> list[_Filte
                 cond,
                 f"substr(e.path, 1, {len(lo)}) = :plo",
                 {"plo": lo, "phi": hi},
-                _capped_count(cond),
+                # The (path, name) index holds what a name test needs: no table reads.
+                _capped_count(cond, int(DRIVE_MAX / SUBTREE_WEIGHT)),
+                SUBTREE_WEIGHT,
             )
         )
     if qry.tag:
@@ -236,37 +249,50 @@ async def search(db: Database, qry: SearchQuery, subtree: str | None) -> SearchR
             params.update(f.params)
         counts: dict[str, int] = {}
         for f in filters:
-            if f.count_sql:
+            if f.count_sql and f.ids_probe:
+                found_ids = (await s.execute(text(f.count_sql), f.params)).scalars().all()
+                counts[f.name] = len(found_ids)
+                params["name_ids"] = json.dumps(list(found_ids))
+            elif f.count_sql:
                 counts[f.name] = int((await s.execute(text(f.count_sql), f.params)).scalar_one())
-        driver = min(counts, key=lambda n: counts[n]) if counts else None
-        page = f"LIMIT {int(qry.limit)} OFFSET {int(qry.offset)}"
-        if driver is not None and counts[driver] <= CAP:
+        weights = {f.name: f.weight for f in filters}
+        driver = min(counts, key=lambda n: counts[n] * weights[n]) if counts else None
+        key = qry.sort.lstrip("-")
+        if driver is not None and counts[driver] * weights[driver] <= DRIVE_MAX:
+            # Few candidates: read them through the driver's index with their sort key, then
+            # sort and page here (one query gives both the page and the exact total).
             where = " AND ".join(f.plain if f.name == driver else f.blind for f in filters)
-            order = _order(qry.sort, db.dialect, blind=True)
-            ids_sql = f"SELECT e.id FROM directory_entries e WHERE {where} ORDER BY {order} {page}"
-            count_sql = f"SELECT count(*) FROM directory_entries e WHERE {where}"
-            total = int((await s.execute(text(count_sql), params)).scalar_one())
-            capped = False
-            plan = f"driver:{driver}"
+            sql = f"SELECT e.id, {_SORT_COLS[key]} FROM directory_entries e WHERE {where}"
+            found = [(k, int(i)) for i, k in (await s.execute(text(sql), params)).all()]
+            found.sort(reverse=qry.sort.startswith("-"))
+            total, capped, plan = len(found), False, f"driver:{driver}"
+            ids = [i for _, i in found[qry.offset : qry.offset + qry.limit]]
         else:
-            where = " AND ".join(f.plain for f in filters) or "1 = 1"
+            # Dense matches: walk the sort order's index, testing each row without other indexes
+            # (a code range may stay indexed when it is the sort order itself).
+            def cond(f: _Filter) -> str:
+                return f.plain if f.name == "code" and key == "code" else f.blind
+
+            where = " AND ".join(cond(f) for f in filters) or "1 = 1"
             order = _order(qry.sort, db.dialect, blind=False)
+            page = f"LIMIT {int(qry.limit)} OFFSET {int(qry.offset)}"
             ids_sql = f"SELECT e.id FROM directory_entries e WHERE {where} ORDER BY {order} {page}"
-            if len(filters) == 1 and driver is not None:
+            ids = [int(r) for r in (await s.execute(text(ids_sql), params)).scalars().all()]
+            if len(filters) == 1 and driver is not None and counts[driver] > CAP:
                 total = counts[driver]
+            elif not filters:
+                total = int((await s.execute(text(_capped_count("1 = 1")))).scalar_one())
             else:
-                total = int(
-                    (
-                        await s.execute(
-                            text(_capped_count(where)),
-                            params,
-                        )
-                    ).scalar_one()
+                # Ranges keep their indexes here: the count may start from the narrowest.
+                ranged = " AND ".join(
+                    f.plain if f.name in ("code", "subtree") else f.blind for f in filters
                 )
+                total = int((await s.execute(text(_capped_count(ranged)), params)).scalar_one())
+            if len(ids) < qry.limit:  # the last page: the total is known exactly
+                total = qry.offset + len(ids)
             capped = total > CAP
             total = min(total, CAP)
             plan = "ordered"
-        ids = [int(r) for r in (await s.execute(text(ids_sql), params)).scalars().all()]
         rows = {}
         if ids:
             rows = {

@@ -12,7 +12,7 @@ taken up front), because ids, paths and generated codes are computed from what i
 
 Calls: ``vmesh.identity.codes`` (code rules), ``vmesh.directory.validate`` (field rules),
 ``vmesh.audit.log``. Public: ``Directory``, ``in_subtree``, ``summary_columns``, ``tree_columns``,
-``write_lock``, ``as_summary``.
+``write_lock``, ``index_name``, ``as_summary``.
 """
 
 from __future__ import annotations
@@ -81,6 +81,30 @@ def in_subtree(path: str, dialect: str) -> ColumnElement[bool]:
     lo, hi = v.path_range(path)
     col: Any = Entry.path.collate("C") if dialect == "postgresql" else Entry.path
     return and_(col >= lo, col < hi)
+
+
+async def index_name(
+    s: AsyncSession, dialect: str, entry_id: int, old: str | None, new: str | None
+) -> None:
+    """Keep SQLite's name index in step: remove ``old``'s tokens, add ``new``'s (either may be
+    ``None``). PostgreSQL's index is an expression index and needs nothing."""
+    if dialect != "sqlite":
+        return
+    if old is not None:
+        c, p = v.name_tokens(old)
+        await s.execute(
+            text(
+                "INSERT INTO directory_name_fts(directory_name_fts, rowid, chars, pairs) "
+                "VALUES('delete', :id, :c, :p)"
+            ),
+            {"id": entry_id, "c": c, "p": p},
+        )
+    if new is not None:
+        c, p = v.name_tokens(new)
+        await s.execute(
+            text("INSERT INTO directory_name_fts(rowid, chars, pairs) VALUES (:id, :c, :p)"),
+            {"id": entry_id, "c": c, "p": p},
+        )
 
 
 def scope_of(who: Who) -> str | None:
@@ -345,7 +369,7 @@ class Directory:
                     await s.execute(
                         insert(EntryTag), [{"entry_id": new_id, "tag": t} for t in f.tags]
                     )
-                await self._index_name(s, new_id, None, f.name)
+                await index_name(s, self.db.dialect, new_id, None, f.name)
                 self.audit.record(
                     s,
                     who,
@@ -442,25 +466,6 @@ class Directory:
             raise InvalidInput.one("code", f"no free serial left for type {type_code} in {center}")
         return compose(center, type_code, serial)
 
-    async def _index_name(
-        self, s: AsyncSession, entry_id: int, old: str | None, new: str | None
-    ) -> None:
-        if not self.db.is_sqlite:
-            return
-        if old is not None:
-            await s.execute(
-                text(
-                    "INSERT INTO directory_name_fts(directory_name_fts, rowid, chars) "
-                    "VALUES('delete', :id, :chars)"
-                ),
-                {"id": entry_id, "chars": v.name_tokens(old)},
-            )
-        if new is not None:
-            await s.execute(
-                text("INSERT INTO directory_name_fts(rowid, chars) VALUES (:id, :chars)"),
-                {"id": entry_id, "chars": v.name_tokens(new)},
-            )
-
     async def update(self, who: Who, code: str, data: Mapping[str, Any]) -> dict[str, Any]:
         """Change fields of an entry. ``version``, when given, must match (else 409)."""
         unknown = sorted(set(data) - set(UPDATABLE))
@@ -541,7 +546,7 @@ class Directory:
                             insert(EntryTag), [{"entry_id": e.id, "tag": t} for t in f.tags]
                         )
                 if "name" in changes:
-                    await self._index_name(s, e.id, old["name"], f.name)
+                    await index_name(s, self.db.dialect, e.id, old["name"], f.name)
                 self.audit.record(
                     s,
                     who,
@@ -605,7 +610,7 @@ class Directory:
                         "code", "is your own scope root and cannot be deleted", code
                     )
                 await s.execute(delete(EntryTag).where(EntryTag.entry_id == e.id))
-                await self._index_name(s, e.id, e.name, None)
+                await index_name(s, self.db.dialect, e.id, e.name, None)
                 await s.execute(delete(Entry).where(Entry.id == e.id))
                 self.audit.record(
                     s, who, "directory.delete", code, "ok", {"name": e.name, "kind": e.kind}

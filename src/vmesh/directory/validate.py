@@ -232,19 +232,28 @@ def allowed_types(kind: Kind) -> tuple[str, ...]:
     return KIND_TYPES[kind]
 
 
-def name_tokens(text: str) -> str:
-    """Text for the SQLite name index: each letter or digit one token (``西湖区`` → ``西 湖 区``).
+def name_tokens(text: str) -> tuple[str, str]:
+    """The two columns of the SQLite name index: characters and character pairs, as tokens.
 
-    One token per character lets a phrase query find any substring, including one- and
-    two-character Chinese queries that a trigram index cannot.
+    ``西湖区`` → (``西 湖 区``, ``西湖 湖区``). Letters and digits only, lower case. One
+    character is found as a token of the first column, two as one token of the second, and
+    longer text as a phrase of consecutive pairs (``"西湖 湖区"``), which is selective even when
+    its characters are common. A trigram index cannot find one or two characters at all.
     """
-    return " ".join(filter(str.isalnum, text.lower()))
+    chars = "".join(filter(str.isalnum, text.lower()))
+    pairs = " ".join([chars[i : i + 2] for i in range(len(chars) - 1)])
+    return " ".join(chars), pairs
 
 
 def query_tokens(q: str) -> str | None:
-    """An FTS5 phrase for substring ``q``, or ``None`` when ``q`` has no letters or digits."""
-    toks = name_tokens(q)
-    return f'"{toks}"' if toks else None
+    """The FTS5 query for substring ``q``, or ``None`` when ``q`` has no letters or digits."""
+    chars = "".join(filter(str.isalnum, q.lower()))
+    if not chars:
+        return None
+    if len(chars) == 1:
+        return f'chars : "{chars}"'
+    pairs = " ".join(chars[i : i + 2] for i in range(len(chars) - 1))
+    return f'pairs : "{pairs}"'
 
 
 def _increment_digits(p: str) -> str | None:

@@ -1,16 +1,18 @@
 """directory search: name substring index and sort indexes
 
 Name search must find any substring of a Chinese name, including one and two characters, fast at a
-million rows. SQLite: a contentless FTS5 table holding each name as one token per character (see
-``vmesh.directory.validate.name_tokens``); a phrase query finds consecutive characters. The store
-keeps it in step with ``directory_entries``. PostgreSQL: a GIN index over the array of a name's
+million rows. SQLite: a contentless FTS5 table holding each name's characters and character pairs
+as tokens (see ``vmesh.directory.validate.name_tokens``): one character is one token of
+``chars``, two are one token of ``pairs``, more are a phrase of consecutive pairs. The store keeps
+it in step with ``directory_entries``. PostgreSQL: a GIN index over the array of a name's
 characters (``regexp_split_to_array(lower(name), '')``), maintained by PostgreSQL itself; ``@>``
 narrows to names holding every character, ``strpos`` checks the order. pg_trgm is not used: it
 cannot use its index for patterns under three characters, and under the C locale it drops CJK.
 
-Both: indexes for the sort orders (name, updated) with ``id`` as tie-breaker. PostgreSQL: ``path``
-and ``code`` indexes in the C collation, because subtree and code-prefix filters are range scans
-that must order by byte whatever the database's collation.
+Both: indexes for the sort orders (name, updated) with ``id`` as tie-breaker, and the path index
+replaced by one on ``(path, name)``, so a search within a subtree reads names from the index
+alone. PostgreSQL: ``path`` and ``code`` indexed in the C collation, because subtree and
+code-prefix filters are range scans that must order by byte whatever the database's collation.
 
 Revision ID: 0002
 Revises: 0001
@@ -27,9 +29,10 @@ branch_labels: Sequence[str] | None = None
 depends_on: Sequence[str] | None = None
 
 
-def _tokens(text: str) -> str:
+def _tokens(text: str) -> tuple[str, str]:
     # Kept in step with vmesh.directory.validate.name_tokens (not imported: migrations are frozen).
-    return " ".join(c for c in text.lower() if c.isalnum())
+    chars = "".join(filter(str.isalnum, text.lower()))
+    return " ".join(chars), " ".join(chars[i : i + 2] for i in range(len(chars) - 1))
 
 
 def upgrade() -> None:
@@ -37,15 +40,19 @@ def upgrade() -> None:
     if bind.dialect.name == "sqlite":
         op.execute(
             "CREATE VIRTUAL TABLE directory_name_fts USING fts5("
-            "chars, content='', columnsize=0, tokenize='unicode61 remove_diacritics 0')"
+            "chars, pairs, content='', columnsize=0, tokenize='unicode61 remove_diacritics 0')"
         )
         rows = bind.execute(sa.text("SELECT id, name FROM directory_entries")).all()
         if rows:
             bind.execute(
-                sa.text("INSERT INTO directory_name_fts(rowid, chars) VALUES (:id, :chars)"),
-                [{"id": r[0], "chars": _tokens(r[1])} for r in rows],
+                sa.text(
+                    "INSERT INTO directory_name_fts(rowid, chars, pairs) VALUES (:id, :c, :p)"
+                ),
+                [{"id": r[0], "c": _tokens(r[1])[0], "p": _tokens(r[1])[1]} for r in rows],
             )
         op.create_index("ix_directory_entries_updated", "directory_entries", ["updated_at"])
+        op.create_index("ix_directory_entries_path_name", "directory_entries", ["path", "name"])
+        op.drop_index("ix_directory_entries_path", "directory_entries")
     else:
         op.execute(
             "CREATE INDEX ix_directory_entries_name_chars ON directory_entries "
@@ -56,8 +63,10 @@ def upgrade() -> None:
             "CREATE INDEX ix_directory_entries_updated ON directory_entries (updated_at, id)"
         )
         op.execute(
-            'CREATE INDEX ix_directory_entries_path_c ON directory_entries (path COLLATE "C")'
+            "CREATE INDEX ix_directory_entries_path_name ON directory_entries "
+            '(path COLLATE "C", name)'
         )
+        op.execute("DROP INDEX ix_directory_entries_path")
         op.execute(
             'CREATE INDEX ix_directory_entries_code_c ON directory_entries (code COLLATE "C")'
         )
@@ -69,5 +78,7 @@ def downgrade() -> None:
         op.execute("DROP TABLE directory_name_fts")
         op.drop_index("ix_directory_entries_updated", "directory_entries")
     else:
-        for ix in ("name_chars", "name_id", "updated", "path_c", "code_c"):
+        for ix in ("name_chars", "name_id", "updated", "code_c"):
             op.execute(f"DROP INDEX ix_directory_entries_{ix}")
+    op.create_index("ix_directory_entries_path", "directory_entries", ["path"])
+    op.drop_index("ix_directory_entries_path_name", "directory_entries")
