@@ -237,7 +237,7 @@ class LiveSession:
         t = self._tile(tile)
         cand = msg.get("candidate")
         if cand is None or cand == {} or (isinstance(cand, dict) and not cand.get("candidate")):
-            body: Json = {"completed": True}
+            body: Json = {"candidate": {"completed": True}}
         elif isinstance(cand, dict) and isinstance(cand.get("candidate"), str):
             body = {
                 "candidate": {
@@ -251,7 +251,10 @@ class LiveSession:
         h = t.handle
         assert h is not None
         client = h.session.client
-        await client.post("trickle", f"/{h.session.id}/{h.id}", client._body("trickle", **body))
+        try:
+            await client.post("trickle", f"/{h.session.id}/{h.id}", client._body("trickle", **body))
+        except JanusError as e:  # one unusable candidate is not the tile's failure
+            log.info("live tile=%s candidate refused: %s", tile, e.detail)
 
     # --- internals --------------------------------------------------------------------------------
 

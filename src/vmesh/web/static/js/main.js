@@ -1,7 +1,8 @@
 // The console's shell: session check, hash routes, top bar (navigation, language, logout).
 //
 // Routes: #/login, #/dir (org tree + search), #/dir/<code> (same, with that entry's details),
-// #/users (admins), #/audit (admins and operators). Each page is a module under views/ exporting
+// #/users (admins), #/audit (admins and operators), #/wall (video wall; #/wall/<code> plays one
+// camera). Each page is a module under views/ exporting
 // create(ctx) -> {el, update?(params)}; a route change within the same page calls update().
 import { api, setUnauthorizedHandler } from "./api.js";
 import { clear, h } from "./dom.js";
@@ -10,6 +11,7 @@ import * as loginView from "./views/login.js";
 import * as directoryView from "./views/directory.js";
 import * as usersView from "./views/users.js";
 import * as auditView from "./views/audit.js";
+import * as wallView from "./views/wall.js";
 
 const root = document.getElementById("app");
 const state = { me: null, page: null, view: null };
@@ -17,6 +19,7 @@ const state = { me: null, page: null, view: null };
 const PAGES = {
   login: { module: loginView, public: true },
   dir: { module: directoryView, nav: "nav.directory" },
+  wall: { module: wallView, nav: "nav.wall" },
   users: { module: usersView, nav: "nav.users", roles: ["admin"] },
   audit: { module: auditView, nav: "nav.audit", roles: ["admin", "operator"] },
 };
@@ -78,6 +81,8 @@ function show(name, args, force = false) {
     return;
   }
   const ctx = { me: state.me, args, navigate, onLogin };
+  // A page that holds live resources (the wall's WebSocket and video connections) lets them go.
+  if (state.view?.destroy) state.view.destroy();
   state.page = name;
   state.view = page.module.create(ctx);
   if (page.public) {

@@ -253,6 +253,10 @@ function detailBody(e, ctx) {
     { class: "detail-body", testid: "detail", dataset: { code: e.code } },
     h("nav", { class: "breadcrumb", testid: "detail-path", "aria-label": t("detail.path") }, crumbs),
     h("h3", { class: "detail-name", testid: "detail-name" }, statusDot(e.status), " ", e.name),
+    e.kind === "camera"
+      ? h("button", { type: "button", class: "primary", testid: "detail-watch",
+          onclick: () => ctx.navigate(`#/wall/${encodeURIComponent(e.code)}`) }, t("live.watch"))
+      : null,
     h("dl", { class: "props" }, rows.map(([k, v]) => [h("dt", {}, t(k)), h("dd", {}, v)])),
     h("h4", {}, t("detail.attrs")),
     attrs.length

@@ -1,0 +1,178 @@
+// Live video client: one signalling WebSocket per page (/api/live/ws) and one RTCPeerConnection
+// per tile. The node answers "watch" with Janus's offer (relayed), candidates trickle both ways,
+// and "switch" re-routes the same channel to another camera: the RTCPeerConnection stays, only
+// the picture changes (polling). States come from the node: connecting / playing / no_signal /
+// error (with the reason) / stopped.
+//
+// Per tile, getStats() is sampled every second: resolution, fps, bitrate, frames decoded and the
+// receive latency (jitterBufferDelay / jitterBufferEmittedCount).
+
+const STATS_INTERVAL_MS = 1000;
+let pcSerial = 0;
+
+export class LiveClient {
+  constructor({ onStatus, onStats, onError, onClose } = {}) {
+    this.onStatus = onStatus || (() => {});
+    this.onStats = onStats || (() => {});
+    this.onError = onError || (() => {});
+    this.onClose = onClose || (() => {});
+    this.players = new Map();
+    this.queue = [];
+    this.closed = false;
+    this.ws = null;
+    this.open = new Promise((resolve) => { this._opened = resolve; });
+    this.connect();
+  }
+
+  connect() {
+    const proto = location.protocol === "https:" ? "wss:" : "ws:";
+    const ws = new WebSocket(`${proto}//${location.host}/api/live/ws`);
+    this.ws = ws;
+    ws.addEventListener("open", () => {
+      for (const m of this.queue.splice(0)) ws.send(JSON.stringify(m));
+      this._opened();
+    });
+    ws.addEventListener("message", (ev) => this.receive(JSON.parse(ev.data)));
+    ws.addEventListener("close", (ev) => {
+      if (!this.closed) this.onClose(ev.code, ev.reason);
+    });
+  }
+
+  send(msg) {
+    if (this.ws && this.ws.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify(msg));
+    else this.queue.push(msg);
+  }
+
+  /** Play camera ``code`` on ``tile`` into ``video`` (a new RTCPeerConnection). */
+  watch(tile, code, video) {
+    this.dropPlayer(tile);
+    this.players.set(tile, new TilePlayer(this, tile, video));
+    this.send({ type: "watch", tile, code });
+  }
+
+  /** Same tile, same connection, another camera. */
+  switchTo(tile, code) {
+    if (!this.players.has(tile)) return false;
+    this.send({ type: "switch", tile, code });
+    return true;
+  }
+
+  stop(tile) {
+    this.dropPlayer(tile);
+    this.send({ type: "stop", tile });
+  }
+
+  dropPlayer(tile) {
+    const p = this.players.get(tile);
+    if (p) p.close();
+    this.players.delete(tile);
+  }
+
+  close() {
+    this.closed = true;
+    for (const tile of [...this.players.keys()]) this.dropPlayer(tile);
+    if (this.ws) this.ws.close();
+  }
+
+  async receive(msg) {
+    const p = msg.tile !== undefined ? this.players.get(String(msg.tile)) : null;
+    if (msg.type === "status") {
+      this.onStatus(String(msg.tile), msg);
+    } else if (msg.type === "offer" && p) {
+      await p.onOffer(msg.jsep);
+    } else if (msg.type === "candidate" && p) {
+      await p.onCandidate(msg.candidate);
+    } else if (msg.type === "error") {
+      this.onError(msg);
+    }
+  }
+}
+
+class TilePlayer {
+  constructor(client, tile, video) {
+    this.client = client;
+    this.tile = tile;
+    this.video = video;
+    this.pc = null;
+    this.pending = [];
+    this.timer = null;
+    this.last = null;
+  }
+
+  async onOffer(jsep) {
+    if (this.pc) this.pc.close();
+    const pc = new RTCPeerConnection({ iceServers: [] });
+    pc.vmeshId = ++pcSerial;
+    this.pc = pc;
+    pc.addEventListener("track", (ev) => {
+      const stream = ev.streams[0] || new MediaStream([ev.track]);
+      if (this.video.srcObject !== stream) this.video.srcObject = stream;
+      this.video.play().catch(() => {});
+    });
+    pc.addEventListener("icecandidate", (ev) => {
+      const c = ev.candidate;
+      this.client.send({
+        type: "candidate",
+        tile: this.tile,
+        candidate: c ? { candidate: c.candidate, sdpMid: c.sdpMid, sdpMLineIndex: c.sdpMLineIndex } : null,
+      });
+    });
+    await pc.setRemoteDescription(jsep);
+    for (const c of this.pending.splice(0)) await this.addCandidate(c);
+    const answer = await pc.createAnswer();
+    await pc.setLocalDescription(answer);
+    this.client.send({ type: "answer", tile: this.tile, jsep: { type: "answer", sdp: pc.localDescription.sdp } });
+    this.timer = setInterval(() => this.sample(), STATS_INTERVAL_MS);
+  }
+
+  async onCandidate(c) {
+    if (!this.pc || !this.pc.remoteDescription) {
+      this.pending.push(c);
+      return;
+    }
+    await this.addCandidate(c);
+  }
+
+  async addCandidate(c) {
+    try {
+      await this.pc.addIceCandidate(c || null);
+    } catch {
+      // a candidate the browser cannot use (e.g. another address family) is not an error
+    }
+  }
+
+  async sample() {
+    if (!this.pc) return;
+    let inbound = null;
+    const report = await this.pc.getStats();
+    report.forEach((s) => {
+      if (s.type === "inbound-rtp" && s.kind === "video") inbound = s;
+    });
+    if (!inbound) return;
+    const now = inbound.timestamp;
+    let bitrate = null;
+    if (this.last && now > this.last.timestamp) {
+      bitrate = ((inbound.bytesReceived - this.last.bytesReceived) * 8) / ((now - this.last.timestamp) / 1000);
+    }
+    const emitted = inbound.jitterBufferEmittedCount || 0;
+    const latencyMs = emitted ? (1000 * (inbound.jitterBufferDelay || 0)) / emitted : null;
+    this.last = { timestamp: now, bytesReceived: inbound.bytesReceived };
+    this.client.onStats(this.tile, {
+      pcId: this.pc.vmeshId,
+      width: inbound.frameWidth || 0,
+      height: inbound.frameHeight || 0,
+      fps: inbound.framesPerSecond || 0,
+      framesDecoded: inbound.framesDecoded || 0,
+      bitrate,
+      latencyMs,
+    });
+  }
+
+  close() {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+    if (this.pc) this.pc.close();
+    this.pc = null;
+    this.video.srcObject = null;
+  }
+}
