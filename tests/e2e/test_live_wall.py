@@ -168,7 +168,9 @@ def test_polling_tile_switches_cameras_on_the_same_peer_connection(pages, node: 
     expect(tile).to_have_attribute("data-state", "playing", timeout=PLAY_TIMEOUT_MS)
     expect(page.get_by_test_id("tile-0-poll")).to_contain_text("1/2")
     wait_patch_of(page, "0", red, [red, blue])
+    wait_frames_above(page, "0", 0)  # the overlay has sampled getStats (and the connection's id)
     pc = tile.get_attribute("data-pc")
+    assert pc
     before = frames(page, "0")
     wait_patch_of(page, "0", blue, [red, blue])
     expect(page.get_by_test_id("tile-0-poll")).to_contain_text("2/2")
