@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from conftest import make_config
 from directory_sample import SYSTEM, build_sample
@@ -194,3 +194,33 @@ async def test_export_import_export_is_identical(
         assert await export(other, fmt) == first
     finally:
         await other.close()
+
+
+async def schema_objects(ctx: NodeContext) -> set[str]:
+    if ctx.db.is_sqlite:
+        sql = "SELECT name FROM sqlite_master WHERE tbl_name IN ('directory_entries', 'entry_tags')"
+    else:
+        sql = (
+            "SELECT indexname FROM pg_indexes WHERE tablename IN ('directory_entries', "
+            "'entry_tags') UNION SELECT conname FROM pg_constraint WHERE conrelid IN "
+            "('directory_entries'::regclass, 'entry_tags'::regclass)"
+        )
+    async with ctx.db.sessions() as s:
+        return set((await s.execute(text(sql))).scalars().all())
+
+
+async def test_a_big_import_rebuilds_indexes_and_keys(
+    ctx: NodeContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Big imports drop and rebuild indexes (and keys on PostgreSQL) inside their transaction."""
+    monkeypatch.setattr(transfer, "BULK_REBUILD_ROWS", 2)
+    before = await schema_objects(ctx)
+    bad = GOOD + "33030200001326000009,33039900002166000001,camera,,无父,,,,,\n"
+    with pytest.raises(InvalidInput):
+        await import_text(ctx, bad)
+    await import_text(ctx, GOOD)
+    assert await schema_objects(ctx) == before
+    res = await search(ctx.db, SearchQuery(q="五马", code_prefix="3303"), None)
+    assert [i["name"] for i in res.items] == ["五马街口"]
+    with pytest.raises(InvalidInput):  # and a second import of the same codes is refused
+        await import_text(ctx, GOOD)

@@ -158,8 +158,8 @@ def _filters(qry: SearchQuery, subtree: str | None, dialect: str) -> list[_Filte
                 )
     if qry.code_prefix:
         lo, hi = v.code_prefix_range(qry.code_prefix)
-        col = 'e.code COLLATE "C"' if pg else "e.code"
-        cond = f"{col} >= :clo" + (f" AND {col} < :chi" if hi else "")
+        # Digit strings of one length order alike in every collation: no COLLATE needed.
+        cond = "e.code >= :clo" + (" AND e.code < :chi" if hi else "")
         out.append(
             _Filter(
                 "code",

@@ -19,6 +19,7 @@ Public: ``ImportReport``, ``parse_file``, ``import_rows``, ``export_lines``, ``F
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
@@ -56,7 +57,7 @@ log = logging.getLogger(__name__)
 
 FORMATS = ("csv", "json")
 CHUNK = 10_000
-BULK_REBUILD_ROWS = 50_000  # SQLite: from this many new rows, rebuild indexes instead of updating
+BULK_REBUILD_ROWS = 50_000  # from this many new rows, rebuild indexes instead of updating them
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
 
 
@@ -516,21 +517,32 @@ async def _write(
     created = updated = done = 0
     total = len(rows)
 
-    async def flush() -> None:
-        await _bulk_insert(s, db, "directory_entries", _ENTRY_COLUMNS, entries)
-        await _bulk_insert(s, db, "entry_tags", ("entry_id", "tag"), tags)
+    pending: asyncio.Future[None] | None = None
+
+    async def write_chunk(e: list[Any], t: list[Any], n: list[Any]) -> None:
+        await _bulk_insert(s, db, "directory_entries", _ENTRY_COLUMNS, e)
+        await _bulk_insert(s, db, "entry_tags", ("entry_id", "tag"), t)
         if db.is_sqlite:
-            await _bulk_insert(s, db, "directory_name_fts", ("rowid", "chars", "pairs"), names)
-        entries.clear()
-        tags.clear()
-        names.clear()
+            await _bulk_insert(s, db, "directory_name_fts", ("rowid", "chars", "pairs"), n)
+
+    async def flush(last: bool = False) -> None:
+        # The driver writes a chunk (in aiosqlite's thread, or PostgreSQL's server) while this
+        # loop prepares the next one; chunks still go in order, one at a time.
+        nonlocal pending, entries, tags, names
+        if pending is not None:
+            await pending
+        pending = asyncio.ensure_future(write_chunk(entries, tags, names))
+        entries, tags, names = [], [], []
+        await asyncio.sleep(0)  # let the chunk reach the driver before going on
+        if last:
+            await pending
         if progress:
             progress("write", done, total)
 
     sqlite = db.is_sqlite
     rebuild: list[str] = []
-    if sqlite and total >= BULK_REBUILD_ROWS:
-        rebuild = await _drop_secondary_indexes(s, next_id - 1, total)
+    if total >= BULK_REBUILD_ROWS:
+        rebuild = await _drop_secondary_indexes(s, db.dialect, next_id - 1, total)
     for r in rows:
         f = r.f
         if r.existing_id is not None:
@@ -570,35 +582,62 @@ async def _write(
         done += 1
         if len(entries) >= CHUNK:
             await flush()
-    await flush()
+    await flush(last=True)
     for sql in rebuild:
         await s.execute(text(sql))
+    if rebuild and not sqlite:
+        await s.execute(text("ANALYZE directory_entries"))
     if rebuild and progress:
         progress("index", total, total)
     return created, updated
 
 
-async def _drop_secondary_indexes(s: AsyncSession, existing: int, adding: int) -> list[str]:
-    """SQLite: drop ``directory_entries``' secondary indexes before a big insert; returns the SQL
-    that recreates them (run in the same transaction, so the import stays all or nothing).
+async def _drop_secondary_indexes(
+    s: AsyncSession, dialect: str, existing: int, adding: int
+) -> list[str]:
+    """Drop ``directory_entries``' secondary indexes before a big insert; returns the SQL that
+    recreates them, run in the same transaction so the import stays all or nothing.
 
-    Inserting a million rows in code order into indexes on name and path means a million random
-    B-tree inserts; building each index afterwards is one sort. Readers are unaffected: in WAL
-    mode they keep seeing the committed snapshot, indexes included.
+    Inserting a million rows into indexes on name, path and (on PostgreSQL) the characters of
+    names means millions of random index inserts; building each index afterwards is one sort.
+    On PostgreSQL the foreign keys go too and come back the same way.
+    SQLite readers are unaffected (in WAL mode they read the committed snapshot). PostgreSQL
+    readers of the table wait for the import to commit: a big import is a loading event.
     """
     if adding < max(existing, 1) // 2:
         return []
-    rows = (
-        await s.execute(
-            text(
-                "SELECT name, sql FROM sqlite_master WHERE type = 'index' "
-                "AND tbl_name = 'directory_entries' AND sql IS NOT NULL"
-            )
+    if dialect == "sqlite":
+        sql = (
+            "SELECT name, sql FROM sqlite_master WHERE type = 'index' "
+            "AND tbl_name = 'directory_entries' AND sql IS NOT NULL"
         )
-    ).all()
+    else:
+        sql = (
+            "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'directory_entries' "
+            "AND indexname NOT IN (SELECT conname FROM pg_constraint "
+            "WHERE conrelid = 'directory_entries'::regclass)"
+        )
+        await s.execute(text("SET LOCAL maintenance_work_mem = '256MB'"))
+    rows = (await s.execute(text(sql))).all()
     for name, _ in rows:
         await s.execute(text(f'DROP INDEX "{name}"'))
-    return [sql for _, sql in rows]
+    rebuild = [definition for _, definition in rows]
+    if dialect != "sqlite":
+        # Foreign keys check every inserted row with a trigger; added back, they check all rows
+        # in one join.
+        fks = (
+            await s.execute(
+                text(
+                    "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) "
+                    "FROM pg_constraint WHERE contype = 'f' AND conrelid IN "
+                    "('directory_entries'::regclass, 'entry_tags'::regclass)"
+                )
+            )
+        ).all()
+        for table, name, _ in fks:
+            await s.execute(text(f'ALTER TABLE {table} DROP CONSTRAINT "{name}"'))
+        rebuild += [f'ALTER TABLE {table} ADD CONSTRAINT "{name}" {d}' for table, name, d in fks]
+    return rebuild
 
 
 async def _update_one(s: AsyncSession, db: Database, r: _Row, now: datetime) -> None:

@@ -11,8 +11,9 @@ cannot use its index for patterns under three characters, and under the C locale
 
 Both: indexes for the sort orders (name, updated) with ``id`` as tie-breaker, and the path index
 replaced by one on ``(path, name)``, so a search within a subtree reads names from the index
-alone. PostgreSQL: ``path`` and ``code`` indexed in the C collation, because subtree and
-code-prefix filters are range scans that must order by byte whatever the database's collation.
+alone. PostgreSQL: ``path`` indexed in the C collation, because subtree filters are range scans
+that must order by byte whatever the database's collation (codes are digits of one length, which
+every collation orders alike).
 
 Revision ID: 0002
 Revises: 0001
@@ -45,9 +46,7 @@ def upgrade() -> None:
         rows = bind.execute(sa.text("SELECT id, name FROM directory_entries")).all()
         if rows:
             bind.execute(
-                sa.text(
-                    "INSERT INTO directory_name_fts(rowid, chars, pairs) VALUES (:id, :c, :p)"
-                ),
+                sa.text("INSERT INTO directory_name_fts(rowid, chars, pairs) VALUES (:id, :c, :p)"),
                 [{"id": r[0], "c": _tokens(r[1])[0], "p": _tokens(r[1])[1]} for r in rows],
             )
         op.create_index("ix_directory_entries_updated", "directory_entries", ["updated_at"])
@@ -67,9 +66,8 @@ def upgrade() -> None:
             '(path COLLATE "C", name)'
         )
         op.execute("DROP INDEX ix_directory_entries_path")
-        op.execute(
-            'CREATE INDEX ix_directory_entries_code_c ON directory_entries (code COLLATE "C")'
-        )
+        # (name, id) serves every use of (name): one index less to build on import.
+        op.execute("DROP INDEX ix_directory_entries_name")
 
 
 def downgrade() -> None:
@@ -78,7 +76,8 @@ def downgrade() -> None:
         op.execute("DROP TABLE directory_name_fts")
         op.drop_index("ix_directory_entries_updated", "directory_entries")
     else:
-        for ix in ("name_chars", "name_id", "updated", "code_c"):
+        for ix in ("name_chars", "name_id", "updated"):
             op.execute(f"DROP INDEX ix_directory_entries_{ix}")
+        op.create_index("ix_directory_entries_name", "directory_entries", ["name"])
     op.create_index("ix_directory_entries_path", "directory_entries", ["path"])
     op.drop_index("ix_directory_entries_path_name", "directory_entries")
