@@ -53,6 +53,12 @@ CAMERAS[BIG_CAMERA] = {
 }
 NO_SOURCE_CAMERA = camera_code(21)
 CAMERAS[NO_SOURCE_CAMERA] = {"name": "龙坞无源摄像机", "attrs": {}}
+UNREACHABLE_RTSP_CAMERA = camera_code(22)
+CAMERAS[UNREACHABLE_RTSP_CAMERA] = {
+    "name": "龙坞离线网络摄像机",
+    # Nothing listens on loopback TCP port 9: the pull is refused at once.
+    "attrs": {"rtsp_url": "rtsp://admin:Secret-123@127.0.0.1:9/main"},
+}
 OUT_OF_SCOPE_CAMERA = "33032801001326000901"  # 文成县: outside 西湖区's scope
 
 

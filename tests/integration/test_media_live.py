@@ -24,6 +24,7 @@ from media_site import (
     ADMIN,
     NO_SOURCE_CAMERA,
     OUT_OF_SCOPE_CAMERA,
+    UNREACHABLE_RTSP_CAMERA,
     XIHU_OPERATOR,
     camera_code,
     login_cookie,
@@ -200,3 +201,16 @@ async def test_unauthenticated_and_cross_site_upgrades_are_refused(node: Node) -
         ):
             pass
     assert e.value.response.status_code == 403
+
+
+async def test_unreachable_rtsp_camera_shows_no_signal_with_the_reason(node: Node) -> None:
+    async with live(node) as ws:
+        await send(ws, type="watch", tile="r", code=UNREACHABLE_RTSP_CAMERA)
+        first = await next_msg(ws, type="status", tile="r")
+        assert first["state"] == "connecting"
+        m = await next_msg(ws, type="status", tile="r", state="no_signal")
+        assert "Connection refused" in m["reason"], m
+        assert "Secret-123" not in m["reason"] and "127.0.0.1:9/main" in m["reason"]
+        # Other tiles on the node keep working meanwhile.
+        await send(ws, type="watch", tile="ok", code=camera_code(1))
+        assert (await next_msg(ws, type="offer", tile="ok"))["jsep"]["type"] == "offer"

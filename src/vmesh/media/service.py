@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import socket
 import time
 from collections.abc import Iterator
@@ -58,6 +59,9 @@ from vmesh.switch.core import InputSpec, OutputSpec, Switch, SwitchConfig
 from vmesh.switch.transport import SwitchTransport
 
 log = logging.getLogger(__name__)
+
+# ffmpeg's errors quote the URL; a camera's password must not reach a browser's tile.
+_CREDENTIALS = re.compile(r"(\w+://)[^/@\s'\"]+@")
 
 
 @dataclass(frozen=True)
@@ -287,12 +291,13 @@ class MediaService:
         proc = src.process.status if src.process else None
         if packets == 0 or silent >= self.config.no_signal_seconds:
             if proc is not None and proc.state is ProcessState.FAILED:
-                return SourceSignal("error", f"source failed: {proc.last_error}")
+                why = _CREDENTIALS.sub(r"\1***@", proc.last_error or "")
+                return SourceSignal("error", f"source failed: {why}")
             if packets == 0 and now - src.started_at < self.config.no_signal_seconds:
                 return SourceSignal("connecting")
             reason = ""
             if proc is not None and proc.last_error:
-                reason = proc.last_error
+                reason = _CREDENTIALS.sub(r"\1***@", proc.last_error)
             return SourceSignal("no_signal", reason)
         return SourceSignal("playing")
 
