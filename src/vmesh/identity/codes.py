@@ -146,7 +146,9 @@ def parse_code(value: object, field: str = "code") -> Code:
         if g == "00":
             seen_zero = True
         elif seen_zero:
-            raise InvalidInput.one(field, "division part has a gap (a level after an empty one)", value)
+            raise InvalidInput.one(
+                field, "division part has a gap (a level after an empty one)", value
+            )
     return Code(text)
 
 
@@ -187,7 +189,9 @@ def check_child_code(
     allowed = KIND_TYPES[kind]
     if code.type not in allowed:
         raise InvalidInput.one(
-            field, f"type {code.type} is not allowed for a {kind.value} (allowed: {', '.join(allowed)})", code
+            field,
+            f"type {code.type} is not allowed for a {kind.value} (allowed: {', '.join(allowed)})",
+            code,
         )
     if kind is Kind.region:
         if tier is None:
@@ -201,7 +205,9 @@ def check_child_code(
                 code,
             )
         if parent_tier is not None:
-            expected_parent = TIER_ORDER[TIER_ORDER.index(tier) - 1] if tier is not Tier.province else None
+            expected_parent = (
+                TIER_ORDER[TIER_ORDER.index(tier) - 1] if tier is not Tier.province else None
+            )
             if parent_tier is not expected_parent:
                 raise InvalidInput.one(
                     "tier", f"a {tier.value} cannot be under a {parent_tier.value}", tier.value
@@ -216,7 +222,9 @@ def check_child_code(
         )
 
 
-def compose(center: str, type_code: str, serial: int, *, industry: str = "00", net: str = "6") -> str:
+def compose(
+    center: str, type_code: str, serial: int, *, industry: str = "00", net: str = "6"
+) -> str:
     """Build a code. ``net`` 6 is the e-government extranet (电子政务外网) the network runs on."""
     if not (len(center) == 8 and center.isdigit()):
         raise InvalidInput.one("center", "must be 8 digits", center)
