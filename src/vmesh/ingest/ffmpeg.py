@@ -188,13 +188,13 @@ _RULES: list[tuple[re.Pattern[str], FailureKind]] = [
 def classify(lines: Iterable[str]) -> Failure | None:
     """The failure ffmpeg's (or ffprobe's) stderr describes, or None if none is recognisable.
 
-    An input stream in a codec the switch cannot carry is reported as unsupported even if ffmpeg
-    itself would have sent it (the RTP muxer accepts MJPEG or MPEG-4, the switch does not)."""
+    Input video in a codec the switch cannot carry is reported as unsupported even if ffmpeg
+    itself would have sent it (the RTP muxer accepts MJPEG or MPEG-4, the switch does not).
+    Unsupported audio is not a failure: the source is pulled without it."""
     lines = [redact(ln.rstrip()) for ln in lines]
-    for kind, codec in stream_codecs(lines):
-        table = SUPPORTED_VIDEO if kind == "video" else SUPPORTED_AUDIO
-        if codec not in table:
-            return Failure(FailureKind.UNSUPPORTED_CODEC, f"{kind} codec {codec}")
+    videos = [codec for kind, codec in stream_codecs(lines) if kind == "video"]
+    if videos and not any(codec in SUPPORTED_VIDEO for codec in videos):
+        return Failure(FailureKind.UNSUPPORTED_CODEC, f"video codec {videos[0]}")
     for pattern, kind in _RULES:
         for line in lines:
             if pattern.search(line):

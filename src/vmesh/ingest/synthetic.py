@@ -54,8 +54,9 @@ from typing import Any, Literal
 
 from vmesh.errors import InvalidInput
 from vmesh.ingest.ffmpeg import PAYLOAD_TYPES, RtpTarget, filter_value, rtp_output
-from vmesh.ingest.runner import FfmpegSource
+from vmesh.ingest.runner import DEFAULT_RETRY, FfmpegSource
 from vmesh.ingest.status import Failure, FailureKind, IngestState, StatusCallback
+from vmesh.node.supervisor import RestartPolicy
 
 log = logging.getLogger(__name__)
 
@@ -383,11 +384,13 @@ class SyntheticCamera(FfmpegSource):
         ffmpeg: str | None = None,
         on_status: StatusCallback | None = None,
         stall_seconds: float = 5.0,
+        retry: RestartPolicy = DEFAULT_RETRY,
     ) -> None:
         super().__init__(
             spec.code,
             log_dir=data_dir / "logs",
             on_status=on_status,
+            retry=retry,
             stall_seconds=stall_seconds,
             start_timeout=30.0,
         )
