@@ -158,6 +158,62 @@ class MediaConfig(_Strict):
         return self
 
 
+class FederationConfig(_Strict):
+    """The node's nats-server and its leaf links to parent and children (docs/federation.md)."""
+
+    enabled: bool = False
+    client_port: Annotated[int, Field(ge=1, le=65535)] = 4222
+    monitor_port: Annotated[int, Field(ge=1, le=65535)] = 8222
+    leaf_host: str = "0.0.0.0"
+    # 0: accept no children.
+    leaf_port: Annotated[int, Field(ge=0, le=65535)] = 7422
+    advertise: str = ""
+    parents: Annotated[list[str], Field(max_length=2)] = []
+    ca_file: str = ""
+    cert_file: str = ""
+    key_file: str = ""
+    ping_interval_seconds: Annotated[int, Field(ge=1, le=600)] = 10
+
+    @field_validator("leaf_host")
+    @classmethod
+    def _leaf_host(cls, v: str) -> str:
+        try:
+            ipaddress.ip_address(v)
+        except ValueError:
+            raise ValueError("must be an IP address") from None
+        return v
+
+    @field_validator("parents")
+    @classmethod
+    def _parents(cls, v: list[str]) -> list[str]:
+        from vmesh.federation.natsconf import parse_parent_url
+
+        for i, url in enumerate(v):
+            try:
+                parse_parent_url(url, f"parents[{i}]")
+            except InvalidInput as e:
+                raise ValueError(f"{url!r} {e.errors[0].reason}") from None
+        if len(set(v)) != len(v):
+            raise ValueError("the same parent is listed twice")
+        return v
+
+    @model_validator(mode="after")
+    def _hub(self) -> FederationConfig:
+        if self.leaf_port and self.advertise:
+            host, _, port = self.advertise.rpartition(":")
+            if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+                raise ValueError(f"advertise must be host:port, got {self.advertise!r}")
+        if self.enabled and self.leaf_port and not self.advertise:
+            raise ValueError(
+                "advertise (the host:port children dial) is required when leaf_port is set; "
+                "set leaf_port = 0 on a node without children"
+            )
+        ports = [self.client_port, self.monitor_port] + ([self.leaf_port] if self.leaf_port else [])
+        if len(set(ports)) != len(ports):
+            raise ValueError(f"client_port, monitor_port and leaf_port must differ, got {ports}")
+        return self
+
+
 class NodeConfig(_Strict):
     node: NodeSection
     http: HttpConfig = HttpConfig()
@@ -165,6 +221,7 @@ class NodeConfig(_Strict):
     auth: AuthConfig = AuthConfig()
     log: LogConfig = LogConfig()
     media: MediaConfig = MediaConfig()
+    federation: FederationConfig = FederationConfig()
 
     def database_url(self) -> str:
         if self.database.url:
