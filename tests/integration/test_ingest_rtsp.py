@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -51,7 +52,9 @@ class Rig:
         await srv.start()
         return srv
 
-    async def camera(self, settings: RtspSettings, *, decode: bool = False) -> RtspCamera:
+    async def camera(
+        self, settings: RtspSettings, *, decode: bool = False, probe_timeout: float = 10.0
+    ) -> RtspCamera:
         self.decoder = RtpDecoder(self.tmp) if decode else None
         if self.decoder is not None:
             await self.decoder.start()
@@ -65,6 +68,7 @@ class Rig:
             data_dir=self.tmp / "data",
             retry=FAST,
             stall_seconds=3.0,
+            probe_timeout=probe_timeout,
         )
         await self.cam.start()
         return self.cam
@@ -72,13 +76,16 @@ class Rig:
     async def close(self) -> None:
         if self.cam is not None:
             await self.cam.stop()
+            self.cam = None
         for c in (getattr(self, "video", None), getattr(self, "audio", None)):
             if c is not None:
                 c.close()
         if getattr(self, "decoder", None) is not None:
             await self.decoder.stop()  # type: ignore[union-attr]
+            self.decoder = None
         for s in self.servers:
             await s.stop()
+        self.servers.clear()
 
 
 @pytest.fixture
@@ -197,3 +204,18 @@ async def test_frozen_server_is_no_signal_then_recovers(rig: Rig) -> None:
         srv.resume()
     assert st.state is IngestState.NO_SIGNAL, st
     await wait_state(cam, IngestState.SENDING, after=cam.history.index(st) + 1)
+
+
+async def test_a_server_that_never_answers_is_unreachable(rig: Rig) -> None:
+    silent = socket.socket()
+    silent.bind((LOCAL, 0))
+    silent.listen(8)  # connections complete in the kernel; nobody ever answers
+    try:
+        port = silent.getsockname()[1]
+        cam = await rig.camera(settings(f"rtsp://127.0.0.1:{port}/cam"), probe_timeout=2.0)
+        st = await wait_state(cam, IngestState.ERROR, IngestState.SENDING)
+        assert st.failure is not None and st.failure.kind is FailureKind.UNREACHABLE, st
+        assert "no answer" in st.failure.reason
+    finally:
+        await rig.close()
+        silent.close()

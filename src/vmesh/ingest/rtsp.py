@@ -212,6 +212,8 @@ async def probe(
         )
     except OSError as e:
         raise Failure(FailureKind.FFMPEG, f"cannot start {ffprobe}: {e.strerror or e}") from None
+    loop = asyncio.get_running_loop()
+    started = loop.time()
     try:
         out, err = await asyncio.wait_for(proc.communicate(), seconds + 5)
     except TimeoutError:
@@ -229,6 +231,13 @@ async def probe(
     lines = err.decode(errors="replace").splitlines()
     if proc.returncode != 0:
         found = classify(lines)
+        # A server that accepts the connection and never answers makes ffmpeg 5.1 give up after
+        # its -timeout with "Invalid data found when processing input", not "timed out".
+        silent = loop.time() - started >= seconds * 0.9
+        if silent and (found is None or found.kind is FailureKind.BAD_STREAM):
+            raise Failure(
+                FailureKind.UNREACHABLE, f"no answer from {settings.url} within {seconds:g} s"
+            )
         if found is not None:
             raise found
         last = redact(lines[-1]) if lines else f"ffprobe exited with status {proc.returncode}"
