@@ -1,4 +1,4 @@
-"""SIP messages as GB/T 28181 peers send them: a lenient parser and a strict serialiser. Pure, no I/O.
+"""SIP messages as GB/T 28181 peers send them: lenient parser, strict serialiser. Pure, no I/O.
 
 Lenient where real devices are sloppy, strict where being wrong would corrupt state:
 
@@ -412,9 +412,7 @@ class Headers:
         for i, (n, _) in enumerate(self._items):
             if n == c:
                 self._items[i] = (c, value)
-                self._items = [
-                    it for j, it in enumerate(self._items) if j <= i or it[0] != c
-                ]
+                self._items = [it for j, it in enumerate(self._items) if j <= i or it[0] != c]
                 return
         self._items.append((c, value))
 
