@@ -196,7 +196,7 @@ def classify(lines: Iterable[str]) -> Failure | None:
     if videos and not any(codec in SUPPORTED_VIDEO for codec in videos):
         return Failure(FailureKind.UNSUPPORTED_CODEC, f"video codec {videos[0]}")
     for pattern, kind in _RULES:
-        for line in lines:
+        for line in reversed(lines):  # ffmpeg's last line is its summary of the error
             if pattern.search(line):
                 return Failure(kind, _reason(line))
     return None
