@@ -20,7 +20,9 @@ from vmesh.ingest.ffmpeg import RtpTarget
 from vmesh.ingest.status import FailureKind, IngestState
 from vmesh.ingest.synthetic import ClipCache, SyntheticCamera, SyntheticSpec, patch_colour
 from vmesh.switch.codecs import Codec, starts_keyframe
+from vmesh.switch.core import InputSpec, Switch
 from vmesh.switch.rtp import RtpPacket
+from vmesh.switch.transport import SwitchTransport
 
 pytestmark = [
     pytest.mark.integration,
@@ -198,3 +200,27 @@ async def test_a_camera_that_cannot_start_says_why_and_retries(tmp_path: Path) -
     assert st.label == "error: ffmpeg failed" and not st.online
     assert st.next_retry_in is not None and again.attempts > st.attempts
     assert video.packets == []
+
+
+async def test_camera_into_a_real_switch_input_fills_its_gop_cache(tmp_path: Path) -> None:
+    """The switch sees the camera as a proper H.264 source: keyframes, a GOP cache, no loss."""
+    switch = Switch()
+    transport = SwitchTransport(switch)
+    await transport.start()
+    cam = None
+    try:
+        vport = await transport.add_input(InputSpec("cam-v", Codec.h264))
+        aport = await transport.add_input(InputSpec("cam-a", Codec.opus))
+        spec = SyntheticSpec(CODE_A, "交换机输入", width=W, height=H, gop=25, mode="clip")
+        cam = SyntheticCamera(spec, RtpTarget(LOCAL, vport, aport, VSSRC, ASSRC), data_dir=tmp_path)
+        await cam.start()
+        await wait_until(
+            lambda: switch.snapshot().inputs["cam-v"].keyframes >= 2, "two keyframes at the switch"
+        )
+        snap = switch.snapshot()
+    finally:
+        if cam is not None:
+            await cam.stop()
+        await transport.close()
+    v, a = snap.inputs["cam-v"], snap.inputs["cam-a"]
+    assert v.gop_packets > 0 and v.malformed == 0 and a.packets > 0

@@ -108,6 +108,11 @@ class FfmpegSource:
     def status(self) -> IngestStatus:
         return self._status
 
+    @property
+    def pid(self) -> int | None:
+        """The running ffmpeg's process id, if one runs."""
+        return self._proc.pid if self._proc is not None else None
+
     def _set(self, state: IngestState, **changes: object) -> None:
         old = self._status
         new = replace(old, state=state, since=time.time(), **changes)  # type: ignore[arg-type]
