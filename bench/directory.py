@@ -449,6 +449,17 @@ def query_sets(
     }
 
 
+def _rss_anon(pid: int) -> int:
+    """Anonymous resident memory of ``pid`` in bytes (Linux), 0 where unknown."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
 def serve_and_measure(
     cfg: dict[str, Any], workdir: Path, sets: dict[str, list[str]]
 ) -> dict[str, Any]:
@@ -474,7 +485,7 @@ def serve_and_measure(
                 time.sleep(0.2)
             r = c.post("/api/auth/login", json={"username": "bench", "password": PASSWORD})
             r.raise_for_status()
-            rss_max = uss_max = 0
+            rss_max = uss_max = anon_max = 0
             results: dict[str, Any] = {}
             for name, urls in sets.items():
                 for u in urls[:10]:  # warm-up
@@ -490,6 +501,7 @@ def serve_and_measure(
                     if len(times) % 20 == 0:
                         mem = ps.memory_full_info()
                         rss_max, uss_max = max(rss_max, mem.rss), max(uss_max, mem.uss)
+                        anon_max = max(anon_max, _rss_anon(proc.pid))
                 results[name] = {
                     "n": len(times),
                     "p50_ms": pct(times, 50),
@@ -499,10 +511,11 @@ def serve_and_measure(
                     "capped_totals": capped,
                     "load_avg_1m": round(os.getloadavg()[0], 1),
                 }
-            # RSS counts the database pages mapped by SQLite's mmap (shared page cache);
-            # USS is the node's own memory.
+            # RSS and USS count the database pages SQLite maps (mmap: page cache the kernel can
+            # drop); RssAnon is the node's own heap.
             results["node_rss_mb_max"] = round(rss_max / 2**20, 1)
             results["node_uss_mb_max"] = round(uss_max / 2**20, 1)
+            results["node_rss_anon_mb_max"] = round(anon_max / 2**20, 1)
             return results
     finally:
         proc.send_signal(signal.SIGTERM)
