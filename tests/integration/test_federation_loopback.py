@@ -8,6 +8,7 @@ restarted and the bus works again.
 from __future__ import annotations
 
 import signal
+import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -204,3 +205,19 @@ async def test_crashed_nats_server_is_restarted_and_the_bus_works_again(
     finally:
         await prov_bus.close()
         await city_bus.close()
+
+
+def test_nats_server_accepts_a_rendered_file_with_two_parents(tmp_path: Path) -> None:
+    ca = make_ca(tmp_path)
+    server = node_server(
+        tmp_path,
+        CITY,
+        ca_dir=ca,
+        sans=["10.1.0.2"],
+        advertise="10.1.0.2:7422",
+        parents=("nats-leaf://10.1.0.1:7422", "tls://hub2.example:7433"),
+    )
+    conf = tmp_path / "n.conf"
+    conf.write_text(server.text)
+    r = subprocess.run(["nats-server", "-t", "-c", str(conf)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
