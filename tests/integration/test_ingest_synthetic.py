@@ -139,7 +139,7 @@ async def test_live_camera_sends_h264_and_opus_with_its_ssrcs_keyframe_and_colou
     assert cam.status.state is IngestState.STOPPED
     states = [s.state for s in cam.history]
     assert states[0] is IngestState.STARTING and IngestState.SENDING in states
-    assert pid is not None and not gone(pid)
+    assert pid is not None and gone(pid)
 
 
 async def test_clip_mode_encodes_once_then_reuses_the_cached_clip(tmp_path: Path) -> None:

@@ -34,7 +34,6 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import cast
 
 from vmesh.ingest.ffmpeg import ProgressParser, classify, redact
 from vmesh.ingest.status import Failure, FailureKind, IngestState, IngestStatus, StatusCallback
@@ -158,7 +157,7 @@ class FfmpegSource:
         transport, _ = await loop.create_datagram_endpoint(
             lambda: _ProgressSocket(self._on_progress), local_addr=("127.0.0.1", 0)
         )
-        self._progress_transport = cast(asyncio.DatagramTransport, transport)
+        self._progress_transport = transport
         self._set(self.initial_state, failure=None, attempts=0, next_retry_in=None)
         self._task = asyncio.create_task(self._run(), name=f"ingest-{self.source_id}")
 

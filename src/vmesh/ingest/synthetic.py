@@ -135,6 +135,12 @@ def find_font() -> Path | None:
     return None
 
 
+_ATTR_TYPES: dict[str, type | tuple[type, ...]] = {
+    "width": int, "height": int, "fps": int, "gop": int, "bitrate_kbps": int, "audio": bool,
+    "mode": str, "clip_seconds": (int, float), "color": str,
+}  # fmt: skip
+
+
 @dataclass(frozen=True)
 class SyntheticSpec:
     """One synthetic camera. ``code`` decides colour and tone; ``name`` is burnt in."""
@@ -193,14 +199,13 @@ class SyntheticSpec:
         ``gop``, ``bitrate_kbps``, ``audio``, ``mode``, ``clip_seconds``, ``color``; all optional).
 
         Errors name the field as ``attrs.<key>``."""
-        known = {"width", "height", "fps", "gop", "bitrate_kbps", "audio", "mode",
-                 "clip_seconds", "color"}  # fmt: skip
+        known = set(_ATTR_TYPES)
         kwargs: dict[str, Any] = {}
         for key in known & set(attrs):
             value = attrs[key]
-            want: type | tuple[type, ...] = {
-                "audio": bool, "mode": str, "color": str, "clip_seconds": (int, float),
-            }.get(key, int)  # fmt: skip
+            if value is None:
+                continue
+            want = _ATTR_TYPES[key]
             if (isinstance(value, bool) and want is not bool) or not isinstance(value, want):
                 raise InvalidInput.one(f"attrs.{key}", "has the wrong type", value)
             kwargs[key] = value
