@@ -3,6 +3,7 @@ reassembler and demuxer, decoded by PyAV; ffmpeg's own PS muxer output demuxed b
 
 from __future__ import annotations
 
+import contextlib
 import io
 import random
 import shutil
@@ -94,10 +95,9 @@ def _decode(codec: str, aus: list[bytes]) -> int:
     ctx = av.CodecContext.create(codec, "r")
     frames = 0
     for au in [*aus, None]:
-        try:
+        # A frame that lost its reference is refused by the decoder, nothing more.
+        with contextlib.suppress(av.FFmpegError):
             frames += len(ctx.decode(av.Packet(au) if au is not None else None))
-        except av.FFmpegError:
-            pass  # a frame that lost its reference: the decoder refuses it, nothing more
     return frames
 
 
@@ -108,13 +108,9 @@ def _gb_stream(video: list[bytes], codec: PsCodec, audio: bytes | None) -> list[
     datagrams: list[bytes] = []
     for i, data in enumerate(video):
         pts = 3600 * i
-        key = (
-            (codec is PsCodec.h264
-            and any(n[0] & 0x1F == 5 for n in split_annexb(data)))
-            or (
-                codec is PsCodec.h265
-                and any(16 <= (n[0] >> 1) & 0x3F <= 21 for n in split_annexb(data))
-            )
+        key = (codec is PsCodec.h264 and any(n[0] & 0x1F == 5 for n in split_annexb(data))) or (
+            codec is PsCodec.h265
+            and any(16 <= (n[0] >> 1) & 0x3F <= 21 for n in split_annexb(data))
         )
         frame = mux.mux(AccessUnit(codec, 0xE0, pts, data, key))
         datagrams += [p.serialize() for p in rtp.packetize(frame, pts)]
