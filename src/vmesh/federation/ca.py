@@ -28,6 +28,7 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -97,6 +98,13 @@ def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
+
+
+def _spki(public_key: Any) -> bytes:
+    der: bytes = public_key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return der
 
 
 def _check_days(days: int, field: str = "days") -> None:
@@ -177,7 +185,7 @@ def _load_ca(ca_dir: Path) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey
         raise InvalidInput.one("ca_dir", f"the CA files in {ca_dir} cannot be read: {e}") from None
     if not isinstance(key, ec.EllipticCurvePrivateKey):
         raise InvalidInput.one("ca_dir", f"{key_path} is not an EC key")
-    if cert.public_key().public_numbers() != key.public_key().public_numbers():
+    if _spki(cert.public_key()) != _spki(key.public_key()):
         raise InvalidInput.one("ca_dir", f"{key_path} is not the key of {cert_path}")
     if cert.not_valid_after_utc <= _now():
         raise InvalidInput.one(
@@ -352,11 +360,7 @@ def check_node_cert(ca_file: Path, cert_file: Path, key_file: Path, code: str) -
             f"was issued for node {cn!r}, not this node {code}",
             str(cert_file),
         )
-    if key.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    ) != cert.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    ):
+    if _spki(key.public_key()) != _spki(cert.public_key()):
         raise InvalidInput.one(
             "federation.key_file", f"is not the key of {cert_file}", str(key_file)
         )
