@@ -17,6 +17,7 @@ from vmesh.config import ConfigError
 from vmesh.demo.cli import demo
 from vmesh.directory.cli import directory
 from vmesh.errors import VmeshError
+from vmesh.federation.cli import ca
 from vmesh.node.cli import node
 from vmesh.node.doctor_cli import doctor
 
@@ -33,6 +34,7 @@ cli.add_command(directory)
 cli.add_command(user)
 cli.add_command(audit)
 cli.add_command(doctor)
+cli.add_command(ca)
 
 
 def main() -> None:
