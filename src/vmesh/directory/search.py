@@ -132,10 +132,12 @@ def _filters(qry: SearchQuery, subtree: str | None, dialect: str) -> list[_Filte
             out.append(
                 _Filter(
                     "name",
-                    f"{cond} AND {exact}",
+                    f"{exact} AND {cond}",
                     exact,
                     {"ql": ql, "qchars": chars},
-                    _capped_count(cond),
+                    # strpos first: when the planner scans the table for a common character,
+                    # it then splits only the names that match, not every name it passes.
+                    _capped_count(f"{exact} AND {cond}"),
                 )
             )
         else:
