@@ -112,6 +112,9 @@ class MediaConfig(_Strict):
     public_address: str = ""
     source_linger_seconds: Annotated[float, Field(ge=0, le=3600)] = 10.0
     no_signal_seconds: Annotated[float, Field(gt=0, le=60)] = 3.0
+    # The switch keeps each camera's current GOP and replays it to a new viewer (instant first
+    # frame); false only to measure what it saves (bench/ttff.py).
+    gop_cache: bool = True
 
     @field_validator(
         "ice_port_range", "streaming_port_range", "channel_port_range", "input_port_range"

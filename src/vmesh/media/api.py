@@ -25,6 +25,8 @@ from vmesh.auth.deps import current_principal
 from vmesh.auth.principal import Principal
 from vmesh.directory.models import Entry
 from vmesh.errors import VmeshError
+from vmesh.media.publish import Endpoint, PublishSession, mark_presence
+from vmesh.media.publish import parse as parse_message
 from vmesh.media.viewer import Camera, LiveSession
 from vmesh.node.context import NodeContext
 
@@ -83,12 +85,17 @@ async def live_ws(ws: WebSocket) -> None:
         await ctx.audit.write(who, "live.view", code, result, detail)
 
     session = LiveSession(principal, media, lookup, audit, send)
+    publishing = _publish_session(ctx, principal, media, send)
     writer_task = asyncio.create_task(writer(), name="live-ws-writer")
     handlers: set[asyncio.Task[None]] = set()
     try:
         while True:
             raw = await ws.receive_text()
-            task = asyncio.create_task(session.handle(raw))
+            msg = parse_message(raw)
+            if msg is not None and publishing.wants(msg):
+                task = asyncio.create_task(publishing.handle(msg))
+            else:
+                task = asyncio.create_task(session.handle(raw))
             handlers.add(task)
             task.add_done_callback(handlers.discard)
     except (WebSocketDisconnect, RuntimeError):
@@ -100,7 +107,26 @@ async def live_ws(ws: WebSocket) -> None:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
         await session.close()
+        await publishing.close()
         out.put_nowait(None)
         writer_task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await writer_task
+
+
+def _publish_session(
+    ctx: NodeContext, principal: Principal, media: Any, send: Any
+) -> PublishSession:
+    """The publishing half of the page's WebSocket (browser cameras: vmesh.media.publish)."""
+
+    async def lookup(code: str) -> Endpoint | None:
+        async with ctx.db.sessions() as s:
+            e = (await s.execute(select(Entry).where(Entry.code == code))).scalar_one_or_none()
+        return None if e is None else Endpoint(e.code, e.name, e.kind, e.path)
+
+    async def audit(
+        who: Principal, action: str, code: str, result: str, detail: dict[str, Any]
+    ) -> None:
+        await ctx.audit.write(who, action, code, result, detail)
+
+    return PublishSession(principal, media, lookup, audit, mark_presence(ctx.db), send)

@@ -31,6 +31,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -62,6 +63,16 @@ log = logging.getLogger(__name__)
 
 # ffmpeg's errors quote the URL; a camera's password must not reach a browser's tile.
 _CREDENTIALS = re.compile(r"(\w+://)[^/@\s'\"]+@")
+
+
+class BrowserHooks(Protocol):
+    """What ``vmesh.media.publish.BrowserSources`` answers for the service."""
+
+    def owns(self, spec: object) -> bool: ...
+
+    def play(self, ch: Channel, code: str) -> None: ...
+
+    def signal_of(self, code: str) -> SourceSignal | None: ...
 
 
 @dataclass(frozen=True)
@@ -108,7 +119,9 @@ class MediaService:
         self.data_dir = data_dir.resolve()
         self.ffmpeg = ffmpeg
         self.janus_binary = janus_binary
-        self.transport = SwitchTransport(Switch(SwitchConfig()), host="127.0.0.1")
+        self.transport = SwitchTransport(
+            Switch(SwitchConfig(gop_cache=config.gop_cache)), host="127.0.0.1"
+        )
         self.pool = ChannelPool(config.channels, config.channel_port_range[0])
         self.edge: JanusEdge | None = None
         self.session: JanusSession | None = None
@@ -118,6 +131,9 @@ class MediaService:
         self._used_input_bases: set[int] = set()
         self._started = False
         self._watch_task: asyncio.Task[None] | None = None
+        # Browser cameras published into Janus's VideoRoom (vmesh.media.publish.BrowserSources);
+        # set by that module on first use.
+        self.browser: BrowserHooks | None = None
         if metrics is not None:
             metrics.register(_MediaCollector(self))
 
@@ -244,6 +260,12 @@ class MediaService:
         """Route camera ``code`` into ``ch`` (starting its source if needed)."""
         if ch.source == code:
             return
+        if self.browser is not None and self.browser.owns(spec):
+            previous = ch.source
+            self.browser.play(ch, code)
+            if previous is not None:
+                self._release_source(previous, ch.index)
+            return
         src = await self._acquire_source(code, spec)
         previous = ch.source
         sw = self.transport
@@ -276,6 +298,8 @@ class MediaService:
         return code in self._sources
 
     def signal_of(self, code: str) -> SourceSignal:
+        if self.browser is not None and (sig := self.browser.signal_of(code)) is not None:
+            return sig
         src = self._sources.get(code)
         if src is None:
             return SourceSignal("connecting")

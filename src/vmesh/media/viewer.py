@@ -40,6 +40,7 @@ from vmesh.edge.janus import JanusError, JanusHandle, JanusSession
 from vmesh.edge.streaming import STREAMING
 from vmesh.errors import InvalidInput, VmeshError
 from vmesh.media.channels import Channel
+from vmesh.media.publish import PUBLISHABLE_KINDS, BrowserSpec
 from vmesh.media.service import MediaService
 from vmesh.media.sources import SourceSpec, source_from_attrs
 
@@ -167,6 +168,8 @@ class LiveSession:
             why = "not in the directory" if cam is None else "outside the user's scope"
             await self.audit(self.principal, code, "denied", {"tile": tile, "reason": why})
             raise InvalidInput.one("code", f"camera {code} not found", code)
+        if cam.kind in PUBLISHABLE_KINDS:  # a browser camera (vmesh.media.publish)
+            return cam, BrowserSpec(code)  # type: ignore[return-value]
         if cam.kind != "camera":
             raise InvalidInput.one("code", f"{cam.name} ({code}) is a {cam.kind}, not a camera")
         try:
