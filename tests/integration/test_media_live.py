@@ -203,14 +203,42 @@ async def test_unauthenticated_and_cross_site_upgrades_are_refused(node: Node) -
     assert e.value.response.status_code == 403
 
 
-async def test_unreachable_rtsp_camera_shows_no_signal_with_the_reason(node: Node) -> None:
+def directory_entry(node: Node, code: str) -> dict[str, Any]:
+    cookie = login_cookie(node, *ADMIN)
+    req = urllib.request.Request(
+        f"{node.base_url}/api/directory/entries/{code}", headers={"Cookie": cookie}
+    )
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return dict(json.loads(r.read()))
+
+
+async def wait_entry(node: Node, code: str, pred: Any) -> dict[str, Any]:
+    async with asyncio.timeout(WAIT_S):
+        while True:
+            e = directory_entry(node, code)
+            if pred(e):
+                return e
+            await asyncio.sleep(0.3)
+
+
+async def test_unreachable_rtsp_camera_shows_the_error_and_goes_offline(node: Node) -> None:
+    assert directory_entry(node, UNREACHABLE_RTSP_CAMERA)["status"] == "online"  # as imported
     async with live(node) as ws:
         await send(ws, type="watch", tile="r", code=UNREACHABLE_RTSP_CAMERA)
         first = await next_msg(ws, type="status", tile="r")
         assert first["state"] == "connecting"
-        m = await next_msg(ws, type="status", tile="r", state="no_signal")
-        assert "Connection refused" in m["reason"], m
-        assert "Secret-123" not in m["reason"] and "127.0.0.1:9/main" in m["reason"]
-        # Other tiles on the node keep working meanwhile.
-        await send(ws, type="watch", tile="ok", code=camera_code(1))
+        m = await next_msg(ws, type="status", tile="r", state="error")
+        assert m["reason"].startswith("unreachable: ") and "Connection refused" in m["reason"], m
+        assert "Secret-123" not in m["reason"]
+        # The directory now says what the node found: the camera is offline.
+        await wait_entry(node, UNREACHABLE_RTSP_CAMERA, lambda e: e["status"] == "offline")
+        # Other tiles on the node keep working meanwhile, and their camera is seen online.
+        before = directory_entry(node, camera_code(5))["last_seen"]
+        await send(ws, type="watch", tile="ok", code=camera_code(5))
         assert (await next_msg(ws, type="offer", tile="ok"))["jsep"]["type"] == "offer"
+        e = await wait_entry(
+            node,
+            camera_code(5),
+            lambda e: e["last_seen"] and (before is None or e["last_seen"] > before),
+        )
+        assert e["status"] == "online"

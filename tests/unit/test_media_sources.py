@@ -1,81 +1,78 @@
-"""Camera attrs read as sources (with field errors), their ffmpeg commands, the channel pool."""
+"""Camera attrs read as ingest sources (media defaults, field errors, pull mode), the pool."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import pytest
 
 from vmesh.errors import Conflict, InvalidInput
+from vmesh.ingest.rtsp import RtspSettings
+from vmesh.ingest.synthetic import SyntheticSpec, patch_colour
 from vmesh.media.channels import ChannelPool
-from vmesh.media.sources import (
-    PALETTE,
-    RtpPorts,
-    RtspSpec,
-    SyntheticSpec,
-    ffmpeg_argv,
-    patch_color,
-    source_from_attrs,
-)
+from vmesh.media.sources import pull_of, source_from_attrs
 
 pytestmark = pytest.mark.unit
 
 CAM = "33010601001326000101"
 
 
-def test_synthetic_defaults_and_own_colour() -> None:
-    s = source_from_attrs(CAM, {"source": "synthetic"})
+def test_synthetic_camera_gets_the_media_defaults_and_its_own_colour() -> None:
+    s = source_from_attrs(CAM, "龙坞 1号", {"source": "synthetic"})
     assert isinstance(s, SyntheticSpec)
-    assert (s.width, s.height, s.fps, s.gop, s.mode) == (640, 360, 25, 25, "clip")
-    assert s.color == patch_color(CAM) and s.color in PALETTE
+    assert (s.width, s.height, s.fps, s.gop, s.mode, s.name) == (
+        640,
+        360,
+        25,
+        25,
+        "clip",
+        "龙坞 1号",
+    )
+    assert s.rgb == patch_colour(CAM)
     other = "33010601001326000102"
-    assert {patch_color(f"3301060100132600{n:04d}") for n in range(40)} == set(PALETTE)
-    assert source_from_attrs(other, {"source": "synthetic", "color": "#AABBCC"}).color == "#aabbcc"
+    assert source_from_attrs(other, "x", {"source": "synthetic"}).rgb != s.rgb
+    given = source_from_attrs(
+        CAM, "x", {"source": "synthetic", "fps": 10, "color": "#AABBCC", "mode": "live"}
+    )
+    assert isinstance(given, SyntheticSpec)
+    assert (given.fps, given.gop, given.rgb, given.mode) == (10, 10, (0xAA, 0xBB, 0xCC), "live")
+    assert pull_of(given) == "on_demand"
 
 
-def test_bad_synthetic_attributes_are_each_named() -> None:
+def test_bad_synthetic_attribute_is_named() -> None:
     with pytest.raises(InvalidInput) as e:
-        source_from_attrs(
-            CAM,
-            {"source": "synthetic", "width": 5000, "fps": "x", "color": "red", "mode": "film"},
-        )
-    fields = {x.field for x in e.value.errors}
-    assert fields == {"attrs.width", "attrs.fps", "attrs.color", "attrs.mode"}
-
-
-def test_rtsp_source_hides_credentials_in_its_safe_url() -> None:
-    s = source_from_attrs(CAM, {"rtsp_url": "rtsp://admin:secret@10.1.2.3:554/main"})
-    assert isinstance(s, RtspSpec) and s.transport == "tcp"
-    assert s.safe_url == "rtsp://10.1.2.3:554/main"
+        source_from_attrs(CAM, "x", {"source": "synthetic", "width": 641})
+    assert e.value.errors[0].field == "attrs.width"
     with pytest.raises(InvalidInput) as e:
-        source_from_attrs(CAM, {"rtsp_url": "http://x/y", "rtsp_transport": "sctp"})
-    assert {x.field for x in e.value.errors} == {"attrs.rtsp_url", "attrs.rtsp_transport"}
+        source_from_attrs(CAM, "x", {"source": "synthetic", "fps": "25"})
+    assert e.value.errors[0].field == "attrs.fps"
+
+
+def test_rtsp_camera_settings_and_pull_mode() -> None:
+    s = source_from_attrs(CAM, "x", {"rtsp_url": "rtsp://admin:secret@10.1.2.3:554/main"})
+    assert isinstance(s, RtspSettings)
+    assert (s.url, s.username, s.password, s.transport) == (
+        "rtsp://10.1.2.3:554/main",
+        "admin",
+        "secret",
+        "tcp",
+    )
+    assert pull_of(s) == "on_demand"
+    always = source_from_attrs(
+        CAM, "x", {"rtsp_url": "rtsp://cam/main", "rtsp_transport": "udp", "pull": "always"}
+    )
+    assert isinstance(always, RtspSettings) and always.transport == "udp"
+    assert pull_of(always) == "always"
+    with pytest.raises(InvalidInput) as e:
+        source_from_attrs(CAM, "x", {"rtsp_url": "http://x/y", "pull": "sometimes"})
+    assert {x.field for x in e.value.errors} == {"attrs.rtsp_url", "attrs.pull"}
 
 
 def test_camera_without_source_is_refused_with_the_way_out() -> None:
     with pytest.raises(InvalidInput) as e:
-        source_from_attrs(CAM, {"model": "DS-2CD3T46"})
+        source_from_attrs(CAM, "x", {"model": "DS-2CD3T46"})
     assert "set attrs.rtsp_url or attrs.source = synthetic" in e.value.errors[0].reason
-
-
-def test_ffmpeg_commands_send_rtp_to_the_switch_ports() -> None:
-    clip = source_from_attrs(CAM, {"source": "synthetic"})
-    argv = ffmpeg_argv(clip, RtpPorts(26000, 26002), clip=Path("/c.ts"))
-    assert argv[argv.index("-i") + 1] == "/c.ts" and "-stream_loop" in argv
-    assert argv.count("copy") == 2  # no encoding at run time
-    outs = [a for a in argv if a.startswith("rtp://")]
-    assert outs == [
-        "rtp://127.0.0.1:26000?pkt_size=1200&rtcpport=26001&localaddr=127.0.0.1",
-        "rtp://127.0.0.1:26002?pkt_size=1200&rtcpport=26003&localaddr=127.0.0.1",
-    ]
-    live = source_from_attrs(CAM, {"source": "synthetic", "mode": "live", "gop": 50})
-    argv = ffmpeg_argv(live, RtpPorts(26000, 26002))
-    assert "libx264" in argv and argv[argv.index("-g") + 1] == "50"
-    assert any("drawbox=x=0:y=0:w=160:h=90" in a for a in argv)
-    rtsp = source_from_attrs(CAM, {"rtsp_url": "rtsp://cam/main", "rtsp_transport": "udp"})
-    argv = ffmpeg_argv(rtsp, RtpPorts(26000, None))
-    assert argv[argv.index("-rtsp_transport") + 1] == "udp"
-    assert [a for a in argv if a.startswith("rtp://")] == [outs[0]]
+    with pytest.raises(InvalidInput) as e:
+        source_from_attrs(CAM, "x", {"source": "onvif"})
+    assert e.value.errors[0].field == "attrs.source"
 
 
 def test_pool_lends_lowest_free_channel_and_refuses_when_empty() -> None:

@@ -9,13 +9,21 @@ session, Janus, transport.
 Viewers (``media.viewers``) ``lend()`` a channel, ``play(channel, code, spec)`` routes a camera into
 it (the switch replays the camera's GOP so the first frame is immediate, and re-routing the same
 channel is how polling switches without renegotiation), and ``give_back(channel)`` unroutes and
-returns it. Sources are started on demand when a camera is first played (a supervised ffmpeg child
-sending RTP to a pair of switch inputs) and stopped ``source_linger_seconds`` after the last channel
-left them.
+returns it.
 
-``signal_of(code)`` says whether a source is sending (``playing``), silent for
-``no_signal_seconds`` (``no_signal``), starting (``connecting``) or failed (``error`` + reason).
-Switch counters and pool usage are exported to the node's Prometheus registry.
+Sources are ``vmesh.ingest`` sources (``SyntheticCamera``, ``RtspCamera``: supervised ffmpeg
+children with states, failure reasons, a no-signal watchdog of ``no_signal_seconds`` and reconnects
+with back-off), each sending RTP to a block of 4 ports of ``input_port_range`` (video, audio, their
+RTCP). On-demand sources start when a camera is first played and stop ``source_linger_seconds``
+after the last channel left them; RTSP cameras with ``attrs.pull = "always"`` start with the node
+and never linger out. Every status change of a source is written to its directory entry
+(online/offline and ``last_seen``, via ``SourceDirectory``) when the service has one.
+
+``signal_of(code)`` maps the source's ingest state to a tile state: ``connecting`` (starting,
+connecting, probing), ``playing`` (sending), ``no_signal`` (it sent and stopped) or ``error`` with
+the reason (``"wrong credentials: 401 Unauthorized"``, ``"unsupported codec: video codec mjpeg"``,
+``"unreachable: Connection refused"``). Switch counters and pool usage are exported to the node's
+Prometheus registry.
 
 Public: ``MediaService``, ``SourceSignal``.
 """
@@ -25,7 +33,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import socket
 import time
 from collections.abc import Iterator
@@ -47,22 +54,19 @@ from vmesh.edge.streaming import (
     destroy_mountpoint,
 )
 from vmesh.errors import Conflict
+from vmesh.ingest.ffmpeg import RtpTarget
+from vmesh.ingest.rtsp import RtspCamera, RtspSettings
+from vmesh.ingest.runner import FfmpegSource
+from vmesh.ingest.status import IngestState, IngestStatus
+from vmesh.ingest.synthetic import ClipCache, SyntheticCamera, SyntheticSpec
 from vmesh.media.channels import Channel, ChannelPool
-from vmesh.media.sources import RtpPorts, SourceSpec, SyntheticSpec, ensure_clip, ffmpeg_argv
-from vmesh.node.supervisor import (
-    ProcessSpec,
-    ProcessState,
-    RestartPolicy,
-    SupervisedProcess,
-)
+from vmesh.media.sources import SourceDirectory, SourceSpec, pull_of, source_from_attrs, utc
+from vmesh.node.supervisor import ProcessState, RestartPolicy
 from vmesh.switch.codecs import Codec
 from vmesh.switch.core import InputSpec, OutputSpec, Switch, SwitchConfig
 from vmesh.switch.transport import SwitchTransport
 
 log = logging.getLogger(__name__)
-
-# ffmpeg's errors quote the URL; a camera's password must not reach a browser's tile.
-_CREDENTIALS = re.compile(r"(\w+://)[^/@\s'\"]+@")
 
 
 class BrowserHooks(Protocol):
@@ -86,13 +90,13 @@ class _Source:
     code: str
     spec: SourceSpec
     port_base: int
-    process: SupervisedProcess | None = None
+    camera: FfmpegSource | None = None
     channels: set[int] = field(default_factory=set)
     linger: asyncio.Task[None] | None = None
-    started_at: float = field(default_factory=time.monotonic)
-    last_packets: int = 0
-    last_change: float = field(default_factory=time.monotonic)
-    error: str = ""
+
+    @property
+    def always(self) -> bool:
+        return pull_of(self.spec) == "always"
 
     @property
     def video_input(self) -> str:
@@ -100,7 +104,21 @@ class _Source:
 
     @property
     def audio_input(self) -> str | None:
-        return f"{self.code}/audio" if self.spec.has_audio else None
+        # RTSP cameras are pulled video only: the channels' audio is Opus, cameras' mostly G.711
+        # or AAC, and the switch does not transcode.
+        has_audio = isinstance(self.spec, SyntheticSpec) and self.spec.audio
+        return f"{self.code}/audio" if has_audio else None
+
+    @property
+    def target(self) -> RtpTarget:
+        base = self.port_base
+        return RtpTarget(
+            "127.0.0.1",
+            base,
+            base + 2 if self.audio_input else None,
+            video_ssrc=0x1000_0000 + base * 2,
+            audio_ssrc=0x1000_0001 + base * 2,
+        )
 
 
 class MediaService:
@@ -114,10 +132,16 @@ class MediaService:
         *,
         ffmpeg: str = "ffmpeg",
         janus_binary: str = "janus",
+        directory: SourceDirectory | None = None,
     ) -> None:
         self.config = config
         self.data_dir = data_dir.resolve()
         self.ffmpeg = ffmpeg
+        self.directory = directory
+        self.clips = ClipCache(self.data_dir / "ingest" / "clips", ffmpeg)
+        self._presence: asyncio.Queue[tuple[str, bool, float | None]] = asyncio.Queue()
+        self._presence_task: asyncio.Task[None] | None = None
+        self._online: dict[str, bool] = {}
         self.janus_binary = janus_binary
         self.transport = SwitchTransport(
             Switch(SwitchConfig(gop_cache=config.gop_cache)), host="127.0.0.1"
@@ -134,6 +158,7 @@ class MediaService:
         # Browser cameras published into Janus's VideoRoom (vmesh.media.publish.BrowserSources);
         # set by that module on first use.
         self.browser: BrowserHooks | None = None
+        self.publishing: object | None = None  # vmesh.media.publish.BrowserRoom, made on first use
         if metrics is not None:
             metrics.register(_MediaCollector(self))
 
@@ -165,7 +190,20 @@ class MediaService:
             raise
         self._started = True
         self._watch_task = asyncio.create_task(self._watch_janus(), name="media-janus-watch")
+        if self.directory is not None:
+            self._presence_task = asyncio.create_task(
+                self._write_presence(self.directory), name="media-presence"
+            )
+            await self._start_always(self.directory)
         log.info("media started channels=%d janus=%s", self.pool.size, self.edge.version)
+
+    async def _start_always(self, directory: SourceDirectory) -> None:
+        """Start the sources of cameras pulled ``always`` (a bad one is logged, not fatal)."""
+        for code, name, attrs in await directory.always_pulled():
+            try:
+                await self._acquire_source(code, source_from_attrs(code, name, attrs))
+            except Exception as e:
+                log.warning("media source=%s (pull always) not started: %s", code, e)
 
     async def _open_channels(self) -> None:
         assert self.edge is not None
@@ -232,6 +270,13 @@ class MediaService:
             self._watch_task = None
         for src in list(self._sources.values()):
             await self._stop_source(src)
+        if self._presence_task is not None:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._presence.join(), 5.0)
+            self._presence_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._presence_task
+            self._presence_task = None
         if (
             self._handle is not None
             and self.session is not None
@@ -297,38 +342,41 @@ class MediaService:
     def source_running(self, code: str) -> bool:
         return code in self._sources
 
+    def source_status(self, code: str) -> IngestStatus | None:
+        """The ingest status of camera ``code``'s source, if it runs."""
+        src = self._sources.get(code)
+        return src.camera.status if src is not None and src.camera is not None else None
+
     def signal_of(self, code: str) -> SourceSignal:
         if self.browser is not None and (sig := self.browser.signal_of(code)) is not None:
             return sig
-        src = self._sources.get(code)
-        if src is None:
+        st = self.source_status(code)
+        if st is None:
             return SourceSignal("connecting")
-        if src.error:
-            return SourceSignal("error", src.error)
-        stats = self.transport.switch.snapshot().inputs.get(src.video_input)
-        now = time.monotonic()
-        packets = stats.packets if stats else 0
-        if packets != src.last_packets:
-            src.last_packets = packets
-            src.last_change = now
-        silent = now - src.last_change
-        proc = src.process.status if src.process else None
-        if packets == 0 or silent >= self.config.no_signal_seconds:
-            if proc is not None and proc.state is ProcessState.FAILED:
-                why = _CREDENTIALS.sub(r"\1***@", proc.last_error or "")
-                return SourceSignal("error", f"source failed: {why}")
-            if packets == 0 and now - src.started_at < self.config.no_signal_seconds:
+        if st.video_codec not in (None, "h264"):
+            return SourceSignal(
+                "error",
+                f"unsupported codec: video codec {st.video_codec} "
+                "(browser channels carry H.264 only)",
+            )
+        match st.state:
+            case IngestState.SENDING:
+                return SourceSignal("playing")
+            case IngestState.NO_SIGNAL:
+                return SourceSignal("no_signal", st.failure.reason if st.failure else "")
+            case IngestState.ERROR:
+                return SourceSignal("error", str(st.failure) if st.failure else "source failed")
+            case _:
                 return SourceSignal("connecting")
-            reason = ""
-            if proc is not None and proc.last_error:
-                reason = _CREDENTIALS.sub(r"\1***@", proc.last_error)
-            return SourceSignal("no_signal", reason)
-        return SourceSignal("playing")
 
     async def _acquire_source(self, code: str, spec: SourceSpec) -> _Source:
         lock = self._source_locks.setdefault(code, asyncio.Lock())
         async with lock:
             src = self._sources.get(code)
+            if src is not None and src.spec != spec:
+                # The camera's attributes changed since its source started: start it anew.
+                await self._stop_source(src)
+                src = None
             if src is not None:
                 if src.linger is not None:
                     src.linger.cancel()
@@ -359,42 +407,77 @@ class MediaService:
                 await self.transport.add_input(
                     InputSpec(src.audio_input, Codec.opus), port=base + 2
                 )
-            clip = None
-            if isinstance(spec, SyntheticSpec) and spec.mode == "clip":
-                clip = await ensure_clip(self.data_dir / "media" / "clips", spec, self.ffmpeg)
-            argv = ffmpeg_argv(
-                spec,
-                RtpPorts(base, base + 2 if src.audio_input else None),
-                clip=clip,
-                ffmpeg=self.ffmpeg,
-            )
-            src.process = SupervisedProcess(
-                ProcessSpec(
-                    name=f"source-{code}",
-                    argv=argv,
-                    cwd=self.data_dir,
-                    log_path=self.data_dir / "logs" / f"source-{code}.log",
-                    start_seconds=1.0,
-                    stop_timeout=3.0,
-                    restart=RestartPolicy(
-                        initial_delay=1.0, max_delay=30.0, max_failures=10, window=300.0
-                    ),
+            retry = RestartPolicy(initial_delay=1.0, factor=2.0, max_delay=30.0, window=600.0)
+            stall = self.config.no_signal_seconds
+
+            def on_status(st: IngestStatus) -> None:
+                self._on_source_status(code, st)
+
+            camera: FfmpegSource
+            if isinstance(spec, RtspSettings):
+                camera = RtspCamera(
+                    code,
+                    spec,
+                    src.target,
+                    data_dir=self.data_dir,
+                    on_status=on_status,
+                    stall_seconds=stall,
+                    retry=retry,
                 )
-            )
-            await src.process.start()
+            else:
+                camera = SyntheticCamera(
+                    spec,
+                    src.target,
+                    data_dir=self.data_dir,
+                    clips=self.clips,
+                    ffmpeg=self.ffmpeg if self.ffmpeg != "ffmpeg" else None,
+                    on_status=on_status,
+                    stall_seconds=stall,
+                    retry=retry,
+                )
+            src.camera = camera
+            await camera.start()
         except BaseException:
             self._remove_inputs(src)
             self._used_input_bases.discard(base)
             raise
-        log.info("media source=%s kind=%s port=%d started", code, spec.kind, base)
+        kind = "rtsp" if isinstance(spec, RtspSettings) else "synthetic"
+        log.info("media source=%s kind=%s pull=%s port=%d started", code, kind, pull_of(spec), base)
         return src
+
+    def _on_source_status(self, code: str, st: IngestStatus) -> None:
+        """Queue the directory's presence update when a source comes online or goes offline."""
+        if self.directory is None or st.state in (
+            IngestState.STARTING,
+            IngestState.CONNECTING,
+            IngestState.STOPPED,
+        ):
+            return  # starting says nothing yet; a stopped on-demand source is just unwatched
+        online = st.online
+        if self._online.get(code) == online:
+            return
+        self._online[code] = online
+        self._presence.put_nowait((code, online, st.last_packet_at))
+
+    async def _write_presence(self, directory: SourceDirectory) -> None:
+        while True:
+            code, online, last = await self._presence.get()
+            try:
+                seen = utc(last)
+                if online and seen is None:
+                    seen = utc(time.time())
+                await directory.set_presence(code, online, seen)
+            except Exception:
+                log.warning("media presence of %s not written", code, exc_info=True)
+            finally:
+                self._presence.task_done()
 
     def _release_source(self, code: str, channel: int) -> None:
         src = self._sources.get(code)
         if src is None:
             return
         src.channels.discard(channel)
-        if not src.channels and src.linger is None:
+        if not src.channels and src.linger is None and not src.always:
             src.linger = asyncio.create_task(self._linger(src), name=f"linger-{code}")
 
     async def _linger(self, src: _Source) -> None:
@@ -409,8 +492,8 @@ class MediaService:
             del self._sources[src.code]
         if src.linger is not None and src.linger is not asyncio.current_task():
             src.linger.cancel()
-        if src.process is not None:
-            await src.process.stop()
+        if src.camera is not None:
+            await src.camera.stop()
         self._remove_inputs(src)
         self._used_input_bases.discard(src.port_base)
         log.info("media source=%s stopped", src.code)

@@ -1,149 +1,70 @@
-"""Where a camera's media comes from: its directory attributes read as a ``SourceSpec``, and the
-ffmpeg command that sends it as RTP into the switch's input ports.
+"""A camera's source as the media service sees it: its directory ``attrs`` read as an ingest spec,
+and the link back to the directory (presence written, always-pulled cameras listed).
 
-Owns: reading ``attrs`` of a camera entry, the synthetic camera's picture (``testsrc2`` with the
-camera's code and a clock burnt in, a solid colour patch in the top-left quarter of the picture
-that tells cameras apart, a sine tone), the pre-encoded clip cache (a synthetic camera encoded
-once to an MPEG-TS file and looped with ``-c copy``: live x264 costs ~0.1 core per camera) and the
-RTSP pull command. It calls nothing but ffmpeg (as a subprocess, for clips).
+The sources themselves are ``vmesh.ingest`` (``SyntheticCamera``, ``RtspCamera``): this module
+only decides which one a camera gets and with which settings. It owns:
 
-Camera attributes understood (JSON ``attrs`` of a directory entry)::
+- ``source_from_attrs(code, name, attrs)``: ``{"source": "synthetic", ...}`` is a
+  ``vmesh.ingest.SyntheticSpec`` with the media defaults below (640×360 at 25 fps, a keyframe a
+  second, **clip** mode: encoded once, looped with ``-c copy``, so watching a camera costs next to
+  no CPU); ``{"rtsp_url": ...}`` (or ``"source": "rtsp"``) is a ``vmesh.ingest.RtspSettings``
+  (``username``/``password``, ``transport``, ``pull`` = ``on_demand`` | ``always``). Anything else
+  is refused with the field and the reason.
+- ``pull_of(spec)``: when the media service runs the source (RTSP cameras may say ``always``;
+  synthetic ones are always on demand).
+- ``SourceDirectory``: writes a source's presence to its directory entry (``status`` online /
+  offline and ``last_seen``; observations, not edits: no version bump, no audit row) and lists the
+  cameras whose ``attrs.pull`` is ``always`` (started with the node).
+
+Camera attributes (JSON ``attrs`` of a directory entry)::
 
     {"source": "synthetic", "width": 640, "height": 360, "fps": 25, "gop": 25,
-     "color": "#e02020", "mode": "clip" | "live"}           # every key but "source" optional
-    {"rtsp_url": "rtsp://user:pass@host/path", "rtsp_transport": "tcp" | "udp"}
+     "color": "#e02020", "mode": "clip" | "live", "audio": true}    # all but "source" optional
+    {"rtsp_url": "rtsp://10.1.2.3/main", "username": "admin", "password": "...",
+     "transport": "tcp" | "udp", "pull": "on_demand" | "always"}    # all but "rtsp_url" optional
 
-The colour patch covers x, y in [0, width/4) x [0, height/4); its default colour is derived from
-the camera code (``patch_color``), so every synthetic camera has its own.
-
-Public: ``SourceSpec``, ``SyntheticSpec``, ``RtspSpec``, ``source_from_attrs``, ``patch_color``,
-``ffmpeg_argv``, ``ensure_clip``, ``RtpPorts``.
+May call: ``vmesh.ingest`` (specs only), the database. Public: ``SourceSpec``,
+``SYNTHETIC_DEFAULTS``, ``source_from_attrs``, ``pull_of``, ``SourceDirectory``.
 """
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
+import json
 import logging
-import os
-import re
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Literal, NamedTuple
-from urllib.parse import urlsplit
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, Literal
 
-from vmesh.errors import ErrorList, FieldError, InvalidInput
+from sqlalchemy import select, update
+
+from vmesh.directory.models import Entry
+from vmesh.errors import InvalidInput
+from vmesh.ingest.rtsp import RtspSettings
+from vmesh.ingest.synthetic import SyntheticSpec
+from vmesh.storage.db import Database
 
 log = logging.getLogger(__name__)
 
-FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf")
-CLIP_SECONDS = 10
-_COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
-# Saturated, well separated colours (they survive H.264 and the browser's YUV->RGB).
-PALETTE = (
-    "#e02020",
-    "#20c020",
-    "#2040e0",
-    "#e0e020",
-    "#e020e0",
-    "#20e0e0",
-    "#f08020",
-    "#8020f0",
-)
+SourceSpec = SyntheticSpec | RtspSettings
+
+# What a synthetic camera of the live wall is when its attrs say no more than "synthetic": small
+# enough for 16 tiles on 2 cores, a keyframe a second (``gop`` defaults to ``fps``), clip mode.
+SYNTHETIC_DEFAULTS: dict[str, Any] = {"width": 640, "height": 360, "fps": 25, "mode": "clip"}
 
 
-class RtpPorts(NamedTuple):
-    """Switch input ports a source sends to (RTCP on the port after each)."""
-
-    video: int
-    audio: int | None
-
-
-@dataclass(frozen=True)
-class SyntheticSpec:
-    code: str
-    width: int = 640
-    height: int = 360
-    fps: int = 25
-    gop: int = 25
-    color: str = "#e02020"
-    mode: Literal["clip", "live"] = "clip"
-    kind: Literal["synthetic"] = "synthetic"
-
-    @property
-    def has_audio(self) -> bool:
-        return True
-
-
-@dataclass(frozen=True)
-class RtspSpec:
-    code: str
-    url: str
-    transport: Literal["tcp", "udp"] = "tcp"
-    kind: Literal["rtsp"] = "rtsp"
-
-    @property
-    def has_audio(self) -> bool:
-        return False
-
-    @property
-    def safe_url(self) -> str:
-        """The URL without credentials, for logs and tile states."""
-        u = urlsplit(self.url)
-        host = u.hostname or ""
-        if u.port:
-            host += f":{u.port}"
-        return f"{u.scheme}://{host}{u.path}"
-
-
-SourceSpec = SyntheticSpec | RtspSpec
-
-
-def patch_color(code: str) -> str:
-    """The default colour patch of a synthetic camera: one of ``PALETTE``, by its code."""
-    return PALETTE[int(hashlib.sha256(code.encode()).hexdigest(), 16) % len(PALETTE)]
-
-
-def _int(attrs: dict[str, Any], key: str, lo: int, hi: int, default: int, errs: ErrorList) -> int:
-    v = attrs.get(key, default)
-    if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
-        errs.add(FieldError(f"attrs.{key}", f"must be an integer {lo}-{hi}", str(v)))
-        return default
-    return v
-
-
-def source_from_attrs(code: str, attrs: dict[str, Any]) -> SourceSpec:
-    """The camera's source, or ``InvalidInput`` saying why it has none or which attribute is bad."""
-    errs = ErrorList()
-    if attrs.get("source") == "synthetic":
-        width = _int(attrs, "width", 64, 1920, 640, errs)
-        height = _int(attrs, "height", 64, 1080, 360, errs)
-        if width % 2 or height % 2:
-            errs.add(
-                FieldError("attrs.width", "width and height must be even", f"{width}x{height}")
-            )
-        fps = _int(attrs, "fps", 1, 60, 25, errs)
-        gop = _int(attrs, "gop", 1, 600, fps, errs)
-        color = attrs.get("color", patch_color(code))
-        if not isinstance(color, str) or not _COLOR.match(color):
-            errs.add(FieldError("attrs.color", "must be #rrggbb", str(color)))
-            color = patch_color(code)
-        mode = attrs.get("mode", "clip")
-        if mode not in ("clip", "live"):
-            errs.add(FieldError("attrs.mode", "must be clip or live", str(mode)))
-            mode = "clip"
-        errs.raise_if_any(f"camera {code} has a bad synthetic source")
-        return SyntheticSpec(code, width, height, fps, gop, color.lower(), mode)
-    url = attrs.get("rtsp_url")
-    if url is not None:
-        u = urlsplit(str(url))
-        if u.scheme not in ("rtsp", "rtsps") or not u.hostname:
-            errs.add(FieldError("attrs.rtsp_url", "must be rtsp://host[:port]/path", str(url)))
-        transport = attrs.get("rtsp_transport", "tcp")
-        if transport not in ("tcp", "udp"):
-            errs.add(FieldError("attrs.rtsp_transport", "must be tcp or udp", str(transport)))
-        errs.raise_if_any(f"camera {code} has a bad RTSP source")
-        return RtspSpec(code, str(url), transport)
+def source_from_attrs(code: str, name: str, attrs: Mapping[str, Any]) -> SourceSpec:
+    """The camera's source, or ``InvalidInput`` naming the attribute that is wrong or missing."""
+    kind = attrs.get("source")
+    if kind == "synthetic":
+        given = {k: v for k, v in attrs.items() if v is not None}
+        merged = {**SYNTHETIC_DEFAULTS, **given}
+        if "gop" not in given and isinstance(merged["fps"], int):
+            merged["gop"] = merged["fps"]
+        return SyntheticSpec.from_attrs(code, name, merged)
+    if kind == "rtsp" or attrs.get("rtsp_url") is not None:
+        return RtspSettings.from_attrs(attrs)
+    if kind is not None:
+        raise InvalidInput.one("attrs.source", "must be synthetic or rtsp", kind)
     raise InvalidInput.one(
         "attrs",
         "this camera has no video source: set attrs.rtsp_url or attrs.source = synthetic",
@@ -151,134 +72,46 @@ def source_from_attrs(code: str, attrs: dict[str, Any]) -> SourceSpec:
     )
 
 
-def _rtp_url(port: int) -> str:
-    return f"rtp://127.0.0.1:{port}?pkt_size=1200&rtcpport={port + 1}&localaddr=127.0.0.1"
+def pull_of(spec: SourceSpec) -> Literal["on_demand", "always"]:
+    """``always``: run from node start; ``on_demand``: only while watched (plus the linger)."""
+    return spec.pull if isinstance(spec, RtspSettings) else "on_demand"
 
 
-def _picture(spec: SyntheticSpec, live: bool) -> str:
-    w, h = spec.width, spec.height
-    clock = "%{localtime}" if live else "%{pts\\:hms}"
-    size = max(12, h // 14)
-    font = f"fontfile={FONT}:" if FONT.exists() else ""
-    return (
-        f"testsrc2=size={w}x{h}:rate={spec.fps},"
-        f"drawbox=x=0:y=0:w={w // 4}:h={h // 4}:color={spec.color.replace('#', '0x')}@1:t=fill,"
-        f"drawtext={font}text='{spec.code}':x={w // 4 + 8}:y=8:fontsize={size}:"
-        f"fontcolor=white:box=1:boxcolor=black@0.6,"
-        f"drawtext={font}text='{clock}':x={w // 4 + 8}:y={8 + size + 6}:fontsize={size}:"
-        f"fontcolor=white:box=1:boxcolor=black@0.6,format=yuv420p"
-    )
+class SourceDirectory:
+    """The directory as the media service's sources need it (see the module docstring)."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def set_presence(self, code: str, online: bool, last_seen: datetime | None) -> None:
+        values: dict[str, Any] = {"status": "online" if online else "offline"}
+        if last_seen is not None:
+            values["last_seen"] = last_seen
+        async with self.db.transaction() as s:
+            await s.execute(update(Entry).where(Entry.code == code).values(**values))
+        log.debug("media presence camera=%s online=%s", code, online)
+
+    async def always_pulled(self) -> list[tuple[str, str, dict[str, Any]]]:
+        """Cameras whose ``attrs.pull`` is ``always``: ``(code, name, attrs)``."""
+        async with self.db.sessions() as s:
+            rows = (
+                await s.execute(
+                    select(Entry.code, Entry.name, Entry.attrs).where(
+                        Entry.kind == "camera", Entry.attrs.like('%"always"%')
+                    )
+                )
+            ).all()
+        out = []
+        for code, name, raw in rows:
+            try:
+                attrs = json.loads(raw or "{}")
+            except ValueError:
+                continue
+            if isinstance(attrs, dict) and attrs.get("pull") == "always":
+                out.append((code, name, attrs))
+        return out
 
 
-def _x264(spec: SyntheticSpec) -> list[str]:
-    kbps = max(200, spec.width * spec.height * spec.fps // 10_000)
-    return [
-        "-c:v",
-        "libx264",
-        "-profile:v",
-        "baseline",
-        "-preset",
-        "ultrafast",
-        "-tune",
-        "zerolatency",
-        "-g",
-        str(spec.gop),
-        "-keyint_min",
-        str(spec.gop),
-        "-sc_threshold",
-        "0",
-        "-b:v",
-        f"{kbps}k",
-        "-maxrate",
-        f"{kbps}k",
-        "-bufsize",
-        f"{kbps // 2}k",
-    ]
-
-
-def _tone() -> list[str]:
-    return ["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"]
-
-
-def clip_path(clip_dir: Path, spec: SyntheticSpec) -> Path:
-    key = f"{spec.code}|{spec.width}|{spec.height}|{spec.fps}|{spec.gop}|{spec.color}|v1"
-    return clip_dir / f"{spec.code}-{hashlib.sha256(key.encode()).hexdigest()[:12]}.ts"
-
-
-async def ensure_clip(clip_dir: Path, spec: SyntheticSpec, ffmpeg: str = "ffmpeg") -> Path:
-    """Encode the camera's clip once (``CLIP_SECONDS`` long, H.264 + Opus in MPEG-TS); reuse it."""
-    path = clip_path(clip_dir, spec)
-    if path.exists():
-        return path
-    clip_dir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - a local folder, once
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.ts")
-    argv = [
-        ffmpeg,
-        "-hide_banner",
-        "-loglevel",
-        "error",
-        "-y",
-        "-f",
-        "lavfi",
-        "-i",
-        _picture(spec, live=False),
-        *_tone(),
-        "-t",
-        str(CLIP_SECONDS),
-        *_x264(spec),
-        "-c:a",
-        "libopus",
-        "-b:a",
-        "32k",
-        "-ac",
-        "1",
-        "-f",
-        "mpegts",
-        str(tmp),
-    ]
-    proc = await asyncio.create_subprocess_exec(
-        *argv, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
-    )
-    _, err = await proc.communicate()
-    if proc.returncode != 0:
-        tmp.unlink(missing_ok=True)
-        raise InvalidInput.one(
-            "attrs", f"ffmpeg could not encode the synthetic clip: {err.decode()[-300:]}", spec.code
-        )
-    os.replace(tmp, path)
-    log.info("media clip camera=%s path=%s", spec.code, path)
-    return path
-
-
-def ffmpeg_argv(
-    spec: SourceSpec, ports: RtpPorts, *, clip: Path | None = None, ffmpeg: str = "ffmpeg"
-) -> list[str]:
-    """The ffmpeg command that sends ``spec`` as RTP to the switch input ``ports``."""
-    head = [ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "warning"]
-    outs: list[str] = []
-    if isinstance(spec, RtspSpec):
-        inputs = [
-            "-rtsp_transport",
-            spec.transport,
-            "-timeout",
-            "5000000",
-            "-i",
-            spec.url,
-        ]
-        outs = ["-map", "0:v:0", "-c:v", "copy", "-f", "rtp", _rtp_url(ports.video)]
-        return head + inputs + outs
-    if spec.mode == "clip":
-        if clip is None:
-            raise ValueError("clip mode needs the clip's path (ensure_clip)")
-        inputs = ["-re", "-stream_loop", "-1", "-i", str(clip)]
-        vcodec = ["-c:v", "copy"]
-        acodec = ["-c:a", "copy"]
-    else:
-        inputs = ["-re", "-f", "lavfi", "-i", _picture(spec, live=True), *_tone()]
-        vcodec = _x264(spec)
-        acodec = ["-c:a", "libopus", "-b:a", "32k", "-ac", "1"]
-    outs = ["-map", "0:v:0", *vcodec, "-f", "rtp", _rtp_url(ports.video)]
-    if ports.audio is not None:
-        amap = "0:a:0" if spec.mode == "clip" else "1:a:0"
-        outs += ["-map", amap, *acodec, "-f", "rtp", _rtp_url(ports.audio)]
-    return head + inputs + outs
+def utc(ts: float | None) -> datetime | None:
+    """A Unix time as an aware datetime (None stays None)."""
+    return None if ts is None else datetime.fromtimestamp(ts, UTC)

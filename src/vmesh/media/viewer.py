@@ -173,7 +173,7 @@ class LiveSession:
         if cam.kind != "camera":
             raise InvalidInput.one("code", f"{cam.name} ({code}) is a {cam.kind}, not a camera")
         try:
-            spec = source_from_attrs(code, cam.attrs)
+            spec = source_from_attrs(code, cam.name, cam.attrs)
         except InvalidInput as e:
             reasons = "; ".join(f"{x.field}: {x.reason}" for x in e.errors) or e.detail
             raise InvalidInput.one("code", f"{cam.name}: {reasons}", code) from None

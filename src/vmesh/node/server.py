@@ -21,8 +21,11 @@ async def serve_async(config: NodeConfig) -> None:
     ctx = await NodeContext.open(config)
     if config.media.enabled:
         from vmesh.media.service import MediaService
+        from vmesh.media.sources import SourceDirectory
 
-        media = MediaService(config.media, config.node.data_dir, ctx.metrics)
+        media = MediaService(
+            config.media, config.node.data_dir, ctx.metrics, directory=SourceDirectory(ctx.db)
+        )
         try:
             await media.start()
         except BaseException:
