@@ -176,6 +176,15 @@ class FederationConfig(_Strict):
     cert_file: str = ""
     key_file: str = ""
     ping_interval_seconds: Annotated[int, Field(ge=1, le=600)] = 10
+    # Nodes and links, catalogue (issue 4): how often a child announces itself to its parent, a
+    # parent pings its children, and the node publishes its directory changes.
+    announce_seconds: Annotated[float, Field(ge=0.2, le=3600)] = 5.0
+    link_check_seconds: Annotated[float, Field(ge=0.2, le=3600)] = 5.0
+    catalogue_scan_seconds: Annotated[float, Field(ge=0.05, le=3600)] = 1.0
+    # Announced to the parent and shown on the network map.
+    addresses: list[str] = []
+    lat: Annotated[float, Field(ge=-90, le=90)] | None = None
+    lon: Annotated[float, Field(ge=-180, le=180)] | None = None
 
     @field_validator("leaf_host")
     @classmethod

@@ -16,6 +16,7 @@ from vmesh.storage.db import Database
 from vmesh.storage.migrate import upgrade
 
 if TYPE_CHECKING:
+    from vmesh.federation.node import Federation
     from vmesh.media.service import MediaService
 
 
@@ -27,6 +28,8 @@ class NodeContext:
     metrics: CollectorRegistry = field(default_factory=CollectorRegistry)
     # Live video (switch, Janus, channels) when [media] enabled; started by the node process.
     media: MediaService | None = None
+    # nats-server, nodes and links, catalogue when [federation] enabled; started by the node.
+    federation: Federation | None = None
 
     @classmethod
     async def open(cls, config: NodeConfig, *, migrate: bool = True) -> NodeContext:

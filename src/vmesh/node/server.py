@@ -19,6 +19,16 @@ log = logging.getLogger(__name__)
 async def serve_async(config: NodeConfig) -> None:
     """Serve until SIGINT/SIGTERM (uvicorn handles them), then close the database."""
     ctx = await NodeContext.open(config)
+    if config.federation.enabled:
+        from vmesh.federation.node import Federation
+
+        federation = Federation(ctx)
+        try:
+            await federation.start()
+        except BaseException:
+            await ctx.close()
+            raise
+        ctx.federation = federation
     if config.media.enabled:
         from vmesh.media.service import MediaService
         from vmesh.media.sources import SourceDirectory
@@ -29,6 +39,8 @@ async def serve_async(config: NodeConfig) -> None:
         try:
             await media.start()
         except BaseException:
+            if ctx.federation is not None:
+                await ctx.federation.stop()
             await ctx.close()
             raise
         ctx.media = media
@@ -51,6 +63,8 @@ async def serve_async(config: NodeConfig) -> None:
     finally:
         if ctx.media is not None:
             await ctx.media.stop()
+        if ctx.federation is not None:
+            await ctx.federation.stop()
         await ctx.close()
         log.info("node=%s stopped", config.node.code)
 

@@ -1,0 +1,676 @@
+"""The catalogue: every node's directory flowing up, durably, to the province.
+
+Owns the catalogue's wire format, the publishing of this node's directory changes into its own
+JetStream stream, and the applying of its stream (own changes and everything its children's
+streams brought) into ``catalogue_entries``.
+
+Streams and subjects. Each node has one stream ``CAT_<node>`` capturing ``vmesh.cat.<node>.>``
+only (disjoint from every other node's subjects: two domains capturing the same subjects lose
+messages during a cut) and **sourcing** the streams of its direct children across the leaf links
+(``external.api = $JS.<child>.API``). Sourced messages keep their subject, so a city's stream
+holds its counties' changes too and the province's ends with the whole network's. A message is a
+change of one entry: subject ``vmesh.cat.<origin>.<code>``, ``Nats-Msg-Id`` ``<code>:<version>``
+(JetStream drops a re-publish of the same change within the duplicate window).
+
+Versions. The catalogue version of an entry is the directory's version, except that it never goes
+back: a deletion publishes a tombstone at the next version, and an entry re-created with the same
+code continues after it (``next_version``). Applying is idempotent by (code, version): a change is
+written only when its version is above the one held (``plan_apply``, and the SQL upsert checks it
+again), so a change delivered twice or out of order never regresses an entry.
+
+Publishing (``CataloguePublisher``) scans ``directory_entries`` by ``(updated_at, id)`` from a
+persisted watermark (this covers every writer, bulk imports included, with no hook in them) and
+``catalogue_deletions`` (filled by a database trigger on delete); it publishes with acks and only
+then records what it published, so a crash in between re-publishes (dropped as duplicate or
+ignored by version). Applying (``CatalogueApplier``) reads the node's own stream with an ordered
+consumer from the last applied stream sequence (kept in the same transaction as the rows).
+
+Public: ``CatalogueChange``, ``stream_name``, ``subject``, ``encode``, ``decode``,
+``next_version``, ``plan_apply``, ``stream_config``, ``CataloguePublisher``, ``CatalogueApplier``,
+``search``, ``origin_stats``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import and_, delete, func, or_, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+
+from vmesh.directory.models import Entry
+from vmesh.errors import FieldError, InvalidInput
+from vmesh.federation.models import (
+    CatalogueDeletion,
+    CatalogueEntry,
+    CatalogueOrigin,
+    CataloguePublished,
+    FederationState,
+)
+from vmesh.identity.codes import parse_code
+from vmesh.storage.db import Database
+
+log = logging.getLogger(__name__)
+
+FORMAT = 1
+SUBJECT_ROOT = "vmesh.cat"
+DUPLICATE_WINDOW_SECONDS = 600
+ENTRY_FIELDS = ("parent_code", "kind", "tier", "name", "status", "lat", "lon", "tags", "attrs")
+
+
+def stream_name(node_code: str) -> str:
+    return f"CAT_{parse_code(node_code, 'node').text}"
+
+
+def subject(origin: str, code: str) -> str:
+    return f"{SUBJECT_ROOT}.{origin}.{code}"
+
+
+@dataclass(frozen=True)
+class CatalogueChange:
+    """An entry at at ``version`` as published by its origin node (``entry`` None: deleted)."""
+
+    origin: str
+    code: str
+    version: int
+    changed_at: datetime
+    entry: Mapping[str, Any] | None = None
+    seq: int = 0  # stream sequence where it was read (0: not read from a stream)
+
+    @property
+    def deleted(self) -> bool:
+        return self.entry is None
+
+    @property
+    def msg_id(self) -> str:
+        return f"{self.code}:{self.version}"
+
+
+def encode(c: CatalogueChange) -> bytes:
+    body = {
+        "format": FORMAT,
+        "origin": c.origin,
+        "code": c.code,
+        "version": c.version,
+        "changed_at": c.changed_at.isoformat(),
+        "entry": None if c.entry is None else {k: c.entry.get(k) for k in ENTRY_FIELDS},
+    }
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def decode(subj: str, data: bytes, seq: int = 0) -> CatalogueChange:
+    """Parse a catalogue message; ``InvalidInput`` naming the field that is wrong."""
+    try:
+        body = json.loads(data)
+    except ValueError as e:
+        raise InvalidInput.one("body", f"not JSON: {e}") from None
+    if not isinstance(body, dict):
+        raise InvalidInput.one("body", "must be a JSON object")
+    if body.get("format") != FORMAT:
+        raise InvalidInput.one("format", f"must be {FORMAT}", str(body.get("format")))
+    origin = parse_code(body.get("origin"), "origin").text
+    code = parse_code(body.get("code"), "code").text
+    if subj != subject(origin, code):
+        raise InvalidInput.one(
+            "subject", f"does not match origin and code ({origin}, {code})", subj
+        )
+    version = body.get("version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise InvalidInput.one("version", "must be a whole number ≥ 1", str(version))
+    try:
+        changed_at = datetime.fromisoformat(str(body.get("changed_at")))
+    except ValueError:
+        raise InvalidInput.one(
+            "changed_at", "must be an ISO 8601 time", str(body.get("changed_at"))
+        ) from None
+    if changed_at.tzinfo is None:
+        changed_at = changed_at.replace(tzinfo=UTC)
+    entry = body.get("entry")
+    if entry is not None:
+        if not isinstance(entry, dict):
+            raise InvalidInput.one("entry", "must be an object or null")
+        for name in ("kind", "name", "status"):
+            if not isinstance(entry.get(name), str) or not entry[name]:
+                raise InvalidInput.one(f"entry.{name}", "is required text", str(entry.get(name)))
+    return CatalogueChange(origin, code, version, changed_at, entry, seq)
+
+
+def next_version(published: int | None, entry_version: int) -> int:
+    """The catalogue version to publish for a local entry now at ``entry_version``."""
+    if published is None:
+        return entry_version
+    return max(published + 1, entry_version)
+
+
+def plan_apply(
+    held: Mapping[str, int], changes: Iterable[CatalogueChange]
+) -> tuple[dict[str, CatalogueChange], list[CatalogueChange]]:
+    """Which ``changes`` to write given the versions ``held`` per code: the newest per code, if
+    newer than held. Returns (writes by code, ignored changes)."""
+    best: dict[str, CatalogueChange] = {}
+    ignored: list[CatalogueChange] = []
+    for c in changes:
+        cur = best.get(c.code)
+        floor = held.get(c.code, 0)
+        if c.version <= floor or (cur is not None and c.version <= cur.version):
+            ignored.append(c)
+            continue
+        if cur is not None:
+            ignored.append(cur)
+        best[c.code] = c
+    return best, ignored
+
+
+def stream_config(node_code: str, children: Sequence[str]) -> Any:
+    """The ``StreamConfig`` of a node's catalogue stream sourcing ``children``'s streams."""
+    from nats.js.api import ExternalStream, StorageType, StreamConfig, StreamSource
+
+    return StreamConfig(
+        name=stream_name(node_code),
+        subjects=[f"{SUBJECT_ROOT}.{node_code}.>"],
+        storage=StorageType.FILE,
+        duplicate_window=DUPLICATE_WINDOW_SECONDS,
+        sources=[
+            StreamSource(name=stream_name(c), external=ExternalStream(api=f"$JS.{c}.API"))
+            for c in sorted(children)
+        ]
+        or None,
+    )
+
+
+# --- small persistent state -----------------------------------------------------------------------
+
+
+async def get_state(s: AsyncSession, key: str) -> str | None:
+    return await s.scalar(select(FederationState.value).where(FederationState.key == key))
+
+
+async def set_state(s: AsyncSession, dialect: str, key: str, value: str) -> None:
+    ins = _insert(dialect, FederationState).values(key=key, value=value)
+    await s.execute(ins.on_conflict_do_update(index_elements=["key"], set_={"value": value}))
+
+
+def _insert(dialect: str, table: Any) -> Any:
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+
+
+def _utc(d: datetime | None) -> datetime | None:
+    if d is None:
+        return None
+    return d if d.tzinfo is not None else d.replace(tzinfo=UTC)
+
+
+# --- publishing -----------------------------------------------------------------------------------
+
+WATERMARK = "catalogue.watermark"
+
+
+@dataclass
+class PublishStats:
+    published: int = 0
+    last_published_at: datetime | None = None
+    last_error: str = ""
+
+
+class CataloguePublisher:
+    """Publishes this node's directory changes into its stream; see the module docstring."""
+
+    def __init__(self, db: Database, js: Any, node_code: str, *, batch: int = 500) -> None:
+        self.db = db
+        self.js = js
+        self.node = node_code
+        self.batch = batch
+        self.stats = PublishStats()
+
+    async def _publish(self, changes: Sequence[CatalogueChange]) -> None:
+        async def one(c: CatalogueChange) -> None:
+            await self.js.publish(
+                subject(self.node, c.code),
+                encode(c),
+                stream=stream_name(self.node),
+                headers={"Nats-Msg-Id": c.msg_id},
+            )
+
+        await asyncio.gather(*(one(c) for c in changes))
+        self.stats.published += len(changes)
+        self.stats.last_published_at = datetime.now(UTC)
+
+    async def run_once(self) -> int:
+        """Publish what changed since the last run; the number of rows looked at."""
+        n = 0
+        while True:
+            k = await self._deletions()
+            k += await self._upserts()
+            n += k
+            if k == 0:
+                return n
+
+    async def _deletions(self) -> int:
+        async with self.db.sessions() as s:
+            rows = (
+                await s.execute(
+                    select(CatalogueDeletion.id, CatalogueDeletion.code)
+                    .order_by(CatalogueDeletion.id)
+                    .limit(self.batch)
+                )
+            ).all()
+            if not rows:
+                return 0
+            codes = {r.code for r in rows}
+            alive = set((await s.scalars(select(Entry.code).where(Entry.code.in_(codes)))).all())
+            published = {
+                p.code: p
+                for p in (
+                    await s.scalars(
+                        select(CataloguePublished).where(CataloguePublished.code.in_(codes))
+                    )
+                ).all()
+            }
+        now = datetime.now(UTC)
+        changes = []
+        for code in sorted(codes - alive):
+            p = published.get(code)
+            if p is None or p.deleted:
+                continue  # never published, or its tombstone is out already
+            changes.append(CatalogueChange(self.node, code, p.version + 1, now, None))
+        if changes:
+            await self._publish(changes)
+        async with self.db.transaction() as s:
+            for c in changes:
+                await self._record(s, c.code, 0, c.version, True)
+            await s.execute(
+                delete(CatalogueDeletion).where(CatalogueDeletion.id <= max(r.id for r in rows))
+            )
+        return len(rows)
+
+    async def _record(
+        self, s: AsyncSession, code: str, entry_version: int, version: int, deleted: bool
+    ) -> None:
+        values = {"entry_version": entry_version, "version": version, "deleted": deleted}
+        ins = _insert(self.db.dialect, CataloguePublished).values(code=code, **values)
+        await s.execute(ins.on_conflict_do_update(index_elements=["code"], set_=values))
+
+    async def _upserts(self) -> int:
+        parent = aliased(Entry)
+        async with self.db.sessions() as s:
+            wm = await get_state(s, WATERMARK)
+            q = (
+                select(
+                    Entry.id,
+                    Entry.code,
+                    Entry.kind,
+                    Entry.tier,
+                    Entry.name,
+                    Entry.status,
+                    Entry.lat,
+                    Entry.lon,
+                    Entry.tags,
+                    Entry.attrs,
+                    Entry.version,
+                    Entry.updated_at,
+                    parent.code.label("parent_code"),
+                    CataloguePublished.entry_version.label("pub_entry_version"),
+                    CataloguePublished.version.label("pub_version"),
+                    CataloguePublished.deleted.label("pub_deleted"),
+                )
+                .outerjoin(parent, parent.id == Entry.parent_id)
+                .outerjoin(CataloguePublished, CataloguePublished.code == Entry.code)
+                .order_by(Entry.updated_at, Entry.id)
+                .limit(self.batch)
+            )
+            if wm:
+                at_text, _, id_text = wm.rpartition("|")
+                at = datetime.fromisoformat(at_text)
+                q = q.where(
+                    or_(
+                        Entry.updated_at > at,
+                        and_(Entry.updated_at == at, Entry.id > int(id_text)),
+                    )
+                )
+            rows = (await s.execute(q)).all()
+        if not rows:
+            return 0
+        changes: list[CatalogueChange] = []
+        versions: list[tuple[str, int, int]] = []
+        for r in rows:
+            if r.pub_entry_version == r.version and not r.pub_deleted:
+                continue  # already out (a re-scan after a restart)
+            v = next_version(r.pub_version, r.version)
+            try:
+                attrs = json.loads(r.attrs or "{}")
+            except ValueError:
+                attrs = {}
+            entry = {
+                "parent_code": r.parent_code,
+                "kind": r.kind,
+                "tier": r.tier,
+                "name": r.name,
+                "status": r.status,
+                "lat": r.lat,
+                "lon": r.lon,
+                "tags": r.tags.split() if r.tags else [],
+                "attrs": attrs,
+            }
+            changed = _utc(r.updated_at) or datetime.now(UTC)
+            changes.append(CatalogueChange(self.node, r.code, v, changed, entry))
+            versions.append((r.code, r.version, v))
+        if changes:
+            await self._publish(changes)
+        last = rows[-1]
+        async with self.db.transaction() as s:
+            for code, ev, v in versions:
+                await self._record(s, code, ev, v, False)
+            await set_state(
+                s, self.db.dialect, WATERMARK, f"{last.updated_at.isoformat()}|{last.id}"
+            )
+        return len(rows)
+
+    async def run(self, interval: float) -> None:
+        """Publish every ``interval`` seconds until cancelled; errors are logged and retried."""
+        while True:
+            try:
+                n = await self.run_once()
+                if n:
+                    log.info("catalogue node=%s published=%d", self.node, n)
+                self.stats.last_error = ""
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # the bus or the database; try again next round
+                self.stats.last_error = f"{type(e).__name__}: {e}"
+                log.warning(
+                    "catalogue node=%s publish failed: %s", self.node, self.stats.last_error
+                )
+            await asyncio.sleep(interval)
+
+
+# --- applying -------------------------------------------------------------------------------------
+
+LAST_SEQ = "catalogue.applied_seq"
+
+
+@dataclass
+class ApplyStats:
+    applied: int = 0
+    ignored: int = 0
+    malformed: int = 0
+    last_seq: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+async def apply_changes(
+    db: Database, changes: Sequence[CatalogueChange], *, last_seq: int = 0
+) -> tuple[int, int]:
+    """Write ``changes`` into the catalogue in one transaction (idempotent by code and version);
+    record ``last_seq`` as applied. Returns (applied, ignored)."""
+    now = datetime.now(UTC)
+    async with db.transaction() as s:
+        codes = {c.code for c in changes}
+        held: dict[str, int] = {}
+        if codes:
+            held = {
+                r.code: r.version
+                for r in (
+                    await s.execute(
+                        select(CatalogueEntry.code, CatalogueEntry.version).where(
+                            CatalogueEntry.code.in_(codes)
+                        )
+                    )
+                ).all()
+            }
+        writes, ignored = plan_apply(held, changes)
+        for c in writes.values():
+            e = c.entry or {}
+            values: dict[str, Any] = {
+                "origin_node": c.origin,
+                "parent_code": e.get("parent_code"),
+                "kind": e.get("kind") or "deleted",
+                "tier": e.get("tier"),
+                "name": e.get("name") or "",
+                "status": e.get("status") or "unknown",
+                "lat": e.get("lat"),
+                "lon": e.get("lon"),
+                "tags": " ".join(e.get("tags") or []),
+                "attrs": json.dumps(e.get("attrs") or {}, ensure_ascii=False),
+                "version": c.version,
+                "deleted": c.deleted,
+                "changed_at": c.changed_at,
+                "applied_at": now,
+            }
+            if c.deleted:
+                # A tombstone keeps what was known of the entry (name, kind) for display.
+                for k in ("parent_code", "kind", "tier", "name", "status", "lat", "lon", "tags"):
+                    values.pop(k)
+            ins = _insert(db.dialect, CatalogueEntry).values(
+                code=c.code,
+                **{
+                    "parent_code": None,
+                    "kind": "deleted",
+                    "tier": None,
+                    "name": "",
+                    "status": "unknown",
+                    **values,
+                },
+            )
+            excluded = ins.excluded
+            await s.execute(
+                ins.on_conflict_do_update(
+                    index_elements=["code"],
+                    set_={k: getattr(excluded, k) for k in values},
+                    where=CatalogueEntry.version < excluded.version,
+                )
+            )
+        per_origin: dict[str, list[int]] = {}
+        for c in writes.values():
+            per_origin.setdefault(c.origin, [0, 0])[0] += 1
+        for c in ignored:
+            per_origin.setdefault(c.origin, [0, 0])[1] += 1
+        for origin, (a, i) in per_origin.items():
+            ins = _insert(db.dialect, CatalogueOrigin).values(
+                origin_node=origin, applied=a, ignored=i, last_applied_at=now
+            )
+            await s.execute(
+                ins.on_conflict_do_update(
+                    index_elements=["origin_node"],
+                    set_={
+                        "applied": CatalogueOrigin.applied + a,
+                        "ignored": CatalogueOrigin.ignored + i,
+                        "last_applied_at": now,
+                    },
+                )
+            )
+        if last_seq:
+            await set_state(s, db.dialect, LAST_SEQ, str(last_seq))
+    return len(writes), len(ignored)
+
+
+class CatalogueApplier:
+    """Applies the node's own stream to ``catalogue_entries``; see the module docstring."""
+
+    def __init__(self, db: Database, js: Any, node_code: str, *, batch: int = 500) -> None:
+        self.db = db
+        self.js = js
+        self.node = node_code
+        self.batch = batch
+        self.stats = ApplyStats()
+        self._queue: asyncio.Queue[Any] = asyncio.Queue()
+        self._sub: Any = None
+
+    async def start(self) -> None:
+        from nats.js.api import ConsumerConfig, DeliverPolicy
+
+        async with self.db.sessions() as s:
+            self.stats.last_seq = int(await get_state(s, LAST_SEQ) or 0)
+        if self.stats.last_seq:
+            cfg = ConsumerConfig(
+                deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+                opt_start_seq=self.stats.last_seq + 1,
+            )
+        else:
+            cfg = ConsumerConfig(deliver_policy=DeliverPolicy.ALL)
+
+        async def on_msg(msg: Any) -> None:
+            await self._queue.put(msg)
+
+        self._sub = await self.js.subscribe(
+            f"{SUBJECT_ROOT}.>",
+            stream=stream_name(self.node),
+            ordered_consumer=True,
+            config=cfg,
+            cb=on_msg,
+        )
+
+    async def stop(self) -> None:
+        if self._sub is not None:
+            with contextlib.suppress(Exception):
+                await self._sub.unsubscribe()
+            self._sub = None
+
+    async def run(self) -> None:
+        """Apply messages in batches as they arrive, until cancelled."""
+        while True:
+            msgs = [await self._queue.get()]
+            while len(msgs) < self.batch and not self._queue.empty():
+                msgs.append(self._queue.get_nowait())
+            changes = []
+            last = self.stats.last_seq
+            for m in msgs:
+                seq = int(m.metadata.sequence.stream)
+                if seq <= self.stats.last_seq:
+                    continue  # the ordered consumer restarted and re-sent it
+                last = max(last, seq)
+                try:
+                    changes.append(decode(m.subject, m.data, seq))
+                except InvalidInput as e:
+                    self.stats.malformed += 1
+                    log.warning(
+                        "catalogue node=%s seq=%d malformed message on %s: %s",
+                        self.node,
+                        seq,
+                        m.subject,
+                        "; ".join(f"{fe.field}: {fe.reason}" for fe in e.errors),
+                    )
+            if last == self.stats.last_seq:
+                continue
+            while True:
+                try:
+                    a, i = await apply_changes(self.db, changes, last_seq=last)
+                    break
+                except asyncio.CancelledError:
+                    raise
+                except Exception as e:  # the database is busy or away: keep the order, retry
+                    log.warning("catalogue node=%s apply failed, retrying: %s", self.node, e)
+                    await asyncio.sleep(1.0)
+            self.stats.applied += a
+            self.stats.ignored += i
+            self.stats.last_seq = last
+
+
+# --- reading --------------------------------------------------------------------------------------
+
+
+def as_item(e: CatalogueEntry) -> dict[str, Any]:
+    t = e.code[10:13]
+    from vmesh.identity.codes import TYPE_NAMES
+
+    try:
+        attrs = json.loads(e.attrs or "{}")
+    except ValueError:
+        attrs = {}
+    return {
+        "code": e.code,
+        "origin_node": e.origin_node,
+        "name": e.name,
+        "kind": e.kind,
+        "tier": e.tier,
+        "type_code": t,
+        "type_name": TYPE_NAMES.get(t, t),
+        "status": e.status,
+        "lat": e.lat,
+        "lon": e.lon,
+        "tags": e.tags.split() if e.tags else [],
+        "attrs": attrs,
+        "parent_code": e.parent_code,
+        "version": e.version,
+        "changed_at": _utc(e.changed_at),
+    }
+
+
+def _like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+async def search(
+    db: Database,
+    *,
+    code_prefix_scope: str,
+    q: str = "",
+    code_prefix: str = "",
+    origin: str = "",
+    kind: str = "",
+    offset: int = 0,
+    limit: int = 50,
+) -> tuple[list[dict[str, Any]], int]:
+    """Entries of the catalogue (deleted ones left out) whose code starts with
+    ``code_prefix_scope`` (the caller's division), filtered; ordered by code."""
+    if code_prefix and not code_prefix.isdigit():
+        raise InvalidInput(
+            "invalid search", errors=[FieldError("code_prefix", "must be digits", code_prefix)]
+        )
+    if origin:
+        origin = parse_code(origin, "origin").text
+    conds: list[Any] = [CatalogueEntry.deleted.is_(False)]
+    if code_prefix_scope:
+        conds.append(CatalogueEntry.code.like(f"{code_prefix_scope}%"))
+    if code_prefix:
+        conds.append(CatalogueEntry.code.like(f"{code_prefix}%"))
+    if q:
+        conds.append(CatalogueEntry.name.like(f"%{_like(q)}%", escape="\\"))
+    if origin:
+        conds.append(CatalogueEntry.origin_node == origin)
+    if kind:
+        conds.append(CatalogueEntry.kind == kind)
+    async with db.sessions() as s:
+        total = int(
+            await s.scalar(select(func.count()).select_from(CatalogueEntry).where(*conds)) or 0
+        )
+        rows = (
+            await s.scalars(
+                select(CatalogueEntry)
+                .where(*conds)
+                .order_by(CatalogueEntry.code)
+                .offset(offset)
+                .limit(limit)
+            )
+        ).all()
+    return [as_item(r) for r in rows], total
+
+
+async def origin_stats(db: Database) -> dict[str, dict[str, Any]]:
+    async with db.sessions() as s:
+        rows = (await s.scalars(select(CatalogueOrigin))).all()
+        counts = dict(
+            (
+                await s.execute(
+                    select(CatalogueEntry.origin_node, func.count())
+                    .where(CatalogueEntry.deleted.is_(False))
+                    .group_by(CatalogueEntry.origin_node)
+                )
+            ).all()
+        )
+    return {
+        r.origin_node: {
+            "applied": r.applied,
+            "ignored": r.ignored,
+            "last_applied_at": _utc(r.last_applied_at),
+            "entries": int(counts.get(r.origin_node, 0)),
+        }
+        for r in rows
+    }

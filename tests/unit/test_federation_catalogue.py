@@ -1,0 +1,110 @@
+"""Catalogue wire format and the idempotent apply plan (pure)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from vmesh.errors import InvalidInput
+from vmesh.federation.catalogue import (
+    CatalogueChange,
+    decode,
+    encode,
+    next_version,
+    plan_apply,
+    stream_config,
+    subject,
+)
+
+pytestmark = pytest.mark.unit
+
+COUNTY = "33032800002006000001"
+CITY = "33030000002006000001"
+CAM = "33032800001320000001"
+AT = datetime(2026, 11, 29, 10, 0, tzinfo=UTC)
+ENTRY = {
+    "parent_code": "33032800002166000001",
+    "kind": "camera",
+    "tier": None,
+    "name": "西坑村口摄像机",
+    "status": "online",
+    "lat": 27.78,
+    "lon": 120.09,
+    "tags": ["村口"],
+    "attrs": {"rtsp": "rtsp://10.0.0.1/1"},
+}
+
+
+def change(version: int, code: str = CAM, entry: dict | None = ENTRY) -> CatalogueChange:
+    return CatalogueChange(COUNTY, code, version, AT, entry)
+
+
+def test_a_change_round_trips_through_its_message() -> None:
+    c = change(3)
+    got = decode(subject(COUNTY, CAM), encode(c), seq=7)
+    assert (got.origin, got.code, got.version, got.changed_at, got.seq) == (COUNTY, CAM, 3, AT, 7)
+    assert got.entry == ENTRY and not got.deleted
+    assert got.msg_id == f"{CAM}:3"
+    tomb = decode(subject(COUNTY, CAM), encode(change(4, entry=None)))
+    assert tomb.deleted and tomb.entry is None
+
+
+@pytest.mark.parametrize(
+    ("mutate", "field"),
+    [
+        (lambda b: b.replace(b'"version":3', b'"version":0'), "version"),
+        (lambda b: b.replace(b'"format":1', b'"format":9'), "format"),
+        (lambda b: b.replace(COUNTY.encode(), b"123"), "origin"),
+        (lambda b: b.replace("西坑村口摄像机".encode(), b""), "entry.name"),
+        (lambda b: b"[1]", "body"),
+        (lambda b: b"{", "body"),
+    ],
+)
+def test_a_bad_message_names_the_field(mutate, field: str) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(InvalidInput) as e:
+        decode(subject(COUNTY, CAM), mutate(encode(change(3))))
+    assert e.value.errors[0].field == field
+
+
+def test_a_message_on_another_nodes_subject_is_refused() -> None:
+    with pytest.raises(InvalidInput) as e:
+        decode(subject(CITY, CAM), encode(change(1)))
+    assert e.value.errors[0].field == "subject"
+
+
+def test_apply_plan_is_idempotent_and_never_regresses() -> None:
+    other = "33032800001320000002"
+    writes, ignored = plan_apply(
+        {CAM: 2},
+        [change(2), change(1), change(3), change(3), change(5, other), change(4, other)],
+    )
+    assert {c: w.version for c, w in writes.items()} == {CAM: 3, other: 5}
+    assert sorted((c.code[-1], c.version) for c in ignored) == [
+        ("1", 1),
+        ("1", 2),
+        ("1", 3),
+        ("2", 4),
+    ]
+    # Applying what was written again changes nothing.
+    again, ignored2 = plan_apply({CAM: 3, other: 5}, list(writes.values()))
+    assert again == {} and len(ignored2) == 2
+
+
+def test_catalogue_versions_continue_after_a_deletion() -> None:
+    assert next_version(None, 1) == 1
+    assert next_version(None, 4) == 4  # first publication of an entry changed several times
+    assert next_version(3, 5) == 5
+    assert next_version(4, 1) == 5  # re-created after its tombstone (4): never goes back
+
+
+def test_each_node_captures_only_its_own_subjects_and_sources_its_children() -> None:
+    city = stream_config(CITY, [COUNTY])
+    county = stream_config(COUNTY, [])
+    assert city.subjects == [f"vmesh.cat.{CITY}.>"] and county.subjects == [
+        f"vmesh.cat.{COUNTY}.>"
+    ]
+    assert not city.subjects[0].startswith(county.subjects[0][:-1])
+    [src] = city.sources
+    assert (src.name, src.external.api) == (f"CAT_{COUNTY}", f"$JS.{COUNTY}.API")
+    assert county.sources is None
