@@ -4,17 +4,26 @@
 loopback ports and port ranges below Linux's ephemeral range, imports a small directory whose
 cameras are synthetic (each with its own colour patch: ``CAMERAS``), adds the users, and returns
 a started ``Node`` (tests/e2e/console_node.py). ``login_cookie`` logs a user in over HTTP and
-returns the ``Cookie`` header value for the live WebSocket.
+returns the ``Cookie`` header value for the live WebSocket. ``extra_cameras`` adds cameras of the
+test's own (e.g. RTSP cameras pointing at ``RtspPeer``, GStreamer's RTSP server run from a
+synchronous browser test).
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
+import os
+import select
+import signal
+import subprocess
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 from e2e.console_node import NODE_CODE, Node, free_port
+from peers.rtsp import SERVER, SYSTEM_PYTHON
 
 PROVINCE = "33000000002166000001"
 XIHU = "33010600002166000001"
@@ -62,7 +71,7 @@ CAMERAS[UNREACHABLE_RTSP_CAMERA] = {
 OUT_OF_SCOPE_CAMERA = "33032801001326000901"  # 文成县: outside 西湖区's scope
 
 
-def write_directory(path: Path) -> None:
+def write_directory(path: Path, extra: dict[str, dict[str, Any]] | None = None) -> None:
     rows = [
         (PROVINCE, "", "region", "province", "浙江省", {}),
         ("33010000002166000001", PROVINCE, "region", "city", "杭州市", {}),
@@ -82,16 +91,30 @@ def write_directory(path: Path) -> None:
             {"source": "synthetic", "width": 320, "height": 180},
         ),
     ]
-    rows += [(code, VILLAGE, "camera", "", c["name"], c["attrs"]) for code, c in CAMERAS.items()]
+    cameras = {**CAMERAS, **(extra or {})}
+    rows += [(code, VILLAGE, "camera", "", c["name"], c["attrs"]) for code, c in cameras.items()]
+    status = {code: c.get("status", "online") for code, c in cameras.items()}
     with path.open("w", encoding="utf-8", newline="") as f:
         w = csv.writer(f)
         w.writerow(["code", "parent_code", "kind", "tier", "name", "status", "attrs"])
         for code, parent, kind, tier, name, attrs in rows:
-            w.writerow([code, parent, kind, tier, name, "online", json.dumps(attrs)])
+            w.writerow(
+                [code, parent, kind, tier, name, status.get(code, "online"), json.dumps(attrs)]
+            )
 
 
-def media_node(base: Path, *, channels: int = 4, linger: float = 2.0) -> Node:
-    """A started node with live video on; the caller stops it."""
+def media_node(
+    base: Path,
+    *,
+    channels: int = 4,
+    linger: float = 2.0,
+    extra_cameras: dict[str, dict[str, Any]] | None = None,
+    port_base: int = 24000,
+) -> Node:
+    """A started node with live video on; the caller stops it.
+
+    Its UDP port ranges lie in ``[port_base, port_base + 3100)`` (below Linux's ephemeral ports):
+    modules that may run at the same time as others pass their own ``port_base``."""
     port = free_port()
     http, admin = free_port(), free_port()
     while admin == http:
@@ -110,16 +133,16 @@ def media_node(base: Path, *, channels: int = 4, linger: float = 2.0) -> Node:
         "enabled = true\n"
         f"janus_http_port = {http}\n"
         f"janus_admin_port = {admin}\n"
-        "ice_port_range = [24000, 24999]\n"
-        "streaming_port_range = [27000, 27099]\n"
-        "channel_port_range = [25000, 25399]\n"
-        "input_port_range = [26000, 26999]\n"
+        f"ice_port_range = [{port_base}, {port_base + 999}]\n"
+        f"streaming_port_range = [{port_base + 3000}, {port_base + 3099}]\n"
+        f"channel_port_range = [{port_base + 1000}, {port_base + 1399}]\n"
+        f"input_port_range = [{port_base + 2000}, {port_base + 2999}]\n"
         f"channels = {channels}\n"
         f"source_linger_seconds = {linger}\n",
         encoding="utf-8",
     )
     directory = base / "directory.csv"
-    write_directory(directory)
+    write_directory(directory, extra_cameras)
     n = Node(base_url=f"http://127.0.0.1:{port}", config=config, log=base / "node.log")
     n.cli("directory", "import", str(directory))
     n.add_user(*ADMIN, roles=("admin",), scope=PROVINCE, display_name="省平台管理员")
@@ -142,3 +165,61 @@ def login_cookie(node: Node, username: str, password: str) -> str:
 
 def ws_url(node: Node) -> str:
     return node.base_url.replace("http://", "ws://") + "/api/live/ws"
+
+
+class RtspPeer:
+    """GStreamer's RTSP server (``tests/peers/rtsp_server.py``) for synchronous (browser) tests.
+
+    ``start()`` waits for it to listen; ``pause()``/``resume()`` freeze and thaw it (SIGSTOP /
+    SIGCONT: connections stay open, no media flows); ``stop()`` ends it. ``url`` has no
+    credentials."""
+
+    def __init__(self, log_path: Path, *, path: str = "/cam", **options: str) -> None:
+        self.port = free_port()
+        self.path = path
+        self.args = ["--port", str(self.port), "--path", path]
+        for k, v in options.items():
+            self.args += [f"--{k}", v]
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"rtsp://127.0.0.1:{self.port}{self.path}"
+
+    def start(self) -> RtspPeer:
+        with self.log_path.open("ab") as err:
+            self.proc = subprocess.Popen(
+                [SYSTEM_PYTHON, str(SERVER), *self.args],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=err,
+            )
+        assert self.proc.stdout is not None
+        ready, _, _ = select.select([self.proc.stdout], [], [], 60)
+        line = self.proc.stdout.readline().decode() if ready else ""
+        if not line.startswith("READY"):
+            self.stop()
+            raise RuntimeError(f"RTSP server did not start: {line!r} (log {self.log_path})")
+        return self
+
+    def pause(self) -> None:
+        assert self.proc is not None
+        os.kill(self.proc.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.proc is not None
+        os.kill(self.proc.pid, signal.SIGCONT)
+
+    def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signal.SIGCONT)
+            proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
