@@ -400,6 +400,7 @@ class PublishSession:
         self.presence = presence
         self.send = send
         self.pubs: dict[str, _Pub] = {}
+        self._claimed: set[str] = set()  # tiles this session publishes on
         self._janus: JanusSession | None = None
         self._lock = asyncio.Lock()
         self._monitor: asyncio.Task[None] | None = None
@@ -407,9 +408,13 @@ class PublishSession:
     def wants(self, msg: Json) -> bool:
         """Whether ``msg`` (parsed) is for this session rather than the viewer session."""
         kind = msg.get("type")
+        tile = str(msg.get("tile"))
+        if kind == "publish":
+            # Claimed at once: the browser's candidates follow before the publication exists.
+            self._claimed.add(tile)
         if kind in self.TYPES:
             return True
-        return kind == "candidate" and str(msg.get("tile")) in self.pubs
+        return kind == "candidate" and tile in self._claimed
 
     async def handle(self, msg: Json) -> None:
         tile = msg.get("tile")
@@ -535,6 +540,7 @@ class PublishSession:
         p = self.pubs.get(tile)
         if p is not None:
             await self._release(p, reason="unpublished")
+        self._claimed.discard(tile)
         await self.send({"type": "status", "tile": tile, "state": "stopped", "reason": ""})
 
     async def _on_candidate(self, tile: str, msg: Json) -> None:
@@ -601,19 +607,17 @@ class PublishSession:
         live = p.fw is not None and self.sources.live.get(p.code) is p.fw
         if p.fw is not None:
             await self.sources.stop(p.fw)
+        if live:
+            with contextlib.suppress(Exception):
+                await self.presence(p.code, False)
         if p.handle is not None:
             with contextlib.suppress(Exception):
                 await p.handle.request({"request": "leave"})
             with contextlib.suppress(Exception):
                 await p.handle.detach()
-        if live:
+        if live and audit:
             with contextlib.suppress(Exception):
-                await self.presence(p.code, False)
-            if audit:
-                with contextlib.suppress(Exception):
-                    await self.audit(
-                        self.principal, "live.unpublish", p.code, "ok", {"reason": reason}
-                    )
+                await self.audit(self.principal, "live.unpublish", p.code, "ok", {"reason": reason})
 
     def _state(self, p: _Pub) -> tuple[str, str]:
         if p.error:

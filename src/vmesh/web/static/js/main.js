@@ -2,7 +2,7 @@
 //
 // Routes: #/login, #/dir (org tree + search), #/dir/<code> (same, with that entry's details),
 // #/users (admins), #/audit (admins and operators), #/wall (video wall; #/wall/<code> plays one
-// camera). Each page is a module under views/ exporting
+// camera; #/publish publishes the user's camera as a terminal). Each page is a module under views/ exporting
 // create(ctx) -> {el, update?(params)}; a route change within the same page calls update().
 import { api, setUnauthorizedHandler } from "./api.js";
 import { clear, h } from "./dom.js";
@@ -12,6 +12,7 @@ import * as directoryView from "./views/directory.js";
 import * as usersView from "./views/users.js";
 import * as auditView from "./views/audit.js";
 import * as wallView from "./views/wall.js";
+import * as publishView from "./views/publish.js";
 
 const root = document.getElementById("app");
 const state = { me: null, page: null, view: null };
@@ -20,6 +21,7 @@ const PAGES = {
   login: { module: loginView, public: true },
   dir: { module: directoryView, nav: "nav.directory" },
   wall: { module: wallView, nav: "nav.wall" },
+  publish: { module: publishView, nav: "nav.publish", roles: ["admin", "operator", "commander"] },
   users: { module: usersView, nav: "nav.users", roles: ["admin"] },
   audit: { module: auditView, nav: "nav.audit", roles: ["admin", "operator"] },
 };
