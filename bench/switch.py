@@ -85,9 +85,23 @@ def run(fanout: int, packets: list[bytes], seconds: float) -> dict[str, float]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seconds", type=float, default=3.0, help="per fan-out (default 3)")
+    ap.add_argument("--udp", action="store_true", help="also switch vs Janus over real UDP")
+    ap.add_argument("--rate", type=int, default=200, help="input packets/s for --udp")
+    ap.add_argument("--udp-seconds", type=float, default=8.0, help="window per fan-out")
+    ap.add_argument("--serve-switch", nargs=3, type=int, metavar=("IN", "SINK", "N"))
     args = ap.parse_args()
+    if args.serve_switch:
+        from bench_switch_udp import serve_switch
+
+        serve_switch(*args.serve_switch)
+        return
     packets = stream(0x10000 // PER_FRAME)
     results = [run(f, packets, args.seconds) for f in (1, 10, 100)]
+    udp = None
+    if args.udp:
+        from bench_switch_udp import side_by_side
+
+        udp = side_by_side(packets, args.rate, args.udp_seconds, (1, 10, 100))
     print(
         json.dumps(
             {
@@ -97,6 +111,8 @@ def main() -> None:
                 "cpus": os.cpu_count(),
                 "payload_bytes": PAYLOAD,
                 "results": results,
+                "udp": udp,
+                "loadavg": os.getloadavg(),
             },
             indent=2,
         )

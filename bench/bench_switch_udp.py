@@ -1,0 +1,254 @@
+"""``bench/switch.py --udp``: the switch's UDP transport and Janus VideoRoom ``rtp_forward`` side
+by side through real loopback sockets (see that file's docstring). Not run alone."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import selectors
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+SINK_BASE = 41000
+SWITCH_IN = 40000
+JANUS_IN = 40010
+STAMP = struct.Struct("!Q")
+STAMP_AT = 12 + 2 + 8  # after the RTP header and the FU/STAP header bytes: inside the payload
+
+
+def serve_switch(in_port: int, sink_base: int, n: int) -> None:
+    """Child process: a SwitchTransport with one input and ``n`` outputs, until killed."""
+    from vmesh.switch.codecs import Codec
+    from vmesh.switch.core import InputSpec, OutputSpec, Switch
+    from vmesh.switch.transport import SwitchTransport, use_uvloop
+
+    use_uvloop()
+
+    async def main() -> None:
+        t = SwitchTransport(Switch())
+        await t.start()
+        await t.add_input(InputSpec("cam", Codec.h264), port=in_port)
+        for i in range(n):
+            await t.add_output(
+                OutputSpec(f"o{i}", Codec.h264, ssrc=i + 1, dest=("127.0.0.1", sink_base + i))
+            )
+            t.route(f"o{i}", "cam")
+        print("ready", flush=True)
+        await asyncio.Event().wait()
+
+    asyncio.run(main())
+
+
+class Sink:
+    """Counts packets on ``n`` ports; latency samples of port 0 (ns)."""
+
+    def __init__(self, n: int) -> None:
+        self.socks = []
+        self.sel = selectors.DefaultSelector()
+        for i in range(n):
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+            s.bind(("127.0.0.1", SINK_BASE + i))
+            s.setblocking(False)
+            self.sel.register(s, selectors.EVENT_READ, i)
+            self.socks.append(s)
+        self.count = 0
+        self.lat: list[int] = []
+        self.stop = False
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        now = time.monotonic_ns
+        while not self.stop:
+            for key, _ in self.sel.select(0.1):
+                s: socket.socket = key.fileobj  # type: ignore[assignment]
+                while True:
+                    try:
+                        data = s.recv(2048)
+                    except BlockingIOError:
+                        break
+                    self.count += 1
+                    if key.data == 0 and len(data) >= STAMP_AT + 8:
+                        self.lat.append(now() - STAMP.unpack_from(data, STAMP_AT)[0])
+
+    def close(self) -> None:
+        self.stop = True
+        self.thread.join()
+        for s in self.socks:
+            s.close()
+
+
+def send(packets: list[bytes], port: int, rate: int, seconds: float) -> int:
+    """Send at ``rate`` packets/s for ``seconds`` (bursts every 10 ms), stamped; returns count."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    per_tick = max(1, rate // 100)
+    n = 0
+    start = time.monotonic()
+    tick = start
+    while time.monotonic() - start < seconds:
+        for _ in range(per_tick):
+            p = bytearray(packets[n % len(packets)])
+            STAMP.pack_into(p, STAMP_AT, time.monotonic_ns())
+            s.sendto(p, ("127.0.0.1", port))
+            n += 1
+        tick += 0.01
+        time.sleep(max(0.0, tick - time.monotonic()))
+    s.close()
+    return n
+
+
+def _pct(xs: list[int], q: float) -> float | None:
+    if not xs:
+        return None
+    xs = sorted(xs)
+    return round(xs[min(len(xs) - 1, int(len(xs) * q))] / 1e6, 3)
+
+
+def measure(
+    proc: psutil.Process, packets: list[bytes], port: int, n: int, rate: int, seconds: float
+) -> dict[str, Any]:
+    sink = Sink(n)
+    try:
+        send(packets, port, rate, 0.5)  # warm-up (and keyframe) outside the window
+        time.sleep(0.2)
+        sink.count = 0
+        sink.lat.clear()
+        c0 = proc.cpu_times()
+        t0 = time.monotonic()
+        sent = send(packets, port, rate, seconds)
+        time.sleep(0.3)
+        c1 = proc.cpu_times()
+        wall = time.monotonic() - t0
+    finally:
+        sink.close()
+    cpu = (c1.user - c0.user) + (c1.system - c0.system)
+    return {
+        "fanout": n,
+        "sent": sent,
+        "delivered": sink.count,
+        "delivered_ratio": round(sink.count / (sent * n), 4) if sent else 0,
+        "cpu_seconds": round(cpu, 3),
+        "cpu_share": round(cpu / wall, 3),
+        "packets_per_core_second": round(sink.count / cpu) if cpu > 0 else None,
+        "latency_p50_ms": _pct(sink.lat, 0.5),
+        "latency_p99_ms": _pct(sink.lat, 0.99),
+    }
+
+
+def run_switch(packets: list[bytes], n: int, rate: int, seconds: float) -> dict[str, Any]:
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            str(Path(__file__).with_name("switch.py")),
+            "--serve-switch",
+            str(SWITCH_IN),
+            str(SINK_BASE),
+            str(n),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "ready"
+        return measure(psutil.Process(child.pid), packets, SWITCH_IN, n, rate, seconds)
+    finally:
+        child.terminate()
+        child.wait(5)
+
+
+async def _janus_setup(edge: Any, n: int, pub_id: int) -> Any:
+    from vmesh.media.publish import VIDEOROOM
+
+    key = edge.settings.secrets.plugin_admin_key
+    session = await edge.client.create_session()
+    h = await session.attach(VIDEOROOM)
+    room = 5000 + pub_id
+    await h.request(
+        {
+            "request": "create",
+            "room": room,
+            "admin_key": key,
+            "publishers": 4,
+            "videocodec": "h264",
+            "permanent": False,
+        }
+    )
+    await h.request(
+        {
+            "request": "add_remote_publisher",
+            "room": room,
+            "id": pub_id,
+            "admin_key": key,
+            "iface": "127.0.0.1",
+            "port": JANUS_IN + 2 * (pub_id % 4),
+            "rtcp_port": JANUS_IN + 2 * (pub_id % 4) + 1,
+            "streams": [{"type": "video", "mindex": 0, "mid": "0", "codec": "h264"}],
+        }
+    )
+    for i in range(n):
+        await h.request(
+            {
+                "request": "rtp_forward",
+                "room": room,
+                "publisher_id": pub_id,
+                "admin_key": key,
+                "host": "127.0.0.1",
+                "host_family": "ipv4",
+                "streams": [{"mid": "0", "port": SINK_BASE + i, "ssrc": i + 1}],
+            }
+        )
+    return session, h, room
+
+
+def side_by_side(
+    packets: list[bytes], rate: int, seconds: float, fanouts: tuple[int, ...]
+) -> dict[str, Any]:
+    from vmesh.edge.service import JanusEdge
+
+    # The remote publisher demultiplexes by SSRC 1000 + 10 * mindex.
+    jpackets = [p[:8] + struct.pack("!I", 1000) + p[12:] for p in packets]
+    out: dict[str, Any] = {"rate_in_pps": rate, "seconds": seconds, "results": []}
+    loop = asyncio.new_event_loop()
+    with tempfile.TemporaryDirectory() as tmp:
+        edge = JanusEdge.for_data_dir(
+            Path(tmp),
+            http_port=40100,
+            admin_port=40101,
+            rtp_port_range=(40200, 40299),
+            streaming_port_range=(40300, 40399),
+        )
+        loop.run_until_complete(edge.start())
+        try:
+            jproc = psutil.Process(edge.process.pid)
+            out["janus"] = edge.version
+            for k, n in enumerate(fanouts):
+                sw = run_switch(packets, n, rate, seconds)
+                session, _, _ = loop.run_until_complete(_janus_setup(edge, n, 101 + k))
+                # Janus's port of this publisher (JANUS_IN + 2 * (id % 4)).
+                port = JANUS_IN + 2 * ((101 + k) % 4)
+                ja = measure(jproc, jpackets, port, n, rate, seconds)
+                with contextlib.suppress(Exception):
+                    loop.run_until_complete(session.destroy())
+                ratio = None
+                if sw["packets_per_core_second"] and ja["packets_per_core_second"]:
+                    ratio = round(sw["packets_per_core_second"] / ja["packets_per_core_second"], 3)
+                out["results"].append(
+                    {"fanout": n, "switch": sw, "janus": ja, "switch_to_janus_per_core": ratio}
+                )
+        finally:
+            loop.run_until_complete(edge.stop())
+            loop.close()
+    out["pid"] = os.getpid()
+    return out
