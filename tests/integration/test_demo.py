@@ -1,10 +1,13 @@
-"""``vmesh demo`` end to end: generate, import, log in with the printed logins, browse, stop.
+"""``vmesh demo`` end to end: generate, import, log in with the printed logins, browse, watch a
+camera on the live WebSocket (only that camera's source runs), stop.
 
 The demo runs as the real command in its own process, on SQLite in a temporary folder.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import re
 import signal
 import subprocess
@@ -13,6 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import websockets
 from test_config_cli import vmesh_command
 from test_node_process import free_port
 
@@ -112,6 +116,17 @@ def test_demo_serves_console_and_the_printed_logins_work(tmp_path: Path) -> None
             assert r.status_code == 200, r.text
             assert [n["name"] for n in xihu.get("/api/directory/roots").json()] == ["西湖区"]
             assert xihu.get(f"/api/directory/entries/{lucheng['code']}").status_code == 404
+            cams = xihu.get("/api/directory/search?kind=camera&sort=code&limit=100").json()
+            cookie = "vmesh_session=" + xihu.cookies["vmesh_session"]
+        # Live video is on: a camera of 西湖区 is watched; only its source runs, and it plays.
+        assert cams["total"] > 1
+        cam = cams["items"][0]["code"]
+        asyncio.run(watch_one(base, cookie, cam))
+        metrics = httpx.get(base + "/metrics", timeout=10).text
+        assert "vmesh_media_sources 1.0" in metrics, metrics
+        with httpx.Client(base_url=base, timeout=10) as xihu:
+            xihu.post("/api/auth/login", json={"username": "xihu", "password": users["xihu"][0]})
+            assert xihu.get(f"/api/directory/entries/{cam}").json()["status"] == "online"
 
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0
@@ -119,6 +134,26 @@ def test_demo_serves_console_and_the_printed_logins_work(tmp_path: Path) -> None
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+async def watch_one(base: str, cookie: str, code: str) -> None:
+    """Watch ``code`` on /api/live/ws until its source sends (the tile's state says so)."""
+    url = base.replace("http://", "ws://") + "/api/live/ws"
+    async with websockets.connect(url, additional_headers={"Cookie": cookie, "Origin": base}) as ws:
+        await ws.send(json.dumps({"type": "watch", "tile": "0", "code": code}))
+        async with asyncio.timeout(90):  # a readiness bound (the first clip is encoded), not speed
+            while True:
+                m = json.loads(await ws.recv())
+                assert m.get("state") != "error", m
+                if m["type"] == "offer":
+                    break
+            # No browser answers the offer, so the tile stays "connecting"; the source's own
+            # state is in the directory once it sends.
+            while True:
+                e = (await asyncio.to_thread(httpx.get, base + "/metrics", timeout=10)).text
+                if 'vmesh_switch_input_packets_total{input="' + code + '/video"}' in e:
+                    break
+                await asyncio.sleep(0.3)
 
 
 def test_port_in_use_is_named(tmp_path: Path) -> None:

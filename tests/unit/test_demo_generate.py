@@ -92,3 +92,22 @@ def test_sizes_grow_to_the_real_province() -> None:
     assert 1000 <= large.counties * large.townships_per_county <= 1500
     with pytest.raises(ValueError, match="villages must be"):
         shape_for(0)
+
+
+def test_every_camera_is_a_playable_synthetic_source_of_its_own_colour() -> None:
+    import itertools
+    import json
+
+    from vmesh.ingest.synthetic import SyntheticSpec
+    from vmesh.media.sources import source_from_attrs
+
+    cams = [r for r in generate(30, seed=3) if r["kind"] == "camera"]
+    specs = [source_from_attrs(r["code"], r["name"], json.loads(r["attrs"])) for r in cams]
+    assert all(isinstance(s, SyntheticSpec) for s in specs)
+    assert {(s.width, s.height, s.fps, s.mode) for s in specs} == {(640, 360, 25, "clip")}  # type: ignore[union-attr]
+    # Cameras of one place (codes next to each other) have clearly different patch colours.
+    by_code = sorted(specs, key=lambda s: s.code)  # type: ignore[union-attr]
+    pairs = [(a, b) for a, b in itertools.pairwise(by_code) if int(b.code) - int(a.code) == 1]
+    assert pairs
+    for a, b in pairs:
+        assert sum(abs(x - y) for x, y in zip(a.rgb, b.rgb, strict=True)) > 150, (a.code, b.code)

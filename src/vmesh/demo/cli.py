@@ -4,10 +4,11 @@
     vmesh demo --size large                 # the real province's size: 20,000 villages
     vmesh demo --villages 500 --seed 7 --data /tmp/demo --host 10.0.0.5 --port 8081
 
-The first run generates the network (``vmesh.demo.generate``), imports it and creates the logins
-(``vmesh.demo.site``); later runs reuse the folder as it is. Then the node is started in this
-process and serves until Ctrl-C or SIGTERM. ``--prepare-only`` stops before starting the node.
-"""
+Live video is on (``[media]``: Janus, the switch, synthetic cameras started only while watched);
+``--no-media`` leaves it off, for a machine without Janus. The first run generates the network
+(``vmesh.demo.generate``), imports it and creates the logins (``vmesh.demo.site``); later runs
+reuse the folder as it is. Then the node is started in this process and serves until Ctrl-C or
+SIGTERM. ``--prepare-only`` stops before starting the node."""
 
 from __future__ import annotations
 
@@ -66,6 +67,7 @@ def _describe(site: DemoSite, host: str, port: int) -> str:
         f"  {counts}",
         "",
         f"  console:  {_url(host, port)}",
+        f"  video:    {_url(host, port)}#/wall  (cameras play while watched)",
     ]
     for login in site.logins:
         lines.append(
@@ -105,6 +107,12 @@ def _describe(site: DemoSite, host: str, port: int) -> str:
 @click.option("--host", default="127.0.0.1", show_default=True, help="address to listen on")
 @click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True)
 @click.option("--prepare-only", is_flag=True, help="make the data folder, do not start the node")
+@click.option(
+    "--media/--no-media",
+    default=True,
+    show_default=True,
+    help="live video (Janus + synthetic cameras on the video wall)",
+)
 def demo(
     size: str,
     villages: int | None,
@@ -113,6 +121,7 @@ def demo(
     host: str,
     port: int,
     prepare_only: bool,
+    media: bool,
 ) -> None:
     """Generate a sample Zhejiang network, start a node on it, print the console and logins."""
     logging.basicConfig(level="WARNING", format="%(asctime)s %(levelname)s %(name)s %(message)s")
@@ -121,7 +130,15 @@ def demo(
         _check_port(host, port)
     if not (data_dir / "demo.json").exists():
         click.echo(f"generating {wanted} villages into {data_dir} ...", err=True)
-    site = prepare(data_dir, villages=wanted, seed=seed, host=host, port=port, progress=_progress)
+    site = prepare(
+        data_dir,
+        villages=wanted,
+        seed=seed,
+        host=host,
+        port=port,
+        progress=_progress,
+        media=media,
+    )
     if site.reused and (site.villages, site.seed) != (wanted, seed):
         click.echo(
             f"note: {site.data_dir} holds a demo of {site.villages} villages (seed {site.seed}); "

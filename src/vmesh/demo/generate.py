@@ -9,13 +9,14 @@ and the main conference venue; 11 real cities; real county-level divisions sprea
 (all 90 from medium size up); townships and villages below them. Each level carries what it has in
 life: departments (业务分组, type 215) with public-security NVRs and crossroads cameras, emergency
 field terminals (单兵) and petition rooms; government conference terminals; township cameras; and
-in every village a service room (村委会视频室) and one to three cameras.
+in every village a service room (村委会视频室) and one to three cameras. Cameras are synthetic video
+sources (``SYNTHETIC_CAMERA``: 640×360 at 25 fps, clip mode), so the demo's video wall plays.
 
 Codes are GB/T 28181: the division of the place, industry 00, the kind's type, net 6 (e-government
 extranet) and a serial counted per division and type. Villages share their township's division.
 
-Public: ``FIELDS``, ``SIZES``, ``NODE_CODE``, ``PROVINCE_CODE``, ``Shape``, ``shape_for``,
-``generate``, ``count_kinds``.
+Public: ``FIELDS``, ``SIZES``, ``SYNTHETIC_CAMERA``, ``NODE_CODE``, ``PROVINCE_CODE``, ``Shape``,
+``shape_for``, ``generate``, ``count_kinds``.
 """
 
 from __future__ import annotations
@@ -40,6 +41,11 @@ NODE_CODE = compose(PROVINCE_CENTER, "200", 1)
 PROVINCE_CODE = compose(PROVINCE_CENTER, "216", 1)
 
 ORG_KINDS = ("region", "department")
+# Every demo camera is a synthetic source (vmesh.ingest): its name burnt in, a colour patch of its
+# own (from its code), a tone; a pre-encoded clip looped, started only while someone watches it.
+SYNTHETIC_CAMERA: dict[str, object] = {
+    "source": "synthetic", "width": 640, "height": 360, "fps": 25, "gop": 25, "mode": "clip",
+}  # fmt: skip
 VILLAGES_PER_TOWNSHIP = 15
 VILLAGES_PER_COUNTY = 30
 ALL_COUNTIES = sum(len(c[4]) for c in places.CITIES)
@@ -138,13 +144,11 @@ class _Builder:
         self, center: str, parent: str, name: str, at: tuple[float, float], tags: tuple[str, ...]
     ) -> None:
         vendor, model = self.rng.choice(places.CAMERA_MODELS)
-        r = self.rng.randrange
-        ip = f"10.{r(1, 255)}.{r(255)}.{r(2, 254)}"
         self.add(
             center=center, type_code="132", parent=parent, kind="camera", name=name,
             at=self.near(*at, 0.004), tags=("雪亮", *tags),
             attrs={"vendor": vendor, "model": model, "ptz": model.startswith("DS-2DE"),
-                   "rtsp": f"rtsp://{ip}:554/Streaming/Channels/101"},
+                   **SYNTHETIC_CAMERA},
         )  # fmt: skip
 
     def terminal(self, center: str, parent: str, name: str, at: tuple[float, float]) -> None:

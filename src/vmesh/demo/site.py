@@ -1,13 +1,15 @@
 """A demo node's data folder: configuration, generated directory, users; made once, then reused.
 
 ``prepare(...)`` makes (or finds) the folder: ``vmesh.toml`` (rewritten every time with the given
-host and port), ``directory.csv`` (the generated network in the import format), ``vmesh.db`` (the
-directory imported through ``vmesh.directory.transfer``, so the demo goes through the same checks
-as any import), two users created through ``vmesh.auth.service`` — ``admin`` for the whole province
-and ``xihu``, an operator scoped to 西湖区 — with generated passwords, and ``demo.json`` (mode
-0600: what was generated and the logins), written last. A folder with ``demo.json`` is reused as it
-is. A folder left by an interrupted run is completed: the import is all or nothing, so it is either
-there or not, and a user that exists gets a new password.
+host and port, and with live video on: ``[media] enabled`` with Janus's API ports picked free at
+each start; the demo's cameras are synthetic sources that run only while watched),
+``directory.csv`` (the generated network in the import format), ``vmesh.db`` (the directory
+imported through ``vmesh.directory.transfer``, so the demo goes through the same checks as any
+import), two users created through ``vmesh.auth.service`` — ``admin`` for the whole province and
+``xihu``, an operator scoped to 西湖区 — with generated passwords, and ``demo.json`` (mode
+0600: what was generated and the logins), written last. A folder with ``demo.json`` is reused as
+it is. A folder left by an interrupted run is completed: the import is all or nothing, so it is
+either there or not, and a user that exists gets a new password.
 
 Calls: ``vmesh.demo.generate``, ``vmesh.directory.transfer``, ``vmesh.auth.service``.
 Public: ``DemoSite``, ``Login``, ``prepare``, ``write_config``.
@@ -22,6 +24,7 @@ import json
 import logging
 import os
 import secrets
+import socket
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -86,11 +89,29 @@ def _write_atomically(path: Path, text: str, mode: int = 0o644) -> None:
     tmp.replace(path)
 
 
-def write_config(data_dir: Path, host: str, port: int) -> Path:
-    """The demo node's configuration; its data folder is the folder the file is in."""
+def _free_port(first: int, last: int, taken: int = 0) -> int:
+    """The first TCP port in ``[first, last]`` free on loopback (not ``taken``)."""
+    for port in range(first, last + 1):
+        if port == taken:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free TCP port in {first}-{last} for Janus")
+
+
+def write_config(data_dir: Path, host: str, port: int, *, media: bool = True) -> Path:
+    """The demo node's configuration; its data folder is the folder the file is in.
+
+    With ``media`` the node runs live video: Janus's HTTP and admin API on free loopback ports,
+    UDP port ranges below Linux's ephemeral ports (32768+), sources started on demand and stopped
+    10 s after their last viewer (a demo with thousands of cameras runs ffmpeg only for those
+    watched)."""
     path = data_dir / CONFIG_FILE
-    _write_atomically(
-        path,
+    text = (
         "# Written by `vmesh demo` on every start (host and port come from its options).\n"
         "[node]\n"
         f'code = "{NODE_CODE}"\n'
@@ -101,8 +122,24 @@ def write_config(data_dir: Path, host: str, port: int) -> Path:
         f"host = {json.dumps(host)}\n"
         f"port = {port}\n\n"
         "[log]\n"
-        'level = "INFO"\n',
+        'level = "INFO"\n'
     )
+    if media:
+        http = _free_port(8088, 8188)
+        admin = _free_port(7088, 7188, taken=http)
+        text += (
+            "\n[media]\n"
+            "enabled = true\n"
+            f"janus_http_port = {http}\n"
+            f"janus_admin_port = {admin}\n"
+            "ice_port_range = [20000, 20999]\n"
+            "streaming_port_range = [21000, 21099]\n"
+            "channel_port_range = [21100, 21999]\n"
+            "input_port_range = [22000, 23999]\n"
+            "channels = 16\n"
+            "source_linger_seconds = 10\n"
+        )
+    _write_atomically(path, text)
     return path
 
 
@@ -171,11 +208,12 @@ def prepare(
     host: str,
     port: int,
     progress: Progress | None = None,
+    media: bool = True,
 ) -> DemoSite:
     """Make the demo folder (or reuse it) and return what it holds; the node is not started."""
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
-    config_path = write_config(data_dir, host, port)
+    config_path = write_config(data_dir, host, port, media=media)
     found = _load_state(data_dir)
     if found is not None:
         return found
