@@ -101,9 +101,7 @@ def test_catalogue_versions_continue_after_a_deletion() -> None:
 def test_each_node_captures_only_its_own_subjects_and_sources_its_children() -> None:
     city = stream_config(CITY, [COUNTY])
     county = stream_config(COUNTY, [])
-    assert city.subjects == [f"vmesh.cat.{CITY}.>"] and county.subjects == [
-        f"vmesh.cat.{COUNTY}.>"
-    ]
+    assert city.subjects == [f"vmesh.cat.{CITY}.>"] and county.subjects == [f"vmesh.cat.{COUNTY}.>"]
     assert not city.subjects[0].startswith(county.subjects[0][:-1])
     [src] = city.sources
     assert (src.name, src.external.api) == (f"CAT_{COUNTY}", f"$JS.{COUNTY}.API")

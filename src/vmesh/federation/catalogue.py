@@ -180,7 +180,7 @@ def stream_config(node_code: str, children: Sequence[str]) -> Any:
         duplicate_window=DUPLICATE_WINDOW_SECONDS,
         sources=[
             StreamSource(name=stream_name(c), external=ExternalStream(api=f"$JS.{c}.API"))
-            for c in sorted(children)
+            for c in sorted(set(children))
         ]
         or None,
     )
@@ -235,7 +235,8 @@ class CataloguePublisher:
             await self.js.publish(
                 subject(self.node, c.code),
                 encode(c),
-                stream=stream_name(self.node),
+                # No ``stream=``: its Nats-Expected-Stream header would travel with the message
+                # and make every parent refuse it when sourcing ("expected stream does not match").
                 headers={"Nats-Msg-Id": c.msg_id},
             )
 
