@@ -75,20 +75,23 @@ def test_a_message_on_another_nodes_subject_is_refused() -> None:
 
 def test_apply_plan_is_idempotent_and_never_regresses() -> None:
     other = "33032800001320000002"
-    writes, ignored = plan_apply(
+    writes, applied, ignored = plan_apply(
         {CAM: 2},
         [change(2), change(1), change(3), change(3), change(5, other), change(4, other)],
     )
     assert {c: w.version for c, w in writes.items()} == {CAM: 3, other: 5}
-    assert sorted((c.code[-1], c.version) for c in ignored) == [
-        ("1", 1),
-        ("1", 2),
-        ("1", 3),
-        ("2", 4),
-    ]
+    assert [(c.code[-1], c.version) for c in applied] == [("1", 3), ("2", 5)]
+    assert [(c.code[-1], c.version) for c in ignored] == [("1", 2), ("1", 1), ("1", 3), ("2", 4)]
     # Applying what was written again changes nothing.
-    again, ignored2 = plan_apply({CAM: 3, other: 5}, list(writes.values()))
-    assert again == {} and len(ignored2) == 2
+    again, applied2, ignored2 = plan_apply({CAM: 3, other: 5}, list(writes.values()))
+    assert again == {} and applied2 == [] and len(ignored2) == 2
+
+
+def test_a_change_superseded_in_the_same_batch_still_counts_as_applied() -> None:
+    # After a cut, v1 and v2 of an entry arrive together: both are news, only v2 is written.
+    writes, applied, ignored = plan_apply({}, [change(1), change(2)])
+    assert writes[CAM].version == 2
+    assert [c.version for c in applied] == [1, 2] and ignored == []
 
 
 def test_catalogue_versions_continue_after_a_deletion() -> None:

@@ -152,21 +152,24 @@ def next_version(published: int | None, entry_version: int) -> int:
 
 def plan_apply(
     held: Mapping[str, int], changes: Iterable[CatalogueChange]
-) -> tuple[dict[str, CatalogueChange], list[CatalogueChange]]:
-    """Which ``changes`` to write given the versions ``held`` per code: the newest per code, if
-    newer than held. Returns (writes by code, ignored changes)."""
-    best: dict[str, CatalogueChange] = {}
+) -> tuple[dict[str, CatalogueChange], list[CatalogueChange], list[CatalogueChange]]:
+    """Which ``changes`` (in stream order) to take given the versions ``held`` per code.
+
+    A change is applied when its version is above everything known of its code so far (held, or
+    taken earlier in ``changes``); otherwise it is ignored (a re-delivery or a late older one).
+    Returns (the newest applied change per code: what to write, applied, ignored)."""
+    floor = dict(held)
+    writes: dict[str, CatalogueChange] = {}
+    applied: list[CatalogueChange] = []
     ignored: list[CatalogueChange] = []
     for c in changes:
-        cur = best.get(c.code)
-        floor = held.get(c.code, 0)
-        if c.version <= floor or (cur is not None and c.version <= cur.version):
+        if c.version <= floor.get(c.code, 0):
             ignored.append(c)
             continue
-        if cur is not None:
-            ignored.append(cur)
-        best[c.code] = c
-    return best, ignored
+        floor[c.code] = c.version
+        writes[c.code] = c
+        applied.append(c)
+    return writes, applied, ignored
 
 
 def stream_config(node_code: str, children: Sequence[str]) -> Any:
@@ -426,7 +429,7 @@ async def apply_changes(
                     )
                 ).all()
             }
-        writes, ignored = plan_apply(held, changes)
+        writes, applied, ignored = plan_apply(held, changes)
         for c in writes.values():
             e = c.entry or {}
             values: dict[str, Any] = {
@@ -469,7 +472,7 @@ async def apply_changes(
                 )
             )
         per_origin: dict[str, list[int]] = {}
-        for c in writes.values():
+        for c in applied:
             per_origin.setdefault(c.origin, [0, 0])[0] += 1
         for c in ignored:
             per_origin.setdefault(c.origin, [0, 0])[1] += 1
@@ -489,7 +492,7 @@ async def apply_changes(
             )
         if last_seq:
             await set_state(s, db.dialect, LAST_SEQ, str(last_seq))
-    return len(writes), len(ignored)
+    return len(applied), len(ignored)
 
 
 class CatalogueApplier:

@@ -2,7 +2,7 @@
 //
 // Routes: #/login, #/dir (org tree + search), #/dir/<code> (same, with that entry's details),
 // #/users (admins), #/audit (admins and operators), #/wall (video wall; #/wall/<code> plays one
-// camera; #/publish publishes the user's camera as a terminal). Each page is a module under views/ exporting
+// camera; #/network the network map; #/publish publishes the user's camera as a terminal). Each page is a module under views/ exporting
 // create(ctx) -> {el, update?(params)}; a route change within the same page calls update().
 import { api, setUnauthorizedHandler } from "./api.js";
 import { clear, h } from "./dom.js";
@@ -11,6 +11,7 @@ import * as loginView from "./views/login.js";
 import * as directoryView from "./views/directory.js";
 import * as usersView from "./views/users.js";
 import * as auditView from "./views/audit.js";
+import * as networkView from "./views/network.js";
 import * as wallView from "./views/wall.js";
 import * as publishView from "./views/publish.js";
 
@@ -24,6 +25,7 @@ const PAGES = {
   publish: { module: publishView, nav: "nav.publish", roles: ["admin", "operator", "commander"] },
   users: { module: usersView, nav: "nav.users", roles: ["admin"] },
   audit: { module: auditView, nav: "nav.audit", roles: ["admin", "operator"] },
+  network: { module: networkView, nav: "nav.network" },
 };
 
 function parseHash() {
