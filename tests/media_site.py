@@ -103,18 +103,55 @@ def write_directory(path: Path, extra: dict[str, dict[str, Any]] | None = None) 
             )
 
 
+BLOCK = 3100
+_BLOCK_BASES = range(10_000, 32_000 - BLOCK, 4_000)
+_handed_out: set[int] = set()
+
+
+def _bound_udp_ports() -> set[int]:
+    ports: set[int] = set()
+    for table in ("/proc/net/udp", "/proc/net/udp6"):
+        with contextlib.suppress(OSError), open(table) as f:
+            next(f, None)
+            for line in f:
+                local = line.split()[1]
+                ports.add(int(local.rsplit(":", 1)[1], 16))
+    return ports
+
+
+def free_udp_block(size: int) -> int:
+    """The base of a block of ``size`` UDP ports of which none is bound now, not handed out before
+    in this test run (a stopped node's Janus may still be releasing its ports)."""
+    bound = _bound_udp_ports()
+    for base in _BLOCK_BASES:
+        if base in _handed_out:
+            continue
+        if not any(base <= p < base + size for p in bound):
+            _handed_out.add(base)
+            return base
+    _handed_out.clear()  # every block used once: reuse the first that is free now
+    for base in _BLOCK_BASES:
+        if not any(base <= p < base + size for p in bound):
+            _handed_out.add(base)
+            return base
+    raise RuntimeError(f"no free block of {size} UDP ports between 10000 and 32000")
+
+
 def media_node(
     base: Path,
     *,
     channels: int = 4,
     linger: float = 2.0,
     extra_cameras: dict[str, dict[str, Any]] | None = None,
-    port_base: int = 24000,
+    port_base: int | None = None,
 ) -> Node:
     """A started node with live video on; the caller stops it.
 
-    Its UDP port ranges lie in ``[port_base, port_base + 3100)`` (below Linux's ephemeral ports):
-    modules that may run at the same time as others pass their own ``port_base``."""
+    Its UDP port ranges lie in ``[port_base, port_base + 3100)`` (below Linux's ephemeral ports).
+    Without ``port_base`` a block that no socket on this machine uses is picked, so a module's
+    node never collides with a node still shutting down, or another run's."""
+    if port_base is None:
+        port_base = free_udp_block(BLOCK)
     port = free_port()
     http, admin = free_port(), free_port()
     while admin == http:

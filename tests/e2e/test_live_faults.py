@@ -77,7 +77,6 @@ def node(tmp_path_factory: pytest.TempPathFactory, servers: dict[str, RtspPeer])
         channels=6,
         linger=2.0,
         extra_cameras=extra,
-        port_base=18000,
     )
     try:
         yield n

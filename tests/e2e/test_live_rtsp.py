@@ -59,9 +59,7 @@ def node(tmp_path_factory: pytest.TempPathFactory, server: RtspPeer) -> Iterator
             "attrs": {"rtsp_url": server.url, "transport": "tcp", "pull": "always"},
         },
     }
-    n = media_node(
-        tmp_path_factory.mktemp("live-rtsp"), channels=2, extra_cameras=extra, port_base=14000
-    )
+    n = media_node(tmp_path_factory.mktemp("live-rtsp"), channels=2, extra_cameras=extra)
     try:
         yield n
     finally:

@@ -40,7 +40,7 @@ WAIT_S = 30.0
 
 @pytest.fixture(scope="module")
 def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
-    n = media_node(tmp_path_factory.mktemp("media"), channels=2, linger=1.0, port_base=10000)
+    n = media_node(tmp_path_factory.mktemp("media"), channels=2, linger=1.0)
     try:
         yield n
     finally:
