@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from directory_sample import SYSTEM, build_sample
 from vmesh.audit.models import AuditRecord
@@ -189,11 +189,45 @@ async def test_dense_searches_cap_their_totals(
     await build_sample(ctx)
     monkeypatch.setattr(search_mod, "CAP", 2)
     monkeypatch.setattr(search_mod, "DRIVE_MAX", 2)
-    res = await search(ctx.db, SearchQuery(q="村", limit=3), None)
-    assert res.plan == "ordered"
+    res = await search(ctx.db, SearchQuery(code_prefix="33", limit=3), None)
+    assert res.plan == "ordered" and res.sorted_by == "name"
     assert res.total_capped and res.total == 2
-    assert names(res) == sorted(names(res))[:3] and len(res.items) == 3
-    assert all("村" in n for n in names(res))
-    res = await search(ctx.db, SearchQuery(q="村", kind="camera", limit=3), None)
-    assert sorted(names(res)) == ["西坑村口摄像机", "龙坞村口摄像机"]
-    assert not res.total_capped and res.total == 2
+    assert names(res) == sorted(names(res)) and len(res.items) == 3
+    res = await search(ctx.db, SearchQuery(code_prefix="330328", limit=3, offset=2), None)
+    assert names(res) == sorted(["大峃镇", "文成县", "西坑村", "西坑村口摄像机"])[2:]
+    assert res.total_capped and res.total == 2  # 4 rows, more than CAP
+
+
+async def test_names_matching_more_than_sort_max_come_in_creation_order(
+    ctx: NodeContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import vmesh.directory.search as search_mod
+
+    await build_sample(ctx)
+    village_ish = ["西坑村", "西坑村口摄像机", "龙坞村", "龙坞村便民服务室", "龙坞村口摄像机"]
+    async with ctx.db.sessions() as s:
+        by_id = [
+            n
+            for (n,) in (
+                await s.execute(text("SELECT name FROM directory_entries ORDER BY id"))
+            ).all()
+            if "村" in n
+        ]
+    assert sorted(by_id) == sorted(village_ish)
+    # Within SORT_MAX: sorted by name exactly.
+    monkeypatch.setattr(search_mod, "SORT_MAX", 5)
+    res = await search(ctx.db, SearchQuery(q="村", limit=3, offset=1), None)
+    assert names(res) == sorted(village_ish)[1:4] and res.sorted_by == "name"
+    assert res.total == 5 and not res.total_capped
+    # Beyond: the first matches in creation order, said so, the total capped.
+    monkeypatch.setattr(search_mod, "SORT_MAX", 3)
+    res = await search(ctx.db, SearchQuery(q="村", limit=2), None)
+    assert res.sorted_by == "created" and res.total_capped and res.total == 3
+    assert names(res) == by_id[:2]
+    res = await search(ctx.db, SearchQuery(q="村", limit=2, offset=3), None)
+    assert names(res) == by_id[3:5]
+    res = await search(ctx.db, SearchQuery(q="村", sort="-name", limit=2), None)
+    assert res.sorted_by == "-created" and names(res) == by_id[::-1][:2]
+    # Other filters still apply, and a narrow result is sorted again.
+    res = await search(ctx.db, SearchQuery(q="村", kind="camera"), None)
+    assert names(res) == ["西坑村口摄像机", "龙坞村口摄像机"] and res.sorted_by == "name"

@@ -88,10 +88,12 @@ def test_parent_kind_rules() -> None:
 
 
 def test_name_tokens_make_every_substring_a_token_or_phrase() -> None:
-    assert v.name_tokens("西湖区-IPC 1") == ("西 湖 区 i p c 1", "西湖 湖区 区i ip pc c1")
-    assert v.query_tokens("村") == 'chars : "村"'
-    assert v.query_tokens("湖区") == 'pairs : "湖区"'
-    assert v.query_tokens("西湖区") == 'pairs : "西湖 湖区"'
+    assert v.name_tokens("西湖区-IPC 1") == "西 湖 区 i p c 1 西湖 湖区 区i ip pc c1"
+    assert v.name_tokens("村") == "村"
+    assert v.query_tokens("村") == '"村"'
+    assert v.query_tokens("湖区") == '"湖区"'
+    assert v.query_tokens("西湖区") == '"西湖" "湖区"'
+    assert v.query_tokens("村村村") == '"村村"'
     assert v.query_tokens(" - ") is None
 
 

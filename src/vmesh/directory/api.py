@@ -8,7 +8,8 @@ and the refusal is audited with result ``denied``. Viewing an entry's detail is 
     GET    /api/directory/roots                          -> [TreeNode]
     GET    /api/directory/entries/{code}/children        -> Page[TreeNode]
     GET    /api/directory/entries/{code}                 -> Entry
-    GET    /api/directory/search?q=西湖&kind=camera      -> Page[EntrySummary]
+    GET    /api/directory/search?q=西湖&kind=camera      -> SearchPage (Page[EntrySummary] +
+                                                         sorted_by)
     POST   /api/directory/entries {parent_code, kind, name, ...}   -> 201 Entry
     PATCH  /api/directory/entries/{code} {name?, status?, ...}     -> Entry
     DELETE /api/directory/entries/{code}                 -> 204
@@ -54,6 +55,14 @@ class EntrySummary(BaseModel):
     lon: float | None = None
     tags: list[str] = []
     parent_code: str | None = None
+
+
+class SearchPage(Page[EntrySummary]):
+    sorted_by: str = Field(
+        description="the sort applied: the one asked for, or created / -created (creation "
+        "order) when a name matches more entries than are sorted; total_capped is then set",
+        examples=["name"],
+    )
 
 
 class TreeNode(EntrySummary):
@@ -145,7 +154,7 @@ async def entry(request: Request, code: str, who: Reader) -> dict[str, Any]:
 
 @router.get(
     "/search",
-    response_model=Page[EntrySummary],
+    response_model=SearchPage,
     summary="Search by name substring, code prefix, kind, type, status, tag, subtree",
 )
 async def search_entries(
@@ -181,6 +190,7 @@ async def search_entries(
         "total_capped": res.total_capped,
         "offset": page.offset,
         "limit": page.limit,
+        "sorted_by": res.sorted_by,
     }
 
 

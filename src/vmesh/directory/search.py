@@ -1,29 +1,34 @@
 """Directory search: name substring, code prefix, kind, type, status, tag, subtree; sorted, paged.
 
-How it stays fast at a million rows. Each filter that has an index of its own (name, code prefix,
-subtree, tag) is a possible *driver*. First a count of each driver alone, reading at most
-``DRIVE_MAX + 1`` index entries (a few milliseconds); then:
+How it stays fast at a million rows: every plan reads a bounded number of rows.
 
-- the cheapest driver (its rows × the cost of reading one) costs at most ``DRIVE_MAX`` table
-  reads: read those rows and their sort key through its index, apply the other filters without
-  their indexes, sort and page them here (one query, exact total). A subtree's rows are cheap:
-  the ``(path, name)`` index holds the name, so no table read is needed for a name test;
-- otherwise matches are dense (a common character such as 村, a wide code prefix): walk the
-  index of the sort order and test each row against the filters; a page is usually found after
-  a few thousand rows. The total is counted up to ``CAP`` and reported as ``total_capped``.
-  Matches that are dense overall but bunched far along the sort order (names starting with a
-  county's name) make this walk long: the known slow case, see docs/BENCHMARKS.md.
+- Code prefix, subtree and tag each have an index and can *drive*: first a count of each alone,
+  reading at most ``DRIVE_MAX + 1`` index entries (a few milliseconds). The cheapest one whose
+  rows cost at most ``DRIVE_MAX`` table reads is read with the sort key, the other filters are
+  applied without their indexes, and the rows are sorted and paged here (exact total). A
+  subtree's rows are cheap: the ``(path, name)`` index holds the name, so no table read is
+  needed for a name test.
+- A name substring is searched through the name index in index (id) order, other filters tested
+  on each row, stopping after ``SORT_MAX + 1`` matches. Up to ``SORT_MAX`` matches are sorted
+  here exactly as asked; beyond that the page is the first matches in the order entries were
+  created, ``sorted_by`` says ``"created"``, the total is ``SORT_MAX`` with ``total_capped`` set:
+  the console asks the user to refine the search. Sorting more matches than that by name costs a
+  random row read each (a common character such as 村 matches a third of a province); walking
+  the name-ordered index instead is fast when matches are spread out and half a second when they
+  bunch late in name order (names starting with 桐庐县), so neither gives a bounded p99.
+- Otherwise (no name, nothing narrow) the index of the sort order is walked, testing each row,
+  with the total counted up to ``CAP`` through the narrowest range.
 
-Name substrings use ``directory_name_fts`` on SQLite (one token per character; a phrase query finds
-consecutive characters) and a GIN index over the characters of ``lower(name)`` on PostgreSQL (see
-migration 0002); both are followed by an exact ``instr``/``strpos`` test.
+Name substrings use ``directory_name_fts`` on SQLite (one token per character and one per pair of
+characters; posting lists in rowid order) and a GIN index over the characters of ``lower(name)``
+on PostgreSQL (see migration 0002); both are followed by an exact ``instr``/``strpos`` test.
 
-Public: ``SearchQuery``, ``SearchResult``, ``search``, ``SORTS``, ``CAP``, ``DRIVE_MAX``.
+Public: ``SearchQuery``, ``SearchResult``, ``search``, ``SORTS``, ``CAP``, ``DRIVE_MAX``,
+``SORT_MAX``, ``CREATED``.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,6 +47,8 @@ log = logging.getLogger(__name__)
 
 CAP = 10_000  # totals are exact up to this many rows
 DRIVE_MAX = 10_000  # a filter whose rows cost at most this many table reads drives the search
+SORT_MAX = 2_000  # name matches sorted exactly; beyond, the first ones in creation order
+CREATED = "created"  # ``sorted_by`` of a page in creation (id) order
 SUBTREE_WEIGHT = 0.2  # a subtree row read from the (path, name) index costs a fifth of a table read
 Q_MAX = 100
 SORTS = ("name", "-name", "code", "-code", "updated", "-updated")
@@ -100,6 +107,7 @@ class SearchResult:
     total: int
     total_capped: bool
     plan: str = ""  # which index drove the search (for logs and the benchmark)
+    sorted_by: str = "name"  # the query's sort, or ``CREATED`` (too many name matches to sort)
 
 
 @dataclass
@@ -110,7 +118,6 @@ class _Filter:
     params: dict[str, Any] = field(default_factory=dict)
     count_sql: str | None = None  # count of this filter alone, if it can drive
     weight: float = 1.0  # cost of reading one candidate row through this filter's index
-    ids_probe: bool = False  # count_sql lists the matching ids (kept as :name_ids) instead
 
 
 def _capped_count(where: str, cap: int = CAP) -> str:
@@ -125,39 +132,21 @@ def _filters(qry: SearchQuery, subtree: str | None, dialect: str) -> list[_Filte
     cap = f"LIMIT {DRIVE_MAX + 1}"
     if qry.q:
         ql = qry.q.lower()
-        exact = "strpos(lower(e.name), :ql) > 0" if pg else "instr(lower(e.name), :ql) > 0"
         if pg:
-            chars = sorted(set(ql))
+            exact = "strpos(lower(e.name), :ql) > 0"
+            # strpos first: when the planner scans the table for a common character, it then
+            # splits only the names that match, not every name it passes.
             cond = "regexp_split_to_array(lower(e.name), '') @> CAST(:qchars AS text[])"
             out.append(
-                _Filter(
-                    "name",
-                    f"{exact} AND {cond}",
-                    exact,
-                    {"ql": ql, "qchars": chars},
-                    # strpos first: when the planner scans the table for a common character,
-                    # it then splits only the names that match, not every name it passes.
-                    _capped_count(f"{exact} AND {cond}"),
-                )
+                _Filter("name", f"{exact} AND {cond}", exact, {"ql": ql, "qchars": sorted(set(ql))})
             )
         else:
+            exact = "instr(lower(e.name), :ql) > 0"
+            params: dict[str, Any] = {"ql": ql}
             phrase = v.query_tokens(qry.q)
-            if phrase is None:
-                out.append(_Filter("name", exact, exact, {"ql": ql}))
-            else:
-                # The probe returns the matching ids themselves: driving then reads them from
-                # ``:name_ids`` instead of running the match a second time.
-                fts = "SELECT rowid FROM directory_name_fts WHERE directory_name_fts MATCH :fts"
-                out.append(
-                    _Filter(
-                        "name",
-                        f"e.id IN (SELECT value FROM json_each(:name_ids)) AND {exact}",
-                        exact,
-                        {"ql": ql, "fts": phrase},
-                        f"{fts} {cap}",
-                        ids_probe=True,
-                    )
-                )
+            if phrase is not None:
+                params["fts"] = phrase
+            out.append(_Filter("name", exact, exact, params))
     if qry.code_prefix:
         lo, hi = v.code_prefix_range(qry.code_prefix)
         # Digit strings of one length order alike in every collation: no COLLATE needed.
@@ -239,9 +228,44 @@ async def _whole_tree(s: AsyncSession, subtree: str) -> bool:
     return list(roots) == [subtree]
 
 
+async def _name_plan(
+    s: AsyncSession, qry: SearchQuery, filters: list[_Filter], params: dict[str, Any], pg: bool
+) -> tuple[list[int], int, bool, str]:
+    """Matches of the name filter (and the others) in index order, at most ``SORT_MAX + 1``
+    of them: (page ids, total, capped, sorted_by)."""
+    key = qry.sort.lstrip("-")
+    desc = qry.sort.startswith("-")
+    d = " DESC" if desc else ""
+    if "fts" in params:
+        # FTS5 gives rowids in order, so the LIMIT stops the posting list early; CROSS JOIN keeps
+        # the index outermost.
+        src = "directory_name_fts f CROSS JOIN directory_entries e ON e.id = f.rowid"
+        where = "f.directory_name_fts MATCH :fts AND " + " AND ".join(f.blind for f in filters)
+        order = f"f.rowid{d}"
+    else:
+        src = "directory_entries e"
+        where = " AND ".join(f.plain if f.name == "name" and pg else f.blind for f in filters)
+        order = f"e.id{d}"
+    base = f"FROM {src} WHERE {where} ORDER BY {order}"
+    sql = f"SELECT e.id, {_SORT_COLS[key]} {base} LIMIT {SORT_MAX + 1}"
+    found = [(k, int(i)) for i, k in (await s.execute(text(sql), params)).all()]
+    end = qry.offset + qry.limit
+    if len(found) <= SORT_MAX:
+        found.sort(reverse=desc)
+        return [i for _, i in found[qry.offset : end]], len(found), False, qry.sort
+    sorted_by = f"-{CREATED}" if desc else CREATED
+    if end <= len(found):
+        return [i for _, i in found[qry.offset : end]], SORT_MAX, True, sorted_by
+    page = f"LIMIT {int(qry.limit)} OFFSET {int(qry.offset)}"
+    ids = [int(r) for r in (await s.execute(text(f"SELECT e.id {base} {page}"), params)).scalars()]
+    return ids, SORT_MAX, True, sorted_by
+
+
 async def search(db: Database, qry: SearchQuery, subtree: str | None) -> SearchResult:
     """Run ``qry`` within ``subtree`` (a path; ``None`` for the whole directory)."""
     qry.check()
+    pg = db.dialect == "postgresql"
+    sorted_by = qry.sort
     async with db.sessions() as s:
         if subtree is not None and await _whole_tree(s, subtree):
             subtree = None
@@ -249,18 +273,29 @@ async def search(db: Database, qry: SearchQuery, subtree: str | None) -> SearchR
         params: dict[str, Any] = {}
         for f in filters:
             params.update(f.params)
+        named = any(f.name == "name" for f in filters)
         counts: dict[str, int] = {}
         for f in filters:
-            if f.count_sql and f.ids_probe:
-                found_ids = (await s.execute(text(f.count_sql), f.params)).scalars().all()
-                counts[f.name] = len(found_ids)
-                params["name_ids"] = json.dumps(list(found_ids))
-            elif f.count_sql:
+            if f.count_sql:
                 counts[f.name] = int((await s.execute(text(f.count_sql), f.params)).scalar_one())
         weights = {f.name: f.weight for f in filters}
         driver = min(counts, key=lambda n: counts[n] * weights[n]) if counts else None
+        cost = counts[driver] * weights[driver] if driver is not None else float("inf")
+        if named and cost <= DRIVE_MAX and "fts" in params:
+            # A rarer name beats a narrow index: count its candidates (rowids only, cheap).
+            n_sql = (
+                "SELECT count(*) FROM (SELECT rowid FROM directory_name_fts "
+                f"WHERE directory_name_fts MATCH :fts LIMIT {SORT_MAX + 1}) c"
+            )
+            n = int((await s.execute(text(n_sql), {"fts": params["fts"]})).scalar_one())
+            counts["name"] = n
+            if n <= SORT_MAX and n <= cost:
+                cost = float("inf")
         key = qry.sort.lstrip("-")
-        if driver is not None and counts[driver] * weights[driver] <= DRIVE_MAX:
+        if named and cost > DRIVE_MAX:
+            ids, total, capped, sorted_by = await _name_plan(s, qry, filters, params, pg)
+            plan = "name" if sorted_by == qry.sort else "name:created"
+        elif driver is not None and cost <= DRIVE_MAX:
             # Few candidates: read them through the driver's index with their sort key, then
             # sort and page here (one query gives both the page and the exact total).
             where = " AND ".join(f.plain if f.name == driver else f.blind for f in filters)
@@ -305,4 +340,4 @@ async def search(db: Database, qry: SearchQuery, subtree: str | None) -> SearchR
             }
     items = [as_summary(rows[i]) for i in ids if i in rows]
     log.debug("directory search plan=%s counts=%s total=%s", plan, counts, total)
-    return SearchResult(items, total, capped, plan)
+    return SearchResult(items, total, capped, plan, sorted_by)

@@ -91,19 +91,17 @@ async def index_name(
     if dialect != "sqlite":
         return
     if old is not None:
-        c, p = v.name_tokens(old)
         await s.execute(
             text(
-                "INSERT INTO directory_name_fts(directory_name_fts, rowid, chars, pairs) "
-                "VALUES('delete', :id, :c, :p)"
+                "INSERT INTO directory_name_fts(directory_name_fts, rowid, tokens) "
+                "VALUES('delete', :id, :t)"
             ),
-            {"id": entry_id, "c": c, "p": p},
+            {"id": entry_id, "t": v.name_tokens(old)},
         )
     if new is not None:
-        c, p = v.name_tokens(new)
         await s.execute(
-            text("INSERT INTO directory_name_fts(rowid, chars, pairs) VALUES (:id, :c, :p)"),
-            {"id": entry_id, "c": c, "p": p},
+            text("INSERT INTO directory_name_fts(rowid, tokens) VALUES (:id, :t)"),
+            {"id": entry_id, "t": v.name_tokens(new)},
         )
 
 

@@ -523,7 +523,7 @@ async def _write(
         await _bulk_insert(s, db, "directory_entries", _ENTRY_COLUMNS, e)
         await _bulk_insert(s, db, "entry_tags", ("entry_id", "tag"), t)
         if db.is_sqlite:
-            await _bulk_insert(s, db, "directory_name_fts", ("rowid", "chars", "pairs"), n)
+            await _bulk_insert(s, db, "directory_name_fts", ("rowid", "tokens"), n)
 
     async def flush(last: bool = False) -> None:
         # The driver writes a chunk (in aiosqlite's thread, or PostgreSQL's server) while this
@@ -577,7 +577,7 @@ async def _write(
             for t in f.tags:
                 tags.append((eid, t))
             if sqlite:
-                names.append((eid, *v.name_tokens(f.name)))
+                names.append((eid, v.name_tokens(f.name)))
             created += 1
         done += 1
         if len(entries) >= CHUNK:
