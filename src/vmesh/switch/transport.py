@@ -11,8 +11,14 @@ are ``(host, port)`` tuples, or ``Latched(input_id)`` for "wherever the source's
 (sources such as ffmpeg send RTCP from a port nobody configured; requests are held until the
 first RTCP packet tells us where to send them).
 
-A timer calls ``Switch.tick`` every ``tick_interval`` seconds. ``use_uvloop()`` installs uvloop's
-event loop policy where it is installed (it is a vmesh dependency).
+``Switch.tick`` runs every ``tick_interval`` seconds: inline, after a packet's copies are sent,
+while media flows (no extra wake-up), and from a timer when nothing arrives. ``use_uvloop()``
+installs uvloop's event loop policy where it is installed (it is a vmesh dependency).
+
+The media path is kept short (docs/switch.md, "Performance"): RTP from an input goes through
+``Switch.forward_rtp``, which hands each copy, in one scratch buffer, straight to ``sendto`` on
+the shared output socket (a non-blocking duplicate of the asyncio transport's socket; if the
+kernel's send buffer is full the copy is queued on the asyncio transport instead).
 
 Public: ``SwitchTransport``, ``Latched``, ``use_uvloop``.
 """
@@ -22,13 +28,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import socket
 import time
 from collections.abc import Callable, Hashable
-from typing import NamedTuple, cast
+from typing import Any, NamedTuple, cast
 
 from vmesh.switch.core import InputSpec, OutputSpec, Send, Switch
-from vmesh.switch.rtp import is_rtcp
 
 log = logging.getLogger(__name__)
 
@@ -53,9 +59,10 @@ def use_uvloop() -> bool:
 
 
 class _Endpoint(asyncio.DatagramProtocol):
-    """One bound UDP socket; hands every datagram to ``on_datagram(data, addr)``."""
+    """One bound UDP socket; hands every datagram to ``on_datagram(data, addr)`` (``addr`` as the
+    event loop gives it: ``(host, port)``, plus flow and scope for IPv6)."""
 
-    def __init__(self, on_datagram: Callable[[bytes, Address], None]) -> None:
+    def __init__(self, on_datagram: Callable[[bytes, Any], None]) -> None:
         self.on_datagram = on_datagram
         self.transport: asyncio.DatagramTransport | None = None
 
@@ -66,9 +73,9 @@ class _Endpoint(asyncio.DatagramProtocol):
             with contextlib.suppress(OSError):  # the kernel caps it; the default still works
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
 
-    def datagram_received(self, data: bytes, addr: tuple[str | object, ...]) -> None:
+    def datagram_received(self, data: bytes, addr: Any) -> None:
         try:
-            self.on_datagram(data, (str(addr[0]), int(str(addr[1]))))
+            self.on_datagram(data, addr)
         except Exception:
             log.exception("switch datagram handler failed")
 
@@ -78,6 +85,10 @@ class _Endpoint(asyncio.DatagramProtocol):
     def sendto(self, data: bytes, addr: Address) -> None:
         if self.transport is not None and not self.transport.is_closing():
             self.transport.sendto(data, addr)
+
+
+def _address(addr: Any) -> Address:
+    return (str(addr[0]), int(addr[1]))
 
 
 class SwitchTransport:
@@ -98,10 +109,14 @@ class SwitchTransport:
         self._routes: dict[Hashable, _Endpoint] = {}
         self._latched: dict[str, Address] = {}
         self._out_rtp: _Endpoint | None = None
-        self._ticker: asyncio.Task[None] | None = None
+        self._out_sock: socket.socket | None = None
+        self._out_addr: dict[Hashable, Address] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._next_tick = 0.0
+        self._running = False
         self._input_endpoints: dict[str, list[_Endpoint]] = {}
 
-    async def _bind(self, port: int, handler: Callable[[bytes, Address], None]) -> _Endpoint:
+    async def _bind(self, port: int, handler: Callable[[bytes, Any], None]) -> _Endpoint:
         loop = asyncio.get_running_loop()
         _, proto = await loop.create_datagram_endpoint(
             lambda: _Endpoint(handler), local_addr=(self.host, port)
@@ -117,13 +132,21 @@ class SwitchTransport:
     async def start(self) -> None:
         """Bind the shared output socket and start the RTCP timer."""
         self._out_rtp = await self._bind(0, lambda data, addr: None)
-        self._ticker = asyncio.create_task(self._tick_loop(), name="switch-tick")
+        assert self._out_rtp.transport is not None
+        fd = self._out_rtp.transport.get_extra_info("socket").fileno()
+        self._out_sock = socket.socket(fileno=os.dup(fd))
+        self._out_sock.setblocking(False)
+        self._running = True
+        self._tick(self.clock())
 
     async def close(self) -> None:
-        if self._ticker is not None:
-            self._ticker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._ticker
+        self._running = False
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._out_sock is not None:
+            self._out_sock.close()
+            self._out_sock = None
         for ep in self._endpoints:
             if ep.transport is not None:
                 ep.transport.close()
@@ -134,18 +157,25 @@ class SwitchTransport:
         or any free port when ``port`` is 0). Returns the RTP port."""
         self.switch.add_input(spec)
         input_id = spec.id
+        switch = self.switch
+        clock = self.clock
+        send_copy = self._send_copy
 
-        def on_rtp(data: bytes, addr: Address) -> None:
-            now = self.clock()
-            if is_rtcp(data):
-                self._latched[input_id] = addr
-                self._send(self.switch.on_input_rtcp(input_id, data, now))
-            else:
-                self._send(self.switch.on_rtp(input_id, data, now))
+        def on_rtp(data: bytes, addr: Any) -> None:
+            now = clock()
+            if len(data) >= 2 and 192 <= data[1] <= 223:  # RFC 5761: RTCP on the RTP port
+                self._latched[input_id] = _address(addr)
+                self._send(switch.on_input_rtcp(input_id, data, now))
+                return
+            rest = switch.forward_rtp(input_id, data, now, send_copy)
+            if rest:
+                self._send(rest)
+            if now >= self._next_tick:
+                self._tick(now)
 
-        def on_rtcp(data: bytes, addr: Address) -> None:
-            self._latched[input_id] = addr
-            self._send(self.switch.on_input_rtcp(input_id, data, self.clock()))
+        def on_rtcp(data: bytes, addr: Any) -> None:
+            self._latched[input_id] = _address(addr)
+            self._send(switch.on_input_rtcp(input_id, data, clock()))
 
         try:
             rtp = await self._bind(port, on_rtp)
@@ -179,11 +209,14 @@ class SwitchTransport:
         assert self._out_rtp is not None, "start() first"
         self.switch.add_output(spec)
         self._routes[spec.dest] = self._out_rtp
+        dest = spec.dest
+        if isinstance(dest, tuple) and len(dest) == 2 and not isinstance(dest, Latched):
+            self._out_addr[dest] = (str(dest[0]), int(dest[1]))
         if spec.rtcp_dest is None:
             return None
         output_id = spec.id
 
-        def on_rtcp(data: bytes, addr: Address) -> None:
+        def on_rtcp(data: bytes, addr: Any) -> None:
             self._send(self.switch.on_rtcp(output_id, data, self.clock()))
 
         ep = await self._bind(0, on_rtcp)
@@ -195,6 +228,21 @@ class SwitchTransport:
 
     def unroute(self, output_id: str) -> None:
         self.switch.unroute(output_id)
+
+    def _send_copy(self, dest: Hashable, buf: bytearray) -> None:
+        """One output's copy of a packet, sent now (``buf`` is reused for the next copy)."""
+        addr = self._out_addr.get(dest)
+        sock = self._out_sock
+        if addr is None or sock is None:
+            self._send([Send(dest, bytes(buf))])
+            return
+        try:
+            sock.sendto(buf, addr)
+        except BlockingIOError:  # send buffer full: let the event loop queue it
+            if self._out_rtp is not None:
+                self._out_rtp.sendto(bytes(buf), addr)
+        except OSError as e:  # e.g. ECONNREFUSED from an earlier ICMP; UDP goes on
+            log.debug("udp send dest=%s error=%s", dest, e)
 
     def _send(self, sends: list[Send]) -> None:
         for dest, data in sends:
@@ -212,7 +260,16 @@ class SwitchTransport:
             else:
                 log.warning("switch cannot send to dest=%r: not (host, port)", dest)
 
-    async def _tick_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.tick_interval)
-            self._send(self.switch.tick(self.clock()))
+    def _tick(self, now: float) -> None:
+        """Run ``Switch.tick`` and re-arm the timer one interval from now (media packets run it
+        inline when it is due, so while media flows the timer never fires)."""
+        self._next_tick = now + self.tick_interval
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = asyncio.get_running_loop().call_later(self.tick_interval, self._on_timer)
+        self._send(self.switch.tick(now))
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        if self._running:
+            self._tick(self.clock())
