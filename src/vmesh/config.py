@@ -226,6 +226,56 @@ class FederationConfig(_Strict):
         return self
 
 
+class Gb28181Config(_Strict):
+    """GB/T 28181 device access: registrar, keepalive, catalogue, live INVITE (docs/gb28181.md)."""
+
+    enabled: bool = False
+    sip_host: str = "0.0.0.0"
+    sip_port: Annotated[int, Field(ge=0, le=65535)] = 5060
+    # Address written in our SIP headers and SDP (what devices reach us at); empty: sip_host, or
+    # 127.0.0.1 when sip_host is 0.0.0.0.
+    sip_address: str = ""
+    # The 10-digit SIP domain; empty: the first 10 digits of the node's code.
+    domain: str = ""
+    # Our SIP ID; empty: the node's code.
+    server_id: str = ""
+    # Digest password of devices without attrs.gb_password of their own.
+    password: str = ""
+    # Org unit new devices are placed under in the directory; empty: devices are refused.
+    parent_code: str = ""
+    register_expires_max: Annotated[int, Field(ge=60, le=86400)] = 3600
+    keepalive_interval_seconds: Annotated[float, Field(gt=0, le=3600)] = 60.0
+    keepalive_missed: Annotated[int, Field(ge=1, le=20)] = 3
+    catalog_timeout_seconds: Annotated[float, Field(gt=0, le=600)] = 30.0
+    invite_timeout_seconds: Annotated[float, Field(gt=0, le=120)] = 10.0
+    # UDP ports devices send PS over RTP to (one per live session).
+    media_port_range: PortRange = (37000, 37999)
+
+    @field_validator("domain")
+    @classmethod
+    def _domain(cls, v: str) -> str:
+        if v and not (len(v) == 10 and v.isdigit()):
+            raise ValueError("must be 10 digits (or empty for the node code's first 10)")
+        return v
+
+    @field_validator("server_id", "parent_code")
+    @classmethod
+    def _code20(cls, v: str) -> str:
+        if v:
+            try:
+                parse_code(v)
+            except InvalidInput as e:
+                raise ValueError(e.errors[0].reason) from None
+        return v
+
+    @field_validator("media_port_range")
+    @classmethod
+    def _range(cls, v: tuple[int, int]) -> tuple[int, int]:
+        if v[1] <= v[0]:
+            raise ValueError(f"must be [low, high] with low < high, got {list(v)}")
+        return v
+
+
 class NodeConfig(_Strict):
     node: NodeSection
     http: HttpConfig = HttpConfig()
@@ -234,6 +284,7 @@ class NodeConfig(_Strict):
     log: LogConfig = LogConfig()
     media: MediaConfig = MediaConfig()
     federation: FederationConfig = FederationConfig()
+    gb28181: Gb28181Config = Gb28181Config()
 
     def database_url(self) -> str:
         if self.database.url:

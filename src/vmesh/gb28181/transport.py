@@ -133,6 +133,10 @@ class SipEndpoint:
         finally:
             self._waiters.pop(id(txn), None)
 
+    def send_stateless(self, message: SipRequest | SipResponse, destination: Address) -> None:
+        """Send once, outside any transaction (the ACK of a 2xx, a 2xx re-ACK)."""
+        self._send(message, destination)
+
     # -- receiving
 
     def _incoming(self, data: bytes, source: Address, writer: asyncio.StreamWriter | None) -> None:

@@ -35,7 +35,7 @@ import contextlib
 import logging
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -77,6 +77,19 @@ class BrowserHooks(Protocol):
     def play(self, ch: Channel, code: str) -> None: ...
 
     def signal_of(self, code: str) -> SourceSignal | None: ...
+
+
+class GbSourceFactory(Protocol):
+    """What ``vmesh.gb28181.service.GbService`` answers for the service (a live INVITE source)."""
+
+    def open_source(
+        self,
+        code: str,
+        spec: object,
+        target: RtpTarget,
+        on_status: Callable[[IngestStatus], None] | None,
+        stall_seconds: float,
+    ) -> object: ...
 
 
 @dataclass(frozen=True)
@@ -159,6 +172,9 @@ class MediaService:
         # set by that module on first use.
         self.browser: BrowserHooks | None = None
         self.publishing: object | None = None  # vmesh.media.publish.BrowserRoom, made on first use
+        # GB/T 28181 channels (attrs.source = gb28181) are INVITEd through the node's GbService
+        # ([gb28181] enabled); set by the node process.
+        self.gb: GbSourceFactory | None = None
         if metrics is not None:
             metrics.register(_MediaCollector(self))
 
@@ -414,7 +430,11 @@ class MediaService:
                 self._on_source_status(code, st)
 
             camera: FfmpegSource
-            if isinstance(spec, RtspSettings):
+            if type(spec).__name__ == "GbSpec":
+                if self.gb is None:
+                    raise Conflict("GB/T 28181 is not enabled on this node ([gb28181] enabled)")
+                camera = self.gb.open_source(code, spec, src.target, on_status, stall)  # type: ignore[assignment]
+            elif isinstance(spec, RtspSettings):
                 camera = RtspCamera(
                     code,
                     spec,
@@ -442,6 +462,8 @@ class MediaService:
             self._used_input_bases.discard(base)
             raise
         kind = "rtsp" if isinstance(spec, RtspSettings) else "synthetic"
+        if type(spec).__name__ == "GbSpec":
+            kind = "gb28181"
         log.info("media source=%s kind=%s pull=%s port=%d started", code, kind, pull_of(spec), base)
         return src
 

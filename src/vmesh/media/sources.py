@@ -45,7 +45,7 @@ from vmesh.storage.db import Database
 
 log = logging.getLogger(__name__)
 
-SourceSpec = SyntheticSpec | RtspSettings
+SourceSpec = SyntheticSpec | RtspSettings  # | vmesh.gb28181.session.GbSpec (attrs.source gb28181)
 
 # What a synthetic camera of the live wall is when its attrs say no more than "synthetic": small
 # enough for 16 tiles on 2 cores, a keyframe a second (``gop`` defaults to ``fps``), clip mode.
@@ -61,10 +61,14 @@ def source_from_attrs(code: str, name: str, attrs: Mapping[str, Any]) -> SourceS
         if "gop" not in given and isinstance(merged["fps"], int):
             merged["gop"] = merged["fps"]
         return SyntheticSpec.from_attrs(code, name, merged)
+    if kind == "gb28181":  # a GB/T 28181 channel, played by INVITE (vmesh.gb28181.session)
+        from vmesh.gb28181.session import GbSpec
+
+        return GbSpec.from_attrs(code, dict(attrs))
     if kind == "rtsp" or attrs.get("rtsp_url") is not None:
         return RtspSettings.from_attrs(attrs)
     if kind is not None:
-        raise InvalidInput.one("attrs.source", "must be synthetic or rtsp", kind)
+        raise InvalidInput.one("attrs.source", "must be synthetic, rtsp or gb28181", kind)
     raise InvalidInput.one(
         "attrs",
         "this camera has no video source: set attrs.rtsp_url or attrs.source = synthetic",

@@ -17,6 +17,7 @@ from vmesh.storage.migrate import upgrade
 
 if TYPE_CHECKING:
     from vmesh.federation.node import Federation
+    from vmesh.gb28181.service import GbService
     from vmesh.media.service import MediaService
 
 
@@ -30,6 +31,8 @@ class NodeContext:
     media: MediaService | None = None
     # nats-server, nodes and links, catalogue when [federation] enabled; started by the node.
     federation: Federation | None = None
+    # GB/T 28181 registrar, device queries, live INVITE, PTZ when [gb28181] enabled.
+    gb28181: GbService | None = None
 
     @classmethod
     async def open(cls, config: NodeConfig, *, migrate: bool = True) -> NodeContext:

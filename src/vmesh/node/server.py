@@ -44,6 +44,22 @@ async def serve_async(config: NodeConfig) -> None:
             await ctx.close()
             raise
         ctx.media = media
+    if config.gb28181.enabled:
+        from vmesh.gb28181.service import GbService
+
+        gb = GbService(config.gb28181, config.node.code, ctx.db, ctx.audit, ctx.metrics)
+        try:
+            await gb.start()
+        except BaseException:
+            if ctx.media is not None:
+                await ctx.media.stop()
+            if ctx.federation is not None:
+                await ctx.federation.stop()
+            await ctx.close()
+            raise
+        ctx.gb28181 = gb
+        if ctx.media is not None:
+            ctx.media.gb = gb
     app = create_app(ctx)
     server = uvicorn.Server(
         uvicorn.Config(
@@ -63,6 +79,8 @@ async def serve_async(config: NodeConfig) -> None:
     finally:
         if ctx.media is not None:
             await ctx.media.stop()
+        if ctx.gb28181 is not None:
+            await ctx.gb28181.stop()
         if ctx.federation is not None:
             await ctx.federation.stop()
         await ctx.close()

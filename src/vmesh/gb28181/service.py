@@ -1,0 +1,614 @@
+"""``GbService``: the node's GB/T 28181 device access — registrar, keepalive, queries, live, PTZ.
+
+It owns the node's SIP endpoint (UDP, ``[gb28181] sip_host:sip_port``) and:
+
+- **Registrar.** ``REGISTER`` without credentials gets 401 with a digest challenge (realm = the
+  SIP domain, ``qop=auth``); the password is the device's ``attrs.gb_password`` in the
+  directory, else ``[gb28181] password``. A wrong answer gets 403 (audited
+  ``gb28181.register`` ``denied``); a stale nonce a new challenge. A device that registers is
+  matched to its directory entry or created under ``[gb28181] parent_code``
+  (``devices.DeviceDirectory``); a code the directory refuses gets 403. ``Expires: 0``
+  unregisters (offline, its live sessions ended). Refreshes keep the registration.
+- **Keepalive.** ``MESSAGE`` Keepalive from a registered device → 200 and ``last_seen``; from an
+  unknown one → 403 (devices re-register on that). A device silent for ``keepalive_missed`` ×
+  ``keepalive_interval_seconds`` (or whose registration expired) goes offline with its channels,
+  and its live sessions end (SSRCs released).
+- **Queries.** After each new registration: Catalog (pages assembled by SN with
+  ``CatalogAssembler``, idle timeout ``catalog_timeout_seconds``), then DeviceInfo and
+  DeviceStatus, stored in the device's ``attrs``; channels become directory endpoints.
+- **Live.** ``open_source`` makes a :class:`~vmesh.gb28181.session.GbLiveSource` for the media
+  service; the SSRC allocator's count is ``vmesh_gb28181_ssrcs_in_use`` on ``/metrics``.
+- **PTZ.** ``ptz(channel, command, speed)`` sends DeviceControl ``PTZCmd`` to the channel's
+  device.
+
+Public: ``GbService``, ``Device``, ``PTZ_COMMANDS``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import socket
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from vmesh.audit.log import Actor, AuditLog
+from vmesh.config import Gb28181Config
+from vmesh.errors import Conflict, InvalidInput, NotFound, VmeshError
+from vmesh.gb28181.devices import DeviceDirectory, device_kind
+from vmesh.gb28181.digest import DigestServer, Verdict
+from vmesh.gb28181.manscdp import (
+    CONTENT_TYPE,
+    CatalogAssembler,
+    CatalogQuery,
+    CatalogResponse,
+    CatalogResult,
+    DeviceControlResponse,
+    DeviceInfoQuery,
+    DeviceInfoResponse,
+    DeviceStatusQuery,
+    DeviceStatusResponse,
+    Keepalive,
+    ManscdpError,
+    PtzCommand,
+    PtzControl,
+    decode_manscdp,
+    encode_manscdp,
+    preset_call,
+    preset_delete,
+    preset_set,
+    ptz_move,
+    ptz_stop,
+)
+from vmesh.gb28181.message import (
+    Headers,
+    SipParseError,
+    SipRequest,
+    SipResponse,
+    SipUri,
+    make_response,
+)
+from vmesh.gb28181.sdp import SsrcAllocator
+from vmesh.gb28181.session import GbLiveSource, GbSpec
+from vmesh.gb28181.transaction import Address, ServerTransaction, new_branch
+from vmesh.gb28181.transport import SipEndpoint
+from vmesh.storage.db import Database
+
+if TYPE_CHECKING:
+    from vmesh.ingest.ffmpeg import RtpTarget
+    from vmesh.ingest.status import IngestStatus
+
+log = logging.getLogger(__name__)
+
+# command → (pan, tilt, zoom) for moves; presets take their number in ``speed``.
+_MOVES: dict[str, tuple[int, int, int]] = {
+    "up": (0, 1, 0),
+    "down": (0, -1, 0),
+    "left": (-1, 0, 0),
+    "right": (1, 0, 0),
+    "up_left": (-1, 1, 0),
+    "up_right": (1, 1, 0),
+    "down_left": (-1, -1, 0),
+    "down_right": (1, -1, 0),
+    "zoom_in": (0, 0, 1),
+    "zoom_out": (0, 0, -1),
+}
+PTZ_COMMANDS = (*_MOVES, "stop", "preset_call", "preset_set", "preset_delete")
+
+
+@dataclass
+class Device:
+    """A registered device as the registrar holds it (in memory; the directory has the rest)."""
+
+    code: str
+    kind: str
+    addr: Address
+    expires_at: float
+    last_seen: float
+    online: bool = True
+    charset: str = "GB2312"
+    catalog: list[str] = field(default_factory=list)
+
+
+class GbService:
+    """See the module docstring."""
+
+    def __init__(
+        self,
+        config: Gb28181Config,
+        node_code: str,
+        db: Database,
+        audit: AuditLog,
+        metrics: CollectorRegistry | None = None,
+    ) -> None:
+        self.config = config
+        self.domain = config.domain or node_code[:10]
+        self.server_id = config.server_id or node_code
+        self.audit = audit
+        self.directory = DeviceDirectory(db, audit)
+        self.digest = DigestServer(self.domain)
+        self.ssrcs = SsrcAllocator(self.domain)
+        self.assembler = CatalogAssembler(config.catalog_timeout_seconds)
+        self.devices: dict[str, Device] = {}
+        self.sessions: dict[str, GbLiveSource] = {}
+        self.endpoint: SipEndpoint | None = None
+        self.address = config.sip_address or (
+            "127.0.0.1" if config.sip_host in ("0.0.0.0", "") else config.sip_host
+        )
+        self.port = 0
+        self._sn = secrets.randbelow(10000) + 1
+        self._waiters: dict[tuple[str, int], asyncio.Future[Any]] = {}
+        self._catalogs: dict[tuple[str, int], asyncio.Future[CatalogResult]] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._watchdog: asyncio.Task[None] | None = None
+        self._media_out: asyncio.DatagramTransport | None = None
+        self._used_ports: set[int] = set()
+        self.ptz_sent: int = 0
+        if metrics is not None:
+            metrics.register(_GbCollector(self))
+
+    # -- life cycle
+
+    async def start(self) -> None:
+        self.endpoint = SipEndpoint(self._on_request)
+        self.endpoint.on_stray_response = self._on_stray_response
+        _, self.port = await self.endpoint.start_udp(self.config.sip_host, self.config.sip_port)
+        loop = asyncio.get_running_loop()
+        self._media_out, _ = await loop.create_datagram_endpoint(
+            asyncio.DatagramProtocol, local_addr=("127.0.0.1", 0)
+        )
+        self._watchdog = asyncio.create_task(self._watch(), name="gb-watchdog")
+        log.info(
+            "gb28181 started sip=%s:%s id=%s domain=%s",
+            self.config.sip_host,
+            self.port,
+            self.server_id,
+            self.domain,
+        )
+
+    async def stop(self) -> None:
+        for s in list(self.sessions.values()):
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(s.stop(), 3.0)
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watchdog
+        for t in list(self._tasks):
+            t.cancel()
+        for t in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        if self.endpoint is not None:
+            self.endpoint.close()
+            self.endpoint = None
+        if self._media_out is not None:
+            self._media_out.close()
+        log.info("gb28181 stopped")
+
+    def _spawn(self, coro: Any, name: str) -> None:
+        t = asyncio.create_task(coro, name=name)
+        self._tasks.add(t)
+        t.add_done_callback(self._tasks.discard)
+
+    # -- SIP helpers
+
+    def next_sn(self) -> int:
+        self._sn += 1
+        return self._sn
+
+    def make_request(
+        self,
+        method: str,
+        dev: Device,
+        *,
+        to_user: str,
+        call_id: str | None = None,
+        from_tag: str | None = None,
+        to_tag: str | None = None,
+        cseq: int = 1,
+        body: bytes = b"",
+        content_type: str | None = None,
+        subject: str | None = None,
+    ) -> SipRequest:
+        h = Headers()
+        h.add("Via", f"SIP/2.0/UDP {self.address}:{self.port};rport;branch={new_branch()}")
+        tag = from_tag or secrets.token_hex(4)
+        h.add("From", f"<sip:{self.server_id}@{self.domain}>;tag={tag}")
+        to = f"<sip:{to_user}@{self.domain}>"
+        h.add("To", to + (f";tag={to_tag}" if to_tag else ""))
+        h.add("Call-ID", call_id or secrets.token_hex(10))
+        h.add("CSeq", f"{cseq} {method}")
+        h.add("Max-Forwards", "70")
+        h.add("Contact", f"<sip:{self.server_id}@{self.address}:{self.port}>")
+        h.add("User-Agent", "vmesh")
+        if subject is not None:
+            h.add("Subject", subject)
+        if content_type is not None:
+            h.add("Content-Type", content_type)
+        uri = SipUri(host=dev.addr[0], user=to_user, port=dev.addr[1])
+        return SipRequest(headers=h, body=body, method=method, uri=uri)
+
+    async def endpoint_request(self, req: SipRequest, dest: Address) -> SipResponse:
+        if self.endpoint is None:
+            raise Conflict("GB/T 28181 is not running")
+        return await self.endpoint.request(req, dest)
+
+    def send_stateless(self, msg: SipRequest | SipResponse, dest: Address) -> None:
+        if self.endpoint is not None:
+            self.endpoint.send_stateless(msg, dest)
+
+    def _reply(self, txn: ServerTransaction, req: SipRequest, status: int, **headers: str) -> None:
+        resp = make_response(req, status, to_tag=secrets.token_hex(4))
+        for k, v in headers.items():
+            resp.headers.add(k.replace("_", "-"), v)
+        assert self.endpoint is not None
+        self.endpoint.respond(txn, resp)
+
+    def _on_stray_response(self, resp: SipResponse) -> None:
+        # A retransmitted 200 to an INVITE whose transaction ended: ACK it again.
+        with contextlib.suppress(SipParseError):
+            if resp.cseq.method == "INVITE" and resp.status < 300:
+                s = self.sessions.get(resp.call_id)
+                dev = self.devices.get(s.spec.device) if s is not None else None
+                if s is not None and dev is not None:
+                    ack = self.make_request(
+                        "ACK",
+                        dev,
+                        to_user=s.spec.channel,
+                        call_id=s.call_id,
+                        from_tag=s.from_tag,
+                        to_tag=resp.to.tag,
+                        cseq=resp.cseq.seq,
+                    )
+                    self.send_stateless(ack, dev.addr)
+
+    # -- incoming requests
+
+    def _on_request(self, req: SipRequest, source: Address, txn: ServerTransaction | None) -> None:
+        if txn is None:
+            return  # ACK (of our 2xx: we send none that need one)
+        if req.method == "REGISTER":
+            self._spawn(self._register(req, source, txn), "gb-register")
+        elif req.method == "MESSAGE":
+            self._message(req, source, txn)
+        elif req.method == "BYE":
+            s = self.sessions.get(req.call_id)
+            self._reply(txn, req, 200 if s is not None else 481)
+            if s is not None:
+                s.on_bye(req)
+        elif req.method in ("NOTIFY", "INFO"):
+            self._reply(txn, req, 200)
+        else:
+            self._reply(txn, req, 405, Allow="REGISTER, MESSAGE, BYE, NOTIFY, INFO")
+
+    async def _register(self, req: SipRequest, source: Address, txn: ServerTransaction) -> None:
+        assert self.endpoint is not None
+        now = time.time()
+        code = req.from_.uri.user or ""
+        actor = Actor(f"gb:{code}", "device", source[0])
+        try:
+            kind = device_kind(code)
+        except InvalidInput as e:
+            log.info("gb register refused from=%s: %s", source, e)
+            self._reply(txn, req, 403)
+            return
+        auth = req.headers.get("Authorization")
+        if auth is None:
+            resp_h = {"WWW_Authenticate": self.digest.challenge(now)}
+            self._reply(txn, req, 401, **resp_h)
+            return
+        entry = await self.directory.lookup(code)
+        password = (entry or {}).get("attrs", {}).get("gb_password") or self.config.password
+        v = self.digest.verify(
+            auth, "REGISTER", lambda user: password if user == code else None, now
+        )
+        if v.verdict in (Verdict.stale, Verdict.bad_nonce):
+            stale = v.verdict is Verdict.stale
+            self._reply(txn, req, 401, WWW_Authenticate=self.digest.challenge(now, stale=stale))
+            return
+        if not v.ok:
+            log.info("gb register denied device=%s from=%s: %s", code, source, v.reason)
+            self._reply(txn, req, 403)
+            await self.audit.write(
+                actor, "gb28181.register", code, "denied", {"reason": v.reason, "addr": source[0]}
+            )
+            return
+        try:
+            expires = req.expires
+            if expires is None:
+                contacts = req.contacts
+                e = contacts[0].param("expires") if contacts else None
+                expires = int(e) if e and e.isdigit() else 3600
+        except SipParseError:
+            expires = 3600
+        if expires == 0:
+            self._reply(txn, req, 200, Expires="0")
+            await self._unregister(code, "unregistered")
+            await self.audit.write(actor, "gb28181.unregister", code, "ok", {})
+            return
+        expires = min(expires, self.config.register_expires_max)
+        try:
+            entry = await self.directory.ensure_device(code, self.config.parent_code)
+        except VmeshError as e:
+            log.info("gb register refused device=%s: %s", code, e)
+            self._reply(txn, req, 403)
+            await self.audit.write(actor, "gb28181.register", code, "denied", {"reason": str(e)})
+            return
+        self._reply(txn, req, 200, Expires=str(expires), Date=time.strftime("%Y-%m-%dT%H:%M:%S"))
+        loop_now = asyncio.get_running_loop().time()
+        dev = self.devices.get(code)
+        fresh = dev is None or not dev.online or dev.addr != source
+        if dev is None:
+            dev = Device(code, entry["kind"] or kind, source, loop_now + expires, loop_now)
+            self.devices[code] = dev
+        dev.addr, dev.expires_at, dev.last_seen, dev.online = (
+            source,
+            loop_now + expires,
+            loop_now,
+            True,
+        )
+        await self.directory.set_presence([code], True)
+        if fresh:
+            log.info("gb device registered code=%s addr=%s:%s", code, *source)
+            await self.audit.write(
+                actor, "gb28181.register", code, "ok", {"addr": f"{source[0]}:{source[1]}"}
+            )
+            self._spawn(self._after_register(dev), f"gb-queries-{code}")
+
+    async def _unregister(self, code: str, why: str) -> None:
+        dev = self.devices.get(code)
+        if dev is not None:
+            dev.online = False
+        for s in [s for s in self.sessions.values() if s.spec.device == code]:
+            from vmesh.ingest.status import Failure, FailureKind, IngestState
+
+            s.end(IngestState.ERROR, Failure(FailureKind.UNREACHABLE, f"device {why}"))
+        channels = await self.directory.channels_of(code)
+        await self.directory.set_presence([code, *channels], False)
+        log.info("gb device offline code=%s (%s)", code, why)
+
+    def _message(self, req: SipRequest, source: Address, txn: ServerTransaction) -> None:
+        try:
+            decoded = decode_manscdp(req.body)
+        except ManscdpError as e:
+            log.info("gb bad MANSCDP from=%s:%s: %s", source[0], source[1], e)
+            self._reply(txn, req, 400)
+            return
+        msg = decoded.message
+        dev = self.devices.get(msg.device_id)
+        if isinstance(msg, Keepalive):
+            device = self.devices.get(msg.device_id)
+            if device is None or not device.online:
+                self._reply(txn, req, 403)
+                return
+            self._reply(txn, req, 200)
+            device.last_seen = asyncio.get_running_loop().time()
+            device.addr = source
+            self._spawn(self.directory.set_presence([device.code], True), "gb-keepalive")
+            return
+        # Answers come from the device itself or name one of its channels.
+        sender = req.from_.uri.user or ""
+        if sender in self.devices:
+            dev = self.devices[sender]
+        if dev is None or not dev.online:
+            self._reply(txn, req, 403)
+            return
+        dev.charset = decoded.charset if decoded.charset != "GB18030" else "GB2312"
+        self._reply(txn, req, 200)
+        if isinstance(msg, CatalogResponse):
+            result = self.assembler.add(msg, time.monotonic())
+            if result is not None:
+                self._finish_catalog(result)
+        elif isinstance(msg, DeviceInfoResponse | DeviceStatusResponse | DeviceControlResponse):
+            fut = self._waiters.get((sender or msg.device_id, msg.sn))
+            if fut is None:
+                fut = self._waiters.get((msg.device_id, msg.sn))
+            if fut is not None and not fut.done():
+                fut.set_result(msg)
+
+    def _finish_catalog(self, result: CatalogResult) -> None:
+        fut = self._catalogs.get((result.device_id, result.sn))
+        if fut is not None and not fut.done():
+            fut.set_result(result)
+
+    # -- queries
+
+    async def _send_message(self, dev: Device, body: Any) -> SipResponse:
+        req = self.make_request(
+            "MESSAGE",
+            dev,
+            to_user=dev.code,
+            body=encode_manscdp(body, dev.charset),
+            content_type=CONTENT_TYPE,
+        )
+        resp = await self.endpoint_request(req, dev.addr)
+        if resp.status >= 300:
+            raise Conflict(f"device {dev.code} answered {resp.status} {resp.reason}")
+        return resp
+
+    async def query(self, dev: Device, message: Any, wait: float = 10.0) -> Any:
+        """Send a DeviceInfo/DeviceStatus query and await the device's answer MESSAGE."""
+        key = (dev.code, message.sn)
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._waiters[key] = fut
+        try:
+            await self._send_message(dev, message)
+            return await asyncio.wait_for(fut, wait)
+        finally:
+            self._waiters.pop(key, None)
+
+    async def catalog(self, dev: Device) -> CatalogResult:
+        sn = self.next_sn()
+        key = (dev.code, sn)
+        fut: asyncio.Future[CatalogResult] = asyncio.get_running_loop().create_future()
+        self._catalogs[key] = fut
+        self.assembler.expect(dev.code, sn, time.monotonic())
+        try:
+            await self._send_message(dev, CatalogQuery(dev.code, sn))
+            return await fut  # the watchdog expires it after the idle timeout
+        finally:
+            self._catalogs.pop(key, None)
+
+    async def _after_register(self, dev: Device) -> None:
+        try:
+            result = await self.catalog(dev)
+            if result.error:
+                log.warning("gb catalog device=%s: %s", dev.code, result.error)
+            entry = await self.directory.lookup(dev.code)
+            if entry is not None:
+                dev.catalog = await self.directory.upsert_channels(entry, result.items)
+            log.info("gb catalog device=%s channels=%d", dev.code, len(dev.catalog))
+            info = await self.query(dev, DeviceInfoQuery(dev.code, self.next_sn()))
+            status = await self.query(dev, DeviceStatusQuery(dev.code, self.next_sn()))
+            await self.directory.merge_attrs(
+                dev.code,
+                {
+                    "manufacturer": info.manufacturer,
+                    "model": info.model,
+                    "firmware": info.firmware,
+                    "channels": info.channel,
+                    "gb_status": {
+                        "online": status.online,
+                        "status": status.status,
+                        "encode": status.encode,
+                        "record": status.record,
+                    },
+                    "gb_catalog_complete": result.complete,
+                },
+                name=info.device_name,
+            )
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            log.warning("gb queries after register device=%s failed: %s", dev.code, e)
+
+    # -- watchdog
+
+    async def _watch(self) -> None:
+        c = self.config
+        tick = min(1.0, c.keepalive_interval_seconds / 4)
+        while True:
+            await asyncio.sleep(tick)
+            now = asyncio.get_running_loop().time()
+            for res in self.assembler.expire(time.monotonic()):
+                self._finish_catalog(res)
+            for dev in list(self.devices.values()):
+                if not dev.online:
+                    continue
+                silent = now - dev.last_seen > c.keepalive_interval_seconds * c.keepalive_missed
+                if silent or now > dev.expires_at:
+                    dev.online = False
+                    why = "missed keepalives" if silent else "registration expired"
+                    try:
+                        await self._unregister(dev.code, why)
+                        await self.audit.write(
+                            Actor(f"gb:{dev.code}", "device"),
+                            "gb28181.offline",
+                            dev.code,
+                            "ok",
+                            {"reason": why},
+                        )
+                    except Exception:
+                        log.exception("gb offline of %s not recorded", dev.code)
+
+    # -- live
+
+    def open_source(
+        self,
+        code: str,
+        spec: GbSpec,
+        target: RtpTarget,
+        on_status: Callable[[IngestStatus], None] | None,
+        stall_seconds: float,
+    ) -> GbLiveSource:
+        return GbLiveSource(
+            self, code, spec, target, on_status=on_status, stall_seconds=stall_seconds
+        )
+
+    async def bind_media_port(
+        self, factory: Callable[[], asyncio.DatagramProtocol]
+    ) -> tuple[int, asyncio.DatagramTransport]:
+        lo, hi = self.config.media_port_range
+        loop = asyncio.get_running_loop()
+        host = self.config.sip_host or "0.0.0.0"
+        for port in range(lo, hi + 1, 2):
+            if port in self._used_ports:
+                continue
+            try:
+                transport, _ = await loop.create_datagram_endpoint(
+                    factory, local_addr=(host, port), family=socket.AF_INET
+                )
+            except OSError:
+                continue
+            self._used_ports.add(port)
+            orig_close = transport.close
+
+            def close(p: int = port, f: Callable[[], None] = orig_close) -> None:
+                self._used_ports.discard(p)
+                f()
+
+            transport.close = close  # type: ignore[method-assign]
+            return port, transport
+        raise Conflict(f"no free UDP port left in [gb28181] media_port_range {lo}-{hi}")
+
+    def send_media(self, data: bytes, dest: tuple[str, int]) -> None:
+        if self._media_out is not None:
+            self._media_out.sendto(data, dest)
+
+    # -- PTZ
+
+    async def ptz(self, channel: str, command: str, speed: int = 128) -> str:
+        """Send DeviceControl PTZCmd for ``channel``; returns the command bytes as hex."""
+        if command not in PTZ_COMMANDS:
+            raise InvalidInput.one("command", f"must be one of {', '.join(PTZ_COMMANDS)}", command)
+        if not 0 <= speed <= 255:
+            raise InvalidInput.one("speed", "must be between 0 and 255", speed)
+        entry = await self.directory.lookup(channel)
+        if entry is None:
+            raise NotFound(f"no directory entry with code {channel}")
+        device_code = entry["attrs"].get("gb_device")
+        if not device_code:
+            raise InvalidInput.one("code", "is not a GB/T 28181 channel", channel)
+        dev = self.devices.get(device_code)
+        if dev is None or not dev.online:
+            raise Conflict(f"device {device_code} is offline")
+        cmd: PtzCommand
+        if command in _MOVES:
+            pan, tilt, zoom = _MOVES[command]
+            zs = min(15, speed >> 4)
+            cmd = ptz_move(pan=pan, tilt=tilt, zoom=zoom, speed=speed, zoom_speed=zs)
+        elif command == "stop":
+            cmd = ptz_stop()
+        else:
+            if not 1 <= speed <= 255:
+                raise InvalidInput.one("speed", "is the preset number, 1 to 255", speed)
+            builder = {"preset_call": preset_call, "preset_set": preset_set}.get(
+                command, preset_delete
+            )
+            cmd = builder(speed)
+        await self._send_message(dev, PtzControl(channel, self.next_sn(), cmd))
+        self.ptz_sent += 1
+        return cmd.hex()
+
+
+class _GbCollector(Collector):
+    def __init__(self, svc: GbService) -> None:
+        self.svc = svc
+
+    def collect(self) -> Iterator[Metric]:
+        ssrc = GaugeMetricFamily("vmesh_gb28181_ssrcs_in_use", "SSRCs allocated to live sessions")
+        ssrc.add_metric([], self.svc.ssrcs.in_use)
+        sess = GaugeMetricFamily("vmesh_gb28181_sessions", "live INVITE sessions")
+        sess.add_metric([], len(self.svc.sessions))
+        devs = GaugeMetricFamily("vmesh_gb28181_devices_online", "registered devices online")
+        devs.add_metric([], sum(1 for d in self.svc.devices.values() if d.online))
+        yield from (ssrc, sess, devs)
