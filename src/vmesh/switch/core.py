@@ -46,7 +46,7 @@ from __future__ import annotations
 import logging
 import random
 import struct
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import NamedTuple
@@ -68,7 +68,7 @@ from vmesh.switch.rtcp import (
     parse_compound,
     serialize_compound,
 )
-from vmesh.switch.rtp import MalformedPacket, parse_rtp
+from vmesh.switch.rtp import MalformedPacket, payload_bounds
 
 log = logging.getLogger(__name__)
 
@@ -323,6 +323,7 @@ class _Output:
     __slots__ = (
         "bytes",
         "clock",
+        "dest",
         "dropped",
         "ever_routed",
         "firs",
@@ -365,6 +366,7 @@ class _Output:
         self.kind = CODEC_KIND[spec.codec]
         self.clock = clock
         self.ssrc = spec.ssrc
+        self.dest = spec.dest
         self.pt = spec.payload_type
         self.input: _Input | None = None
         self.pending: _Input | None = None
@@ -550,60 +552,116 @@ class Switch:
 
     def on_rtp(self, input_id: str, data: bytes, now: float) -> list[Send]:
         """One RTP datagram from an input; returns what to send to outputs (and sources)."""
-        inp = self._input(input_id)
+        out: list[Send] = []
+
+        def collect(dest: Hashable, buf: bytearray) -> None:
+            out.append(Send(dest, bytes(buf)))
+
+        self._rtp(self._input(input_id), data, now, out, collect)
+        return out
+
+    def forward_rtp(
+        self, input_id: str, data: bytes, now: float, send: Callable[[Hashable, bytearray], None]
+    ) -> list[Send]:
+        """:meth:`on_rtp` for a transport: each output's copy is handed to ``send(dest, buf)`` as
+        soon as it is made, in a scratch buffer that is only valid during that call (send it, do
+        not keep it); what is left (GOP replays, keyframe requests) is returned as ``Send``s."""
+        out: list[Send] = []
+        self._rtp(self._input(input_id), data, now, out, send)
+        return out
+
+    def _rtp(
+        self,
+        inp: _Input,
+        data: bytes,
+        now: float,
+        out: list[Send],
+        send: Callable[[Hashable, bytearray], None],
+    ) -> None:
+        """The per-packet path: plain ints and one scratch buffer; no packet objects."""
         try:
-            pkt = parse_rtp(data)
+            start, end = payload_bounds(data)
         except MalformedPacket as e:
             inp.malformed += 1
-            log.debug("malformed rtp input=%s field=%s reason=%s", input_id, e.field, e.reason)
-            return []
-        out: list[Send] = []
-        seq = pkt.sequence_number
-        ts = pkt.timestamp
-        if inp.ssrc is not None and inp.ssrc != pkt.ssrc:
+            log.debug("malformed rtp input=%s field=%s reason=%s", inp.spec.id, e.field, e.reason)
+            return
+        b0, b1, seq, ts, ssrc = _HEADER.unpack_from(data)
+        if inp.ssrc is not None and inp.ssrc != ssrc:
             inp.reset_seq(seq)
             state = _RESTART
         else:
             state = inp.update_seq(seq)
-        inp.ssrc = pkt.ssrc
+        inp.ssrc = ssrc
         if state == _BAD:
             inp.dropped += 1
-            return out
+            return
         if state == _RESTART:
             self._restart(inp, now, out)
+        n = len(data)
         inp.packets += 1
-        inp.bytes += len(data)
-        if state != _OLD and ts != inp.jit_ts:
+        inp.bytes += n
+        in_order = state != _OLD
+        if in_order and ts != inp.jit_ts:
             arrival = now * inp.clock
             if inp.jit_ts is not None:
                 dts = ((ts - inp.jit_ts + 0x80000000) & 0xFFFFFFFF) - 0x80000000
                 inp.jitter += (abs(arrival - inp.jit_arrival - dts) - inp.jitter) / 16
             inp.jit_ts = ts
             inp.jit_arrival = arrival
-        if inp.kind is MediaKind.video:
-            self._cache(inp, state, seq, ts, pkt.payload, data)
+        plen = end - start
+        video = inp.kind is MediaKind.video
+        if video:
+            self._cache(inp, in_order, seq, ts, data, start, end)
         if inp.kf_pending:
             self._request_keyframe(inp, now, out)
 
-        marker = pkt.marker
-        plen = len(pkt.payload)
-        in_order = state != _OLD
+        marker = bool(b1 & 0x80)
+        buf: bytearray | None = None
+        pack_into = _HEADER.pack_into
         for o in inp.fanout:
-            target = o.pending
-            if target is not None and target.ready():
-                if in_order and ts != o.last_in_ts:
-                    self._activate(o, target, now, out)
+            if o.pending is not None or not o.synced:
+                target = o.pending
+                if target is not None and target.ready():
+                    if in_order and ts != o.last_in_ts:
+                        self._activate(o, target, now, out)
+                        continue
+                    self._forward(o, inp, data, seq, ts, marker, in_order, plen, now, out)
+                    if marker:
+                        self._activate(o, target, now, out)
                     continue
                 self._forward(o, inp, data, seq, ts, marker, in_order, plen, now, out)
-                if marker:
-                    self._activate(o, target, now, out)
                 continue
-            self._forward(o, inp, data, seq, ts, marker, in_order, plen, now, out)
+            # The steady state: an output synced to this input, nothing pending.
+            g = (seq - o.guard) & 0xFFFF
+            if g >= 0x8000:
+                o.dropped += 1  # from before the splice: its number was used by the old input
+                continue
+            if g > 0x4000:
+                o.guard = (seq - 0x2000) & 0xFFFF
+            if in_order:
+                o.last_in_ts = ts
+                if video:
+                    o.mid_frame = not marker
+            oseq = (seq + o.seq_offset) & 0xFFFF
+            ots = (ts + o.ts_offset) & 0xFFFFFFFF
+            if buf is None:
+                buf = bytearray(data)
+            pt = o.pt
+            pack_into(buf, 0, b0, b1 if pt is None else (b1 & 0x80) | pt, oseq, ots, o.ssrc)
+            if (oseq - o.next_seq) & 0xFFFF < 0x8000:
+                o.next_seq = (oseq + 1) & 0xFFFF
+                o.last_ts = ots
+                o.last_sent_at = now
+            o.packets += 1
+            o.bytes += n
+            o.payload_bytes += plen
+            if o.history is not None:
+                o.history[oseq & o.mask] = bytes(buf)
+            send(o.dest, buf)
         if inp.waiting and inp.ready():
             for o in tuple(inp.waiting):
                 if o.input is None or not o.mid_frame:
                     self._activate(o, inp, now, out)
-        return out
 
     def _forward(
         self,
@@ -646,13 +704,13 @@ class Switch:
         o.payload_bytes += plen
         if o.history is not None:
             o.history[oseq & o.mask] = pkt
-        out.append(Send(o.spec.dest, pkt))
+        out.append(Send(o.dest, pkt))
 
     def _cache(
-        self, inp: _Input, state: int, seq: int, ts: int, payload: bytes, data: bytes
+        self, inp: _Input, in_order: bool, seq: int, ts: int, data: bytes, start: int, end: int
     ) -> None:
         """Keep the GOP: from the first packet of the last keyframe's frame to now."""
-        if state != _OLD and ts != inp.cur_ts:
+        if in_order and ts != inp.cur_ts:
             if inp.cur_ts is not None:
                 dts = (ts - inp.cur_ts) & 0xFFFFFFFF
                 if 0 < dts < inp.clock:
@@ -662,7 +720,11 @@ class Switch:
             if not inp.gop_valid or not self.config.gop_cache:
                 inp.clear_gop()  # without a valid GOP only the current frame matters
             inp.frame_start = len(inp.gop)
-        if ts == inp.cur_ts and not inp.cur_key and starts_keyframe(inp.spec.codec, payload):
+        if (
+            ts == inp.cur_ts
+            and not inp.cur_key
+            and starts_keyframe(inp.spec.codec, memoryview(data)[start:end])
+        ):
             if inp.frame_start:
                 dropped = inp.gop[: inp.frame_start]
                 del inp.gop[: inp.frame_start]
@@ -672,7 +734,7 @@ class Switch:
             inp.cur_key = True
             inp.keyframes += 1
             inp.kf_pending = False
-        inp.gop.append((seq, ts, data, len(payload)))
+        inp.gop.append((seq, ts, data, end - start))
         inp.gop_bytes += len(data)
         cfg = self.config
         if inp.gop_valid and (

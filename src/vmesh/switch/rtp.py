@@ -8,8 +8,11 @@ kept as one opaque block (profile + bytes), which is all a forwarder needs.
 Also here: :func:`is_rtcp`, the RFC 5761 test that tells RTCP from RTP on a multiplexed port, and
 the sequence-number arithmetic shared by the switch (:func:`seq_distance`).
 
-Public: ``RtpPacket``, ``parse_rtp``, ``MalformedPacket``, ``is_rtcp``, ``seq_distance``,
-``RTP_HEADER_SIZE``.
+For forwarders, :func:`payload_bounds` makes the same checks without building a packet object
+(a plain 12-byte header, what nearly every source sends, is two comparisons).
+
+Public: ``RtpPacket``, ``parse_rtp``, ``payload_bounds``, ``MalformedPacket``, ``is_rtcp``,
+``seq_distance``, ``RTP_HEADER_SIZE``.
 """
 
 from __future__ import annotations
@@ -164,3 +167,14 @@ def parse_rtp(data: bytes) -> RtpPacket:
         payload=bytes(data[pos:end]),
         padding=padding,
     )
+
+
+def payload_bounds(data: bytes | bytearray) -> tuple[int, int]:
+    """``(start, end)`` of the payload of a valid RTP packet, with the checks of
+    :func:`parse_rtp` (raises the same :class:`MalformedPacket`), without building an object."""
+    n = len(data)
+    if n >= RTP_HEADER_SIZE and data[0] == 0x80 and not 200 <= data[1] <= 204:
+        return RTP_HEADER_SIZE, n  # V=2, no padding, no extension, no CSRC: the common case
+    pkt = parse_rtp(bytes(data))
+    end = n - pkt.padding
+    return end - len(pkt.payload), end
