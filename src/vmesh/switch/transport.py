@@ -223,6 +223,21 @@ class SwitchTransport:
         self._routes[spec.rtcp_dest] = ep
         return self._port(ep)
 
+    def remove_output(self, output_id: str) -> None:
+        """Forget an output (a BYE goes to its receiver) and close its RTCP socket."""
+        o = self.switch._outputs.get(output_id)  # the transport owns its core
+        spec = o.spec if o is not None else None
+        self._send(self.switch.remove_output(output_id))
+        if spec is None:
+            return
+        self._out_addr.pop(spec.dest, None)
+        ep = self._routes.pop(spec.rtcp_dest, None) if spec.rtcp_dest is not None else None
+        if ep is not None and ep is not self._out_rtp:
+            if ep in self._endpoints:
+                self._endpoints.remove(ep)
+            if ep.transport is not None:
+                ep.transport.close()
+
     def route(self, output_id: str, input_id: str) -> None:
         self._send(self.switch.route(output_id, input_id, self.clock()))
 
