@@ -17,6 +17,7 @@ from vmesh.audit import api as audit_api
 from vmesh.auth import api as auth_api
 from vmesh.directory import api as directory_api
 from vmesh.federation import api as network_api
+from vmesh.gb28181 import api as gb_api
 from vmesh.media import api as live_api
 from vmesh.node.context import NodeContext
 from vmesh.web import console
@@ -39,6 +40,7 @@ def create_app(ctx: NodeContext) -> FastAPI:
     app.include_router(audit_api.router, prefix="/api")
     app.include_router(live_api.router, prefix="/api")
     app.include_router(network_api.router, prefix="/api")
+    app.include_router(gb_api.router, prefix="/api")
     console.mount(app)
     return app
 

@@ -343,7 +343,6 @@ class GbService:
             self._reply(txn, req, 403)
             await self.audit.write(actor, "gb28181.register", code, "denied", {"reason": str(e)})
             return
-        self._reply(txn, req, 200, Expires=str(expires), Date=time.strftime("%Y-%m-%dT%H:%M:%S"))
         loop_now = asyncio.get_running_loop().time()
         dev = self.devices.get(code)
         fresh = dev is None or not dev.online or dev.addr != source
@@ -357,6 +356,7 @@ class GbService:
             True,
         )
         await self.directory.set_presence([code], True)
+        self._reply(txn, req, 200, Expires=str(expires), Date=time.strftime("%Y-%m-%dT%H:%M:%S"))
         if fresh:
             log.info("gb device registered code=%s addr=%s:%s", code, *source)
             await self.audit.write(

@@ -1,0 +1,286 @@
+"""A simulated GB/T 28181 device (IPC or NVR) for tests: our own SIP UA over the project's core.
+
+It registers with digest (answering the platform's 401 challenge), sends Keepalive MESSAGEs,
+answers Catalog (paged ``page_size`` items per MESSAGE, GB2312 names), DeviceInfo and
+DeviceStatus queries, logs the PTZ commands it receives (DeviceControl ``PTZCmd``, parsed), and
+accepts a live INVITE: it answers 200 with ``y=`` echoing the platform's SSRC and, after the ACK,
+sends PS over RTP (our ``PsMuxer`` + ``RtpPsPacketizer``) of an ffmpeg-encoded H.264 clip at
+25 fps, in a loop, to the address and port of the offer, until BYE.
+
+Everything it saw is kept for assertions: ``ptz`` (commands), ``invites``, ``byes``, ``acks``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from vmesh.gb28181.digest import answer_challenge
+from vmesh.gb28181.manscdp import (
+    CONTENT_TYPE,
+    CatalogItem,
+    CatalogQuery,
+    CatalogResponse,
+    DeviceControlResponse,
+    DeviceInfoQuery,
+    DeviceInfoResponse,
+    DeviceStatusQuery,
+    DeviceStatusResponse,
+    Keepalive,
+    PtzCommand,
+    PtzControl,
+    decode_manscdp,
+    encode_manscdp,
+)
+from vmesh.gb28181.message import Headers, SipRequest, SipResponse, SipUri, make_response
+from vmesh.gb28181.ps import AccessUnit, PsCodec, PsMuxer, RtpPsPacketizer, split_annexb
+from vmesh.gb28181.sdp import GbSdp, parse_sdp
+from vmesh.gb28181.transaction import Address, ServerTransaction, new_branch
+from vmesh.gb28181.transport import SipEndpoint
+
+
+def h264_clip(path: Path, frames: int = 50, size: str = "320x240", gop: int = 25) -> list[bytes]:
+    """Access units (Annex-B) of an ffmpeg testsrc2 clip, split at access unit delimiters."""
+    if not path.exists():
+        subprocess.run(
+            [
+                "ffmpeg", "-hide_banner", "-loglevel", "error", "-y",
+                "-f", "lavfi", "-i", f"testsrc2=size={size}:rate=25",
+                "-frames:v", str(frames), "-g", str(gop), "-bf", "0", "-pix_fmt", "yuv420p",
+                "-c:v", "libx264", "-profile:v", "baseline", "-bsf:v", "h264_metadata=aud=insert",
+                "-f", "h264", str(path),
+            ],
+            check=True,
+            timeout=120,
+        )  # fmt: skip
+    aus: list[list[bytes]] = []
+    for nal in split_annexb(path.read_bytes()):
+        if nal[0] & 0x1F == 9 or not aus:
+            aus.append([])
+        aus[-1].append(nal)
+    return [b"".join(b"\x00\x00\x00\x01" + n for n in au) for au in aus]
+
+
+@dataclass
+class Stream:
+    call_id: str
+    dest: Address
+    ssrc: int
+    task: asyncio.Task[None] | None = None
+    packets: int = 0
+
+
+@dataclass
+class GbDeviceSim:
+    device_id: str
+    password: str
+    platform_id: str
+    platform: Address
+    channels: list[tuple[str, str]] = field(default_factory=list)  # (code, name)
+    clip: list[bytes] = field(default_factory=list)
+    page_size: int = 2
+    expires: int = 3600
+    name: str = "模拟摄像机"
+    endpoint: SipEndpoint | None = None
+    local: Address = ("127.0.0.1", 0)
+    ptz: list[tuple[str, PtzCommand]] = field(default_factory=list)
+    invites: list[GbSdp] = field(default_factory=list)
+    acks: int = 0
+    byes: list[str] = field(default_factory=list)
+    catalog_queries: int = 0
+    streams: dict[str, Stream] = field(default_factory=dict)
+    _sn: int = 1
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    _cseq: int = 1
+    _call_id: str = field(default_factory=lambda: secrets.token_hex(8))
+
+    async def start(self) -> None:
+        self.endpoint = SipEndpoint(self._on_request)
+        self.local = await self.endpoint.start_udp("127.0.0.1", 0)
+
+    async def close(self) -> None:
+        for s in list(self.streams.values()):
+            if s.task is not None:
+                s.task.cancel()
+        if self.endpoint is not None:
+            self.endpoint.close()
+
+    # -- requests to the platform
+
+    def _request(self, method: str, body: bytes = b"", ctype: str | None = None) -> SipRequest:
+        h = Headers()
+        h.add("Via", f"SIP/2.0/UDP {self.local[0]}:{self.local[1]};rport;branch={new_branch()}")
+        domain = self.platform_id[:10]
+        h.add("From", f"<sip:{self.device_id}@{domain}>;tag={secrets.token_hex(4)}")
+        to_user = self.device_id if method == "REGISTER" else self.platform_id
+        h.add("To", f"<sip:{to_user}@{domain}>")
+        h.add("Call-ID", self._call_id if method == "REGISTER" else secrets.token_hex(8))
+        self._cseq += 1
+        h.add("CSeq", f"{self._cseq} {method}")
+        h.add("Max-Forwards", "70")
+        h.add("Contact", f"<sip:{self.device_id}@{self.local[0]}:{self.local[1]}>")
+        if ctype:
+            h.add("Content-Type", ctype)
+        uri = SipUri(host=self.platform[0], user=self.platform_id, port=self.platform[1])
+        return SipRequest(headers=h, body=body, method=method, uri=uri)
+
+    async def register(self, expires: int | None = None) -> int:
+        """REGISTER, answering a digest challenge; the final status code."""
+        assert self.endpoint is not None
+        exp = self.expires if expires is None else expires
+        req = self._request("REGISTER")
+        req.headers.add("Expires", str(exp))
+        resp = await self.endpoint.request(req, self.platform)
+        if resp.status == 401:
+            challenge = resp.headers.get("WWW-Authenticate") or ""
+            req = self._request("REGISTER")
+            req.headers.add("Expires", str(exp))
+            req.headers.add(
+                "Authorization",
+                answer_challenge(
+                    challenge,
+                    method="REGISTER",
+                    uri=str(req.uri),
+                    username=self.device_id,
+                    password=self.password,
+                ),
+            )
+            resp = await self.endpoint.request(req, self.platform)
+        return resp.status
+
+    async def keepalive(self) -> int:
+        assert self.endpoint is not None
+        self._sn += 1
+        body = encode_manscdp(Keepalive(self.device_id, self._sn))
+        resp = await self.endpoint.request(
+            self._request("MESSAGE", body, CONTENT_TYPE), self.platform
+        )
+        return resp.status
+
+    async def _send(self, message: object) -> SipResponse:
+        assert self.endpoint is not None
+        body = encode_manscdp(message, "GB2312")  # type: ignore[arg-type]
+        return await self.endpoint.request(
+            self._request("MESSAGE", body, CONTENT_TYPE), self.platform
+        )
+
+    # -- requests from the platform
+
+    def _on_request(self, req: SipRequest, source: Address, txn: ServerTransaction | None) -> None:
+        assert self.endpoint is not None
+        if req.method == "ACK":
+            self.acks += 1
+            s = self.streams.get(req.call_id)
+            if s is not None and s.task is None:
+                s.task = asyncio.create_task(self._stream(s))
+            return
+        if txn is None:
+            return
+        if req.method == "MESSAGE":
+            self.endpoint.respond(txn, make_response(req, 200, to_tag=secrets.token_hex(4)))
+            t = asyncio.create_task(self._answer(decode_manscdp(req.body).message))
+            self._tasks.add(t)
+            t.add_done_callback(self._tasks.discard)
+        elif req.method == "INVITE":
+            offer = parse_sdp(req.body)
+            self.invites.append(offer)
+            dest = (offer.connection_address, offer.port)
+            self.streams[req.call_id] = Stream(req.call_id, dest, offer.ssrc_value or 0)
+            answer = GbSdp(
+                session_name="Play",
+                origin_user=self.device_id,
+                origin_address=self.local[0],
+                connection_address=self.local[0],
+                port=15060,
+                direction="sendonly",
+                ssrc=offer.ssrc,
+            )
+            resp = make_response(req, 200, to_tag=secrets.token_hex(4))
+            resp.headers.add("Contact", f"<sip:{self.device_id}@{self.local[0]}:{self.local[1]}>")
+            resp.headers.add("Content-Type", "APPLICATION/SDP")
+            resp.body = answer.encode().encode()
+            self.endpoint.respond(txn, resp)
+        elif req.method == "BYE":
+            self.byes.append(req.call_id)
+            s = self.streams.pop(req.call_id, None)
+            if s is not None and s.task is not None:
+                s.task.cancel()
+            status = 200 if s is not None else 481
+            self.endpoint.respond(txn, make_response(req, status, to_tag=secrets.token_hex(4)))
+        else:
+            self.endpoint.respond(txn, make_response(req, 405, to_tag=secrets.token_hex(4)))
+
+    async def _answer(self, msg: object) -> None:
+        if isinstance(msg, CatalogQuery):
+            self.catalog_queries += 1
+            items = [
+                CatalogItem(
+                    code,
+                    name=name,
+                    manufacturer="vmesh-sim",
+                    model="SIM-1",
+                    parent_id=self.device_id,
+                    status="ON",
+                    ptz_type=1,
+                )
+                for code, name in self.channels
+            ]
+            total = len(items)
+            pages = [items[i : i + self.page_size] for i in range(0, total, self.page_size)]
+            for page in pages or [[]]:
+                await self._send(CatalogResponse(self.device_id, msg.sn, total, page))
+        elif isinstance(msg, DeviceInfoQuery):
+            await self._send(
+                DeviceInfoResponse(
+                    self.device_id,
+                    msg.sn,
+                    device_name=self.name,
+                    manufacturer="vmesh-sim",
+                    model="SIM-1",
+                    firmware="1.0",
+                    channel=len(self.channels),
+                    result="OK",
+                )
+            )
+        elif isinstance(msg, DeviceStatusQuery):
+            await self._send(
+                DeviceStatusResponse(
+                    self.device_id,
+                    msg.sn,
+                    result="OK",
+                    online="ONLINE",
+                    status="OK",
+                    encode="ON",
+                    record="OFF",
+                )
+            )
+        elif isinstance(msg, PtzControl):
+            self.ptz.append((msg.device_id, msg.command))
+            await self._send(DeviceControlResponse(self.device_id, msg.sn, "OK"))
+
+    async def _stream(self, s: Stream) -> None:
+        """PS over RTP of the clip, 25 fps, looped, until BYE."""
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_datagram_endpoint(
+            asyncio.DatagramProtocol, remote_addr=s.dest
+        )
+        mux = PsMuxer(PsCodec.h264, PsCodec.pcma)  # declares audio and never sends it
+        rtp = RtpPsPacketizer(ssrc=s.ssrc)
+        pts = 0
+        try:
+            while True:
+                for data in self.clip:
+                    key = any(n[0] & 0x1F == 5 for n in split_annexb(data))
+                    au = AccessUnit(PsCodec.h264, 0xE0, pts, data, key)
+                    for p in rtp.packetize(mux.mux(au), pts):
+                        transport.sendto(p.serialize())
+                        s.packets += 1
+                    pts += 3600
+                    await asyncio.sleep(0.04)
+        finally:
+            with contextlib.suppress(Exception):
+                transport.close()
