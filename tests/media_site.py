@@ -144,6 +144,7 @@ def media_node(
     linger: float = 2.0,
     extra_cameras: dict[str, dict[str, Any]] | None = None,
     port_base: int | None = None,
+    gop_cache: bool = True,
 ) -> Node:
     """A started node with live video on; the caller stops it.
 
@@ -175,7 +176,8 @@ def media_node(
         f"channel_port_range = [{port_base + 1000}, {port_base + 1399}]\n"
         f"input_port_range = [{port_base + 2000}, {port_base + 2999}]\n"
         f"channels = {channels}\n"
-        f"source_linger_seconds = {linger}\n",
+        f"source_linger_seconds = {linger}\n"
+        f"gop_cache = {'true' if gop_cache else 'false'}\n",
         encoding="utf-8",
     )
     directory = base / "directory.csv"
