@@ -132,8 +132,10 @@ def _filters(qry: SearchQuery, subtree: str | None, dialect: str) -> list[_Filte
     cap = f"LIMIT {DRIVE_MAX + 1}"
     if qry.q:
         ql = qry.q.lower()
+        # Without letters that have case (Chinese, digits), lower() of every name is wasted.
+        name = "e.name" if ql.upper() == ql else "lower(e.name)"
         if pg:
-            exact = "strpos(lower(e.name), :ql) > 0"
+            exact = f"strpos({name}, :ql) > 0"
             # strpos first: when the planner scans the table for a common character, it then
             # splits only the names that match, not every name it passes.
             cond = "regexp_split_to_array(lower(e.name), '') @> CAST(:qchars AS text[])"
@@ -141,7 +143,7 @@ def _filters(qry: SearchQuery, subtree: str | None, dialect: str) -> list[_Filte
                 _Filter("name", f"{exact} AND {cond}", exact, {"ql": ql, "qchars": sorted(set(ql))})
             )
         else:
-            exact = "instr(lower(e.name), :ql) > 0"
+            exact = f"instr({name}, :ql) > 0"
             params: dict[str, Any] = {"ql": ql}
             phrase = v.query_tokens(qry.q)
             if phrase is not None:
@@ -228,43 +230,54 @@ async def _whole_tree(s: AsyncSession, subtree: str) -> bool:
     return list(roots) == [subtree]
 
 
+async def _count(s: AsyncSession, sql: str, params: dict[str, Any]) -> int:
+    return int((await s.execute(text(sql), params)).scalar_one())
+
+
+async def _sorted_page(
+    s: AsyncSession, qry: SearchQuery, base: str, params: dict[str, Any], order: str
+) -> list[int]:
+    page = f"LIMIT {int(qry.limit)} OFFSET {int(qry.offset)}"
+    sql = f"SELECT e.id {base} ORDER BY {order} {page}"
+    return [int(r) for r in (await s.execute(text(sql), params)).scalars()]
+
+
 async def _name_plan(
-    s: AsyncSession, qry: SearchQuery, filters: list[_Filter], params: dict[str, Any], pg: bool
+    s: AsyncSession,
+    qry: SearchQuery,
+    filters: list[_Filter],
+    params: dict[str, Any],
+    dialect: str,
 ) -> tuple[list[int], int, bool, str]:
-    """Matches of the name filter (and the others) in index order, at most ``SORT_MAX + 1``
-    of them: (page ids, total, capped, sorted_by)."""
-    key = qry.sort.lstrip("-")
+    """Matches of the name filter (and the others) through the name index, in its (id) order:
+    (page ids, total, capped, sorted_by). At most ``SORT_MAX + 1`` matches are counted; that
+    many are sorted as asked, more are paged in creation order."""
+    pg = dialect == "postgresql"
     desc = qry.sort.startswith("-")
     d = " DESC" if desc else ""
     if "fts" in params:
-        # FTS5 gives rowids in order, so the LIMIT stops the posting list early; CROSS JOIN keeps
+        # FTS5 gives rowids in order, so a LIMIT stops the posting list early; CROSS JOIN keeps
         # the index outermost.
         src = "directory_name_fts f CROSS JOIN directory_entries e ON e.id = f.rowid"
         where = "f.directory_name_fts MATCH :fts AND " + " AND ".join(f.blind for f in filters)
-        order = f"f.rowid{d}"
+        walk = f"f.rowid{d}"
     else:
         src = "directory_entries e"
         where = " AND ".join(f.plain if f.name == "name" and pg else f.blind for f in filters)
-        order = f"e.id{d}"
-    base = f"FROM {src} WHERE {where} ORDER BY {order}"
-    sql = f"SELECT e.id, {_SORT_COLS[key]} {base} LIMIT {SORT_MAX + 1}"
-    found = [(k, int(i)) for i, k in (await s.execute(text(sql), params)).all()]
-    end = qry.offset + qry.limit
-    if len(found) <= SORT_MAX:
-        found.sort(reverse=desc)
-        return [i for _, i in found[qry.offset : end]], len(found), False, qry.sort
-    sorted_by = f"-{CREATED}" if desc else CREATED
-    if end <= len(found):
-        return [i for _, i in found[qry.offset : end]], SORT_MAX, True, sorted_by
-    page = f"LIMIT {int(qry.limit)} OFFSET {int(qry.offset)}"
-    ids = [int(r) for r in (await s.execute(text(f"SELECT e.id {base} {page}"), params)).scalars()]
-    return ids, SORT_MAX, True, sorted_by
+        walk = f"e.id{d}"
+    base = f"FROM {src} WHERE {where}"
+    # Count in SQL (no rows come back), then page in SQL: sorted when there are few.
+    n = await _count(s, f"SELECT count(*) FROM (SELECT 1 {base} LIMIT {SORT_MAX + 1}) c", params)
+    if n > SORT_MAX:
+        sorted_by = f"-{CREATED}" if desc else CREATED
+        return await _sorted_page(s, qry, base, params, walk), SORT_MAX, True, sorted_by
+    order = _order(qry.sort, dialect, blind=True)
+    return await _sorted_page(s, qry, base, params, order), n, False, qry.sort
 
 
 async def search(db: Database, qry: SearchQuery, subtree: str | None) -> SearchResult:
     """Run ``qry`` within ``subtree`` (a path; ``None`` for the whole directory)."""
     qry.check()
-    pg = db.dialect == "postgresql"
     sorted_by = qry.sort
     async with db.sessions() as s:
         if subtree is not None and await _whole_tree(s, subtree):
@@ -287,23 +300,22 @@ async def search(db: Database, qry: SearchQuery, subtree: str | None) -> SearchR
                 "SELECT count(*) FROM (SELECT rowid FROM directory_name_fts "
                 f"WHERE directory_name_fts MATCH :fts LIMIT {SORT_MAX + 1}) c"
             )
-            n = int((await s.execute(text(n_sql), {"fts": params["fts"]})).scalar_one())
-            counts["name"] = n
-            if n <= SORT_MAX and n <= cost:
+            counts["name"] = await _count(s, n_sql, {"fts": params["fts"]})
+            if counts["name"] <= SORT_MAX and counts["name"] <= cost:
                 cost = float("inf")
         key = qry.sort.lstrip("-")
         if named and cost > DRIVE_MAX:
-            ids, total, capped, sorted_by = await _name_plan(s, qry, filters, params, pg)
+            ids, total, capped, sorted_by = await _name_plan(s, qry, filters, params, db.dialect)
             plan = "name" if sorted_by == qry.sort else "name:created"
         elif driver is not None and cost <= DRIVE_MAX:
-            # Few candidates: read them through the driver's index with their sort key, then
-            # sort and page here (one query gives both the page and the exact total).
+            # Few candidates: count them through the driver's index, then sort them and page
+            # (both in SQL: thousands of rows never come back to Python).
             where = " AND ".join(f.plain if f.name == driver else f.blind for f in filters)
-            sql = f"SELECT e.id, {_SORT_COLS[key]} FROM directory_entries e WHERE {where}"
-            found = [(k, int(i)) for i, k in (await s.execute(text(sql), params)).all()]
-            found.sort(reverse=qry.sort.startswith("-"))
-            total, capped, plan = len(found), False, f"driver:{driver}"
-            ids = [i for _, i in found[qry.offset : qry.offset + qry.limit]]
+            base = f"FROM directory_entries e WHERE {where}"
+            total = await _count(s, f"SELECT count(*) {base}", params)
+            order = _order(qry.sort, db.dialect, blind=True)
+            ids = await _sorted_page(s, qry, base, params, order)
+            capped, plan = False, f"driver:{driver}"
         else:
             # Dense matches: walk the sort order's index, testing each row without other indexes
             # (a code range may stay indexed when it is the sort order itself).

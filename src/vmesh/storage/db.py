@@ -47,6 +47,8 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     # Read through the OS page cache (shared, not per connection): random row reads of a big
     # directory search cost a page fault instead of a read and a copy into SQLite's cache.
     cur.execute("PRAGMA mmap_size=1073741824")
+    # Sorts of a search (a few thousand rows) in memory, not in a temporary file.
+    cur.execute("PRAGMA temp_store=MEMORY")
     cur.close()
 
 
