@@ -326,8 +326,8 @@ class GbService:
             expires = req.expires
             if expires is None:
                 contacts = req.contacts
-                e = contacts[0].param("expires") if contacts else None
-                expires = int(e) if e and e.isdigit() else 3600
+                ce = contacts[0].param("expires") if contacts else None
+                expires = int(ce) if ce and ce.isdigit() else 3600
         except SipParseError:
             expires = 3600
         if expires == 0:
