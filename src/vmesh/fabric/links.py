@@ -1,0 +1,171 @@
+"""The two ends of one stream on one node link: UDP relays between the node's switch (loopback)
+and the neighbour (the node's fabric address), RTP and RTCP multiplexed on one port (RFC 5761).
+
+``LinkOut`` (upstream end): the switch output for the neighbour sends RTP to ``lo_rtp`` and its
+sender reports to ``lo_rtcp``; both leave from ``wan`` to the neighbour. RTCP from the neighbour
+(NACK, PLI, RR) is handed to the switch output's RTCP socket, so the switch answers NACKs from the
+output's history and relays PLIs to its own source.
+
+``LinkIn`` (downstream end): RTP from the neighbour goes to the switch input on loopback and
+through a ``NackRequester`` (gaps become NACKs to the neighbour at once); the switch input's own
+RTCP (keyframe requests, receiver reports), sent to ``lo``, goes on to the neighbour.
+
+The switch stays on loopback and unchanged; only these sockets face the network. Counters (RTP
+packets and bytes per direction) are what the link carries for this stream.
+
+Public: ``LinkOut``, ``LinkIn``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import cast
+
+from vmesh.fabric.nack import NackRequester
+from vmesh.switch.rtp import is_rtcp
+
+log = logging.getLogger(__name__)
+
+Address = tuple[str, int]
+LOOPBACK = "127.0.0.1"
+
+
+class _Sock(asyncio.DatagramProtocol):
+    def __init__(self, on: Callable[[bytes, Address], None]) -> None:
+        self.on = on
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.DatagramTransport, transport)
+
+    def datagram_received(self, data: bytes, addr: tuple[str | object, ...]) -> None:
+        try:
+            self.on(data, (str(addr[0]), int(str(addr[1]))))
+        except Exception:
+            log.exception("fabric link datagram handler failed")
+
+    def error_received(self, exc: Exception) -> None:
+        log.debug("fabric link udp error=%s", exc)
+
+    def send(self, data: bytes, addr: Address | None) -> None:
+        if addr is not None and self.transport is not None and not self.transport.is_closing():
+            self.transport.sendto(data, addr)
+
+    @property
+    def port(self) -> int:
+        assert self.transport is not None
+        return int(self.transport.get_extra_info("sockname")[1])
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+
+async def _bind(host: str, on: Callable[[bytes, Address], None]) -> _Sock:
+    loop = asyncio.get_running_loop()
+    _, proto = await loop.create_datagram_endpoint(lambda: _Sock(on), local_addr=(host, 0))
+    return proto
+
+
+class LinkOut:
+    """Upstream end of (stream, link): see the module docstring."""
+
+    def __init__(self, peer: Address) -> None:
+        self.peer: Address = peer
+        self.switch_rtcp: Address | None = None  # the switch output's RTCP socket
+        self.packets = 0
+        self.bytes = 0
+        self.rtcp_in = 0
+        self._socks: list[_Sock] = []
+        self.wan: _Sock
+        self.lo_rtp: _Sock
+        self.lo_rtcp: _Sock
+
+    @classmethod
+    async def open(cls, address: str, peer: Address) -> LinkOut:
+        self = cls(peer)
+        self.wan = await _bind(address, self._from_peer)
+        self.lo_rtp = await _bind(LOOPBACK, self._from_switch_rtp)
+        self.lo_rtcp = await _bind(LOOPBACK, self._from_switch_rtcp)
+        self._socks = [self.wan, self.lo_rtp, self.lo_rtcp]
+        return self
+
+    def _from_switch_rtp(self, data: bytes, addr: Address) -> None:
+        self.packets += 1
+        self.bytes += len(data)
+        self.wan.send(data, self.peer)
+
+    def _from_switch_rtcp(self, data: bytes, addr: Address) -> None:
+        self.switch_rtcp = addr  # the output's RTCP socket (its SRs come from there)
+        self.wan.send(data, self.peer)
+
+    def _from_peer(self, data: bytes, addr: Address) -> None:
+        if is_rtcp(data):
+            self.rtcp_in += 1
+            self.lo_rtcp.send(data, self.switch_rtcp)
+
+    def stats(self) -> dict[str, int]:
+        return {"packets": self.packets, "bytes": self.bytes, "rtcp_in": self.rtcp_in}
+
+    def close(self) -> None:
+        for s in self._socks:
+            s.close()
+
+
+class LinkIn:
+    """Downstream end of (stream, link): see the module docstring."""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self.peer: Address | None = None
+        self.switch_rtp: Address | None = None  # the switch input's RTP port on loopback
+        self.nack = NackRequester()
+        self.clock = clock
+        self.rtcp_out = 0
+        self._socks: list[_Sock] = []
+        self.wan: _Sock
+        self.lo: _Sock
+
+    @classmethod
+    async def open(cls, address: str, clock: Callable[[], float] = time.time) -> LinkIn:
+        self = cls(clock)
+        self.wan = await _bind(address, self._from_peer)
+        self.lo = await _bind(LOOPBACK, self._from_switch)
+        self._socks = [self.wan, self.lo]
+        return self
+
+    def _from_peer(self, data: bytes, addr: Address) -> None:
+        if is_rtcp(data):
+            return  # the upstream output's sender reports: nothing here needs them
+        self.lo.send(data, self.switch_rtp)
+        req = self.nack.on_rtp(data, self.clock())
+        if req is not None:
+            self._to_peer(req)
+
+    def _from_switch(self, data: bytes, addr: Address) -> None:
+        self._to_peer(data)  # keyframe requests and receiver reports of the switch input
+
+    def _to_peer(self, data: bytes) -> None:
+        self.rtcp_out += 1
+        self.wan.send(data, self.peer)
+
+    def tick(self) -> None:
+        req = self.nack.tick(self.clock())
+        if req is not None:
+            self._to_peer(req)
+
+    def stats(self) -> dict[str, int]:
+        n = self.nack.stats()
+        return {
+            "packets": n.packets,
+            "bytes": n.bytes,
+            "nack_requested": n.requested,
+            "nack_recovered": n.recovered,
+            "rtcp_out": self.rtcp_out,
+        }
+
+    def close(self) -> None:
+        for s in self._socks:
+            s.close()

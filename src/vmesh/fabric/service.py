@@ -1,0 +1,404 @@
+"""``FabricService``: a node's agent of the fabric — streams in and out over its node links.
+
+RPC (``vmesh.<node>.rpc.fabric``, JSON over the federation ``Bus``)::
+
+    -> {"op": "open", "stream": "<camera code>", "camera_node": "<node code>",
+        "from": "<downstream node>", "addr": "10.77.0.3", "port": 40123,
+        "user": "alice", "viewer_node": "<node code>"}
+    <- {"addr": "10.77.0.2", "port": 40555, "hops_above": 1}
+    -> {"op": "close", "stream": "...", "from": "<downstream node>"}
+    <- {"closed": true}
+    -> {"op": "record", "stream": "...", "user": "alice", "viewer_node": "...", "viewer": "..."}
+    <- {"recorded": true}                 (a view, recorded at the camera's node: fabric.serve)
+
+A viewer's node calls ``acquire(stream, camera_node, viewer, user)``: the stream's lease here gets
+the viewer as a consumer; a new lease opens the next hop towards the camera (``route.next_hop``),
+which does the same with this node as a ``link`` consumer, recursively, until the camera's node
+starts the camera's source (``LocalCameras.acquire``). Each hop answers by adding a switch output
+towards the asking neighbour (``LinkOut``, NACK history 1024), routed from the stream's input
+there; the asking node adds a switch input fed by a ``LinkIn``. ``acquire`` returns the switch
+input that carries the stream at this node, for the media service to route channels from. A stream
+crosses each link once: later viewers, here or below, only add consumers (``leases``).
+
+``release`` removes a viewer; leases linger (``linger`` s) after a node's last viewer, then close
+hop by hop (``close`` to the upstream neighbour, which closes at once if nothing else uses it).
+Opening is serialised per stream; a failed open releases everything it took and raises the
+upstream's error (``NodeUnreachable`` names the node).
+
+May call: the switch transport, the bus, ``LocalCameras``, the audit callable. Public:
+``FabricService``, ``LocalCameras``, ``SERVICE``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import re
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from vmesh.errors import InvalidInput, NotFound
+from vmesh.fabric.leases import Consumer, LeaseTable
+from vmesh.fabric.links import LOOPBACK, LinkIn, LinkOut
+from vmesh.fabric.route import Parents, next_hop
+from vmesh.federation.bus import Bus
+from vmesh.switch.codecs import Codec
+from vmesh.switch.core import InputSpec, KeyframeRequest, OutputSpec
+from vmesh.switch.transport import SwitchTransport
+
+log = logging.getLogger(__name__)
+
+SERVICE = "fabric"
+_CODE = re.compile(r"^\d{20}$")
+
+
+class LocalCameras(Protocol):
+    """This node's own cameras: start one's source for the fabric, and let it go."""
+
+    async def acquire(self, code: str) -> str:
+        """Start (or share) camera ``code``'s source; its video switch input id."""
+        ...
+
+    def release(self, code: str) -> None: ...
+
+
+Tree = Callable[[], Awaitable[tuple[Parents, str | None]]]
+"""(this node's subtree as code → parent, this node's parent)."""
+
+AuditFn = Callable[[str, str, str, dict[str, Any]], Awaitable[None]]
+"""(action, target code, result, detail), written as this node's ``fabric`` actor."""
+
+
+@dataclass
+class _Carried:
+    stream: str
+    input_id: str
+    upstream: str | None
+    link_in: LinkIn | None = None
+    outputs: dict[str, tuple[str, LinkOut]] = field(default_factory=dict)
+
+
+def _code(body: dict[str, Any], key: str) -> str:
+    v = body.get(key)
+    if not isinstance(v, str) or not _CODE.match(v):
+        raise InvalidInput.one(key, "must be a 20-digit code", v)
+    return v
+
+
+class FabricService:
+    def __init__(
+        self,
+        *,
+        node_code: str,
+        bus: Bus,
+        transport: SwitchTransport,
+        address: str,
+        tree: Tree,
+        cameras: LocalCameras,
+        audit: AuditFn | None = None,
+        linger: float = 30.0,
+        rpc_timeout: float = 15.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.code = node_code
+        self.bus = bus
+        self.transport = transport
+        self.address = address
+        self.tree = tree
+        self.cameras = cameras
+        self.audit = audit
+        self.leases = LeaseTable(node_code, linger)
+        self.rpc_timeout = rpc_timeout
+        self.clock = clock
+        self._carried: dict[str, _Carried] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._ticker: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[Any]] = set()
+
+    # --- life cycle -------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.bus.serve(SERVICE, self._on_rpc)
+        self._ticker = asyncio.create_task(self._tick_loop(), name="fabric-tick")
+        log.info("fabric node=%s address=%s started", self.code, self.address)
+
+    async def stop(self) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
+        for stream in list(self._carried):
+            with contextlib.suppress(Exception):
+                await self._teardown(stream)
+        for t in list(self._background):
+            t.cancel()
+
+    async def _tick_loop(self) -> None:
+        n = 0
+        while True:
+            await asyncio.sleep(0.05)
+            for c in list(self._carried.values()):
+                if c.link_in is not None:
+                    c.link_in.tick()
+            n += 1
+            if n % 10 == 0:
+                for stream in self.leases.due(self.clock()):
+                    try:
+                        async with self._lock(stream):
+                            await self._teardown(stream)
+                    except Exception:
+                        log.exception("fabric node=%s stream=%s teardown failed", self.code, stream)
+
+    def _lock(self, stream: str) -> asyncio.Lock:
+        return self._locks.setdefault(stream, asyncio.Lock())
+
+    # --- local viewers ----------------------------------------------------------------------------
+
+    async def acquire(self, stream: str, camera_node: str, viewer: str, user: str) -> str:
+        """Carry ``stream`` to this node for ``viewer``; the switch input id carrying it."""
+        input_id = await self._ensure(stream, camera_node, Consumer.viewer(viewer), user, self.code)
+        if camera_node != self.code:
+            self._spawn(self._record(stream, camera_node, viewer, user))
+        return input_id
+
+    async def release(self, stream: str, viewer: str) -> None:
+        async with self._lock(stream):
+            if self.leases.release(stream, Consumer.viewer(viewer), self.clock()):
+                await self._teardown(stream)
+
+    def _spawn(self, coro: Awaitable[Any]) -> None:
+        t = asyncio.ensure_future(coro)
+        self._background.add(t)
+        t.add_done_callback(self._background.discard)
+
+    async def _record(self, stream: str, camera_node: str, viewer: str, user: str) -> None:
+        body = {
+            "op": "record",
+            "stream": stream,
+            "user": user,
+            "viewer_node": self.code,
+            "viewer": viewer,
+        }
+        try:
+            await self.bus.call(camera_node, SERVICE, body, timeout=self.rpc_timeout)
+        except Exception as e:
+            log.warning(
+                "fabric node=%s view of %s not recorded at %s: %s",
+                self.code,
+                stream,
+                camera_node,
+                e,
+            )
+
+    # --- the lease's life -------------------------------------------------------------------------
+
+    async def _ensure(
+        self, stream: str, camera_node: str, consumer: Consumer, user: str, viewer_node: str
+    ) -> str:
+        async with self._lock(stream):
+            parents, parent = await self.tree()
+            up = next_hop(self.code, camera_node, parents, parent)
+            if not self.leases.acquire(stream, consumer, up, self.clock()):
+                return self._carried[stream].input_id
+            try:
+                carried = await self._open(stream, camera_node, up, user, viewer_node)
+            except BaseException:
+                self.leases.failed(stream)
+                raise
+            self._carried[stream] = carried
+            if self.leases.opened(stream):
+                await self._teardown(stream)
+                raise NotFound(f"stream {stream} was released while it opened")
+            return carried.input_id
+
+    async def _open(
+        self, stream: str, camera_node: str, up: str | None, user: str, viewer_node: str
+    ) -> _Carried:
+        if up is None:
+            if camera_node != self.code:
+                raise NotFound(f"camera node {camera_node} is not this node")
+            input_id = await self.cameras.acquire(stream)
+            log.info("fabric node=%s stream=%s from local camera", self.code, stream)
+            return _Carried(stream, input_id, None)
+        link = await LinkIn.open(self.address, self.clock)
+        input_id = f"fabric/{stream}"
+        try:
+            port = await self.transport.add_input(
+                InputSpec(
+                    input_id,
+                    Codec.h264,
+                    keyframe_request=KeyframeRequest.pli,
+                    rtcp_dest=(LOOPBACK, link.lo.port),
+                ),
+                port=0,
+            )
+            link.switch_rtp = (LOOPBACK, port)
+            try:
+                reply = await self.bus.call(
+                    up,
+                    SERVICE,
+                    {
+                        "op": "open",
+                        "stream": stream,
+                        "camera_node": camera_node,
+                        "from": self.code,
+                        "addr": self.address,
+                        "port": link.wan.port,
+                        "user": user,
+                        "viewer_node": viewer_node,
+                    },
+                    timeout=self.rpc_timeout,
+                )
+            except BaseException:
+                self.transport.remove_input(input_id)
+                raise
+        except BaseException:
+            link.close()
+            raise
+        link.peer = (str(reply["addr"]), int(reply["port"]))
+        log.info("fabric node=%s stream=%s from node=%s peer=%s", self.code, stream, up, link.peer)
+        return _Carried(stream, input_id, up, link)
+
+    async def _teardown(self, stream: str) -> None:
+        carried = self._carried.pop(stream, None)
+        self.leases.closed(stream)
+        if carried is None:
+            return
+        for node in list(carried.outputs):
+            self._remove_output(carried, node)
+        if carried.upstream is None:
+            self.cameras.release(stream)
+        else:
+            with contextlib.suppress(Exception):
+                self.transport.remove_input(carried.input_id)
+            if carried.link_in is not None:
+                carried.link_in.close()
+            try:
+                await self.bus.call(
+                    carried.upstream,
+                    SERVICE,
+                    {"op": "close", "stream": stream, "from": self.code},
+                    timeout=self.rpc_timeout,
+                )
+            except Exception as e:  # the upstream's own lease check will not hold it for ever
+                log.warning(
+                    "fabric node=%s close of %s at %s failed: %s",
+                    self.code,
+                    stream,
+                    carried.upstream,
+                    e,
+                )
+        log.info("fabric node=%s stream=%s closed", self.code, stream)
+
+    def _remove_output(self, carried: _Carried, node: str) -> None:
+        output_id, link = carried.outputs.pop(node)
+        with contextlib.suppress(Exception):
+            self.transport.remove_output(output_id)
+        link.close()
+
+    # --- RPC ---------------------------------------------------------------------------------
+
+    async def _on_rpc(self, body: dict[str, Any]) -> Any:
+        op = body.get("op")
+        if op == "open":
+            return await self._on_open(body)
+        if op == "close":
+            return await self._on_close(body)
+        if op == "record":
+            return await self._on_record(body)
+        raise InvalidInput.one("op", "must be open, close or record", op)
+
+    async def _on_open(self, body: dict[str, Any]) -> dict[str, Any]:
+        stream = _code(body, "stream")
+        camera_node = _code(body, "camera_node")
+        down = _code(body, "from")
+        addr = body.get("addr")
+        port = body.get("port")
+        if not isinstance(addr, str) or not addr:
+            raise InvalidInput.one("addr", "must be the downstream node's address", addr)
+        if not isinstance(port, int) or not 0 < port < 65536:
+            raise InvalidInput.one("port", "must be a UDP port", port)
+        user = str(body.get("user") or "")
+        viewer_node = str(body.get("viewer_node") or down)
+        input_id = await self._ensure(stream, camera_node, Consumer.link(down), user, viewer_node)
+        async with self._lock(stream):
+            carried = self._carried.get(stream)
+            if carried is None:
+                raise NotFound(f"stream {stream} is not carried at node {self.code}")
+            if down in carried.outputs:  # the neighbour opened again (it restarted)
+                self._remove_output(carried, down)
+            link = await LinkOut.open(self.address, (addr, port))
+            output_id = f"fabric/{stream}>{down}"
+            try:
+                await self._add_output(output_id, link)
+                self.transport.route(output_id, input_id)
+            except BaseException:
+                link.close()
+                raise
+            carried.outputs[down] = (output_id, link)
+        log.info("fabric node=%s stream=%s to node=%s", self.code, stream, down)
+        return {"addr": self.address, "port": link.wan.port}
+
+    async def _add_output(self, output_id: str, link: LinkOut) -> None:
+        for _ in range(8):
+            try:
+                await self.transport.add_output(
+                    OutputSpec(
+                        output_id,
+                        Codec.h264,
+                        ssrc=random.randint(1, 0xFFFFFFFF),
+                        dest=(LOOPBACK, link.lo_rtp.port),
+                        rtcp_dest=(LOOPBACK, link.lo_rtcp.port),
+                        nack_history=1024,
+                        cname=f"vmesh-{self.code}",
+                    )
+                )
+                return
+            except Exception as e:
+                if "ssrc" not in str(e):
+                    raise
+        raise RuntimeError("no free SSRC for a fabric output")
+
+    async def _on_close(self, body: dict[str, Any]) -> dict[str, Any]:
+        stream = _code(body, "stream")
+        down = _code(body, "from")
+        async with self._lock(stream):
+            carried = self._carried.get(stream)
+            if carried is not None and down in carried.outputs:
+                self._remove_output(carried, down)
+            if self.leases.release(stream, Consumer.link(down), self.clock()):
+                await self._teardown(stream)
+        return {"closed": True}
+
+    async def _on_record(self, body: dict[str, Any]) -> dict[str, Any]:
+        stream = _code(body, "stream")
+        detail = {
+            "viewer_node": _code(body, "viewer_node"),
+            "user": str(body.get("user") or ""),
+            "viewer": str(body.get("viewer") or ""),
+        }
+        if self.audit is not None:
+            await self.audit("fabric.serve", stream, "ok", detail)
+        return {"recorded": True}
+
+    # --- counters ----------------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        """Per carried stream: lease state, consumers, the link in and each link out."""
+        out = {}
+        for lease in self.leases.leases():
+            c = self._carried.get(lease.stream)
+            out[lease.stream] = {
+                "state": str(lease.state),
+                "upstream": lease.upstream,
+                "viewers": lease.viewers,
+                "links_down": lease.links_down,
+                "input": c.input_id if c else None,
+                "link_in": c.link_in.stats() if c and c.link_in else None,
+                "links_out": {n: lk.stats() for n, (_, lk) in c.outputs.items()} if c else {},
+            }
+        return out
