@@ -317,3 +317,57 @@ async def test_ptz_from_the_api_reaches_the_device(node: NodeContext) -> None:
         assert rows.count((code, "ok")) == 3
     finally:
         await nvr.close()
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg is not installed")
+async def test_media_service_plays_a_gb_channel_and_byes_after_the_linger(
+    node: NodeContext, tmp_path: Path
+) -> None:
+    """The media service's own source path (what /api/live/ws uses): the channel's attrs name a
+    GB source, its switch input fills, and when the last channel leaves, BYE after the linger."""
+    from vmesh.config import MediaConfig
+    from vmesh.media.service import MediaService
+    from vmesh.media.sources import source_from_attrs
+
+    gb = await start_gb(node)
+    ipc = await device(
+        gb, IPC, channels=[(IPC_CHANNEL, "大门")], clip=h264_clip(tmp_path / "c.h264")
+    )
+    media = MediaService(
+        MediaConfig(source_linger_seconds=0.2, input_port_range=(38200, 38299)),
+        tmp_path / "media",
+    )
+    media.gb = gb
+    await media.transport.start()
+    try:
+        assert await ipc.register() == 200
+
+        async def channel_known() -> bool:
+            return await entry(node, IPC_CHANNEL) is not None
+
+        await eventually(channel_known, "channel in the directory")
+        ch = await entry(node, IPC_CHANNEL)
+        assert ch is not None
+        import json
+
+        spec = source_from_attrs(IPC_CHANNEL, ch.name, json.loads(ch.attrs))
+        assert spec == GbSpec(IPC, IPC_CHANNEL)
+        src = await media._acquire_source(IPC_CHANNEL, spec)
+        src.channels.add(0)
+
+        async def gop_filled() -> bool:
+            st = media.transport.switch.snapshot().inputs.get(src.video_input)
+            return st is not None and st.keyframes > 0 and st.gop_packets > 0
+
+        await eventually(gop_filled, "the media service's switch input GOP cache filled")
+        assert media.signal_of(IPC_CHANNEL).state == "playing"
+        media._release_source(IPC_CHANNEL, 0)  # what give_back does when the viewer leaves
+
+        async def byed() -> bool:
+            return len(ipc.byes) == 1 and gb.ssrcs.in_use == 0
+
+        await eventually(byed, "BYE after the linger and the SSRC released")
+        assert not media.source_running(IPC_CHANNEL)
+    finally:
+        await ipc.close()
+        await media.transport.close()
