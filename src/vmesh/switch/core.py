@@ -52,7 +52,15 @@ from enum import StrEnum
 from typing import NamedTuple
 
 from vmesh.errors import Conflict, InvalidInput, NotFound
-from vmesh.switch.codecs import CODEC_KIND, DEFAULT_CLOCK_RATE, Codec, MediaKind, starts_keyframe
+from vmesh.switch.codecs import (
+    CODEC_KIND,
+    DEFAULT_CLOCK_RATE,
+    H264_KEY_TYPES,
+    H265_KEY_TYPES,
+    Codec,
+    MediaKind,
+    starts_keyframe,
+)
 from vmesh.switch.rtcp import (
     ReportBlock,
     RtcpBye,
@@ -205,6 +213,7 @@ class _Input:
         "jit_ts",
         "jitter",
         "keyframes",
+        "keytest",
         "kf_held",
         "kf_last",
         "kf_pending",
@@ -224,12 +233,15 @@ class _Input:
         "sr_at",
         "sr_mid",
         "ssrc",
+        "video",
         "waiting",
     )  # fmt: skip
 
     def __init__(self, spec: InputSpec, clock: int, local_ssrc: int) -> None:
         self.spec = spec
         self.kind = CODEC_KIND[spec.codec]
+        self.video = self.kind is MediaKind.video
+        self.keytest = _KEYTEST.get(spec.codec, 0)
         self.clock = clock
         self.local_ssrc = local_ssrc
         self.ssrc: int | None = None
@@ -579,16 +591,29 @@ class Switch:
         send: Callable[[Hashable, bytearray], None],
     ) -> None:
         """The per-packet path: plain ints and one scratch buffer; no packet objects."""
-        try:
-            start, end = payload_bounds(data)
-        except MalformedPacket as e:
-            inp.malformed += 1
-            log.debug("malformed rtp input=%s field=%s reason=%s", inp.spec.id, e.field, e.reason)
-            return
+        n = len(data)
+        if n >= 12 and data[0] == 0x80 and not 200 <= data[1] <= 204:
+            start, end = 12, n  # the plain 12-byte header nearly every source sends
+        else:
+            try:
+                start, end = payload_bounds(data)
+            except MalformedPacket as e:
+                inp.malformed += 1
+                log.debug(
+                    "malformed rtp input=%s field=%s reason=%s", inp.spec.id, e.field, e.reason
+                )
+                return
         b0, b1, seq, ts, ssrc = _HEADER.unpack_from(data)
-        if inp.ssrc is not None and inp.ssrc != ssrc:
+        max_seq = inp.max_seq
+        if inp.ssrc != ssrc and inp.ssrc is not None:
             inp.reset_seq(seq)
             state = _RESTART
+        elif max_seq is not None and 0 < (seq - max_seq) & 0xFFFF < MAX_DROPOUT:
+            if seq < max_seq:  # in order, the common case of update_seq
+                inp.cycles += 0x10000
+            inp.max_seq = seq
+            inp.received += 1
+            state = _IN_ORDER
         else:
             state = inp.update_seq(seq)
         inp.ssrc = ssrc
@@ -597,7 +622,6 @@ class Switch:
             return
         if state == _RESTART:
             self._restart(inp, now, out)
-        n = len(data)
         inp.packets += 1
         inp.bytes += n
         in_order = state != _OLD
@@ -609,7 +633,7 @@ class Switch:
             inp.jit_ts = ts
             inp.jit_arrival = arrival
         plen = end - start
-        video = inp.kind is MediaKind.video
+        video = inp.video
         if video:
             self._cache(inp, in_order, seq, ts, data, start, end)
         if inp.kf_pending:
@@ -720,11 +744,7 @@ class Switch:
             if not inp.gop_valid or not self.config.gop_cache:
                 inp.clear_gop()  # without a valid GOP only the current frame matters
             inp.frame_start = len(inp.gop)
-        if (
-            ts == inp.cur_ts
-            and not inp.cur_key
-            and starts_keyframe(inp.spec.codec, memoryview(data)[start:end])
-        ):
+        if ts == inp.cur_ts and not inp.cur_key and _starts_keyframe(inp, data, start, end):
             if inp.frame_start:
                 dropped = inp.gop[: inp.frame_start]
                 del inp.gop[: inp.frame_start]
@@ -970,6 +990,33 @@ class Switch:
             return self._outputs[output_id]
         except KeyError:
             raise NotFound(f"output {output_id!r} does not exist") from None
+
+
+_KEYTEST = {Codec.h264: 1, Codec.h265: 2}
+
+
+def _starts_keyframe(inp: _Input, data: bytes, start: int, end: int) -> bool:
+    """``codecs.starts_keyframe`` on ``data[start:end]``, answering the common packets (a
+    fragment that does not begin a NAL unit, a single NAL unit) from their first bytes."""
+    if end - start < 3:
+        return starts_keyframe(inp.spec.codec, data[start:end])
+    if inp.keytest == 1:  # H.264: FU-A (28) or a single NAL unit (1-23)
+        t = data[start] & 0x1F
+        if t == 28:
+            fu = data[start + 1]
+            return bool(fu & 0x80) and (fu & 0x1F) in H264_KEY_TYPES
+        if 1 <= t <= 23:
+            return t in H264_KEY_TYPES
+    elif inp.keytest == 2:  # H.265: FU (49) or a single NAL unit
+        t = (data[start] >> 1) & 0x3F
+        if t == 49:
+            fu = data[start + 2]
+            return bool(fu & 0x80) and (fu & 0x3F) in H265_KEY_TYPES
+        if t != 48:
+            return t in H265_KEY_TYPES
+    else:
+        return True  # audio: every packet
+    return starts_keyframe(inp.spec.codec, data[start:end])  # aggregation packets: rare
 
 
 def _clock(codec: Codec, clock_rate: int | None) -> int:
