@@ -276,6 +276,41 @@ class Gb28181Config(_Strict):
         return v
 
 
+class FabricConfig(_Strict):
+    """Camera streams across node links: the per-node fabric agent (docs/fabric.md)."""
+
+    enabled: bool = False
+    # This node's address on the network between nodes: neighbours send streams to it.
+    address: str = ""
+    # UDP ports of the link ends on ``address`` (one per stream and neighbour).
+    port_range: PortRange = (38000, 38999)
+    linger_seconds: Annotated[float, Field(ge=0, le=3600)] = 30.0
+    rpc_timeout_seconds: Annotated[float, Field(ge=0.5, le=120)] = 10.0
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, v: str) -> str:
+        if v:
+            try:
+                ipaddress.ip_address(v)
+            except ValueError:
+                raise ValueError("must be an IP address or empty") from None
+        return v
+
+    @field_validator("port_range")
+    @classmethod
+    def _range(cls, v: tuple[int, int]) -> tuple[int, int]:
+        if v[1] <= v[0]:
+            raise ValueError(f"must be [low, high] with low < high, got {list(v)}")
+        return v
+
+    @model_validator(mode="after")
+    def _needs_address(self) -> FabricConfig:
+        if self.enabled and not self.address:
+            raise ValueError("address (this node's IP address towards its neighbours) is required")
+        return self
+
+
 class NodeConfig(_Strict):
     node: NodeSection
     http: HttpConfig = HttpConfig()
@@ -285,6 +320,16 @@ class NodeConfig(_Strict):
     media: MediaConfig = MediaConfig()
     federation: FederationConfig = FederationConfig()
     gb28181: Gb28181Config = Gb28181Config()
+    fabric: FabricConfig = FabricConfig()
+
+    @model_validator(mode="after")
+    def _fabric_needs(self) -> NodeConfig:
+        if self.fabric.enabled and not (self.federation.enabled and self.media.enabled):
+            raise ValueError(
+                "[fabric] enabled needs [federation] enabled (the bus between nodes) and "
+                "[media] enabled (the switch the streams go through)"
+            )
+        return self
 
     def database_url(self) -> str:
         if self.database.url:

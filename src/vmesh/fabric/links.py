@@ -19,7 +19,9 @@ Public: ``LinkOut``, ``LinkIn``.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
+import random
 import time
 from collections.abc import Callable
 from typing import cast
@@ -64,10 +66,33 @@ class _Sock(asyncio.DatagramProtocol):
             self.transport.close()
 
 
-async def _bind(host: str, on: Callable[[bytes, Address], None]) -> _Sock:
+PortRange = tuple[int, int]
+
+
+async def _bind(
+    host: str, on: Callable[[bytes, Address], None], ports: PortRange | None = None
+) -> _Sock:
+    """A UDP socket on ``host``: any free port, or the first free one of ``ports`` from a
+    random start (``[fabric] port_range``: the link ends that face the network)."""
     loop = asyncio.get_running_loop()
-    _, proto = await loop.create_datagram_endpoint(lambda: _Sock(on), local_addr=(host, 0))
-    return proto
+    if ports is None:
+        _, proto = await loop.create_datagram_endpoint(lambda: _Sock(on), local_addr=(host, 0))
+        return proto
+    lo, hi = ports
+    n = hi - lo + 1
+    start = random.randrange(n)
+    for i in range(n):
+        port = lo + (start + i) % n
+        try:
+            _, proto = await loop.create_datagram_endpoint(
+                lambda: _Sock(on), local_addr=(host, port)
+            )
+        except OSError as e:
+            if e.errno != errno.EADDRINUSE:
+                raise
+            continue
+        return proto
+    raise OSError(errno.EADDRINUSE, f"no free UDP port on {host} in [fabric] port_range {lo}-{hi}")
 
 
 class LinkOut:
@@ -85,9 +110,9 @@ class LinkOut:
         self.lo_rtcp: _Sock
 
     @classmethod
-    async def open(cls, address: str, peer: Address) -> LinkOut:
+    async def open(cls, address: str, peer: Address, ports: PortRange | None = None) -> LinkOut:
         self = cls(peer)
-        self.wan = await _bind(address, self._from_peer)
+        self.wan = await _bind(address, self._from_peer, ports)
         self.lo_rtp = await _bind(LOOPBACK, self._from_switch_rtp)
         self.lo_rtcp = await _bind(LOOPBACK, self._from_switch_rtcp)
         self._socks = [self.wan, self.lo_rtp, self.lo_rtcp]
@@ -124,14 +149,20 @@ class LinkIn:
         self.nack = NackRequester()
         self.clock = clock
         self.rtcp_out = 0
+        self.last_rtp_at: float | None = None  # when the neighbour's last RTP packet came
         self._socks: list[_Sock] = []
         self.wan: _Sock
         self.lo: _Sock
 
     @classmethod
-    async def open(cls, address: str, clock: Callable[[], float] = time.time) -> LinkIn:
+    async def open(
+        cls,
+        address: str,
+        clock: Callable[[], float] = time.time,
+        ports: PortRange | None = None,
+    ) -> LinkIn:
         self = cls(clock)
-        self.wan = await _bind(address, self._from_peer)
+        self.wan = await _bind(address, self._from_peer, ports)
         self.lo = await _bind(LOOPBACK, self._from_switch)
         self._socks = [self.wan, self.lo]
         return self
@@ -139,6 +170,7 @@ class LinkIn:
     def _from_peer(self, data: bytes, addr: Address) -> None:
         if is_rtcp(data):
             return  # the upstream output's sender reports: nothing here needs them
+        self.last_rtp_at = self.clock()
         self.lo.send(data, self.switch_rtp)
         req = self.nack.on_rtp(data, self.clock())
         if req is not None:

@@ -103,6 +103,7 @@ class FabricService:
         linger: float = 30.0,
         rpc_timeout: float = 15.0,
         clock: Callable[[], float] = time.time,
+        port_range: tuple[int, int] | None = None,
     ) -> None:
         self.code = node_code
         self.bus = bus
@@ -114,6 +115,7 @@ class FabricService:
         self.leases = LeaseTable(node_code, linger)
         self.rpc_timeout = rpc_timeout
         self.clock = clock
+        self.port_range = port_range  # UDP ports of the link ends on ``address``; None: any
         self._carried: dict[str, _Carried] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._ticker: asyncio.Task[None] | None = None
@@ -224,7 +226,7 @@ class FabricService:
             input_id = await self.cameras.acquire(stream)
             log.info("fabric node=%s stream=%s from local camera", self.code, stream)
             return _Carried(stream, input_id, None)
-        link = await LinkIn.open(self.address, self.clock)
+        link = await LinkIn.open(self.address, self.clock, self.port_range)
         input_id = f"fabric/{stream}"
         try:
             port = await self.transport.add_input(
@@ -331,7 +333,7 @@ class FabricService:
                 raise NotFound(f"stream {stream} is not carried at node {self.code}")
             if down in carried.outputs:  # the neighbour opened again (it restarted)
                 self._remove_output(carried, down)
-            link = await LinkOut.open(self.address, (addr, port))
+            link = await LinkOut.open(self.address, (addr, port), self.port_range)
             output_id = f"fabric/{stream}>{down}"
             try:
                 await self._add_output(output_id, link)
@@ -384,6 +386,16 @@ class FabricService:
         if self.audit is not None:
             await self.audit("fabric.serve", stream, "ok", detail)
         return {"recorded": True}
+
+    def signal(self, stream: str) -> tuple[str | None, float | None] | None:
+        """(upstream neighbour, time of its last RTP packet) of ``stream`` carried here.
+
+        ``None`` when the stream is not carried here; the time is ``None`` until the first
+        packet (on this node's clock)."""
+        c = self._carried.get(stream)
+        if c is None:
+            return None
+        return c.upstream, c.link_in.last_rtp_at if c.link_in is not None else None
 
     # --- counters ----------------------------------------------------------------------------
 

@@ -27,6 +27,7 @@ from vmesh.directory.models import Entry
 from vmesh.errors import VmeshError
 from vmesh.media.publish import Endpoint, PublishSession, mark_presence
 from vmesh.media.publish import parse as parse_message
+from vmesh.media.remote import attrs_of, remote_camera
 from vmesh.media.viewer import Camera, LiveSession
 from vmesh.node.context import NodeContext
 
@@ -74,7 +75,10 @@ async def live_ws(ws: WebSocket) -> None:
         async with ctx.db.sessions() as s:
             e = (await s.execute(select(Entry).where(Entry.code == code))).scalar_one_or_none()
         if e is None:
-            return None
+            r = await remote_camera(ctx.db, code, ctx.config.node.code)
+            if r is None:
+                return None
+            return Camera(r.code, r.name, r.kind, "", attrs_of(r.attrs), origin_node=r.origin_node)
         try:
             attrs = json.loads(e.attrs or "{}")
         except ValueError:

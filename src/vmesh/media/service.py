@@ -60,6 +60,7 @@ from vmesh.ingest.runner import FfmpegSource
 from vmesh.ingest.status import IngestState, IngestStatus
 from vmesh.ingest.synthetic import ClipCache, SyntheticCamera, SyntheticSpec
 from vmesh.media.channels import Channel, ChannelPool
+from vmesh.media.remote import FabricHooks, RemoteSpec
 from vmesh.media.sources import SourceDirectory, SourceSpec, pull_of, source_from_attrs, utc
 from vmesh.node.supervisor import ProcessState, RestartPolicy
 from vmesh.switch.codecs import Codec
@@ -134,6 +135,16 @@ class _Source:
         )
 
 
+@dataclass
+class _Remote:
+    """A camera of another node carried here by the fabric, and the channels showing it."""
+
+    code: str
+    node: str
+    since: float
+    channels: set[int] = field(default_factory=set)
+
+
 class MediaService:
     """See the module docstring."""
 
@@ -175,6 +186,11 @@ class MediaService:
         # GB/T 28181 channels (attrs.source = gb28181) are INVITEd through the node's GbService
         # ([gb28181] enabled); set by the node process.
         self.gb: GbSourceFactory | None = None
+        # Cameras of other nodes come through the node's fabric agent ([fabric] enabled); set by
+        # the node process (vmesh.media.remote).
+        self.fabric: FabricHooks | None = None
+        self._remote: dict[str, _Remote] = {}
+        self._background: set[asyncio.Task[None]] = set()
         if metrics is not None:
             metrics.register(_MediaCollector(self))
 
@@ -317,9 +333,13 @@ class MediaService:
         """A free channel for ``owner`` (``NoFreeChannel`` when every one is in use)."""
         return self.pool.acquire(owner)
 
-    async def play(self, ch: Channel, code: str, spec: SourceSpec) -> None:
-        """Route camera ``code`` into ``ch`` (starting its source if needed)."""
+    async def play(self, ch: Channel, code: str, spec: SourceSpec, *, user: str = "") -> None:
+        """Route camera ``code`` into ``ch`` (starting its source if needed; a ``RemoteSpec``
+        through the fabric, on behalf of ``user``)."""
         if ch.source == code:
+            return
+        if isinstance(spec, RemoteSpec):
+            await self._play_remote(ch, code, spec, user)
             return
         if self.browser is not None and self.browser.owns(spec):
             previous = ch.source
@@ -353,6 +373,61 @@ class MediaService:
         self.pool.release(ch)
         log.info("media channel=%d released", ch.index)
 
+    # --- cameras of other nodes (vmesh.media.remote) ----------------------------------------------
+
+    async def _play_remote(self, ch: Channel, code: str, spec: RemoteSpec, user: str) -> None:
+        if self.fabric is None:
+            raise Conflict(
+                f"camera {code} is at node {spec.node}; this node runs without [fabric] enabled"
+            )
+        input_id = await self.fabric.acquire(code, spec.node, f"channel-{ch.index}", user)
+        r = self._remote.get(code)
+        if r is None:
+            r = self._remote[code] = _Remote(code, spec.node, time.time())
+        r.channels.add(ch.index)
+        previous = ch.source
+        self.transport.route(ch.video_output, input_id)
+        self.transport.unroute(ch.audio_output)  # the fabric carries video only
+        ch.source = code
+        if previous is not None:
+            self._release_source(previous, ch.index)
+        log.info(
+            "media channel=%d remote=%s node=%s previous=%s", ch.index, code, spec.node, previous
+        )
+
+    def _release_remote(self, r: _Remote, channel: int) -> None:
+        r.channels.discard(channel)
+        if not r.channels and self._remote.get(r.code) is r:
+            del self._remote[r.code]
+        if self.fabric is not None:
+            t = asyncio.ensure_future(self.fabric.release(r.code, f"channel-{channel}"))
+            self._background.add(t)
+            t.add_done_callback(self._background.discard)
+
+    def _remote_signal(self, r: _Remote) -> SourceSignal:
+        sig = self.fabric.signal(r.code) if self.fabric is not None else None
+        if sig is None:
+            return SourceSignal("error", f"the stream from node {r.node} is not carried here")
+        upstream, last = sig
+        now = time.time()
+        quiet = now - (last if last is not None else r.since)
+        if quiet > self.config.no_signal_seconds:
+            return SourceSignal(
+                "no_signal",
+                f"no video from node {upstream} for {quiet:.0f} s (camera at node {r.node})",
+            )
+        return SourceSignal("playing" if last is not None else "connecting")
+
+    async def hold(self, code: str, spec: SourceSpec, holder: int) -> str:
+        """Start (or share) camera ``code``'s source for ``holder`` (not a channel: the fabric);
+        its video switch input id."""
+        src = await self._acquire_source(code, spec)
+        src.channels.add(holder)
+        return src.video_input
+
+    def unhold(self, code: str, holder: int) -> None:
+        self._release_source(code, holder)
+
     # --- sources --------------------------------------------------------------------------------
 
     def source_running(self, code: str) -> bool:
@@ -364,6 +439,8 @@ class MediaService:
         return src.camera.status if src is not None and src.camera is not None else None
 
     def signal_of(self, code: str) -> SourceSignal:
+        if (r := self._remote.get(code)) is not None:
+            return self._remote_signal(r)
         if self.browser is not None and (sig := self.browser.signal_of(code)) is not None:
             return sig
         st = self.source_status(code)
@@ -495,6 +572,10 @@ class MediaService:
                 self._presence.task_done()
 
     def _release_source(self, code: str, channel: int) -> None:
+        r = self._remote.get(code)
+        if r is not None and channel in r.channels:
+            self._release_remote(r, channel)
+            return
         src = self._sources.get(code)
         if src is None:
             return

@@ -17,6 +17,9 @@ given the authenticated ``Principal``, a way to look cameras up and audit views,
         "reason": "...", "code": "...", "name": "..."}
     <- {"type": "error", "field": "code", "reason": "..."}          (a malformed message)
 
+A camera of another node (in the catalogue, not the directory) is authorised by division
+(``vmesh.media.remote.covers_remote``) and played through the fabric.
+
 Every ``watch`` and ``switch`` is authorised by the user's scope (``Principal.covers``) and audited
 as ``live.view`` with the camera's code (``denied`` when refused: a camera outside the scope is
 answered as not found, as the directory API does). States are pushed whenever they change.
@@ -41,6 +44,7 @@ from vmesh.edge.streaming import STREAMING
 from vmesh.errors import InvalidInput, VmeshError
 from vmesh.media.channels import Channel
 from vmesh.media.publish import PUBLISHABLE_KINDS, BrowserSpec
+from vmesh.media.remote import RemoteSpec, covers_remote
 from vmesh.media.service import MediaService
 from vmesh.media.sources import SourceSpec, source_from_attrs
 
@@ -59,6 +63,8 @@ class Camera:
     kind: str
     path: str
     attrs: dict[str, Any]
+    # Set for a camera of another node (found in the catalogue): played through the fabric.
+    origin_node: str | None = None
 
 
 class CameraLookup(Protocol):
@@ -164,7 +170,11 @@ class LiveSession:
         if not isinstance(code, str) or not _CODE.match(code):
             raise InvalidInput.one("code", "must be a 20-digit camera code", code)
         cam = await self.lookup(code)
-        if cam is None or not self.principal.covers(cam.path):
+        if cam is not None and cam.origin_node is not None:
+            covered = covers_remote(self.principal, cam.code)
+        else:
+            covered = cam is not None and self.principal.covers(cam.path)
+        if cam is None or not covered:
             why = "not in the directory" if cam is None else "outside the user's scope"
             await self.audit(self.principal, code, "denied", {"tile": tile, "reason": why})
             raise InvalidInput.one("code", f"camera {code} not found", code)
@@ -172,6 +182,8 @@ class LiveSession:
             return cam, BrowserSpec(code)  # type: ignore[return-value]
         if cam.kind != "camera":
             raise InvalidInput.one("code", f"{cam.name} ({code}) is a {cam.kind}, not a camera")
+        if cam.origin_node is not None:  # another node's camera: through the fabric
+            return cam, RemoteSpec(code, cam.origin_node)  # type: ignore[return-value]
         try:
             spec = source_from_attrs(code, cam.name, cam.attrs)
         except InvalidInput as e:
@@ -192,7 +204,7 @@ class LiveSession:
                 self.principal, cam.code, "ok", {"tile": tile, "channel": channel.index}
             )
             await self._push(t, force=True)
-            await self.media.play(channel, cam.code, spec)
+            await self.media.play(channel, cam.code, spec, user=self.principal.username)
             session = await self._session()
             t.handle = await session.attach(STREAMING, opaque_id=self.owner)
             t.pump = asyncio.create_task(self._pump(t), name=f"live-pump-{tile}")
@@ -214,7 +226,7 @@ class LiveSession:
             "ok",
             {"tile": tile, "channel": t.channel.index, "switch": True},
         )
-        await self.media.play(t.channel, cam.code, spec)
+        await self.media.play(t.channel, cam.code, spec, user=self.principal.username)
         t.code, t.name, t.error = cam.code, cam.name, ""
         await self._push(t, force=True)
 

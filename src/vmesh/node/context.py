@@ -16,6 +16,7 @@ from vmesh.storage.db import Database
 from vmesh.storage.migrate import upgrade
 
 if TYPE_CHECKING:
+    from vmesh.fabric.service import FabricService
     from vmesh.federation.node import Federation
     from vmesh.gb28181.service import GbService
     from vmesh.media.service import MediaService
@@ -33,6 +34,8 @@ class NodeContext:
     federation: Federation | None = None
     # GB/T 28181 registrar, device queries, live INVITE, PTZ when [gb28181] enabled.
     gb28181: GbService | None = None
+    # Camera streams across node links when [fabric] enabled (needs federation and media).
+    fabric: FabricService | None = None
 
     @classmethod
     async def open(cls, config: NodeConfig, *, migrate: bool = True) -> NodeContext:

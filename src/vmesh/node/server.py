@@ -60,6 +60,15 @@ async def serve_async(config: NodeConfig) -> None:
         ctx.gb28181 = gb
         if ctx.media is not None:
             ctx.media.gb = gb
+    if config.fabric.enabled:
+        from vmesh.fabric.node import start_fabric
+
+        try:
+            ctx.fabric = await start_fabric(ctx)
+        except BaseException:
+            await _stop_services(ctx)
+            await ctx.close()
+            raise
     app = create_app(ctx)
     server = uvicorn.Server(
         uvicorn.Config(
@@ -77,14 +86,21 @@ async def serve_async(config: NodeConfig) -> None:
     try:
         await server.serve()
     finally:
-        if ctx.media is not None:
-            await ctx.media.stop()
-        if ctx.gb28181 is not None:
-            await ctx.gb28181.stop()
-        if ctx.federation is not None:
-            await ctx.federation.stop()
+        await _stop_services(ctx)
         await ctx.close()
         log.info("node=%s stopped", config.node.code)
+
+
+async def _stop_services(ctx: NodeContext) -> None:
+    """Stop what the node started, in reverse order: fabric, media, GB/T 28181, federation."""
+    if ctx.fabric is not None:
+        await ctx.fabric.stop()
+    if ctx.media is not None:
+        await ctx.media.stop()
+    if ctx.gb28181 is not None:
+        await ctx.gb28181.stop()
+    if ctx.federation is not None:
+        await ctx.federation.stop()
 
 
 def _absorb_reraised_signals() -> None:
