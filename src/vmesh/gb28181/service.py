@@ -331,8 +331,8 @@ class GbService:
         except SipParseError:
             expires = 3600
         if expires == 0:
-            self._reply(txn, req, 200, Expires="0")
             await self._unregister(code, "unregistered")
+            self._reply(txn, req, 200, Expires="0")
             await self.audit.write(actor, "gb28181.unregister", code, "ok", {})
             return
         expires = min(expires, self.config.register_expires_max)
