@@ -49,7 +49,7 @@ import struct
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from vmesh.errors import Conflict, InvalidInput, NotFound
 from vmesh.switch.codecs import (
@@ -182,6 +182,7 @@ class OutputStats:
     receiver_lost: int
     receiver_jitter: float  # seconds
     rtt: float | None  # seconds
+    send_errors: int = 0  # copies the transport could not send (forward_rtp)
 
 
 @dataclass(frozen=True)
@@ -363,6 +364,7 @@ class _Output:
         "rr_lost",
         "rtcp_malformed",
         "rtt",
+        "send_errors",
         "seq_offset",
         "spec",
         "splices",
@@ -403,6 +405,7 @@ class _Output:
         self.plis = 0
         self.firs = 0
         self.rtcp_malformed = 0
+        self.send_errors = 0
         self.rr_fraction = 0.0
         self.rr_lost = 0
         self.rr_jitter = 0.0
@@ -566,20 +569,25 @@ class Switch:
         """One RTP datagram from an input; returns what to send to outputs (and sources)."""
         out: list[Send] = []
 
-        def collect(dest: Hashable, buf: bytearray) -> None:
+        def collect(buf: bytearray, dest: Hashable) -> None:
             out.append(Send(dest, bytes(buf)))
 
         self._rtp(self._input(input_id), data, now, out, collect)
         return out
 
     def forward_rtp(
-        self, input_id: str, data: bytes, now: float, send: Callable[[Hashable, bytearray], None]
+        self, input_id: str, data: bytes, now: float, send: Callable[[bytearray, Any], object]
     ) -> list[Send]:
-        """:meth:`on_rtp` for a transport: each output's copy is handed to ``send(dest, buf)`` as
-        soon as it is made, in a scratch buffer that is only valid during that call (send it, do
-        not keep it); what is left (GOP replays, keyframe requests) is returned as ``Send``s."""
+        """:meth:`on_rtp` for a transport: each output's copy is handed to ``send(buf, dest)``
+        (the argument order of ``socket.sendto``, so a socket's ``sendto`` can be passed as it is)
+        as soon as it is made, in a scratch buffer that is only valid during that call (send it,
+        do not keep it). An ``OSError`` from ``send`` drops that copy and is counted in
+        ``OutputStats.send_errors``. What is left (GOP replays, keyframe requests) is returned."""
         out: list[Send] = []
-        self._rtp(self._input(input_id), data, now, out, send)
+        inp = self._inputs.get(input_id)
+        if inp is None:
+            raise NotFound(f"input {input_id!r} does not exist")
+        self._rtp(inp, data, now, out, send)
         return out
 
     def _rtp(
@@ -588,7 +596,7 @@ class Switch:
         data: bytes,
         now: float,
         out: list[Send],
-        send: Callable[[Hashable, bytearray], None],
+        send: Callable[[bytearray, Any], object],
     ) -> None:
         """The per-packet path: plain ints and one scratch buffer; no packet objects."""
         n = len(data)
@@ -681,7 +689,11 @@ class Switch:
             o.payload_bytes += plen
             if o.history is not None:
                 o.history[oseq & o.mask] = bytes(buf)
-            send(o.dest, buf)
+            try:
+                send(buf, o.dest)
+            except OSError as e:  # UDP: a full send buffer or an ICMP error loses this copy
+                o.send_errors += 1
+                log.debug("send output=%s error=%s", o.spec.id, e)
         if inp.waiting and inp.ready():
             for o in tuple(inp.waiting):
                 if o.input is None or not o.mid_frame:
@@ -974,6 +986,7 @@ class Switch:
                 receiver_lost=o.rr_lost,
                 receiver_jitter=o.rr_jitter,
                 rtt=o.rtt,
+                send_errors=o.send_errors,
             )
             for o in self._outputs.values()
         }

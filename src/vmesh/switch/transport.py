@@ -17,8 +17,9 @@ installs uvloop's event loop policy where it is installed (it is a vmesh depende
 
 The media path is kept short (docs/switch.md, "Performance"): RTP from an input goes through
 ``Switch.forward_rtp``, which hands each copy, in one scratch buffer, straight to ``sendto`` on
-the shared output socket (a non-blocking duplicate of the asyncio transport's socket; if the
-kernel's send buffer is full the copy is queued on the asyncio transport instead).
+the shared output socket (a non-blocking duplicate of the asyncio transport's socket). Like any
+UDP forwarder it does not queue: a copy the kernel refuses (full send buffer, ICMP error) is
+dropped and counted in ``OutputStats.send_errors``.
 
 Public: ``SwitchTransport``, ``Latched``, ``use_uvloop``.
 """
@@ -111,6 +112,7 @@ class SwitchTransport:
         self._out_rtp: _Endpoint | None = None
         self._out_sock: socket.socket | None = None
         self._out_addr: dict[Hashable, Address] = {}
+        self._copy_sender: Callable[[bytearray, Any], object] = self._send_copy
         self._timer: asyncio.TimerHandle | None = None
         self._next_tick = 0.0
         self._running = False
@@ -136,6 +138,7 @@ class SwitchTransport:
         fd = self._out_rtp.transport.get_extra_info("socket").fileno()
         self._out_sock = socket.socket(fileno=os.dup(fd))
         self._out_sock.setblocking(False)
+        self._copy_sender = self._out_sock.sendto
         self._running = True
         self._tick(self.clock())
 
@@ -159,19 +162,22 @@ class SwitchTransport:
         input_id = spec.id
         switch = self.switch
         clock = self.clock
-        send_copy = self._send_copy
 
         def on_rtp(data: bytes, addr: Any) -> None:
-            now = clock()
-            if len(data) >= 2 and 192 <= data[1] <= 223:  # RFC 5761: RTCP on the RTP port
-                self._latched[input_id] = _address(addr)
-                self._send(switch.on_input_rtcp(input_id, data, now))
-                return
-            rest = switch.forward_rtp(input_id, data, now, send_copy)
-            if rest:
-                self._send(rest)
-            if now >= self._next_tick:
-                self._tick(now)
+            # The endpoint's datagram_received itself (one Python frame per packet).
+            try:
+                now = clock()
+                if len(data) >= 2 and 192 <= data[1] <= 223:  # RFC 5761: RTCP on the RTP port
+                    self._latched[input_id] = _address(addr)
+                    self._send(switch.on_input_rtcp(input_id, data, now))
+                    return
+                rest = switch.forward_rtp(input_id, data, now, self._copy_sender)
+                if rest:
+                    self._send(rest)
+                if now >= self._next_tick:
+                    self._tick(now)
+            except Exception:
+                log.exception("switch rtp handler failed input=%s", input_id)
 
         def on_rtcp(data: bytes, addr: Any) -> None:
             self._latched[input_id] = _address(addr)
@@ -179,6 +185,7 @@ class SwitchTransport:
 
         try:
             rtp = await self._bind(port, on_rtp)
+            rtp.datagram_received = on_rtp  # type: ignore[method-assign]
             if rtcp_port is None:
                 rtcp_port = port + 1 if port else 0
             rtcp = await self._bind(rtcp_port, on_rtcp)
@@ -212,6 +219,11 @@ class SwitchTransport:
         dest = spec.dest
         if isinstance(dest, tuple) and len(dest) == 2 and not isinstance(dest, Latched):
             self._out_addr[dest] = (str(dest[0]), int(dest[1]))
+            plain = isinstance(dest[0], str) and type(dest[1]) is int
+        else:
+            plain = False
+        if not plain:  # a token the socket cannot take as it is: resolve every copy
+            self._copy_sender = self._send_copy
         if spec.rtcp_dest is None:
             return None
         output_id = spec.id
@@ -244,20 +256,15 @@ class SwitchTransport:
     def unroute(self, output_id: str) -> None:
         self.switch.unroute(output_id)
 
-    def _send_copy(self, dest: Hashable, buf: bytearray) -> None:
-        """One output's copy of a packet, sent now (``buf`` is reused for the next copy)."""
+    def _send_copy(self, buf: bytearray, dest: Hashable) -> None:
+        """One output's copy of a packet when some output's destination is not a plain
+        ``(str, int)`` address (``buf`` is reused for the next copy)."""
         addr = self._out_addr.get(dest)
         sock = self._out_sock
         if addr is None or sock is None:
             self._send([Send(dest, bytes(buf))])
             return
-        try:
-            sock.sendto(buf, addr)
-        except BlockingIOError:  # send buffer full: let the event loop queue it
-            if self._out_rtp is not None:
-                self._out_rtp.sendto(bytes(buf), addr)
-        except OSError as e:  # e.g. ECONNREFUSED from an earlier ICMP; UDP goes on
-            log.debug("udp send dest=%s error=%s", dest, e)
+        sock.sendto(buf, addr)
 
     def _send(self, sends: list[Send]) -> None:
         for dest, data in sends:
