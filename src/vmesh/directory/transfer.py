@@ -237,6 +237,9 @@ def _center_depth(center: str) -> int | None:
     return division_depth(center)
 
 
+_parent_kind_why = lru_cache(maxsize=None)(v.check_parent_kind)  # a few kinds, a million rows
+
+
 def _code_fast(code: str) -> bool:
     return (
         len(code) == 20
@@ -357,7 +360,7 @@ async def _check(
                 )
             )
             continue
-        why = v.check_parent_kind(f.kind, KINDS[parent.kind] if parent else None)
+        why = _parent_kind_why(f.kind, KINDS[parent.kind] if parent else None)
         if why:
             errors.add(FieldError("parent_code", why, r.parent, n))
             continue
@@ -554,7 +557,11 @@ async def _write(
             next_id += 1
             path = f"{parent.path if parent else '/'}{eid}/"
             tier = f.tier.value if f.tier else None
-            known[r.code] = _Known(f.kind.value, tier, eid, path)
+            k = known.get(r.code)
+            if k is not None:  # the check's record of this new row: give it its id and path
+                k.id, k.path = eid, path
+            else:
+                known[r.code] = _Known(f.kind.value, tier, eid, path)
             entries.append(
                 (
                     eid,

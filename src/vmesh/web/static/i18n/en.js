@@ -72,6 +72,7 @@ export default {
   "search.under": "Only under the selected entry",
   "search.results": "Results",
   "search.hint": "Type a name or pick filters, then press Search.",
+  "search.refine": "More than {n} matches: shown in the order they were added, not sorted. Refine the search to sort them.",
   "search.noResults": "No entries match.",
 
   "col.name": "Name",

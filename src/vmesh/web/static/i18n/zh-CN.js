@@ -72,6 +72,7 @@ export default {
   "search.under": "仅在当前所选条目下检索",
   "search.results": "检索结果",
   "search.hint": "输入名称或选择条件后点击“查询”。",
+  "search.refine": "匹配超过 {n} 条：按添加顺序显示，未排序。请缩小检索范围以排序。",
   "search.noResults": "没有符合条件的条目。",
 
   "col.name": "名称",

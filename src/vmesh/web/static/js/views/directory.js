@@ -163,7 +163,11 @@ function searchPanel(ctx) {
     clear(results, h("p", { class: "muted" }, t("common.loading")));
     try {
       const page = await api.search(params);
-      clear(results, resultTable(page), pager(page, run, "search-pager"));
+      // Too many name matches to sort: the server pages them in creation order and says so.
+      const note = page.sorted_by && page.sorted_by !== params.sort
+        ? h("p", { class: "muted", testid: "search-refine" }, t("search.refine", { n: page.total }))
+        : null;
+      clear(results, note, resultTable(page), pager(page, run, "search-pager"));
     } catch (err) {
       clear(results, problemBox(err, { testid: "search-error" }));
     }
