@@ -213,3 +213,26 @@ def test_camera_without_a_source_shows_the_reason(pages, node: Node) -> None:  #
     tile = page.get_by_test_id("tile-0")
     expect(tile).to_have_attribute("data-state", "error", timeout=PLAY_TIMEOUT_MS)
     expect(page.get_by_test_id("tile-0-state")).to_contain_text("no video source")
+
+
+def test_a_stopped_tile_is_idle_not_an_error(pages, node: Node) -> None:  # type: ignore[no-untyped-def]
+    page = pages()
+    received: list[dict[str, object]] = []
+    page.on(
+        "websocket",
+        lambda ws: ws.on("framereceived", lambda f: received.append(json.loads(f))),
+    )
+    log_in(page, node, *XIHU_OPERATOR, hash_=f"#/wall/{camera_code(2)}")
+    tile = page.get_by_test_id("tile-0")
+    expect(tile).to_have_attribute("data-state", "playing", timeout=PLAY_TIMEOUT_MS)
+    wait_frames_above(page, "0", 0)
+    page.get_by_test_id("tile-0-stop").click()
+    # The node's "stopped" comes after anything it said about the tile's closed connection.
+    for _ in range(100):
+        if any(m.get("type") == "status" and m.get("state") == "stopped" for m in received):
+            break
+        page.wait_for_timeout(100)
+    assert any(m.get("state") == "stopped" for m in received), received
+    expect(tile).to_have_attribute("data-state", "idle")
+    expect(page.get_by_test_id("tile-0-state")).to_have_text("空闲")
+    assert page.errors == []

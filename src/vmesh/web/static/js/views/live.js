@@ -58,8 +58,9 @@ export class LiveClient {
   }
 
   stop(tile) {
-    this.dropPlayer(tile);
+    // "stop" first: the node releases the tile before Janus reports the closed connection.
     this.send({ type: "stop", tile });
+    this.dropPlayer(tile);
   }
 
   dropPlayer(tile) {
@@ -77,7 +78,8 @@ export class LiveClient {
   async receive(msg) {
     const p = msg.tile !== undefined ? this.players.get(String(msg.tile)) : null;
     if (msg.type === "status") {
-      this.onStatus(String(msg.tile), msg);
+      // A tile this page stopped may still get the hang-up of its closed connection: not news.
+      if (p) this.onStatus(String(msg.tile), msg);
     } else if (msg.type === "offer" && p) {
       await p.onOffer(msg.jsep);
     } else if (msg.type === "candidate" && p) {
