@@ -572,33 +572,28 @@ class Switch:
         def collect(buf: bytearray, dest: Hashable) -> None:
             out.append(Send(dest, bytes(buf)))
 
-        self._rtp(self._input(input_id), data, now, out, collect)
-        return out
+        return self.forward_rtp(input_id, data, now, collect, out)
 
     def forward_rtp(
-        self, input_id: str, data: bytes, now: float, send: Callable[[bytearray, Any], object]
+        self,
+        input_id: str,
+        data: bytes,
+        now: float,
+        send: Callable[[bytearray, Any], object],
+        out: list[Send] | None = None,
     ) -> list[Send]:
         """:meth:`on_rtp` for a transport: each output's copy is handed to ``send(buf, dest)``
         (the argument order of ``socket.sendto``, so a socket's ``sendto`` can be passed as it is)
         as soon as it is made, in a scratch buffer that is only valid during that call (send it,
         do not keep it). An ``OSError`` from ``send`` drops that copy and is counted in
-        ``OutputStats.send_errors``. What is left (GOP replays, keyframe requests) is returned."""
-        out: list[Send] = []
+        ``OutputStats.send_errors``. What is left (GOP replays, keyframe requests) is appended to
+        ``out`` (a new list if not given), which is returned."""
         inp = self._inputs.get(input_id)
         if inp is None:
             raise NotFound(f"input {input_id!r} does not exist")
-        self._rtp(inp, data, now, out, send)
-        return out
-
-    def _rtp(
-        self,
-        inp: _Input,
-        data: bytes,
-        now: float,
-        out: list[Send],
-        send: Callable[[bytearray, Any], object],
-    ) -> None:
-        """The per-packet path: plain ints and one scratch buffer; no packet objects."""
+        if out is None:
+            out = []
+        # The per-packet path: plain ints and one scratch buffer; no packet objects.
         n = len(data)
         if n >= 12 and data[0] == 0x80 and not 200 <= data[1] <= 204:
             start, end = 12, n  # the plain 12-byte header nearly every source sends
@@ -610,7 +605,7 @@ class Switch:
                 log.debug(
                     "malformed rtp input=%s field=%s reason=%s", inp.spec.id, e.field, e.reason
                 )
-                return
+                return out
         b0, b1, seq, ts, ssrc = _HEADER.unpack_from(data)
         max_seq = inp.max_seq
         if inp.ssrc != ssrc and inp.ssrc is not None:
@@ -627,7 +622,7 @@ class Switch:
         inp.ssrc = ssrc
         if state == _BAD:
             inp.dropped += 1
-            return
+            return out
         if state == _RESTART:
             self._restart(inp, now, out)
         inp.packets += 1
@@ -698,6 +693,7 @@ class Switch:
             for o in tuple(inp.waiting):
                 if o.input is None or not o.mid_frame:
                     self._activate(o, inp, now, out)
+        return out
 
     def _forward(
         self,
