@@ -149,6 +149,8 @@ async def test_delete_refuses_entries_with_children(ctx: NodeContext) -> None:
             ["西坑村", "西坑村口摄像机", "龙坞村", "龙坞村便民服务室", "龙坞村口摄像机"],
         ),
         (SearchQuery(q="坞村口"), ["龙坞村口摄像机"]),
+        (SearchQuery(q="龙坞村口摄像"), ["龙坞村口摄像机"]),  # two rare pairs, then exact
+        (SearchQuery(q="坞村口摄龙"), []),  # every pair present, not in this order
         (SearchQuery(q="村", kind="camera"), ["西坑村口摄像机", "龙坞村口摄像机"]),
         (SearchQuery(q="摄像机", status="online"), ["西坑村口摄像机", "龙坞村口摄像机"]),
         (SearchQuery(code_prefix="330328"), ["大峃镇", "文成县", "西坑村", "西坑村口摄像机"]),

@@ -291,12 +291,16 @@ async def _name_plan(
         src = "directory_entries e"
         where = " AND ".join(f.plain if f.name == "name" and pg else f.blind for f in filters)
         walk = f"e.id{d}"
-    base = f"FROM {src} WHERE {where}"
+    base = walk_base = f"FROM {src} WHERE {where}"
+    if pg:
+        # PostgreSQL's GIN index returns a bitmap, in no order: a page in id order walks the
+        # primary key instead, testing names with strpos alone.
+        walk_base = "FROM directory_entries e WHERE " + " AND ".join(f.blind for f in filters)
     # Count in SQL (no rows come back), then page in SQL: sorted when there are few.
     n = await _count(s, f"SELECT count(*) FROM (SELECT 1 {base} LIMIT {SORT_MAX + 1}) c", params)
     if n > SORT_MAX:
         sorted_by = f"-{CREATED}" if desc else CREATED
-        return await _sorted_page(s, qry, base, params, walk), SORT_MAX, True, sorted_by
+        return await _sorted_page(s, qry, walk_base, params, walk), SORT_MAX, True, sorted_by
     order = _order(qry.sort, dialect, blind=True)
     return await _sorted_page(s, qry, base, params, order), n, False, qry.sort
 
