@@ -491,13 +491,16 @@ def serve_and_measure(
                 for u in urls[:10]:  # warm-up
                     c.get(u).raise_for_status()
                 times: list[float] = []
-                capped = 0
+                capped = unsorted = 0
                 for u in urls:
                     t0 = time.perf_counter()
                     r = c.get(u)
                     times.append(time.perf_counter() - t0)
                     r.raise_for_status()
-                    capped += bool(r.json().get("total_capped"))
+                    body = r.json()
+                    capped += bool(body.get("total_capped"))
+                    # Too many name matches to sort: a page in creation order (sorted_by says so).
+                    unsorted += body.get("sorted_by", "").lstrip("-") == "created"
                     if len(times) % 20 == 0:
                         mem = ps.memory_full_info()
                         rss_max, uss_max = max(rss_max, mem.rss), max(uss_max, mem.uss)
@@ -509,6 +512,7 @@ def serve_and_measure(
                     "max_ms": round(max(times) * 1000, 2),
                     "mean_ms": round(statistics.fmean(times) * 1000, 2),
                     "capped_totals": capped,
+                    "creation_order_pages": unsorted,
                     "load_avg_1m": round(os.getloadavg()[0], 1),
                 }
             # RSS and USS count the database pages SQLite maps (mmap: page cache the kernel can
