@@ -232,8 +232,15 @@ class Wall:
             timeout=TRIAL_TIMEOUT_MS,
         )
         raw = p.evaluate(
-            "() => { window.__ttff.disarm(); const T = window.__ttff;"
-            " return { t: T.t, stats: T.stats, frames: T.frames, meta: T.frameMeta }; }"
+            "async () => { window.__ttff.disarm(); const T = window.__ttff;"
+            " const pc = T.pcs[T.pcs.length - 1]; let end = null;"
+            " (await pc.getStats()).forEach((s) => {"
+            "   if (s.type === 'inbound-rtp' && s.kind === 'video') end = {"
+            "     framesReceived: s.framesReceived, framesDecoded: s.framesDecoded,"
+            "     framesDropped: s.framesDropped, keyFramesDecoded: s.keyFramesDecoded,"
+            "     packetsReceived: s.packetsReceived, packetsLost: s.packetsLost,"
+            "     nackCount: s.nackCount, pliCount: s.pliCount }; });"
+            " return { t: T.t, stats: T.stats, end, frames: T.frames, meta: T.frameMeta }; }"
         )
         t = raw["t"]
         click = t["click"]
@@ -241,7 +248,8 @@ class Wall:
         out["ttff_ms"] = out["frame"]
         out.update(follow(raw["frames"], click))
         out["size"] = raw["meta"]
-        out["stats"] = raw["stats"]
+        out["stats"] = raw["stats"]  # inbound video at the first framesDecoded > 0
+        out["stats_end"] = raw["end"]  # and at the end of the FOLLOW_MS window
         p.get_by_test_id("tile-0-stop").click()
         return out
 
