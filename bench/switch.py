@@ -1,9 +1,13 @@
 """Benchmark of the switch's sans-IO core: packets per second through ``Switch.on_rtp`` on one
 core at fan-out 1, 10 and 100, and the per-packet latency of the core (p50/p99 of one
 ``on_rtp`` call, which produces every output's copy). No sockets: this is the ceiling the UDP
-transport and the kernel then eat into. The Janus ``rtp_forward`` side-by-side comes later.
+transport and the kernel then eat into.
 
-Run: ``.venv/bin/python bench/switch.py [--seconds 3]``; prints JSON.
+With ``--udp`` (``bench_switch_udp.py``) it then runs the real thing: the switch's UDP transport
+and Janus VideoRoom ``rtp_forward`` side by side over loopback at the same fan-outs, in the same
+run (packets per core-second of each forwarder process, the ratio, one-way latency p50/p99).
+
+Run: ``.venv/bin/python bench/switch.py [--seconds 3] [--udp --udp-seconds 20]``; prints JSON.
 """
 
 from __future__ import annotations
