@@ -293,7 +293,12 @@ async def test_province_watches_a_county_camera_through_its_city(net: Net) -> No
         page = await net.get("prov", "/api/network/catalogue", code_prefix="3303280000132")
         return {i["code"] for i in page["items"]} == set(CAMERAS)
 
+    async def county_known() -> bool:
+        nodes = (await net.get("prov", "/api/network"))["nodes"]["items"]
+        return any(n["code"] == COUNTY and n["link"]["state"] == "up" for n in nodes)
+
     await wait_until(in_catalogue, "the county's cameras in the province's catalogue", within=60)
+    await wait_until(county_known, "the county on the province's network map", within=60)
 
     async with net.live("prov") as p, net.live("city") as c:
         # 1. Three viewers at the province.
@@ -379,11 +384,26 @@ async def test_province_watches_a_county_camera_through_its_city(net: Net) -> No
         for tile in ("d", "e"):
             await c.send(type="stop", tile=tile)
 
+        def stopped() -> bool:
+            return all(
+                any(m["state"] == "stopped" for m in v.of(tile))
+                for v, tiles in ((p, "abcf"), (c, "de"))
+                for tile in tiles
+            )
+
+        await wait_until(stopped, "every tile stopped")
+
+    left: dict[str, list[str]] = {}
+
     async def all_gone() -> bool:
         for node in NODES:
             m = await net.metrics(node)
-            if _fabric_series(m) or m.get("vmesh_media_sources", 0) != 0:
-                return False
-        return True
+            left[node] = _fabric_series(m) + [f"sources={m['vmesh_media_sources']}"] * bool(
+                m.get("vmesh_media_sources")
+            )
+        return not any(left.values())
 
-    await wait_until(all_gone, "no fabric input/output and no source left at any node")
+    try:
+        await wait_until(all_gone, "no fabric input/output and no source left at any node")
+    except AssertionError:
+        raise AssertionError(f"left after the linger: {left}") from None

@@ -317,6 +317,9 @@ class LiveSession:
     async def _release(self, t: _Tile, detach: bool = True) -> None:
         if self.tiles.get(t.id) is t:
             del self.tiles[t.id]
+        # First, before any await: a stop cancelled by the page closing must not leak the channel
+        # (and the camera's source or fabric lease behind it).
+        self.media.give_back(t.channel)
         if t.pump is not None:
             t.pump.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -324,7 +327,6 @@ class LiveSession:
         if t.handle is not None and detach:
             with contextlib.suppress(Exception):
                 await t.handle.detach()
-        self.media.give_back(t.channel)
 
     def _state(self, t: _Tile) -> tuple[str, str]:
         if t.error:
