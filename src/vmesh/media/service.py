@@ -25,6 +25,10 @@ the reason (``"wrong credentials: 401 Unauthorized"``, ``"unsupported codec: vid
 ``"unreachable: Connection refused"``). Switch counters and pool usage are exported to the node's
 Prometheus registry.
 
+A camera of another node (``vmesh.media.remote.RemoteSpec``) is carried here by the fabric
+(``fabric``, set by the node process): the channel is routed from the fabric's input, and its
+signal comes from the link (``no_signal`` naming the upstream node when packets stop).
+
 Public: ``MediaService``, ``SourceSignal``.
 """
 
