@@ -14,7 +14,8 @@ cannot use its index for patterns under three characters, and under the C locale
 
 Both: indexes for the sort orders (name, updated) with ``id`` as tie-breaker, and the path index
 replaced by one on ``(path, name)``, so a search within a subtree reads names from the index
-alone. PostgreSQL: ``path`` indexed in the C collation, because subtree filters are range scans
+alone (on PostgreSQL the index includes ``id`` too, for index-only scans). PostgreSQL: ``path``
+indexed in the C collation, because subtree filters are range scans
 that must order by byte whatever the database's collation (codes are digits of one length, which
 every collation orders alike).
 
@@ -67,7 +68,7 @@ def upgrade() -> None:
         )
         op.execute(
             "CREATE INDEX ix_directory_entries_path_name ON directory_entries "
-            '(path COLLATE "C", name)'
+            '(path COLLATE "C", name) INCLUDE (id)'
         )
         op.execute("DROP INDEX ix_directory_entries_path")
         # (name, id) serves every use of (name): one index less to build on import.
