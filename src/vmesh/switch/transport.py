@@ -162,6 +162,7 @@ class SwitchTransport:
         input_id = spec.id
         switch = self.switch
         clock = self.clock
+        spare: list[Send] = []  # reused for what forward_rtp returns (usually nothing)
 
         def on_rtp(data: bytes, addr: Any) -> None:
             # The endpoint's datagram_received itself (one Python frame per packet).
@@ -171,9 +172,12 @@ class SwitchTransport:
                     self._latched[input_id] = _address(addr)
                     self._send(switch.on_input_rtcp(input_id, data, now))
                     return
-                rest = switch.forward_rtp(input_id, data, now, self._copy_sender)
+                rest = switch.forward_rtp(input_id, data, now, self._copy_sender, spare)
                 if rest:
-                    self._send(rest)
+                    try:
+                        self._send(rest)
+                    finally:
+                        rest.clear()
                 if now >= self._next_tick:
                     self._tick(now)
             except Exception:
