@@ -8,8 +8,10 @@ test. The index keeps rowids only (``detail=none``): no positions, so it is abou
 and a bulk import writes it in about half the time; posting lists come in rowid order, so a
 search can stop after the first matches. The store keeps
 it in step with ``directory_entries``. PostgreSQL: a GIN index over the array of a name's
-characters (``regexp_split_to_array(lower(name), '')``), maintained by PostgreSQL itself; ``@>``
-narrows to names holding every character, ``strpos`` checks the order. pg_trgm is not used: it
+characters and character pairs (``vmesh_name_grams(name)``, an immutable SQL function),
+maintained by PostgreSQL itself; ``@>`` narrows to names holding the query's character or every
+pair of it, ``strpos`` checks the order. (A GIN index of single characters had to check every
+name holding 春 to find 春春.) pg_trgm is not used: it
 cannot use its index for patterns under three characters, and under the C locale it drops CJK.
 
 Both: indexes for the sort orders (name, updated) with ``id`` as tie-breaker, and the path index
@@ -40,6 +42,18 @@ def _tokens(text: str) -> str:
     return " ".join([*chars, *(chars[i : i + 2] for i in range(len(chars) - 1))])
 
 
+# The characters and character pairs of lower(name), for a GIN index (PostgreSQL).
+NAME_GRAMS = """
+CREATE FUNCTION vmesh_name_grams(name text) RETURNS text[]
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
+  SELECT array_agg(DISTINCT g) FROM (
+    SELECT substr(lower(name), i, 2) AS g FROM generate_series(1, length(name) - 1) AS i
+    UNION ALL SELECT c FROM regexp_split_to_table(lower(name), '') AS c
+  ) AS t
+$$
+"""
+
+
 def upgrade() -> None:
     bind = op.get_bind()
     if bind.dialect.name == "sqlite":
@@ -58,9 +72,10 @@ def upgrade() -> None:
         op.create_index("ix_directory_entries_path_name", "directory_entries", ["path", "name"])
         op.drop_index("ix_directory_entries_path", "directory_entries")
     else:
+        op.execute(NAME_GRAMS)
         op.execute(
-            "CREATE INDEX ix_directory_entries_name_chars ON directory_entries "
-            "USING gin (regexp_split_to_array(lower(name), ''))"
+            "CREATE INDEX ix_directory_entries_name_grams ON directory_entries "
+            "USING gin (vmesh_name_grams(name))"
         )
         op.execute("CREATE INDEX ix_directory_entries_name_id ON directory_entries (name, id)")
         op.execute(
@@ -81,8 +96,9 @@ def downgrade() -> None:
         op.execute("DROP TABLE directory_name_fts")
         op.drop_index("ix_directory_entries_updated", "directory_entries")
     else:
-        for ix in ("name_chars", "name_id", "updated"):
+        for ix in ("name_grams", "name_id", "updated"):
             op.execute(f"DROP INDEX ix_directory_entries_{ix}")
+        op.execute("DROP FUNCTION vmesh_name_grams(text)")
         op.create_index("ix_directory_entries_name", "directory_entries", ["name"])
     op.create_index("ix_directory_entries_path", "directory_entries", ["path"])
     op.drop_index("ix_directory_entries_path_name", "directory_entries")
