@@ -24,7 +24,6 @@ import asyncio
 import fcntl
 import json
 import logging
-import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -38,6 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from vmesh.audit.chain import GENESIS, ChainReport, check_chain, row_hash
 from vmesh.audit.models import AuditRecord
 from vmesh.auth.principal import Principal
+from vmesh.node.files import write_atomic
 from vmesh.storage.db import Database
 
 log = logging.getLogger(__name__)
@@ -342,17 +342,7 @@ def _write_anchor(path: Path, anchor: Anchor, force: bool = False) -> None:
             "hash": anchor.hash,
             "written_at": datetime.now(UTC).isoformat(timespec="seconds"),
         }
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        with open(tmp, "wb") as f:
-            f.write(json.dumps(body).encode("utf-8") + b"\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        write_atomic(path, json.dumps(body).encode("utf-8") + b"\n", 0o644, sync_dir=True)
 
 
 def _fields(r: AuditRecord) -> dict[str, object]:

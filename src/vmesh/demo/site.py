@@ -22,7 +22,6 @@ import csv
 import io
 import json
 import logging
-import os
 import secrets
 import socket
 from collections.abc import Callable
@@ -39,6 +38,7 @@ from vmesh.directory import transfer
 from vmesh.directory.models import Entry
 from vmesh.errors import NotFound
 from vmesh.node.context import NodeContext
+from vmesh.node.files import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -79,14 +79,6 @@ def _password(length: int = 12) -> str:
     """Letters and digits without look-alikes (0/O, 1/l/I), easy to type from the screen."""
     alphabet = "abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789"
     return "".join(secrets.choice(alphabet) for _ in range(length))
-
-
-def _write_atomically(path: Path, text: str, mode: int = 0o644) -> None:
-    tmp = path.with_name(path.name + ".part")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-        f.write(text)
-    tmp.replace(path)
 
 
 def _free_port(first: int, last: int, taken: int = 0) -> int:
@@ -139,7 +131,7 @@ def write_config(data_dir: Path, host: str, port: int, *, media: bool = True) ->
             "channels = 16\n"
             "source_linger_seconds = 10\n"
         )
-    _write_atomically(path, text)
+    write_atomic(path, text, 0o644)
     return path
 
 
@@ -220,7 +212,7 @@ def prepare(
 
     rows = generate(villages, seed)
     csv_text = rows_as_csv(rows)
-    _write_atomically(data_dir / DIRECTORY_FILE, csv_text)
+    write_atomic(data_dir / DIRECTORY_FILE, csv_text, 0o644)
     county = next(r for r in rows if r["tier"] == "county" and r["name"] == OPERATOR_COUNTY)
     logins = [
         Login("admin", _password(), ["admin"], PROVINCE_CODE, "浙江省"),
@@ -235,7 +227,7 @@ def prepare(
         "counts": site.counts,
         "logins": [asdict(x) for x in logins],
     }
-    _write_atomically(
+    write_atomic(
         data_dir / STATE_FILE, json.dumps(state, ensure_ascii=False, indent=2) + "\n", 0o600
     )
     log.info("demo prepared dir=%s villages=%d seed=%d entries=%d", data_dir, villages, seed,

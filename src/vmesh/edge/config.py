@@ -38,12 +38,12 @@ import os
 import re
 import secrets
 import stat
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from vmesh.errors import ErrorList, FieldError, InvalidInput
+from vmesh.node.files import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -396,22 +396,6 @@ def render(s: JanusSettings) -> RenderedConfig:
 # --- I/O ------------------------------------------------------------------------------------------
 
 
-def _write_private(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` with mode 0600 through a temp file renamed into place."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
 def write_config(rendered: RenderedConfig, config_dir: Path) -> None:
     """Write ``rendered`` into ``config_dir`` (0700): files 0600, module links replaced, and any
     module link or file that is not ours removed from the module folders."""
@@ -439,7 +423,7 @@ def write_config(rendered: RenderedConfig, config_dir: Path) -> None:
         tmp.symlink_to(target)
         os.replace(tmp, link)
     for rel, text in rendered.files.items():
-        _write_private(config_dir / rel, text)
+        write_atomic(config_dir / rel, text)
 
 
 def load_or_create_secrets(path: Path) -> JanusSecrets:
@@ -461,7 +445,7 @@ def load_or_create_secrets(path: Path) -> JanusSecrets:
             },
             indent=2,
         )
-        _write_private(path, body + "\n")
+        write_atomic(path, body + "\n")
         log.info("janus: generated new secrets in %s", path)
         return sec
     if stat.S_IMODE(st.st_mode) & 0o077:

@@ -19,12 +19,10 @@ Public: ``init_ca``, ``issue_node_cert``, ``check_node_cert``, ``CaFiles``, ``No
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import ipaddress
 import logging
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +36,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from vmesh.errors import Conflict, InvalidInput, NotFound
 from vmesh.identity.codes import parse_code
+from vmesh.node.files import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -75,21 +74,6 @@ class NodeCertInfo:
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
-
-
-def _write(path: Path, data: bytes, mode: int) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
@@ -163,8 +147,8 @@ def init_ca(ca_dir: Path, *, name: str, days: int = 3650) -> CaFiles:
         .sign(key, hashes.SHA256())
     )
     # Key first: a certificate without its key would look like a usable CA.
-    _write(files.key, _key_pem(key), 0o600)
-    _write(files.cert, cert.public_bytes(serialization.Encoding.PEM), 0o644)
+    write_atomic(files.key, _key_pem(key), 0o600)
+    write_atomic(files.cert, cert.public_bytes(serialization.Encoding.PEM), 0o644)
     log.info("ca: created network CA %r in %s", name, ca_dir)
     return files
 
@@ -293,9 +277,9 @@ def issue_node_cert(
     out_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(out_dir, 0o700)
     files = NodeCertFiles(out_dir / CA_CERT, out_dir / NODE_CERT, out_dir / NODE_KEY)
-    _write(files.key, _key_pem(key), 0o600)
-    _write(files.cert, cert.public_bytes(serialization.Encoding.PEM), 0o644)
-    _write(files.ca, ca_cert.public_bytes(serialization.Encoding.PEM), 0o644)
+    write_atomic(files.key, _key_pem(key), 0o600)
+    write_atomic(files.cert, cert.public_bytes(serialization.Encoding.PEM), 0o644)
+    write_atomic(files.ca, ca_cert.public_bytes(serialization.Encoding.PEM), 0o644)
     log.info(
         "ca: issued node=%s until=%s ips=%s dns=%s into %s",
         parsed.text,

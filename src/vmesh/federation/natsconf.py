@@ -25,17 +25,16 @@ Public: ``NatsSettings``, ``validate``, ``render``, ``write_config``, ``parse_pa
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
 import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from vmesh.errors import ErrorList, FieldError, InvalidInput
 from vmesh.identity.codes import parse_code
+from vmesh.node.files import write_atomic
 
 CONFIG_FILE = "nats-server.conf"
 PARENT_SCHEMES = ("nats-leaf", "tls", "nats")
@@ -286,15 +285,4 @@ def write_config(text: str, path: Path) -> None:
     """Write the rendered file (0600, temp file renamed into place); make its folder (0700)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     os.chmod(path.parent, 0o700)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    write_atomic(path, text, 0o600)
