@@ -463,6 +463,11 @@ class JanusHandle:
                 fut.cancel()
         return _plugin_reply(self.plugin, request, data)
 
+    async def trickle(self, candidate: Json) -> None:
+        """Send one ICE candidate of the browser's (or ``{"completed": True}``) to this handle."""
+        s = self.session
+        await s.client.post("trickle", self._path, s.client._body("trickle", candidate=candidate))
+
     async def detach(self) -> None:
         s = self.session
         try:

@@ -549,30 +549,22 @@ class PublishSession:
             return
         cand = msg.get("candidate")
         if not isinstance(cand, dict) or not cand.get("candidate"):
-            body: Json = {"candidate": {"completed": True}}
+            candidate: Json = {"completed": True}
         else:
-            body = {
-                "candidate": {
-                    "candidate": str(cand["candidate"]),
-                    "sdpMid": cand.get("sdpMid"),
-                    "sdpMLineIndex": cand.get("sdpMLineIndex"),
-                }
+            candidate = {
+                "candidate": str(cand["candidate"]),
+                "sdpMid": cand.get("sdpMid"),
+                "sdpMLineIndex": cand.get("sdpMLineIndex"),
             }
-        h = p.handle
-        client = h.session.client
         try:
-            await client.post("trickle", f"/{h.session.id}/{h.id}", client._body("trickle", **body))
+            await p.handle.trickle(candidate)
         except JanusError as e:
             log.info("publish tile=%s candidate refused: %s", tile, e.detail)
 
     # --- internals ----------------------------------------------------------------------------
 
     async def _session(self) -> JanusSession:
-        if self._janus is None or self._janus.closed.is_set():
-            edge = self.media.edge
-            if edge is None:
-                raise JanusError("create", None, "live video is not running on this node")
-            self._janus = await edge.client.create_session()
+        self._janus = await self.media.page_session(self._janus)
         return self._janus
 
     async def _pump(self, p: _Pub) -> None:

@@ -49,7 +49,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from vmesh.config import MediaConfig
-from vmesh.edge.janus import JanusHandle, JanusSession
+from vmesh.edge.janus import JanusError, JanusHandle, JanusSession
 from vmesh.edge.service import JanusEdge
 from vmesh.edge.streaming import (
     STREAMING,
@@ -364,6 +364,16 @@ class MediaService:
         if previous is not None:
             self._release_source(previous, ch.index)
         log.info("media channel=%d source=%s previous=%s", ch.index, code, previous)
+
+    async def page_session(self, current: JanusSession | None) -> JanusSession:
+        """``current`` while it is open, else a new Janus session for a console page's handles.
+
+        Raises ``JanusError`` when live video is not running on this node."""
+        if current is None or current.closed.is_set():
+            if self.edge is None:
+                raise JanusError("create", None, "live video is not running on this node")
+            current = await self.edge.client.create_session()
+        return current
 
     def give_back(self, ch: Channel) -> None:
         """Unroute ``ch`` and return it to the pool."""

@@ -252,22 +252,18 @@ class LiveSession:
         t = self._tile(tile)
         cand = msg.get("candidate")
         if cand is None or cand == {} or (isinstance(cand, dict) and not cand.get("candidate")):
-            body: Json = {"candidate": {"completed": True}}
+            candidate: Json = {"completed": True}
         elif isinstance(cand, dict) and isinstance(cand.get("candidate"), str):
-            body = {
-                "candidate": {
-                    "candidate": cand["candidate"],
-                    "sdpMid": cand.get("sdpMid"),
-                    "sdpMLineIndex": cand.get("sdpMLineIndex"),
-                }
+            candidate = {
+                "candidate": cand["candidate"],
+                "sdpMid": cand.get("sdpMid"),
+                "sdpMLineIndex": cand.get("sdpMLineIndex"),
             }
         else:
             raise InvalidInput.one("candidate", "must be an ICE candidate object or null")
-        h = t.handle
-        assert h is not None
-        client = h.session.client
+        assert t.handle is not None
         try:
-            await client.post("trickle", f"/{h.session.id}/{h.id}", client._body("trickle", **body))
+            await t.handle.trickle(candidate)
         except JanusError as e:  # one unusable candidate is not the tile's failure
             log.info("live tile=%s candidate refused: %s", tile, e.detail)
 
@@ -283,11 +279,7 @@ class LiveSession:
 
     async def _session(self) -> JanusSession:
         async with self._janus_lock:
-            if self._janus is None or self._janus.closed.is_set():
-                edge = self.media.edge
-                if edge is None:
-                    raise JanusError("create", None, "live video is not running on this node")
-                self._janus = await edge.client.create_session()
+            self._janus = await self.media.page_session(self._janus)
             return self._janus
 
     async def _pump(self, t: _Tile) -> None:
