@@ -19,7 +19,6 @@ Public: ``JanusEdge``, ``MIN_JANUS_VERSION``.
 from __future__ import annotations
 
 import logging
-import shutil
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -37,12 +36,12 @@ from vmesh.edge.config import (
 from vmesh.edge.janus import JanusAdmin, JanusClient
 from vmesh.errors import InvalidInput
 from vmesh.node.supervisor import (
-    ProcessFailed,
+    DAEMON_RESTART,
     ProcessSpec,
-    ProcessState,
     ProcessStatus,
     RestartPolicy,
     SupervisedProcess,
+    require_program,
 )
 
 log = logging.getLogger(__name__)
@@ -86,7 +85,7 @@ class JanusEdge:
                 health=self._health,
                 health_interval=health_interval,
                 start_timeout=start_timeout,
-                restart=restart or RestartPolicy(initial_delay=1.0, max_delay=30.0),
+                restart=restart or DAEMON_RESTART,
             )
         )
 
@@ -148,16 +147,9 @@ class JanusEdge:
 
         Raises ``ProcessFailed`` (naming the last error) if it never becomes healthy.
         """
-        if shutil.which(self.binary) is None:
-            raise ProcessFailed(
-                f"janus: program {self.binary!r} not found; install the Debian package: "
-                "apt-get install janus"
-            )
+        require_program(self.binary, "janus", "janus")
         write_config(self.rendered, self.settings.config_dir)
-        await self.process.start()
-        st = await self.process.wait_for(ProcessState.RUNNING, ProcessState.FAILED)
-        if st.state is ProcessState.FAILED:
-            raise ProcessFailed(f"janus could not be started: {st.last_error}")
+        st = await self.process.start_until_running()
         log.info(
             "janus running pid=%s version=%s api=%s", st.pid, self.version, self.settings.api_url
         )

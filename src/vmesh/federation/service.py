@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import logging
 import re
-import shutil
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -35,12 +34,12 @@ from vmesh.config import NodeConfig
 from vmesh.federation.ca import check_node_cert
 from vmesh.federation.natsconf import CONFIG_FILE, NatsSettings, render, write_config
 from vmesh.node.supervisor import (
-    ProcessFailed,
+    DAEMON_RESTART,
     ProcessSpec,
-    ProcessState,
     ProcessStatus,
     RestartPolicy,
     SupervisedProcess,
+    require_program,
 )
 
 log = logging.getLogger(__name__)
@@ -106,7 +105,7 @@ class NatsServer:
                 health=self._health,
                 health_interval=health_interval,
                 start_timeout=start_timeout,
-                restart=restart or RestartPolicy(initial_delay=1.0, max_delay=30.0),
+                restart=restart or DAEMON_RESTART,
             )
         )
 
@@ -189,18 +188,11 @@ class NatsServer:
 
         Raises ``InvalidInput`` (bad TLS files) or ``ProcessFailed`` (naming the last error).
         """
-        if shutil.which(self.binary) is None:
-            raise ProcessFailed(
-                f"nats-server: program {self.binary!r} not found; install the Debian package: "
-                "apt-get install nats-server"
-            )
+        require_program(self.binary, "nats-server", "nats-server")
         self._check_tls()
         self.settings.store_dir.mkdir(parents=True, exist_ok=True)
         write_config(self.text, self.config_path)
-        await self.process.start()
-        st = await self.process.wait_for(ProcessState.RUNNING, ProcessState.FAILED)
-        if st.state is ProcessState.FAILED:
-            raise ProcessFailed(f"nats-server could not be started: {st.last_error}")
+        st = await self.process.start_until_running()
         log.info(
             "nats-server running node=%s pid=%s version=%s client=%s parents=%s",
             self.settings.node_code,

@@ -66,7 +66,7 @@ from vmesh.ingest.synthetic import ClipCache, SyntheticCamera, SyntheticSpec
 from vmesh.media.channels import Channel, ChannelPool
 from vmesh.media.remote import FabricHooks, RemoteSpec
 from vmesh.media.sources import SourceDirectory, SourceSpec, pull_of, source_from_attrs, utc
-from vmesh.node.supervisor import ProcessState, RestartPolicy
+from vmesh.node.supervisor import DAEMON_RESTART, ProcessState, RestartPolicy
 from vmesh.switch.codecs import Codec
 from vmesh.switch.core import InputSpec, OutputSpec, Switch, SwitchConfig
 from vmesh.switch.transport import SwitchTransport
@@ -216,7 +216,7 @@ class MediaService:
             self.edge = JanusEdge.for_data_dir(
                 self.data_dir,
                 binary=self.janus_binary,
-                restart=RestartPolicy(initial_delay=1.0, max_delay=30.0),
+                restart=DAEMON_RESTART,
                 **settings,  # type: ignore[arg-type]
             )
             await self.edge.start()

@@ -26,8 +26,9 @@ check) through an explicit state table:
   ``Supervisor`` starts its processes in the order added (each one ready before the next) and stops
   them in reverse order.
 
-Public: ``ProcessSpec``, ``RestartPolicy``, ``ProcessState``, ``ProcessStatus``,
-``SupervisedProcess``, ``Supervisor``, ``ProcessFailed``, ``HealthCheck``.
+Public: ``ProcessSpec``, ``RestartPolicy``, ``DAEMON_RESTART``, ``ProcessState``,
+``ProcessStatus``, ``SupervisedProcess``, ``Supervisor``, ``ProcessFailed``, ``HealthCheck``,
+``require_program``.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ import ctypes
 import logging
 import os
 import shlex
+import shutil
 import signal
 import sys
 import time
@@ -81,6 +83,19 @@ class RestartPolicy:
     def delay(self, failures: int) -> float:
         """Back-off before the restart that follows the ``failures``-th failure in the window."""
         return min(self.initial_delay * self.factor ** max(failures - 1, 0), self.max_delay)
+
+
+DAEMON_RESTART = RestartPolicy(initial_delay=1.0, max_delay=30.0)
+"""Back-off of the node's long-running servers (Janus, nats-server): 1 s growing to 30 s."""
+
+
+def require_program(binary: str, name: str, package: str) -> None:
+    """Raise ``ProcessFailed`` naming the Debian package to install if ``binary`` is not found."""
+    if shutil.which(binary) is None:
+        raise ProcessFailed(
+            f"{name}: program {binary!r} not found; install the Debian package: "
+            f"apt-get install {package}"
+        )
 
 
 @dataclass(frozen=True)
@@ -226,6 +241,15 @@ class SupervisedProcess:
         self._failures.clear()
         self._set(ProcessState.STARTING, last_error=None, failures_in_window=0, next_delay=None)
         self._task = asyncio.create_task(self._run(), name=f"supervise-{self.spec.name}")
+
+    async def start_until_running(self) -> ProcessStatus:
+        """``start`` and wait until ``running``; ``ProcessFailed`` (naming the process and its
+        last error) if it ends ``failed`` instead (it is then no longer restarted)."""
+        await self.start()
+        st = await self.wait_for(ProcessState.RUNNING, ProcessState.FAILED)
+        if st.state is ProcessState.FAILED:
+            raise ProcessFailed(f"{self.spec.name} could not be started: {st.last_error}")
+        return st
 
     async def restart(self) -> None:
         """Stop if running, clear the failure count and start again (e.g. after ``failed``)."""
@@ -497,13 +521,13 @@ class Supervisor:
         """
         started: list[SupervisedProcess] = []
         for p in self._procs.values():
-            await p.start()
             started.append(p)
-            st = await p.wait_for(ProcessState.RUNNING, ProcessState.FAILED)
-            if st.state is ProcessState.FAILED:
+            try:
+                await p.start_until_running()
+            except ProcessFailed:
                 for q in reversed(started):
                     await q.stop()
-                raise ProcessFailed(f"{p.spec.name} could not be started: {st.last_error}")
+                raise
 
     async def stop_all(self) -> None:
         for p in reversed(list(self._procs.values())):
