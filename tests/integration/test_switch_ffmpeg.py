@@ -20,6 +20,7 @@ from typing import cast
 
 import pytest
 
+from peers.rtp import free_udp_pair
 from vmesh.switch.codecs import Codec
 from vmesh.switch.core import InputSpec, KeyframeRequest, OutputSpec, Switch
 from vmesh.switch.rtp import RtpPacket, parse_rtp
@@ -30,25 +31,6 @@ pytestmark = pytest.mark.integration
 FFMPEG = shutil.which("ffmpeg")
 LOCAL = "127.0.0.1"
 W, H = 16, 12  # decoded frames are scaled down to this for the colour check
-
-
-def free_udp_pair() -> int:
-    """An even port whose successor is free too (RTP + RTCP for the decoder)."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            s.bind((LOCAL, 0))
-            port = int(s.getsockname()[1]) & ~1
-        try:
-            with (
-                socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as a,
-                socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as b,
-            ):
-                a.bind((LOCAL, port))
-                b.bind((LOCAL, port + 1))
-            return port
-        except OSError:
-            continue
-    raise RuntimeError("no free UDP port pair")
 
 
 def udp_bound(port: int) -> bool:
