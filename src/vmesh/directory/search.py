@@ -355,13 +355,20 @@ async def search(db: Database, qry: SearchQuery, subtree: str | None) -> SearchR
             ids, total, capped, sorted_by = await _name_plan(s, qry, filters, params, db.dialect)
             plan = "name" if sorted_by == qry.sort else "name:created"
         elif driver is not None and cost <= DRIVE_MAX:
-            # Few candidates: count them through the driver's index, then sort them and page
-            # (both in SQL: thousands of rows never come back to Python).
+            # Few candidates: count, sort and page them in SQL through the driver's index
+            # (thousands of rows never come back to Python).
             where = " AND ".join(f.plain if f.name == driver else f.blind for f in filters)
             base = f"FROM directory_entries e WHERE {where}"
-            total = await _count(s, f"SELECT count(*) {base}", params)
             order = _order(qry.sort, db.dialect, blind=True)
-            ids = await _sorted_page(s, qry, base, params, order)
+            # One pass: the page and, beside each row, the count of all (a window).
+            page = f"LIMIT {int(qry.limit)} OFFSET {int(qry.offset)}"
+            sql = f"SELECT e.id, count(*) OVER () {base} ORDER BY {order} {page}"
+            found = (await s.execute(text(sql), params)).all()
+            ids = [int(r[0]) for r in found]
+            if found:
+                total = int(found[0][1])
+            else:  # past the last page
+                total = await _count(s, f"SELECT count(*) {base}", params)
             capped, plan = False, f"driver:{driver}"
         else:
             # Dense matches: walk the sort order's index, testing each row without other indexes
