@@ -39,7 +39,7 @@ from vmesh.ingest.status import Failure, FailureKind, IngestState, IngestStatus
 from vmesh.switch.rtp import MalformedPacket, parse_rtp
 
 if TYPE_CHECKING:
-    from vmesh.gb28181.service import GbService
+    from vmesh.gb28181.service import Device, GbService
     from vmesh.ingest.ffmpeg import RtpTarget
 
 log = logging.getLogger(__name__)
@@ -183,16 +183,7 @@ class GbLiveSource:
             if self.answer is not None and self.answer.ssrc and self.answer.ssrc != self.ssrc:
                 # The device insists on its own SSRC: filter on that one instead.
                 self._receiver = RtpPsReceiver(int(self.answer.ssrc))
-            ack = svc.make_request(
-                "ACK",
-                dev,
-                to_user=self.spec.channel,
-                call_id=self.call_id,
-                from_tag=self.from_tag,
-                to_tag=self.to_tag,
-                cseq=self.cseq,
-            )
-            svc.send_stateless(ack, dev.addr)
+            svc.send_stateless(self._in_dialog("ACK", dev), dev.addr)
             log.info(
                 "gb invite ok channel=%s device=%s ssrc=%s port=%s",
                 self.spec.channel,
@@ -212,14 +203,10 @@ class GbLiveSource:
             log.warning("gb invite error channel=%s: %s", self.spec.channel, e)
             self.end(IngestState.ERROR, Failure(FailureKind.BAD_STREAM, str(e)))
 
-    async def _bye(self) -> None:
-        svc = self.service
-        dev = svc.devices.get(self.spec.device)
-        if dev is None:
-            return
-        self.cseq += 1
-        bye = svc.make_request(
-            "BYE",
+    def _in_dialog(self, method: str, dev: Device) -> SipRequest:
+        """A request of the established dialog (ACK, BYE) with the current CSeq."""
+        return self.service.make_request(
+            method,
             dev,
             to_user=self.spec.channel,
             call_id=self.call_id,
@@ -227,6 +214,14 @@ class GbLiveSource:
             to_tag=self.to_tag,
             cseq=self.cseq,
         )
+
+    async def _bye(self) -> None:
+        svc = self.service
+        dev = svc.devices.get(self.spec.device)
+        if dev is None:
+            return
+        self.cseq += 1
+        bye = self._in_dialog("BYE", dev)
         self.bye_sent = True
         log.info("gb bye channel=%s ssrc=%s", self.spec.channel, self.ssrc)
         await asyncio.wait_for(svc.endpoint_request(bye, dev.addr), 5.0)
