@@ -4,14 +4,15 @@ How it stays fast at a million rows: every plan reads a bounded number of rows.
 
 - Code prefix, subtree and tag each have an index and can *drive*: first a count of each alone,
   reading at most ``DRIVE_MAX + 1`` index entries (a few milliseconds). The cheapest one whose
-  rows cost at most ``DRIVE_MAX`` table reads is read with the sort key, the other filters are
-  applied without their indexes, and the rows are sorted and paged here (exact total). A
-  subtree's rows are cheap: the ``(path, name)`` index holds the name, so no table read is
-  needed for a name test.
+  rows cost at most ``DRIVE_MAX`` table reads (and is not beaten by a rarer name) is read through
+  its index, the other filters are applied without theirs, and SQL sorts, pages and counts the
+  rows in one statement (exact total). A subtree's rows are cheap: the ``(path, name)`` index
+  holds the name, so no table read is needed for a name test.
 - A name substring is searched through the name index in index (id) order, other filters tested
-  on each row, stopping after ``SORT_MAX + 1`` matches. Up to ``SORT_MAX`` matches are sorted
-  here exactly as asked; beyond that the page is the first matches in the order entries were
-  created, ``sorted_by`` says ``"created"``, the total is ``SORT_MAX`` with ``total_capped`` set:
+  on each row, counting in SQL up to ``SORT_MAX + 1`` matches. Up to ``SORT_MAX`` matches are
+  sorted in SQL exactly as asked; beyond that the page is the first matches in the order
+  entries were created, ``sorted_by`` says ``"created"``, the total is ``SORT_MAX`` with
+  ``total_capped`` set:
   the console asks the user to refine the search. Sorting more matches than that by name costs a
   random row read each (a common character such as 村 matches a third of a province); walking
   the name-ordered index instead is fast when matches are spread out and half a second when they
@@ -20,8 +21,10 @@ How it stays fast at a million rows: every plan reads a bounded number of rows.
   with the total counted up to ``CAP`` through the narrowest range.
 
 Name substrings use ``directory_name_fts`` on SQLite (one token per character and one per pair of
-characters; posting lists in rowid order) and a GIN index over the characters of ``lower(name)``
-on PostgreSQL (see migration 0002); both are followed by an exact ``instr``/``strpos`` test.
+characters; posting lists in rowid order; a long query asks for two rare pairs apart) and a GIN
+index over the characters and pairs of ``lower(name)`` on PostgreSQL (``vmesh_name_grams``, see
+migration 0002; a name the planner expects in more than ``PG_WALK_ROWS`` rows walks the primary
+key instead); both are followed by an exact ``instr``/``strpos`` test.
 
 Public: ``SearchQuery``, ``SearchResult``, ``search``, ``SORTS``, ``CAP``, ``DRIVE_MAX``,
 ``SORT_MAX``, ``CREATED``.
