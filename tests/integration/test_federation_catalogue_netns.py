@@ -219,8 +219,14 @@ async def test_county_changes_reach_the_province_through_a_cut(net: Net) -> None
             f"/api/directory/entries/{code}",
             {"name": f"断网期间摄像机{i:02d}改"},
         )
-    expected = await _catalogue(net, "county", q="断网期间")
-    assert expected == dict.fromkeys(codes, 2)
+    expected = dict.fromkeys(codes, 2)
+
+    async def county_has_all() -> bool:
+        # The county's own catalogue is fed by its periodic directory scan, so it may lag the
+        # PATCHes by up to one scan interval.
+        return await _catalogue(net, "county", q="断网期间") == expected
+
+    await wait_until(county_has_all, "the 50 changes in the county's own catalogue")
 
     async def city_has_all() -> bool:
         return await _catalogue(net, "city", q="断网期间") == expected
