@@ -59,7 +59,7 @@ def _url(host: str, port: int) -> str:
     return f"http://{shown}:{port}/"
 
 
-def _describe(site: DemoSite, host: str, port: int) -> str:
+def _describe(site: DemoSite, host: str, port: int, *, media: bool = True) -> str:
     counts = ", ".join(f"{site.counts[k]} {k}" for k in ORDER if site.counts.get(k))
     lines = [
         f"vmesh demo: 浙江省, {site.villages} villages (seed {site.seed}), "
@@ -67,7 +67,9 @@ def _describe(site: DemoSite, host: str, port: int) -> str:
         f"  {counts}",
         "",
         f"  console:  {_url(host, port)}",
-        f"  video:    {_url(host, port)}#/wall  (cameras play while watched)",
+        f"  video:    {_url(host, port)}#/wall  (cameras play while watched)"
+        if media
+        else "  video:    off (--no-media)",
     ]
     for login in site.logins:
         lines.append(
@@ -145,7 +147,7 @@ def demo(
             "reusing it. Remove the folder or use --data to generate another.",
             err=True,
         )
-    click.echo(_describe(site, host, port))
+    click.echo(_describe(site, host, port, media=media))
     sys.stdout.flush()
     if prepare_only:
         return
