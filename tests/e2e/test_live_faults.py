@@ -25,14 +25,11 @@ from e2e.test_live_wall import (  # noqa: F401 - browser: Chromium with autoplay
     wait_frames_above,
 )
 from media_site import UNREACHABLE_RTSP_CAMERA, XIHU_OPERATOR, RtspPeer, camera_code, media_node
-from peers.rtsp import gst_rtsp_available
+from peers.rtsp import requires_gst_rtsp
 
 pytestmark = [
     pytest.mark.e2e,
-    pytest.mark.skipif(
-        not gst_rtsp_available(),
-        reason="GStreamer's RTSP server is not installed (scripts/setup.sh installs it)",
-    ),
+    requires_gst_rtsp,
 ]
 
 SYNTHETIC = camera_code(2)

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from peers.rtp import WAIT, RtpCollector, RtpDecoder, free_tcp_port, wait_until
-from peers.rtsp import RtspServer, gst_rtsp_available
+from peers.rtsp import RtspServer, requires_gst_rtsp
 from vmesh.ingest.ffmpeg import RtpTarget
 from vmesh.ingest.rtsp import RtspCamera, RtspSettings
 from vmesh.ingest.status import FailureKind, IngestState, IngestStatus
@@ -27,10 +27,7 @@ from vmesh.switch.codecs import Codec, starts_keyframe
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg is not installed"),
-    pytest.mark.skipif(
-        not gst_rtsp_available(),
-        reason="GStreamer's RTSP server is not installed (scripts/setup.sh installs it)",
-    ),
+    requires_gst_rtsp,
 ]
 
 LOCAL = "127.0.0.1"

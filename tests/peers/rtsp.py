@@ -13,6 +13,8 @@ import os
 import signal
 from pathlib import Path
 
+import pytest
+
 SYSTEM_PYTHON = "/usr/bin/python3"
 SERVER = Path(__file__).with_name("rtsp_server.py")
 
@@ -30,6 +32,13 @@ def gst_rtsp_available() -> bool:
         capture_output=True, check=False,
     )  # fmt: skip
     return r.returncode == 0
+
+
+# One marker for every test that needs the server; the check runs once per test session.
+requires_gst_rtsp = pytest.mark.skipif(
+    not gst_rtsp_available(),
+    reason="GStreamer's RTSP server is not installed (scripts/setup.sh installs it)",
+)
 
 
 def _open_log(path: Path | None) -> int:
