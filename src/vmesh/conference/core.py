@@ -250,7 +250,7 @@ class Floor:
 
     # --- events --------------------------------------------------------------------------------
 
-    def apply(self, ev: Event) -> None:  # noqa: C901 - one branch per event is the point
+    def apply(self, ev: Event) -> None:
         """Apply one event; ``InvalidInput``/``Conflict`` (state unchanged) if it is not valid."""
         match ev:
             case Joined(v):
