@@ -311,6 +311,38 @@ class FabricConfig(_Strict):
         return self
 
 
+class ServiceDeskConfig(_Strict):
+    """The remote service desk (docs/servicedesk.md)."""
+
+    # The kiosk's ID card reader: "simulated" (sample cards, demo and tests) or "agent" (a vendor
+    # agent on the kiosk's 127.0.0.1, reached by the kiosk's browser).
+    id_reader: Literal["simulated", "agent"] = "simulated"
+    # A kiosk whose page disconnects keeps its case and number this long before it is abandoned.
+    kiosk_resume_seconds: Annotated[float, Field(ge=1, le=3600)] = 120.0
+    # An agent whose page disconnects mid-call: the case goes back to the head of its queue after.
+    agent_grace_seconds: Annotated[float, Field(ge=0.5, le=600)] = 15.0
+    # Largest image (face photo, document still) a kiosk may upload, in megabytes.
+    max_image_mb: Annotated[float, Field(gt=0, le=50)] = 12.0
+    # Load the sample catalogue (40 items of 9 departments) when the catalogue is empty.
+    sample_catalogue: bool = False
+
+
+class RecordingConfig(_Strict):
+    """Recording, retention, playback, snapshots and online-rate sampling (docs/recording.md)."""
+
+    enabled: bool = False
+    # Where segments are written; empty: <data_dir>/recordings.
+    folder: str = ""
+    segment_seconds: Annotated[float, Field(ge=1, le=600)] = 10.0
+    retention_days: Annotated[int, Field(ge=1, le=3650)] = 30
+    # Budget for the recordings folder in bytes (0: none) and the free-space floor of its disk.
+    max_bytes: Annotated[int, Field(ge=0)] = 0
+    min_free_percent: Annotated[float, Field(ge=0, le=90)] = 5.0
+    retention_interval_seconds: Annotated[float, Field(ge=1, le=86400)] = 60.0
+    stall_seconds: Annotated[float, Field(ge=2, le=600)] = 15.0
+    health_sample_seconds: Annotated[float, Field(ge=5, le=86400)] = 300.0
+
+
 class NodeConfig(_Strict):
     node: NodeSection
     http: HttpConfig = HttpConfig()
@@ -321,6 +353,8 @@ class NodeConfig(_Strict):
     federation: FederationConfig = FederationConfig()
     gb28181: Gb28181Config = Gb28181Config()
     fabric: FabricConfig = FabricConfig()
+    recording: RecordingConfig = RecordingConfig()
+    servicedesk: ServiceDeskConfig = ServiceDeskConfig()
 
     @model_validator(mode="after")
     def _fabric_needs(self) -> NodeConfig:

@@ -2,6 +2,7 @@
 
 from vmesh.audit.models import AuditRecord
 from vmesh.auth.models import LoginSession, User
+from vmesh.conference.models import Attendance, ConferenceChair, ConferenceRow, ConferenceVenue
 from vmesh.directory.models import Entry, EntryTag
 from vmesh.federation.models import (
     CatalogueDeletion,
@@ -11,12 +12,23 @@ from vmesh.federation.models import (
     FederationState,
     KnownNode,
 )
+from vmesh.grants.models import GrantOutbox, GrantRow
+from vmesh.servicedesk.models import Agent as ServiceAgent
+from vmesh.servicedesk.models import Case as ServiceCase
+from vmesh.servicedesk.models import CaseEvent as ServiceCaseEvent
+from vmesh.servicedesk.models import Department as ServiceDepartment
+from vmesh.servicedesk.models import Item as ServiceItem
+from vmesh.servicedesk.models import Material as ServiceMaterial
 from vmesh.storage.db import Base
 
 metadata = Base.metadata
 
 __all__ = [
+    "Attendance",
     "AuditRecord",
+    "ConferenceChair",
+    "ConferenceRow",
+    "ConferenceVenue",
     "CatalogueDeletion",
     "CatalogueEntry",
     "CatalogueOrigin",
@@ -24,8 +36,16 @@ __all__ = [
     "Entry",
     "EntryTag",
     "FederationState",
+    "GrantOutbox",
+    "GrantRow",
     "KnownNode",
     "LoginSession",
+    "ServiceAgent",
+    "ServiceCase",
+    "ServiceCaseEvent",
+    "ServiceDepartment",
+    "ServiceItem",
+    "ServiceMaterial",
     "User",
     "metadata",
 ]
