@@ -145,6 +145,7 @@ def media_node(
     extra_cameras: dict[str, dict[str, Any]] | None = None,
     port_base: int | None = None,
     gop_cache: bool = True,
+    extra_toml: str = "",
 ) -> Node:
     """A started node with live video on; the caller stops it.
 
@@ -177,7 +178,7 @@ def media_node(
         f"input_port_range = [{port_base + 2000}, {port_base + 2999}]\n"
         f"channels = {channels}\n"
         f"source_linger_seconds = {linger}\n"
-        f"gop_cache = {'true' if gop_cache else 'false'}\n",
+        f"gop_cache = {'true' if gop_cache else 'false'}\n" + extra_toml,
         encoding="utf-8",
     )
     directory = base / "directory.csv"

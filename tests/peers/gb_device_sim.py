@@ -7,6 +7,11 @@ accepts a live INVITE: it answers 200 with ``y=`` echoing the platform's SSRC an
 sends PS over RTP (our ``PsMuxer`` + ``RtpPsPacketizer``) of an ffmpeg-encoded H.264 clip at
 25 fps, in a loop, to the address and port of the offer, until BYE.
 
+With ``start_keepalive(interval)`` it sends a Keepalive every ``interval`` seconds (with jitter)
+and registers again when the platform answers 403 (what a device does after a platform restart).
+``SimThread`` runs simulators on an event loop of their own in a background thread, for
+synchronous (browser) tests.
+
 Everything it saw is kept for assertions: ``ptz`` (commands), ``invites``, ``byes``, ``acks``.
 """
 
@@ -14,10 +19,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import secrets
 import subprocess
+import threading
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 from vmesh.gb28181.digest import answer_challenge
 from vmesh.gb28181.manscdp import (
@@ -92,6 +101,7 @@ class GbDeviceSim:
     acks: int = 0
     byes: list[str] = field(default_factory=list)
     catalog_queries: int = 0
+    reregistrations: int = 0
     streams: dict[str, Stream] = field(default_factory=dict)
     _sn: int = 1
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
@@ -106,6 +116,8 @@ class GbDeviceSim:
         for s in list(self.streams.values()):
             if s.task is not None:
                 s.task.cancel()
+        for t in list(self._tasks):
+            t.cancel()
         if self.endpoint is not None:
             self.endpoint.close()
 
@@ -161,6 +173,23 @@ class GbDeviceSim:
         )
         return resp.status
 
+    def start_keepalive(self, interval: float) -> None:
+        """Keepalive every ``interval`` s (±20 % jitter); register again on a 403."""
+        self._spawn(self._keepalive_loop(interval))
+
+    async def _keepalive_loop(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval * random.uniform(0.8, 1.2))
+            with contextlib.suppress(TimeoutError):
+                if await self.keepalive() == 403:
+                    self.reregistrations += 1
+                    await self.register()
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        t = asyncio.create_task(coro)
+        self._tasks.add(t)
+        t.add_done_callback(self._tasks.discard)
+
     async def _send(self, message: object) -> SipResponse:
         assert self.endpoint is not None
         body = encode_manscdp(message, "GB2312")  # type: ignore[arg-type]
@@ -182,9 +211,7 @@ class GbDeviceSim:
             return
         if req.method == "MESSAGE":
             self.endpoint.respond(txn, make_response(req, 200, to_tag=secrets.token_hex(4)))
-            t = asyncio.create_task(self._answer(decode_manscdp(req.body).message))
-            self._tasks.add(t)
-            t.add_done_callback(self._tasks.discard)
+            self._spawn(self._answer(decode_manscdp(req.body).message))
         elif req.method == "INVITE":
             offer = parse_sdp(req.body)
             self.invites.append(offer)
@@ -284,3 +311,22 @@ class GbDeviceSim:
         finally:
             with contextlib.suppress(Exception):
                 transport.close()
+
+
+T = TypeVar("T")
+
+
+class SimThread:
+    """An event loop in a daemon thread for simulators driven from synchronous tests."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 60) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)

@@ -550,15 +550,13 @@ class GbService:
             except OSError:
                 continue
             self._used_ports.add(port)
-            orig_close = transport.close
-
-            def close(p: int = port, f: Callable[[], None] = orig_close) -> None:
-                self._used_ports.discard(p)
-                f()
-
-            transport.close = close  # type: ignore[method-assign]
             return port, transport
         raise Conflict(f"no free UDP port left in [gb28181] media_port_range {lo}-{hi}")
+
+    def release_media_port(self, port: int, transport: asyncio.BaseTransport) -> None:
+        """Close a port from ``bind_media_port`` and hand it out again."""
+        transport.close()
+        self._used_ports.discard(port)
 
     def send_media(self, data: bytes, dest: tuple[str, int]) -> None:
         if self._media_out is not None:

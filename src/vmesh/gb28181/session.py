@@ -240,8 +240,8 @@ class GbLiveSource:
         svc.sessions.pop(self.call_id, None)
         if self.ssrc is not None:
             svc.ssrcs.release(self.ssrc, asyncio.get_running_loop().time())
-        if self._rtp is not None:
-            self._rtp.close()
+        if self._rtp is not None and self.port is not None:
+            svc.release_media_port(self.port, self._rtp)
             self._rtp = None
         if self._watch is not None and self._watch is not asyncio.current_task():
             self._watch.cancel()

@@ -6,13 +6,21 @@
 // (轮巡): tick cameras in the list, set the interval, press a tile's polling button; the tile
 // cycles through them with "switch" (same RTCPeerConnection, no renegotiation).
 // #/wall/<code> (the "watch" button of a camera's details) opens one tile playing that camera.
-import { api } from "../api.js";
+// A GB/T 28181 channel that can move (attrs.source gb28181, PTZType not 2/3 = fixed) gets a PTZ
+// pad on its tile: holding an arrow or zoom button moves the camera, releasing it stops it
+// (POST /api/gb28181/ptz).
+import { api, request } from "../api.js";
 import { clear, h } from "../dom.js";
 import { t } from "../i18n.js";
 import { problemBox, statusDot } from "../ui.js";
 import { LiveClient } from "./live.js";
 
 const LAYOUTS = [1, 4, 9, 16];
+const PTZ_BUTTONS = [
+  ["up_left", "↖"], ["up", "↑"], ["up_right", "↗"], ["zoom_in", "+"],
+  ["left", "←"], ["stop", "■"], ["right", "→"], ["zoom_out", "−"],
+  ["down_left", "↙"], ["down", "↓"], ["down_right", "↘"],
+];
 const LIST_PAGE = 100;
 const DRAG_TYPE = "text/x-vmesh-camera";
 
@@ -97,15 +105,54 @@ export function create(ctx) {
     const pollLabel = h("span", { class: "tile-poll", testid: `tile-${key}-poll` }, "");
     const pollButton = h("button", { type: "button", testid: `tile-${key}-poll-start`, onclick: () => togglePoll() }, t("wall.pollStart"));
     const stopButton = h("button", { type: "button", testid: `tile-${key}-stop`, onclick: () => stop() }, t("wall.stop"));
+    const ptzPad = h("div", { class: "tile-ptz", testid: `tile-${key}-ptz`, hidden: true },
+      PTZ_BUTTONS.map(([command, label]) => ptzButton(command, label)));
     const el = h(
       "div",
       { class: "tile", testid: `tile-${key}`, dataset: { state: "idle", tile: key } },
       video,
       h("div", { class: "tile-top" }, name, stateLabel),
+      ptzPad,
       h("div", { class: "tile-bottom" }, stats, pollLabel, h("span", { class: "tile-actions" }, pollButton, stopButton)),
     );
     let poll = null;
     let code = null;
+    // PTZ commands go one after another: a release's "stop" must not overtake its move.
+    let ptzQueue = Promise.resolve();
+
+    function ptzButton(command, label) {
+      let moving = false;
+      const send = (cmd) => {
+        const body = { code, command: cmd };
+        ptzQueue = ptzQueue
+          .then(() => request("POST", "/gb28181/ptz", { body }))
+          .catch((err) => showBanner(t("wall.ptzFailed", { reason: err.message })));
+      };
+      const b = h("button", { type: "button", testid: `tile-${key}-ptz-${command}`, title: t(`wall.ptz.${command}`) }, label);
+      b.addEventListener("pointerdown", () => {
+        if (!code) return;
+        moving = command !== "stop";
+        send(command);
+      });
+      const release = () => {
+        if (moving) send("stop");
+        moving = false;
+      };
+      b.addEventListener("pointerup", release);
+      b.addEventListener("pointerleave", release);
+      return b;
+    }
+
+    async function showPtz(c) {
+      ptzPad.hidden = true;
+      try {
+        const e = await api.entry(c);
+        const attrs = e.attrs || {};
+        if (c === code && attrs.source === "gb28181" && ![2, 3].includes(Number(attrs.ptz_type))) ptzPad.hidden = false;
+      } catch {
+        // no details, no pad
+      }
+    }
 
     el.addEventListener("dragover", (ev) => {
       if (ev.dataTransfer.types.includes(DRAG_TYPE)) {
@@ -143,12 +190,14 @@ export function create(ctx) {
       name.textContent = state.cameras.get(c) || c;
       setState("connecting", "");
       client.watch(key, c, video);
+      showPtz(c);
     }
 
     function stop() {
       stopPoll();
       client.stop(key);
       code = null;
+      ptzPad.hidden = true;
       delete el.dataset.code;
       name.textContent = t("wall.empty");
       stats.textContent = "";
