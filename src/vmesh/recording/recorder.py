@@ -1,0 +1,271 @@
+"""One camera's recorder: a switch output into ffmpeg ``-c copy`` writing short MP4 segments.
+
+The recorder holds the camera's source in the media service as a viewer does
+(``MediaService.hold`` under ``RECORDING_HOLDER``; the source lingers out after ``unhold``), adds a
+switch output per stream of the camera (video, and its audio when it has some) to a pair of free
+loopback UDP ports, writes an SDP file describing them and runs::
+
+    ffmpeg -protocol_whitelist file,udp,rtp -f sdp -i <camera>.sdp -map 0 -c copy
+           -f segment -segment_time <s> -segment_format mp4 -reset_timestamps 1 -strftime 1
+           <folder>/<camera>/.incoming/%Y%m%dT%H%M%S.mp4
+
+under a ``SupervisedProcess``: restarted with back-off (1 s growing to 30 s, never giving up) when
+it exits, or when no segment file has grown for ``stall_seconds`` (no signal: that time is a gap
+in the timeline). Each time a new ffmpeg is seen listening the output is re-routed, so the switch
+replays the camera's GOP and the first segment starts on a keyframe.
+
+``collect()`` (called by the service every second) indexes every file of ``.incoming`` except the
+newest one, which ffmpeg is still writing (``vmesh.recording.index.finalize``).
+
+Public: ``Recorder``, ``RECORDING_HOLDER``, ``sdp_text``, ``ffmpeg_argv``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from vmesh.node.supervisor import ProcessSpec, ProcessState, RestartPolicy, SupervisedProcess
+from vmesh.recording.index import INCOMING, finalize
+from vmesh.storage.db import Database
+from vmesh.switch.codecs import Codec
+from vmesh.switch.core import OutputSpec
+
+if TYPE_CHECKING:
+    from vmesh.media.service import MediaService
+    from vmesh.media.sources import SourceSpec
+
+log = logging.getLogger(__name__)
+
+RECORDING_HOLDER = -2
+"""The pseudo channel index under which the recorder holds a camera's source."""
+
+RECORDER_RESTART = RestartPolicy(initial_delay=1.0, max_delay=30.0, max_failures=10**9, window=600)
+
+_RTPMAP = {Codec.h264: ("video", "H264/90000", 96), Codec.h265: ("video", "H265/90000", 96),
+           Codec.opus: ("audio", "opus/48000/2", 111)}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Stream:
+    output_id: str
+    input_id: str
+    codec: Codec
+    port: int
+
+
+def sdp_text(streams: list[Stream]) -> str:
+    """An SDP ffmpeg reads to receive ``streams`` on loopback."""
+    lines = ["v=0", "o=- 0 0 IN IP4 127.0.0.1", "s=vmesh recording", "c=IN IP4 127.0.0.1",
+             "t=0 0"]  # fmt: skip
+    for st in streams:
+        kind, rtpmap, pt = _RTPMAP[st.codec]
+        lines += [f"m={kind} {st.port} RTP/AVP {pt}", f"a=rtpmap:{pt} {rtpmap}"]
+        if st.codec is Codec.h264:
+            lines.append(f"a=fmtp:{pt} packetization-mode=1")
+    return "\r\n".join(lines) + "\r\n"
+
+
+def ffmpeg_argv(
+    sdp: Path, incoming: Path, segment_seconds: float, ffmpeg: str = "ffmpeg"
+) -> list[str]:
+    return [
+        ffmpeg, "-hide_banner", "-nostdin", "-nostats", "-loglevel", "warning",
+        "-protocol_whitelist", "file,udp,rtp", "-fflags", "+genpts",
+        "-f", "sdp", "-i", str(sdp),
+        "-map", "0", "-c", "copy", "-strict", "experimental",
+        "-f", "segment", "-segment_time", f"{segment_seconds:g}", "-segment_format", "mp4",
+        "-reset_timestamps", "1", "-strftime", "1",
+        str(incoming / "%Y%m%dT%H%M%S.mp4"),
+    ]  # fmt: skip
+
+
+def _udp_pairs(count: int) -> list[int]:
+    """``count`` even UDP ports, each free together with the next one (RTP + RTCP)."""
+    out: list[int] = []
+    while len(out) < count:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1] & ~1
+        if port in out or port < 1024:
+            continue
+        ok = True
+        for p in (port, port + 1):
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as t:
+                try:
+                    t.bind(("127.0.0.1", p))
+                except OSError:
+                    ok = False
+        if ok:
+            out.append(port)
+    return out
+
+
+def _bound(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
+class Recorder:
+    """See the module docstring."""
+
+    def __init__(
+        self,
+        code: str,
+        spec: SourceSpec,
+        media: MediaService,
+        db: Database,
+        folder: Path,
+        *,
+        segment_seconds: float,
+        stall_seconds: float,
+        ffmpeg: str = "ffmpeg",
+        ffprobe: str = "ffprobe",
+    ) -> None:
+        self.code = code
+        self.spec = spec
+        self.media = media
+        self.db = db
+        self.folder = folder
+        self.segment_seconds = segment_seconds
+        self.stall_seconds = stall_seconds
+        self.ffmpeg = ffmpeg
+        self.ffprobe = ffprobe
+        self.incoming = folder / code / INCOMING
+        self.streams: list[Stream] = []
+        self.process: SupervisedProcess | None = None
+        self._watch: asyncio.Task[None] | None = None
+        self._collecting = asyncio.Lock()
+        self.started_at = 0.0
+        self.segments = 0
+
+    async def start(self) -> None:
+        self.incoming.mkdir(parents=True, exist_ok=True)
+        video_input = await self.media.hold(self.code, self.spec, RECORDING_HOLDER)
+        try:
+            inputs = self.media.transport.switch.snapshot().inputs
+            wanted = [video_input]
+            src = self.media.sources.get(self.code)
+            audio = getattr(src, "audio_input", None) if src is not None else None
+            if audio is not None and audio in inputs:
+                wanted.append(audio)
+            ports = _udp_pairs(len(wanted))
+            for input_id, port in zip(wanted, ports, strict=True):
+                codec = inputs[input_id].codec
+                out_id = f"record/{self.code}/{_RTPMAP[codec][0]}"
+                await self.media.transport.add_output(
+                    OutputSpec(
+                        out_id, codec, ssrc=random.getrandbits(32), dest=("127.0.0.1", port),
+                        payload_type=_RTPMAP[codec][2],
+                    )
+                )  # fmt: skip
+                self.streams.append(Stream(out_id, input_id, codec, port))
+            sdp = self.folder / self.code / "recorder.sdp"
+            sdp.write_text(sdp_text(self.streams), encoding="utf-8")
+            self.process = SupervisedProcess(
+                ProcessSpec(
+                    name=f"record-{self.code}",
+                    argv=ffmpeg_argv(sdp, self.incoming, self.segment_seconds, self.ffmpeg),
+                    log_path=self.folder / self.code / "recorder.log",
+                    max_log_bytes=2 * 1024 * 1024,
+                    health=self._health,
+                    health_interval=1.0,
+                    health_failures=1,
+                    start_timeout=self.stall_seconds + self.segment_seconds + 5,
+                    restart=RECORDER_RESTART,
+                    stop_timeout=5.0,
+                )
+            )
+            await self.process.start()
+        except BaseException:
+            await self.stop()
+            raise
+        self.started_at = time.time()
+        self._watch = asyncio.create_task(self._route_on_start(), name=f"record-route-{self.code}")
+        log.info("recording camera=%s started streams=%d", self.code, len(self.streams))
+
+    async def _health(self) -> str | None:
+        """Healthy while a segment file grew within ``stall_seconds`` (else: no signal)."""
+        files = self._files()
+        if files:
+            age = time.time() - files[-1].stat().st_mtime
+            if age <= self.stall_seconds:
+                return None
+            raise RuntimeError(f"no video written for {age:.0f} s (no signal)")
+        raise RuntimeError("no segment written yet (no signal)")
+
+    async def _route_on_start(self) -> None:
+        """Re-route the outputs whenever a new ffmpeg listens: the GOP is replayed to it."""
+        seen: int | None = None
+        while True:
+            await asyncio.sleep(0.1)
+            proc = self.process
+            if proc is None:
+                return
+            pid = proc.pid
+            if pid is None or pid == seen or not self.streams:
+                continue
+            if not all(_bound(st.port) for st in self.streams):
+                continue
+            seen = pid
+            for st in self.streams:
+                with contextlib.suppress(Exception):
+                    self.media.transport.unroute(st.output_id)
+                    self.media.transport.route(st.output_id, st.input_id)
+            log.info("recording camera=%s ffmpeg pid=%d routed", self.code, pid)
+
+    def _files(self) -> list[Path]:
+        try:
+            return sorted(p for p in self.incoming.iterdir() if p.suffix == ".mp4")
+        except FileNotFoundError:
+            return []
+
+    async def collect(self, *, all_files: bool = False) -> int:
+        """Index the complete segments (all but the newest unless ``all_files``)."""
+        async with self._collecting:
+            files = self._files()
+            done = files if all_files else files[:-1]
+            n = 0
+            for f in done:
+                if await finalize(self.db, self.folder, self.code, f, self.ffprobe) is not None:
+                    n += 1
+            self.segments += n
+            return n
+
+    @property
+    def state(self) -> str:
+        if self.process is None:
+            return "stopped"
+        st = self.process.status.state
+        return "recording" if st is ProcessState.RUNNING else str(st)
+
+    async def stop(self) -> None:
+        """Stop ffmpeg (it closes its segment), index what it wrote, release outputs and source."""
+        if self._watch is not None:
+            self._watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch
+            self._watch = None
+        if self.process is not None:
+            await self.process.stop()
+        for st in self.streams:
+            with contextlib.suppress(Exception):
+                self.media.transport.remove_output(st.output_id)
+        self.streams.clear()
+        self.media.unhold(self.code, RECORDING_HOLDER)
+        if self.process is not None:
+            self.process = None
+            with contextlib.suppress(Exception):
+                await self.collect(all_files=True)
+        log.info("recording camera=%s stopped", self.code)
