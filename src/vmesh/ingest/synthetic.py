@@ -46,6 +46,7 @@ import os
 import re
 import shutil
 import subprocess
+import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from functools import lru_cache
@@ -137,7 +138,8 @@ def find_font() -> Path | None:
 
 _ATTR_TYPES: dict[str, type | tuple[type, ...]] = {
     "width": int, "height": int, "fps": int, "gop": int, "bitrate_kbps": int, "audio": bool,
-    "mode": str, "clip_seconds": (int, float), "color": str,
+    "mode": str, "clip_seconds": (int, float), "color": str, "colors": list,
+    "color_seconds": (int, float),
 }  # fmt: skip
 
 
@@ -158,6 +160,11 @@ class SyntheticSpec:
     clip_seconds: float = 10.0
     color: str | None = None
     """``#rrggbb`` for the patch; None: ``patch_colour(code)``."""
+    colors: tuple[str, ...] | None = None
+    """A patch that changes: ``colors[i]`` during the i-th ``color_seconds`` of every cycle, the
+    cycle anchored to Unix time in live mode (``floor(unix / color_seconds) mod len``) and to the
+    clip's time in clip mode (recording tests seek by colour)."""
+    color_seconds: float = 60.0
 
     def __post_init__(self) -> None:
         if not self.code:
@@ -184,6 +191,14 @@ class SyntheticSpec:
             raise InvalidInput.one("clip_seconds", "must be between 1 and 600", self.clip_seconds)
         if self.color is not None and not _HEX.match(self.color):
             raise InvalidInput.one("color", "must be #rrggbb", self.color)
+        if self.colors is not None and (
+            not self.colors or not all(isinstance(c, str) and _HEX.match(c) for c in self.colors)
+        ):
+            raise InvalidInput.one("colors", "must be a non-empty list of #rrggbb", self.colors)
+        if not 0.5 <= self.color_seconds <= 86400:
+            raise InvalidInput.one(
+                "color_seconds", "must be between 0.5 and 86400", self.color_seconds
+            )
 
     @property
     def rgb(self) -> tuple[int, int, int]:
@@ -208,7 +223,7 @@ class SyntheticSpec:
             want = _ATTR_TYPES[key]
             if (isinstance(value, bool) and want is not bool) or not isinstance(value, want):
                 raise InvalidInput.one(f"attrs.{key}", "has the wrong type", value)
-            kwargs[key] = value
+            kwargs[key] = tuple(value) if key == "colors" else value
         try:
             return cls(code=code, name=name, **kwargs)
         except InvalidInput as e:
@@ -225,8 +240,11 @@ class SyntheticSpec:
         return math.ceil(self.clip_seconds * self.fps / self.gop) * self.gop
 
 
-def video_filter(spec: SyntheticSpec, font: Path | None, name_file: Path, clock: str) -> str:
-    """The lavfi source graph: testsrc2, colour patch, clock and name."""
+def video_filter(
+    spec: SyntheticSpec, font: Path | None, name_file: Path, clock: str, offset: float = 0.0
+) -> str:
+    """The lavfi source graph: testsrc2, colour patch, clock and name (``offset``: added to the
+    picture's time for a changing patch, ``spec.colors``)."""
     w, h = spec.width, spec.height
     px, py, pw, ph = patch_rect(w, h)
     r, g, b = spec.rgb
@@ -235,6 +253,12 @@ def video_filter(spec: SyntheticSpec, font: Path | None, name_file: Path, clock:
         f"testsrc2=size={w}x{h}:rate={spec.fps}",
         f"drawbox=x={px}:y={py}:w={pw}:h={ph}:color=0x{r:02X}{g:02X}{b:02X}:t=fill",
     ]
+    for i, c in enumerate(spec.colors or ()):
+        n, k = spec.color_seconds, len(spec.colors or ())
+        when = filter_value(f"eq(mod(floor((t+{offset:.3f})/{n:g}),{k}),{i})")
+        parts.append(
+            f"drawbox=x={px}:y={py}:w={pw}:h={ph}:color=0x{c[1:].upper()}:t=fill:enable={when}"
+        )
     if font is not None:
         common = (
             f"fontfile={filter_value(str(font))}:fontsize={size}:fontcolor=white"
@@ -276,7 +300,7 @@ def live_argv(
 ) -> list[str]:
     """ffmpeg encoding the camera live into RTP (wall-clock time burnt in)."""
     argv = [ffmpeg, *_HEAD, "-re", "-f", "lavfi", "-i",
-            video_filter(spec, font, name_file, "%{localtime:%X}")]  # fmt: skip
+            video_filter(spec, font, name_file, "%{localtime:%X}", time.time())]  # fmt: skip
     if spec.audio:
         argv += ["-re", "-f", "lavfi", "-i",
                  f"sine=frequency={tone_frequency(spec.code)}:sample_rate=48000"]  # fmt: skip

@@ -988,6 +988,12 @@ class Switch:
         }
         return SwitchSnapshot(inputs, outputs)
 
+    def gop(self, input_id: str) -> list[bytes]:
+        """The RTP datagrams of the input's cached GOP, keyframe first (empty when none is valid;
+        ``vmesh.recording.snapshot`` decodes it into a JPEG)."""
+        inp = self._input(input_id)
+        return [d for _, _, d, _ in inp.gop] if inp.gop_valid else []
+
     def _input(self, input_id: str) -> _Input:
         try:
             return self._inputs[input_id]
