@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from vmesh.federation.node import Federation
     from vmesh.gb28181.service import GbService
     from vmesh.media.service import MediaService
+    from vmesh.recording.service import RecordingService
 
 
 @dataclass
@@ -36,6 +37,8 @@ class NodeContext:
     gb28181: GbService | None = None
     # Camera streams across node links when [fabric] enabled (needs federation and media).
     fabric: FabricService | None = None
+    # Recorders, segment index, retention, online-rate sampling when [recording] enabled.
+    recording: RecordingService | None = None
 
     @classmethod
     async def open(cls, config: NodeConfig, *, migrate: bool = True) -> NodeContext:

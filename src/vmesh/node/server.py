@@ -69,6 +69,19 @@ async def serve_async(config: NodeConfig) -> None:
             await _stop_services(ctx)
             await ctx.close()
             raise
+    if config.recording.enabled:
+        from vmesh.recording.service import RecordingService
+
+        recording = RecordingService(
+            config.recording, config.node.data_dir, ctx.db, ctx.audit, ctx.media
+        )
+        try:
+            await recording.start()
+        except BaseException:
+            await _stop_services(ctx)
+            await ctx.close()
+            raise
+        ctx.recording = recording
     app = create_app(ctx)
     server = uvicorn.Server(
         uvicorn.Config(
@@ -92,7 +105,10 @@ async def serve_async(config: NodeConfig) -> None:
 
 
 async def _stop_services(ctx: NodeContext) -> None:
-    """Stop what the node started, in reverse order: fabric, media, GB/T 28181, federation."""
+    """Stop what the node started, in reverse order: recording, fabric, media, GB/T 28181,
+    federation."""
+    if ctx.recording is not None:
+        await ctx.recording.stop()
     if ctx.fabric is not None:
         await ctx.fabric.stop()
     if ctx.media is not None:
