@@ -11,6 +11,11 @@ RPC (``vmesh.<node>.rpc.fabric``, JSON over the federation ``Bus``)::
     -> {"op": "record", "stream": "...", "user": "alice", "viewer_node": "...", "viewer": "..."}
     <- {"recorded": true}                 (a view, recorded at the camera's node: fabric.serve)
 
+Grants (``vmesh.grants``): ``open`` and ``record`` may carry ``"grant": "<id>"``, set at the
+viewer's node by ``credentials(stream, user)`` and passed on hop by hop; at the camera's node
+``admit(stream, viewer_node, grant)`` refuses (``Forbidden``) a viewer node that needs a grant and
+has no active one, and ``close_grant`` closes the outputs opened under a grant that ended.
+
 A viewer's node calls ``acquire(stream, camera_node, viewer, user)``: the stream's lease here gets
 the viewer as a consumer; a new lease opens the next hop towards the camera (``route.next_hop``),
 which does the same with this node as a ``link`` consumer, recursively, until the camera's node
@@ -41,7 +46,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from vmesh.errors import InvalidInput, NotFound
+from vmesh.errors import Forbidden, InvalidInput, NotFound
 from vmesh.fabric.leases import Consumer, LeaseTable
 from vmesh.fabric.links import LOOPBACK, LinkIn, LinkOut
 from vmesh.fabric.route import Parents, next_hop
@@ -120,6 +125,10 @@ class FabricService:
         self._locks: dict[str, asyncio.Lock] = {}
         self._ticker: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[Any]] = set()
+        # Grants (vmesh.grants.service): set by the node when grants run.
+        self.credentials: Callable[[str, str], dict[str, Any]] | None = None
+        self.admit: Callable[[str, str, str | None], Awaitable[Any]] | None = None
+        self._by_grant: dict[str, set[tuple[str, str]]] = {}
 
     # --- life cycle -------------------------------------------------------------------------------
 
@@ -162,9 +171,12 @@ class FabricService:
 
     async def acquire(self, stream: str, camera_node: str, viewer: str, user: str) -> str:
         """Carry ``stream`` to this node for ``viewer``; the switch input id carrying it."""
-        input_id = await self._ensure(stream, camera_node, Consumer.viewer(viewer), user, self.code)
+        creds = self.credentials(stream, user) if self.credentials is not None else {}
+        input_id = await self._ensure(
+            stream, camera_node, Consumer.viewer(viewer), user, self.code, creds
+        )
         if camera_node != self.code:
-            self._spawn(self._record(stream, camera_node, viewer, user))
+            self._spawn(self._record(stream, camera_node, viewer, user, creds))
         return input_id
 
     async def release(self, stream: str, viewer: str) -> None:
@@ -177,8 +189,10 @@ class FabricService:
         self._background.add(t)
         t.add_done_callback(self._background.discard)
 
-    async def _record(self, stream: str, camera_node: str, viewer: str, user: str) -> None:
-        body = {
+    async def _record(
+        self, stream: str, camera_node: str, viewer: str, user: str, creds: dict[str, Any]
+    ) -> None:
+        body = creds | {
             "op": "record",
             "stream": stream,
             "user": user,
@@ -199,7 +213,13 @@ class FabricService:
     # --- the lease's life -------------------------------------------------------------------------
 
     async def _ensure(
-        self, stream: str, camera_node: str, consumer: Consumer, user: str, viewer_node: str
+        self,
+        stream: str,
+        camera_node: str,
+        consumer: Consumer,
+        user: str,
+        viewer_node: str,
+        creds: dict[str, Any] | None = None,
     ) -> str:
         async with self._lock(stream):
             parents, parent = await self.tree()
@@ -207,7 +227,7 @@ class FabricService:
             if not self.leases.acquire(stream, consumer, up, self.clock()):
                 return self._carried[stream].input_id
             try:
-                carried = await self._open(stream, camera_node, up, user, viewer_node)
+                carried = await self._open(stream, camera_node, up, user, viewer_node, creds)
             except BaseException:
                 self.leases.failed(stream)
                 raise
@@ -218,7 +238,13 @@ class FabricService:
             return carried.input_id
 
     async def _open(
-        self, stream: str, camera_node: str, up: str | None, user: str, viewer_node: str
+        self,
+        stream: str,
+        camera_node: str,
+        up: str | None,
+        user: str,
+        viewer_node: str,
+        creds: dict[str, Any] | None = None,
     ) -> _Carried:
         if up is None:
             if camera_node != self.code:
@@ -243,7 +269,8 @@ class FabricService:
                 reply = await self.bus.call(
                     up,
                     SERVICE,
-                    {
+                    (creds or {})
+                    | {
                         "op": "open",
                         "stream": stream,
                         "camera_node": camera_node,
@@ -326,7 +353,14 @@ class FabricService:
             raise InvalidInput.one("port", "must be a UDP port", port)
         user = str(body.get("user") or "")
         viewer_node = str(body.get("viewer_node") or down)
-        input_id = await self._ensure(stream, camera_node, Consumer.link(down), user, viewer_node)
+        grant = body.get("grant") if isinstance(body.get("grant"), str) else None
+        creds = {"grant": grant} if grant else {}
+        use = None
+        if camera_node == self.code and self.admit is not None:
+            use = await self.admit(stream, viewer_node, grant)
+        input_id = await self._ensure(
+            stream, camera_node, Consumer.link(down), user, viewer_node, creds
+        )
         async with self._lock(stream):
             carried = self._carried.get(stream)
             if carried is None:
@@ -342,6 +376,8 @@ class FabricService:
                 link.close()
                 raise
             carried.outputs[down] = (output_id, link)
+            if use is not None:
+                self._by_grant.setdefault(use.grant, set()).add((stream, down))
         log.info("fabric node=%s stream=%s to node=%s", self.code, stream, down)
         return {"addr": self.address, "port": link.wan.port}
 
@@ -383,9 +419,39 @@ class FabricService:
             "user": str(body.get("user") or ""),
             "viewer": str(body.get("viewer") or ""),
         }
+        if self.admit is not None:
+            grant = body.get("grant") if isinstance(body.get("grant"), str) else None
+            try:
+                use = await self.admit(stream, detail["viewer_node"], grant)
+            except Forbidden as e:
+                if self.audit is not None:
+                    await self.audit(
+                        "fabric.serve", stream, "denied", detail | {"reason": e.detail}
+                    )
+                raise
+            if use is not None:
+                detail |= use.as_detail()
         if self.audit is not None:
             await self.audit("fabric.serve", stream, "ok", detail)
         return {"recorded": True}
+
+    def close_grant(self, grant: str, reason: str) -> None:
+        """A grant ended: close the outputs this camera node opened under it (at once, in the
+        background), so the viewer node's side stops even if it does not."""
+        for stream, down in self._by_grant.pop(grant, set()):
+            self._spawn(self._close_output(stream, down, grant, reason))
+
+    async def _close_output(self, stream: str, down: str, grant: str, reason: str) -> None:
+        async with self._lock(stream):
+            carried = self._carried.get(stream)
+            if carried is not None and down in carried.outputs:
+                self._remove_output(carried, down)
+            if self.leases.release(stream, Consumer.link(down), self.clock()):
+                await self._teardown(stream)
+        log.info("fabric node=%s stream=%s to node=%s closed: %s", self.code, stream, down, reason)
+        if self.audit is not None:
+            detail = {"viewer_node": down, "grant": grant, "reason": reason}
+            await self.audit("fabric.stop", stream, "ok", detail)
 
     def signal(self, stream: str) -> tuple[str | None, float | None] | None:
         """(upstream neighbour, time of its last RTP packet) of ``stream`` carried here.

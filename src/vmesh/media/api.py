@@ -76,8 +76,9 @@ async def live_ws(ws: WebSocket) -> None:
             e = (await s.execute(select(Entry).where(Entry.code == code))).scalar_one_or_none()
         if e is None:
             r = await remote_camera(ctx.db, code, ctx.config.node.code)
-            if r is None:
-                return None
+            if r is None:  # maybe known through one of the user's grants (vmesh.grants)
+                grants = getattr(ctx, "grants", None)
+                return None if grants is None else await grants.find_camera(principal, code)
             return Camera(r.code, r.name, r.kind, "", attrs_of(r.attrs), origin_node=r.origin_node)
         try:
             attrs = json.loads(e.attrs or "{}")
@@ -88,7 +89,7 @@ async def live_ws(ws: WebSocket) -> None:
     async def audit(who: Principal, code: str, result: str, detail: dict[str, Any]) -> None:
         await ctx.audit.write(who, "live.view", code, result, detail)
 
-    session = LiveSession(principal, media, lookup, audit, send)
+    session = LiveSession(principal, media, lookup, audit, send, getattr(ctx, "grants", None))
     publishing = _publish_session(ctx, principal, media, send)
     writer_task = asyncio.create_task(writer(), name="live-ws-writer")
     handlers: set[asyncio.Task[None]] = set()

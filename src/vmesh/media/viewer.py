@@ -86,6 +86,7 @@ class _Tile:
     pump: asyncio.Task[None] | None = None
     last_sent: tuple[str, str, str] | None = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    grant: Any = None  # the vmesh.grants.GrantUse the view relies on (outside the user's scope)
 
 
 class LiveSession:
@@ -96,8 +97,12 @@ class LiveSession:
         lookup: CameraLookup,
         audit: Audit,
         send: Callable[[Json], Awaitable[None]],
+        grants: Any = None,
     ) -> None:
         self.principal = principal
+        # vmesh.grants.GrantService: views outside the scope by grant; None: scope only.
+        self.grants = grants
+        self._uses: dict[str, Any] = {}
         self.media = media
         self.lookup = lookup
         self.audit = audit
@@ -174,6 +179,15 @@ class LiveSession:
             covered = covers_remote(self.principal, cam.code)
         else:
             covered = cam is not None and self.principal.covers(cam.path)
+        use = None
+        if cam is not None and not covered and self.grants is not None:
+            try:
+                use = await self.grants.authorise(self.principal, cam)
+            except VmeshError as e:  # a grant exists but cannot be used: say why
+                await self.audit(self.principal, code, "denied", {"tile": tile, "reason": e.detail})
+                raise
+            covered = use is not None
+        self._uses[tile] = use
         if cam is None or not covered:
             why = "not in the directory" if cam is None else "outside the user's scope"
             await self.audit(self.principal, code, "denied", {"tile": tile, "reason": why})
@@ -201,7 +215,10 @@ class LiveSession:
         self.tiles[tile] = t
         try:
             await self.audit(
-                self.principal, cam.code, "ok", {"tile": tile, "channel": channel.index}
+                self.principal,
+                cam.code,
+                "ok",
+                {"tile": tile, "channel": channel.index} | self._grant_detail(t),
             )
             await self._push(t, force=True)
             await self.media.play(channel, cam.code, spec, user=self.principal.username)
@@ -224,7 +241,7 @@ class LiveSession:
             self.principal,
             cam.code,
             "ok",
-            {"tile": tile, "channel": t.channel.index, "switch": True},
+            {"tile": tile, "channel": t.channel.index, "switch": True} | self._grant_detail(t),
         )
         await self.media.play(t.channel, cam.code, spec, user=self.principal.username)
         t.code, t.name, t.error = cam.code, cam.name, ""
@@ -359,9 +376,29 @@ class LiveSession:
             await asyncio.sleep(MONITOR_INTERVAL)
             for t in list(self.tiles.values()):
                 try:
+                    if t.grant is not None and (why := self.grants.ended(t.grant.grant)):
+                        await self._stop_by_grant(t, why)
+                        continue
                     await self._push(t)
                 except Exception:
                     log.debug("live status push failed tile=%s", t.id, exc_info=True)
+
+    def _grant_detail(self, t: _Tile) -> dict[str, Any]:
+        """The grant (and purpose) the tile's view relies on, and the user's department."""
+        t.grant = self._uses.pop(t.id, None)
+        d: dict[str, Any] = t.grant.as_detail() if t.grant is not None else {}
+        if self.principal.department_code:
+            d["department"] = self.principal.department_code
+        return d
+
+    async def _stop_by_grant(self, t: _Tile, why: str) -> None:
+        """The grant the tile relied on was revoked or expired: stop it, saying so."""
+        await self._release(t)
+        detail = {"tile": t.id, "reason": why, "stopped": True} | t.grant.as_detail()
+        await self.audit(self.principal, t.code, "denied", detail)
+        await self.send(
+            {"type": "status", "tile": t.id, "state": "stopped", "reason": why, "code": t.code}
+        )
 
     async def _error(self, fieldname: str, reason: str, value: object = None) -> None:
         msg: Json = {"type": "error", "field": fieldname, "reason": reason}

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from vmesh.fabric.service import FabricService
     from vmesh.federation.node import Federation
     from vmesh.gb28181.service import GbService
+    from vmesh.grants.service import GrantService
     from vmesh.media.service import MediaService
     from vmesh.recording.service import RecordingService
 
@@ -37,6 +38,8 @@ class NodeContext:
     gb28181: GbService | None = None
     # Camera streams across node links when [fabric] enabled (needs federation and media).
     fabric: FabricService | None = None
+    # Grants across departments and levels (vmesh.grants): always started by the node process.
+    grants: GrantService | None = None
     # Recorders, segment index, retention, online-rate sampling when [recording] enabled.
     recording: RecordingService | None = None
 

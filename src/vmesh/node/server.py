@@ -82,6 +82,14 @@ async def serve_async(config: NodeConfig) -> None:
             await ctx.close()
             raise
         ctx.recording = recording
+    from vmesh.grants.node import start_grants
+
+    try:
+        ctx.grants = await start_grants(ctx)
+    except BaseException:
+        await _stop_services(ctx)
+        await ctx.close()
+        raise
     app = create_app(ctx)
     server = uvicorn.Server(
         uvicorn.Config(
@@ -107,6 +115,8 @@ async def serve_async(config: NodeConfig) -> None:
 async def _stop_services(ctx: NodeContext) -> None:
     """Stop what the node started, in reverse order: recording, fabric, media, GB/T 28181,
     federation."""
+    if ctx.grants is not None:
+        await ctx.grants.stop()
     if ctx.recording is not None:
         await ctx.recording.stop()
     if ctx.fabric is not None:
