@@ -1,0 +1,315 @@
+"""A network of real ``vmesh node run`` processes in test-bed namespaces (``Lab``), shared by the
+netns federation and fabric tests.
+
+``Topology``: the nodes (code, tier, org unit, parents) and what each one runs (federation always;
+media + fabric with ``media=True``). ``start_network(tmp, lab, topo, setup=…)`` issues each node's
+certificate from one CA, seeds its database (org unit, an ``admin-<node>`` user, then ``setup``
+for extra directory entries), writes its TOML, spawns ``vmesh node run`` inside the node's
+namespace and waits until every node serves ``/healthz``. ``Net`` is the test's handle: HTTP as
+each node's admin, ``/metrics``, ``/api/live/ws`` viewers, link faults (``blackhole``) and the
+kernel's interface counters of each node's veth (``veth``).
+
+Public: ``NodeSpec``, ``Topology``, ``Net``, ``Viewer``, ``start_network``, ``toml``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import websockets
+from websockets.asyncio.client import ClientConnection
+
+from factories import TEST_ACTOR, add_user
+from netns.fednodes import make_ca, wait_until
+from netns.lab import Lab
+from vmesh.config import parse_config
+from vmesh.directory.store import Directory
+from vmesh.federation.ca import issue_node_cert
+from vmesh.node.context import NodeContext
+
+PORT = 8080
+LEAF_PORT = 7422
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    code: str
+    tier: str
+    org: str
+    org_name: str
+    parents: tuple[str, ...] = ()  # lab node names; the second is the fallback parent
+
+
+@dataclass
+class Topology:
+    nodes: dict[str, NodeSpec]
+    media: bool = False
+    linger: float = 2.0
+    channels: int = 4
+    # Extra TOML per section, applied to every node (e.g. {"federation": {"announce_seconds": 2}}).
+    overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def hub(self, name: str) -> bool:
+        return any(name in s.parents for s in self.nodes.values())
+
+
+def node_config(tmp: Path, lab: Lab, topo: Topology, name: str) -> dict[str, Any]:
+    spec = topo.nodes[name]
+    ip = lab[name].ip
+    hub = topo.hub(name)
+    d: dict[str, Any] = {
+        "node": {
+            "code": spec.code,
+            "name": f"{name}节点",
+            "tier": spec.tier,
+            "data_dir": str(tmp / name),
+        },
+        "http": {"host": ip, "port": PORT},
+        "federation": {
+            "enabled": True,
+            "leaf_port": LEAF_PORT if hub else 0,
+            "advertise": f"{ip}:{LEAF_PORT}" if hub else "",
+            "parents": [f"nats-leaf://{lab[p].ip}:{LEAF_PORT}" for p in spec.parents],
+            "ping_interval_seconds": 2,
+            "announce_seconds": 1,
+            "link_check_seconds": 1,
+            "catalogue_scan_seconds": 0.3,
+            "addresses": [f"http://{ip}:{PORT}"],
+        },
+    }
+    if topo.media:
+        d["media"] = {
+            "enabled": True,
+            "public_address": ip,
+            "channels": topo.channels,
+            "source_linger_seconds": 1,
+            "no_signal_seconds": 2,
+        }
+        d["fabric"] = {
+            "enabled": True,
+            "address": ip,
+            "linger_seconds": topo.linger,
+            "rpc_timeout_seconds": 3,
+        }
+    for sec, body in topo.overrides.items():
+        d.setdefault(sec, {}).update(body)
+    return d
+
+
+def toml(d: dict[str, Any]) -> str:
+    def val(v: Any) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, str):
+            return f'"{v}"'
+        if isinstance(v, list):
+            return "[" + ", ".join(val(x) for x in v) + "]"
+        return str(v)
+
+    return "".join(
+        f"[{sec}]\n" + "".join(f"{k} = {val(v)}\n" for k, v in body.items())
+        for sec, body in d.items()
+    )
+
+
+def vmesh_command() -> list[str]:
+    """The installed ``vmesh`` entry point beside this interpreter (what a user runs)."""
+    exe = Path(sys.executable).parent / "vmesh"
+    if exe.exists():
+        return [str(exe)]
+    return [sys.executable, "-c", "from vmesh.cli import main; main()"]
+
+
+@dataclass
+class Viewer:
+    """One console page's ``/api/live/ws``: what it was told, per tile."""
+
+    ws: ClientConnection
+    reader: asyncio.Task[None] | None = None
+
+    def __post_init__(self) -> None:
+        self.messages: list[dict[str, Any]] = []
+
+    async def read(self) -> None:
+        async for raw in self.ws:
+            self.messages.append(json.loads(raw))
+
+    async def send(self, **msg: Any) -> None:
+        await self.ws.send(json.dumps(msg))
+
+    def of(self, tile: str, kind: str = "status") -> list[dict[str, Any]]:
+        return [m for m in self.messages if m.get("tile") == tile and m.get("type") == kind]
+
+    def last_state(self, tile: str) -> dict[str, Any] | None:
+        states = self.of(tile)
+        return states[-1] if states else None
+
+    async def watch(self, tile: str, code: str) -> dict[str, Any]:
+        """Watch ``code`` on ``tile``; Janus's offer (the channel is routed before it comes)."""
+        await self.send(type="watch", tile=tile, code=code)
+
+        def outcome() -> dict[str, Any] | None:
+            if offers := self.of(tile, "offer"):
+                return offers[-1]
+            errors = [s for s in self.of(tile) if s["state"] == "error"]
+            return errors[-1] if errors else None
+
+        return await wait_until(outcome, f"an offer or an error for tile {tile}")
+
+
+@dataclass
+class Net:
+    lab: Lab
+    topo: Topology
+    tokens: dict[str, str]
+    logs: dict[str, Path]
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def code(self, node: str) -> str:
+        return self.topo.nodes[node].code
+
+    def url(self, node: str) -> str:
+        return f"http://{self.lab[node].ip}:{PORT}"
+
+    async def request(
+        self, node: str, method: str, path: str, body: Any = None, **params: Any
+    ) -> httpx.Response:
+        async with httpx.AsyncClient(timeout=10) as c:
+            return await c.request(
+                method,
+                self.url(node) + path,
+                params=params,
+                json=body,
+                headers={"Authorization": f"Bearer {self.tokens[node]}"},
+            )
+
+    async def get(self, node: str, path: str, **params: Any) -> Any:
+        r = await self.request(node, "GET", path, **params)
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    async def send(self, node: str, method: str, path: str, body: dict[str, Any]) -> Any:
+        r = await self.request(node, method, path, body)
+        assert r.status_code in (200, 201, 204), r.text
+        return r.json() if r.content else None
+
+    async def login(self, node: str, username: str, password: str = "s3cret-pass") -> int:
+        """A console login at ``node``; the HTTP status."""
+        async with httpx.AsyncClient(timeout=10) as c:
+            r = await c.post(
+                self.url(node) + "/api/auth/login",
+                json={"username": username, "password": password},
+            )
+        return r.status_code
+
+    async def metrics(self, node: str) -> dict[str, float]:
+        async with httpx.AsyncClient(timeout=10) as c:
+            r = await c.get(self.url(node) + "/metrics")
+        out = {}
+        for line in r.text.splitlines():
+            if line and not line.startswith("#"):
+                name, _, value = line.rpartition(" ")
+                out[name] = float(value)
+        return out
+
+    @contextlib.asynccontextmanager
+    async def live(self, node: str) -> AsyncIterator[Viewer]:
+        url = f"ws://{self.lab[node].ip}:{PORT}/api/live/ws"
+        headers = {"Authorization": f"Bearer {self.tokens[node]}"}
+        async with websockets.connect(url, additional_headers=headers) as ws:
+            v = Viewer(ws)
+            v.reader = asyncio.create_task(v.read())
+            try:
+                yield v
+            finally:
+                v.reader.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await v.reader
+
+    def blackhole(self, a: str, b: str, op: str) -> None:
+        """``op`` = "add": packets between nodes ``a`` and ``b`` vanish both ways (a dead WAN
+        between them; their other links stay up); "del" restores."""
+        for x, y in ((a, b), (b, a)):
+            subprocess.run(
+                ["ip", "-n", self.lab[x].ns, "route", op, "blackhole", f"{self.lab[y].ip}/32"],
+                check=True,
+            )
+
+    def veth(self, node: str) -> dict[str, int]:
+        """The kernel's counters of the node's ``eth0`` (``ip -s link``): rx/tx bytes and packets
+        as Ethernet frames (IP + UDP headers and the 14-byte Ethernet header included)."""
+        r = subprocess.run(
+            ["ip", "-n", self.lab[node].ns, "-s", "-j", "link", "show", "eth0"],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        s = json.loads(r.stdout)[0]["stats64"]
+        return {
+            "rx_bytes": s["rx"]["bytes"],
+            "rx_packets": s["rx"]["packets"],
+            "tx_bytes": s["tx"]["bytes"],
+            "tx_packets": s["tx"]["packets"],
+        }
+
+
+Setup = Callable[[str, Directory, str], Awaitable[None]]
+
+
+async def start_network(tmp: Path, lab: Lab, topo: Topology, setup: Setup | None = None) -> Net:
+    """Seed, configure and start every node of ``topo`` in ``lab``; ``setup(name, directory,
+    org_code)`` adds directory entries before the node starts. The lab stops the processes."""
+    ca = make_ca(tmp)
+    tokens, logs, procs = {}, {}, {}
+    for name, spec in topo.nodes.items():
+        d = node_config(tmp, lab, topo, name)
+        cfg = parse_config(d)
+        issue_node_cert(
+            ca, spec.code, out_dir=cfg.node.data_dir / "federation" / "tls", sans=[lab[name].ip]
+        )
+        ctx = await NodeContext.open(cfg)
+        try:
+            directory = Directory(ctx.db, ctx.audit)
+            await directory.create(
+                TEST_ACTOR,
+                {"code": spec.org, "kind": "region", "tier": spec.tier, "name": spec.org_name},
+            )
+            if setup is not None:
+                await setup(name, directory, spec.org)
+            tokens[name] = await add_user(ctx, f"admin-{name}", ["admin"], spec.org)
+        finally:
+            await ctx.close()
+        path = tmp / f"{name}.toml"
+        path.write_text(toml(d), encoding="utf-8")
+        logs[name] = tmp / f"{name}.log"
+        procs[name] = lab.spawn(
+            name, [*vmesh_command(), "node", "run", "--config", str(path)], logs[name]
+        )
+    net = Net(lab, topo, tokens, logs, procs)
+    for name in topo.nodes:
+
+        async def healthy(n: str = name) -> bool:
+            async with httpx.AsyncClient(timeout=3) as c:
+                return (await c.get(net.url(n) + "/healthz")).status_code == 200
+
+        try:
+            await wait_until(healthy, f"{name} serving", within=60)
+        except AssertionError:
+            raise AssertionError(logs[name].read_text(errors="replace")[-3000:]) from None
+    return net
+
+
+async def camera(directory: Directory, parent: str, code: str, name: str, **attrs: Any) -> None:
+    """A synthetic camera in ``directory`` under ``parent``."""
+    a = {"source": "synthetic", "width": 320, "height": 180, "fps": 25, "gop": 25} | attrs
+    await directory.create(
+        TEST_ACTOR,
+        {"code": code, "parent_code": parent, "kind": "camera", "name": name, "attrs": a},
+    )
