@@ -127,11 +127,13 @@ async def test_apply_approve_watch_revoke(
     assert g["grantee_code"] == HZ_DEPT and g["owner_node"] == ctx.config.node.code
 
     # The Wencheng operator sees it in the queue; the town operator may not decide it.
-    queue = (await client.get("/api/grants", params={"view": "queue"}, headers=bearer(node["wc"])))
+    queue = await client.get("/api/grants", params={"view": "queue"}, headers=bearer(node["wc"]))
     assert [x["id"] for x in queue.json()["items"]] == [g["id"]]
     before = await _counts(ctx)
     r = await client.post(
-        f"/api/grants/{g['id']}/decision", json={"decision": "approve"}, headers=bearer(node["town"])
+        f"/api/grants/{g['id']}/decision",
+        json={"decision": "approve"},
+        headers=bearer(node["town"]),
     )
     assert r.status_code == 403 and WC_TOWN in r.json()["detail"], r.text
     assert await _counts(ctx) == before
@@ -188,13 +190,17 @@ async def test_apply_approve_watch_revoke(
     async with ctx.db.sessions() as s:
         rows = (
             await s.scalars(
-                select(AuditRecord).where(AuditRecord.action.startswith("grant.")).order_by(
-                    AuditRecord.id
-                )
+                select(AuditRecord)
+                .where(AuditRecord.action.startswith("grant."))
+                .order_by(AuditRecord.id)
             )
         ).all()
     steps = [(r.action, r.username) for r in rows]
-    assert steps == [("grant.apply", "hz-op"), ("grant.approve", "wc-op"), ("grant.revoke", "wc-op")]
+    assert steps == [
+        ("grant.apply", "hz-op"),
+        ("grant.approve", "wc-op"),
+        ("grant.revoke", "wc-op"),
+    ]
     assert all(json.loads(r.detail)["purpose"] == g["purpose"] for r in rows)
 
 
@@ -274,13 +280,17 @@ async def test_bad_decisions(
     for body, field in cases:
         r = await client.post(f"/api/grants/{gid}/decision", json=body, headers=wc)
         assert r.status_code == 422 and field in _fields(r), (body, r.text)
-    r = await client.post("/api/grants/G000000000000/decision", json={"decision": "approve"}, headers=wc)
+    r = await client.post(
+        "/api/grants/G000000000000/decision", json={"decision": "approve"}, headers=wc
+    )
     assert r.status_code == 404
     r = await client.post(f"/api/grants/{gid}/revoke", json={"reason": "early"}, headers=wc)
     assert r.status_code == 409 and "is applied" in r.json()["detail"]
     assert await _counts(ctx) == before
     r = await client.post(
-        f"/api/grants/{gid}/decision", json={"decision": "reject", "reason": "不符合规定"}, headers=wc
+        f"/api/grants/{gid}/decision",
+        json={"decision": "reject", "reason": "不符合规定"},
+        headers=wc,
     )
     assert r.json()["state"] == "rejected"
     svc = ctx.grants
@@ -310,7 +320,9 @@ async def test_expiry_is_swept_and_audited(
     r = await client.get(f"/api/grants/{gid}", headers=bearer(node["hz"]))
     assert r.json()["status"] == "expired"
     page = (
-        await client.get("/api/audit", params={"action": "grant.expire"}, headers=bearer(node["wc"]))
+        await client.get(
+            "/api/audit", params={"action": "grant.expire"}, headers=bearer(node["wc"])
+        )
     ).json()
     assert [x["detail"]["grant"] for x in page["items"]] == [gid]
 
@@ -332,15 +344,21 @@ async def test_access_report_filters_and_csv(
          "purpose": "防汛"},
     )  # fmt: skip
     wc = bearer(node["wc"])
-    rep = (await client.get("/api/grants/report", params={"grant": "G0123456789ab"}, headers=wc)).json()
+    rep = (
+        await client.get("/api/grants/report", params={"grant": "G0123456789ab"}, headers=wc)
+    ).json()
     assert {(x["action"], x["user"]) for x in rep["items"]} == {
         ("live.view", "hz-op"),
         ("fabric.serve", "someone"),
     }
     assert all(x["purpose"] == "防汛" for x in rep["items"])
-    rep = (await client.get("/api/grants/report", params={"department": HZ_DEPT}, headers=wc)).json()
+    rep = (
+        await client.get("/api/grants/report", params={"department": HZ_DEPT}, headers=wc)
+    ).json()
     assert [x["camera"] for x in rep["items"]] == [CAM1]
-    rep = (await client.get("/api/grants/report", params={"username": "someone"}, headers=wc)).json()
+    rep = (
+        await client.get("/api/grants/report", params={"username": "someone"}, headers=wc)
+    ).json()
     assert [x["action"] for x in rep["items"]] == ["fabric.serve"]
     rep = (await client.get("/api/grants/report", params={"camera": CAM2}, headers=wc)).json()
     assert [x["camera"] for x in rep["items"]] == [CAM2]

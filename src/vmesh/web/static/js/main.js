@@ -14,6 +14,7 @@ import * as auditView from "./views/audit.js";
 import * as networkView from "./views/network.js";
 import * as wallView from "./views/wall.js";
 import * as publishView from "./views/publish.js";
+import * as grantsView from "./views/grants.js";
 
 const root = document.getElementById("app");
 const state = { me: null, page: null, view: null };
@@ -25,6 +26,7 @@ const PAGES = {
   publish: { module: publishView, nav: "nav.publish", roles: ["admin", "operator", "commander"] },
   users: { module: usersView, nav: "nav.users", roles: ["admin"] },
   audit: { module: auditView, nav: "nav.audit", roles: ["admin", "operator"] },
+  grants: { module: grantsView, nav: "nav.grants", roles: ["admin", "operator", "viewer"] },
   network: { module: networkView, nav: "nav.network" },
 };
 
