@@ -397,23 +397,6 @@ class LiveSession:
         detail = {"tile": t.id, "reason": why, "stopped": True} | t.grant.as_detail()
         await self.audit(self.principal, t.code, "denied", detail)
         await self.send(
-            {"type": "status", "tile": t.id, "state": "stopped", "reason": why, "code": t.code}
-        )
-
-    def _grant_detail(self, t: _Tile) -> dict[str, Any]:
-        """The grant (and purpose) the tile's view relies on, and the user's department."""
-        t.grant = self._uses.pop(t.id, None)
-        d: dict[str, Any] = t.grant.as_detail() if t.grant is not None else {}
-        if self.principal.department_code:
-            d["department"] = self.principal.department_code
-        return d
-
-    async def _stop_by_grant(self, t: _Tile, why: str) -> None:
-        """The grant the tile relied on was revoked or expired: stop it, saying so."""
-        await self._release(t)
-        detail = {"tile": t.id, "reason": why, "stopped": True} | t.grant.as_detail()
-        await self.audit(self.principal, t.code, "denied", detail)
-        await self.send(
             {"type": "status", "tile": t.id, "state": "error", "reason": why, "code": t.code}
         )
 
