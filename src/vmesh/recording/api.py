@@ -262,7 +262,7 @@ async def snapshot(code: str, request: Request, who: Principal = Depends(current
             await asyncio.sleep(0.1)
         if not gop:
             raise Conflict(f"camera {code} sends no picture (no signal)")
-        codec = media.transport.switch.snapshot().inputs[input_id].codec.value
+        codec = media.transport.switch.snapshot().inputs[input_id].codec.value.lower()
         jpeg = await asyncio.to_thread(jpeg_from_gop, gop, codec)
     finally:
         media.unhold(code, SNAPSHOT_HOLDER)

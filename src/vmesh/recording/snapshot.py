@@ -65,7 +65,7 @@ def depacketize(datagrams: list[bytes], codec: str = "h264") -> bytes:
 def jpeg_from_gop(datagrams: list[bytes], codec: str = "h264", quality: int = 5) -> bytes:
     """The last decodable picture of the GOP as JPEG bytes (``Conflict`` when none decodes)."""
     stream = depacketize(datagrams, codec)
-    dec = av.CodecContext.create(codec, "r")
+    dec = av.CodecContext.create(codec.lower(), "r")
     frames = []
     for pkt in dec.parse(stream):
         frames += dec.decode(pkt)
