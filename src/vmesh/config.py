@@ -247,6 +247,8 @@ class Gb28181Config(_Strict):
     keepalive_interval_seconds: Annotated[float, Field(gt=0, le=3600)] = 60.0
     keepalive_missed: Annotated[int, Field(ge=1, le=20)] = 3
     catalog_timeout_seconds: Annotated[float, Field(gt=0, le=600)] = 30.0
+    # Catalogue SUBSCRIBE after each registration (Expires, refreshed); 0: no subscription.
+    catalog_subscribe_seconds: Annotated[int, Field(ge=0, le=86400)] = 3600
     invite_timeout_seconds: Annotated[float, Field(gt=0, le=120)] = 10.0
     # UDP ports devices send PS over RTP to (one per live session).
     media_port_range: PortRange = (37000, 37999)

@@ -73,7 +73,7 @@ async def start_gb(ctx: NodeContext, **over: Any) -> GbService:
     cfg = Gb28181Config(
         enabled=True,
         sip_host="127.0.0.1",
-        sip_port=0,
+        sip_port=over.pop("sip_port", 0),
         password=PASSWORD,
         parent_code=REGION,
         keepalive_interval_seconds=over.pop("keepalive", 60.0),

@@ -32,6 +32,7 @@ from vmesh.gb28181.digest import answer_challenge
 from vmesh.gb28181.manscdp import (
     CONTENT_TYPE,
     CatalogItem,
+    CatalogNotify,
     CatalogQuery,
     CatalogResponse,
     DeviceControlResponse,
@@ -101,6 +102,9 @@ class GbDeviceSim:
     acks: int = 0
     byes: list[str] = field(default_factory=list)
     catalog_queries: int = 0
+    # The platform's catalogue subscription: (its address, Call-ID, our tag, Expires) or None.
+    subscription: tuple[Address, str, str, int] | None = None
+    subscribes: int = 0
     reregistrations: int = 0
     streams: dict[str, Stream] = field(default_factory=dict)
     _sn: int = 1
@@ -190,6 +194,18 @@ class GbDeviceSim:
         self._tasks.add(t)
         t.add_done_callback(self._tasks.discard)
 
+    async def notify_catalog(self, items: list[CatalogItem], *, sip_method: str = "NOTIFY") -> int:
+        """Send catalogue changes (items with ``event``) as NOTIFY (or MESSAGE); the status."""
+        assert self.endpoint is not None
+        self._sn += 1
+        body = encode_manscdp(CatalogNotify(self.device_id, self._sn, len(items), items), "GB2312")
+        req = self._request(sip_method, body, CONTENT_TYPE)
+        if sip_method == "NOTIFY":
+            req.headers.add("Event", "Catalog")
+            req.headers.add("Subscription-State", "active")
+        resp = await self.endpoint.request(req, self.platform)
+        return resp.status
+
     async def _send(self, message: object) -> SipResponse:
         assert self.endpoint is not None
         body = encode_manscdp(message, "GB2312")  # type: ignore[arg-type]
@@ -230,6 +246,14 @@ class GbDeviceSim:
             resp.headers.add("Contact", f"<sip:{self.device_id}@{self.local[0]}:{self.local[1]}>")
             resp.headers.add("Content-Type", "APPLICATION/SDP")
             resp.body = answer.encode().encode()
+            self.endpoint.respond(txn, resp)
+        elif req.method == "SUBSCRIBE":
+            self.subscribes += 1
+            expires = req.expires if req.expires is not None else 3600
+            tag = secrets.token_hex(4)
+            self.subscription = (source, req.call_id, tag, expires)
+            resp = make_response(req, 200, to_tag=tag)
+            resp.headers.add("Expires", str(expires))
             self.endpoint.respond(txn, resp)
         elif req.method == "BYE":
             self.byes.append(req.call_id)

@@ -14,6 +14,7 @@
   channel whose code is the device's own is the device entry itself, other channels sit beside
   it under the same org unit. Each channel's ``attrs`` carry ``source = gb28181``,
   ``gb_device`` and ``gb_channel``, which is what makes it playable.
+- ``remove_channel(device, code)``: a channel the device's catalogue notify deleted (audited).
 - ``set_presence(codes, online)``: status and ``last_seen`` as observations (no version bump, no
   audit row), like the media service's presence.
 
@@ -161,6 +162,14 @@ class DeviceDirectory:
             except InvalidInput as e:
                 log.info("gb channel %s not accepted: %s", code, e)
         return accepted
+
+    async def remove_channel(self, device_code: str, code: str) -> bool:
+        """Delete a channel of ``device_code`` (a catalogue ``DEL``); False if it is not one."""
+        e = await self.lookup(code)
+        if e is None or code == device_code or e["attrs"].get("gb_device") != device_code:
+            return False
+        await self.dir.delete(ACTOR, code)
+        return True
 
     async def channels_of(self, device_code: str) -> list[str]:
         pattern = f'%"gb_device":"{device_code}"%'

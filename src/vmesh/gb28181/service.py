@@ -16,6 +16,13 @@ It owns the node's SIP endpoint (UDP, ``[gb28181] sip_host:sip_port``) and:
 - **Queries.** After each new registration: Catalog (pages assembled by SN with
   ``CatalogAssembler``, idle timeout ``catalog_timeout_seconds``), then DeviceInfo and
   DeviceStatus, stored in the device's ``attrs``; channels become directory endpoints.
+- **Persistence.** Registrations are rows of ``gb_devices`` (``store.RegistrationStore``): a
+  restarted node knows its devices; those whose registration has not expired are online at once
+  (fresh keepalive window), the others re-register on the 403 their next keepalive gets.
+- **Catalog subscription.** After the catalogue of a new registration, ``SUBSCRIBE`` (``Event:
+  Catalog``, ``Expires`` = ``catalog_subscribe_seconds``, refreshed before it ends; 0 = off).
+  ``NOTIFY`` (or ``MESSAGE``) ``<Notify><CmdType>Catalog`` items apply their ``Event``: ADD and
+  UPDATE create/update the channel, DEL deletes it, ON/OFF/VLOST/DEFECT set its presence.
 - **Live.** ``open_source`` makes a :class:`~vmesh.gb28181.session.GbLiveSource` for the media
   service; the SSRC allocator's count is ``vmesh_gb28181_ssrcs_in_use`` on ``/metrics``.
 - **PTZ.** ``ptz(channel, command, speed)`` sends DeviceControl ``PTZCmd`` to the channel's
@@ -48,6 +55,8 @@ from vmesh.gb28181.digest import DigestServer, Verdict
 from vmesh.gb28181.manscdp import (
     CONTENT_TYPE,
     CatalogAssembler,
+    CatalogItem,
+    CatalogNotify,
     CatalogQuery,
     CatalogResponse,
     CatalogResult,
@@ -78,6 +87,7 @@ from vmesh.gb28181.message import (
 )
 from vmesh.gb28181.sdp import SsrcAllocator
 from vmesh.gb28181.session import GbLiveSource, GbSpec
+from vmesh.gb28181.store import RegistrationStore
 from vmesh.gb28181.transaction import Address, ServerTransaction, new_branch
 from vmesh.gb28181.transport import SipEndpoint
 from vmesh.storage.db import Database
@@ -116,6 +126,9 @@ class Device:
     online: bool = True
     charset: str = "GB2312"
     catalog: list[str] = field(default_factory=list)
+    transport: str = "udp"
+    # Loop time the catalogue subscription ends (None: not subscribed).
+    subscribed_until: float | None = None
 
 
 class GbService:
@@ -134,6 +147,7 @@ class GbService:
         self.server_id = config.server_id or node_code
         self.audit = audit
         self.directory = DeviceDirectory(db, audit)
+        self.store = RegistrationStore(db)
         self.digest = DigestServer(self.domain)
         self.ssrcs = SsrcAllocator(self.domain)
         self.assembler = CatalogAssembler(config.catalog_timeout_seconds)
@@ -152,8 +166,10 @@ class GbService:
         self._media_out: asyncio.DatagramTransport | None = None
         self._used_ports: set[int] = set()
         self.ptz_sent: int = 0
+        self._metrics = metrics
+        self._collector = _GbCollector(self)
         if metrics is not None:
-            metrics.register(_GbCollector(self))
+            metrics.register(self._collector)
 
     # -- life cycle
 
@@ -161,6 +177,7 @@ class GbService:
         self.endpoint = SipEndpoint(self._on_request)
         self.endpoint.on_stray_response = self._on_stray_response
         _, self.port = await self.endpoint.start_udp(self.config.sip_host, self.config.sip_port)
+        await self._load_devices()
         loop = asyncio.get_running_loop()
         self._media_out, _ = await loop.create_datagram_endpoint(
             asyncio.DatagramProtocol, local_addr=("127.0.0.1", 0)
@@ -172,6 +189,51 @@ class GbService:
             self.port,
             self.server_id,
             self.domain,
+        )
+
+    async def _load_devices(self) -> None:
+        """The devices of ``gb_devices``: online again if their registration has not expired."""
+        loop_now, wall = asyncio.get_running_loop().time(), time.time()
+        expired: list[str] = []
+        for row in await self.store.load():
+            left = row.expires_at.timestamp() - wall
+            online = row.online and left > 0
+            dev = Device(
+                row.code,
+                row.kind,
+                (row.host, row.port),
+                loop_now + left,
+                loop_now,
+                online=online,
+                charset=row.charset,
+                transport=row.transport,
+            )
+            if online and row.subscribed_until is not None:
+                dev.subscribed_until = loop_now + row.subscribed_until.timestamp() - wall
+            self.devices[row.code] = dev
+            if not online and row.online:
+                expired.append(row.code)
+        for code in expired:
+            await self._unregister(code, "registration expired while the node was down")
+        log.info(
+            "gb devices loaded known=%d online=%d",
+            len(self.devices),
+            sum(d.online for d in self.devices.values()),
+        )
+
+    async def _save(self, dev: Device) -> None:
+        wall_minus_loop = time.time() - asyncio.get_running_loop().time()
+        await self.store.save(
+            dev.code,
+            kind=dev.kind,
+            addr=dev.addr,
+            transport=dev.transport,
+            online=dev.online,
+            charset=dev.charset,
+            expires_at=dev.expires_at + wall_minus_loop,
+            subscribed_until=(
+                dev.subscribed_until + wall_minus_loop if dev.subscribed_until else None
+            ),
         )
 
     async def stop(self) -> None:
@@ -192,6 +254,10 @@ class GbService:
             self.endpoint = None
         if self._media_out is not None:
             self._media_out.close()
+        if self._metrics is not None:
+            with contextlib.suppress(KeyError):
+                self._metrics.unregister(self._collector)
+        await asyncio.sleep(0)  # transports close on the next loop turn: the port is free after
         log.info("gb28181 stopped")
 
     def _spawn(self, coro: Any, name: str) -> None:
@@ -285,7 +351,9 @@ class GbService:
             self._reply(txn, req, 200 if s is not None else 481)
             if s is not None:
                 s.on_bye(req)
-        elif req.method in ("NOTIFY", "INFO"):
+        elif req.method == "NOTIFY":
+            self._notify(req, source, txn)
+        elif req.method == "INFO":
             self._reply(txn, req, 200)
         else:
             self._reply(txn, req, 405, Allow="REGISTER, MESSAGE, BYE, NOTIFY, INFO")
@@ -356,6 +424,7 @@ class GbService:
             True,
         )
         await self.directory.set_presence([code], True)
+        await self._save(dev)
         self._reply(txn, req, 200, Expires=str(expires), Date=time.strftime("%Y-%m-%dT%H:%M:%S"))
         if fresh:
             log.info("gb device registered code=%s addr=%s:%s", code, *source)
@@ -368,6 +437,8 @@ class GbService:
         dev = self.devices.get(code)
         if dev is not None:
             dev.online = False
+            dev.subscribed_until = None
+            await self.store.set_online(code, False)
         for s in [s for s in self.sessions.values() if s.spec.device == code]:
             from vmesh.ingest.status import Failure, FailureKind, IngestState
 
@@ -404,7 +475,9 @@ class GbService:
             return
         dev.charset = decoded.charset if decoded.charset != "GB18030" else "GB2312"
         self._reply(txn, req, 200)
-        if isinstance(msg, CatalogResponse):
+        if isinstance(msg, CatalogNotify):
+            self._spawn(self._catalog_events(dev, msg.items), f"gb-notify-{dev.code}")
+        elif isinstance(msg, CatalogResponse):
             result = self.assembler.add(msg, time.monotonic())
             if result is not None:
                 self._finish_catalog(result)
@@ -414,6 +487,74 @@ class GbService:
                 fut = self._waiters.get((msg.device_id, msg.sn))
             if fut is not None and not fut.done():
                 fut.set_result(msg)
+
+    def _notify(self, req: SipRequest, source: Address, txn: ServerTransaction) -> None:
+        """NOTIFY of a catalogue subscription: 200, then its items' events applied."""
+        event = (req.headers.get("Event") or "").split(";", 1)[0].strip().lower()
+        if event != "catalog":
+            self._reply(txn, req, 489 if event else 400)  # Bad Event / no Event header
+            return
+        try:
+            msg = decode_manscdp(req.body).message
+        except ManscdpError as e:
+            log.info("gb bad catalog NOTIFY from=%s:%s: %s", source[0], source[1], e)
+            self._reply(txn, req, 400)
+            return
+        dev = self.devices.get(req.from_.uri.user or "") or self.devices.get(msg.device_id)
+        if dev is None or not dev.online or not isinstance(msg, CatalogNotify):
+            self._reply(txn, req, 403 if dev is None or not dev.online else 400)
+            return
+        self._reply(txn, req, 200)
+        self._spawn(self._catalog_events(dev, msg.items), f"gb-notify-{dev.code}")
+
+    async def _catalog_events(self, dev: Device, items: list[CatalogItem]) -> None:
+        entry = await self.directory.lookup(dev.code)
+        if entry is None:
+            return
+        for it in items:
+            ev = (it.event or "UPDATE").upper()
+            try:
+                if ev in ("ADD", "UPDATE"):
+                    for code in await self.directory.upsert_channels(entry, [it]):
+                        if code not in dev.catalog:
+                            dev.catalog.append(code)
+                elif ev == "DEL":
+                    if await self.directory.remove_channel(dev.code, it.device_id):
+                        dev.catalog = [c for c in dev.catalog if c != it.device_id]
+                elif ev in ("ON", "OFF", "VLOST", "DEFECT"):
+                    if it.device_id in await self.directory.channels_of(dev.code):
+                        await self.directory.set_presence([it.device_id], ev == "ON")
+                else:
+                    log.info("gb catalog notify device=%s: unknown event %r", dev.code, ev)
+                    continue
+                log.info("gb catalog notify device=%s channel=%s %s", dev.code, it.device_id, ev)
+            except VmeshError as e:
+                log.info(
+                    "gb catalog notify device=%s channel=%s %s: %s", dev.code, it.device_id, ev, e
+                )
+
+    async def subscribe_catalog(self, dev: Device) -> None:
+        """SUBSCRIBE to the device's catalogue changes for ``catalog_subscribe_seconds``."""
+        expires = self.config.catalog_subscribe_seconds
+        sn = self.next_sn()
+        req = self.make_request(
+            "SUBSCRIBE",
+            dev,
+            to_user=dev.code,
+            body=encode_manscdp(CatalogQuery(dev.code, sn), dev.charset),
+            content_type=CONTENT_TYPE,
+        )
+        req.headers.add("Event", f"Catalog;id={sn}")
+        req.headers.add("Expires", str(expires))
+        resp = await self.endpoint_request(req, dev.addr)
+        if resp.status >= 300:
+            dev.subscribed_until = None
+            log.info("gb catalog subscribe device=%s refused: %s", dev.code, resp.status)
+            return
+        granted = resp.expires if resp.expires is not None else expires
+        dev.subscribed_until = asyncio.get_running_loop().time() + granted
+        await self._save(dev)
+        log.info("gb catalog subscribed device=%s expires=%s", dev.code, granted)
 
     def _finish_catalog(self, result: CatalogResult) -> None:
         fut = self._catalogs.get((result.device_id, result.sn))
@@ -467,6 +608,11 @@ class GbService:
             if entry is not None:
                 dev.catalog = await self.directory.upsert_channels(entry, result.items)
             log.info("gb catalog device=%s channels=%d", dev.code, len(dev.catalog))
+            if self.config.catalog_subscribe_seconds > 0:
+                try:
+                    await self.subscribe_catalog(dev)
+                except (TimeoutError, VmeshError) as e:
+                    log.info("gb catalog subscribe device=%s failed: %s", dev.code, e)
             info = await self.query(dev, DeviceInfoQuery(dev.code, self.next_sn()))
             status = await self.query(dev, DeviceStatusQuery(dev.code, self.next_sn()))
             await self.directory.merge_attrs(
@@ -504,6 +650,11 @@ class GbService:
             for dev in list(self.devices.values()):
                 if not dev.online:
                     continue
+                if dev.subscribed_until is not None and now > dev.subscribed_until - min(
+                    60.0, c.catalog_subscribe_seconds / 5
+                ):
+                    dev.subscribed_until = None  # one refresh at a time
+                    self._spawn(self._resubscribe(dev), f"gb-subscribe-{dev.code}")
                 silent = now - dev.last_seen > c.keepalive_interval_seconds * c.keepalive_missed
                 if silent or now > dev.expires_at:
                     dev.online = False
@@ -519,6 +670,12 @@ class GbService:
                         )
                     except Exception:
                         log.exception("gb offline of %s not recorded", dev.code)
+
+    async def _resubscribe(self, dev: Device) -> None:
+        try:
+            await self.subscribe_catalog(dev)
+        except (TimeoutError, VmeshError) as e:
+            log.info("gb catalog subscription refresh device=%s failed: %s", dev.code, e)
 
     # -- live
 

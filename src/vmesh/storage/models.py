@@ -12,6 +12,7 @@ from vmesh.federation.models import (
     FederationState,
     KnownNode,
 )
+from vmesh.gb28181.store import GbDeviceRow
 from vmesh.grants.models import GrantOutbox, GrantRow
 from vmesh.servicedesk.models import Agent as ServiceAgent
 from vmesh.servicedesk.models import Case as ServiceCase
@@ -36,6 +37,7 @@ __all__ = [
     "Entry",
     "EntryTag",
     "FederationState",
+    "GbDeviceRow",
     "GrantOutbox",
     "GrantRow",
     "KnownNode",
