@@ -22,7 +22,6 @@ from vmesh.gb28181 import api as gb_api
 from vmesh.grants import api as grants_api
 from vmesh.media import api as live_api
 from vmesh.node.context import NodeContext
-from vmesh.servicedesk import api as servicedesk_api
 from vmesh.recording import api as recording_api
 from vmesh.web import console
 

@@ -84,7 +84,13 @@ async def live_ws(ws: WebSocket) -> None:
             attrs = json.loads(e.attrs or "{}")
         except ValueError:
             attrs = {}
-        return Camera(e.code, e.name, e.kind, e.path, attrs if isinstance(attrs, dict) else {})
+        path = e.path
+        # vmesh.servicedesk: a kiosk in a call sees the seat of the agent serving it.
+        desk = getattr(ws.app.state, "servicedesk", None)
+        in_call = desk is not None and not principal.covers(path)
+        if in_call and await desk.may_watch(principal, code):
+            path = principal.scope_path
+        return Camera(e.code, e.name, e.kind, path, attrs if isinstance(attrs, dict) else {})
 
     async def audit(who: Principal, code: str, result: str, detail: dict[str, Any]) -> None:
         await ctx.audit.write(who, "live.view", code, result, detail)

@@ -8,11 +8,11 @@ WebSocket's messages. It calls the Janus API (``vmesh.edge.janus``), the switch 
 directory (an endpoint's ``status`` while it publishes).
 
 What is published as what: a publication is always **a directory endpoint** of kind
-``field_terminal`` or ``conference_terminal`` (``PUBLISHABLE_KINDS``) in the user's scope. While it
-publishes, the endpoint is ``online`` (``last_seen`` now); when it stops it is ``offline``. A
-viewer watches it by its code exactly like a camera (``watch``/``switch`` on ``/api/live/ws``),
-authorised by scope and audited as ``live.view``; publishing is audited as ``live.publish``
-(``ok``/``denied``/``failed``) and ``live.unpublish``. Only users with a role in
+``field_terminal``, ``conference_terminal`` or ``service_room`` (``PUBLISHABLE_KINDS``) in the
+user's scope. While it publishes, the endpoint is ``online`` (``last_seen`` now); when it stops it
+is ``offline``. A viewer watches it by its code exactly like a camera (``watch``/``switch`` on
+``/api/live/ws``), authorised by scope and audited as ``live.view``; publishing is audited as
+``live.publish`` (``ok``/``denied``/``failed``) and ``live.unpublish``. Only users with a role in
 ``PUBLISH_ROLES`` may publish.
 
 Media path: browser --WebRTC--> Janus VideoRoom publisher --rtp_forward (loopback)--> switch inputs
@@ -69,9 +69,10 @@ log = logging.getLogger(__name__)
 Json = dict[str, Any]
 VIDEOROOM = "janus.plugin.videoroom"
 ROOM_ID = 4100
-PUBLISHABLE_KINDS = frozenset({"field_terminal", "conference_terminal"})
-# Operators and admins at a centre, commanders in the field (emergency command's phones).
-PUBLISH_ROLES = ("admin", "operator", "commander")
+PUBLISHABLE_KINDS = frozenset({"field_terminal", "conference_terminal", "service_room"})
+# Operators and admins at a centre, commanders in the field (emergency command's phones), service
+# desk agents (their seat's camera); a village kiosk publishes as its service room.
+PUBLISH_ROLES = ("admin", "operator", "commander", "agent")
 _CODE = re.compile(r"^\d{20}$")
 _TILE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 MONITOR_INTERVAL = 0.5

@@ -76,7 +76,5 @@ def render(doc: ResultDoc, font: Path = FONT) -> bytes:
         pdf.image(io.BytesIO(doc.signature_png), w=60)
     pdf.ln(6)
     pdf.set_font("cjk", size=9)
-    pdf.multi_cell(
-        0, 5, "本结果单经远程视频申办出具，办理过程已全程录音录像。", new_x="LMARGIN", new_y="NEXT"
-    )
+    pdf.multi_cell(0, 5, "本结果单经远程视频申办出具。", new_x="LMARGIN", new_y="NEXT")
     return bytes(pdf.output())

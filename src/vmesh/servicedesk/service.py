@@ -99,7 +99,7 @@ def image_info(data: bytes) -> tuple[str, int, int]:
     return kind, width, height
 
 
-@dataclass
+@dataclass(eq=False)
 class Subscriber:
     """One kiosk or desk page's live updates."""
 
@@ -198,7 +198,7 @@ class ServiceDesk:
             item = await s.get(Item, item_code)
             if item is None:
                 raise InvalidInput.one("item_code", "no such item in the catalogue", item_code)
-            parent = await s.scalar(select(Entry.name).where(Entry.code == kiosk.parent_code))
+            parent = await s.scalar(select(Entry.name).where(Entry.id == kiosk.parent_id))
             now = _now()
             number = await self._next_number(s, now.date())
             case = Case(
@@ -898,7 +898,7 @@ class ServiceDesk:
         self._subs.discard(sub)
         if sub.case_id is not None and not any(x.case_id == sub.case_id for x in self._subs):
             self._later(
-                ("kiosk", sub.case_id), self.cfg.kiosk_resume_seconds, self._kiosk_gone(sub)
+                ("kiosk", sub.case_id), self.cfg.kiosk_resume_seconds, lambda: self._kiosk_gone(sub)
             )
         if sub.agent is not None and not any(x.agent == sub.agent for x in self._subs):
             self._later(
