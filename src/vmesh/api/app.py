@@ -23,6 +23,7 @@ from vmesh.grants import api as grants_api
 from vmesh.media import api as live_api
 from vmesh.node.context import NodeContext
 from vmesh.recording import api as recording_api
+from vmesh.servicedesk import api as servicedesk_api
 from vmesh.web import console
 
 
