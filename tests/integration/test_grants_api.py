@@ -375,3 +375,58 @@ async def test_access_report_filters_and_csv(
         await client.get("/api/audit", params={"action": "grant.report.export"}, headers=wc)
     ).json()
     assert page["total"] == 1
+
+
+async def test_camera_node_admission_and_the_playback_hook(
+    ctx: NodeContext, client: httpx.AsyncClient, node: dict[str, Any]
+) -> None:
+    """What the camera's node checks on a fabric open/record (``admit``) and what the recording
+    capability's one authorisation point (``authorise_playback``) answers, by grant."""
+    from sqlalchemy import update
+
+    from vmesh.recording.access import authorise_playback
+
+    hz_node, other_node = "33010000002006000001", "33010200002006000001"
+    r = await client.post(
+        "/api/grants", json=_application(org=None, codes=[CAM2]), headers=bearer(node["hz"])
+    )
+    gid = r.json()["id"]
+    wc = bearer(node["wc"])
+    await client.post(f"/api/grants/{gid}/decision", json={"decision": "approve"}, headers=wc)
+    async with ctx.db.transaction() as s:  # as if applied from the Hangzhou node
+        await s.execute(update(GrantRow).where(GrantRow.id == gid).values(applicant_node=hz_node))
+    svc = ctx.grants
+    assert svc is not None
+
+    assert await svc.admit(CAM2, "33032800002006000009", None) is None  # its division holds it
+    with pytest.raises(Forbidden, match="holds no grant"):
+        await svc.admit(CAM2, hz_node, None)
+    with pytest.raises(Forbidden, match=f"grant {gid} is not a grant of node"):
+        await svc.admit(CAM2, other_node, gid)
+    with pytest.raises(Forbidden, match=f"grant {gid} does not cover camera {CAM1}"):
+        await svc.admit(CAM1, hz_node, gid)
+    use = await svc.admit(CAM2, hz_node, gid)
+    assert use is not None and (use.grant, use.purpose) == (gid, "防汛值守 flood watch")
+
+    hz_p = await _principal(ctx, client, node["hz"])
+    async with ctx.db.transaction() as s:  # back to this node for the viewer-side checks
+        await s.execute(
+            update(GrantRow).where(GrantRow.id == gid).values(applicant_node=ctx.config.node.code)
+        )
+    played = await authorise_playback(ctx, hz_p, CAM2)
+    assert (played.grant, played.purpose, played.origin_node) == (gid, use.purpose, None)
+
+    r = await client.post(f"/api/grants/{gid}/revoke", json={"reason": "结束"}, headers=wc)
+    assert r.status_code == 200, r.text
+    with pytest.raises(Forbidden, match=f"grant {gid} revoked at"):
+        await authorise_playback(ctx, hz_p, CAM2)
+    async with ctx.db.transaction() as s:
+        await s.execute(update(GrantRow).where(GrantRow.id == gid).values(applicant_node=hz_node))
+    with pytest.raises(Forbidden, match=f"grant {gid} revoked at"):
+        await svc.admit(CAM2, hz_node, gid)
+    page = (
+        await client.get("/api/audit", params={"action": "recording.playback"}, headers=wc)
+    ).json()
+    assert [(x["result"], "revoked" in x["detail"]["reason"]) for x in page["items"]] == [
+        ("denied", True)
+    ]

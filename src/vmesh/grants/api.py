@@ -15,7 +15,8 @@
 
 A grant is shown with ``state`` (applied, rejected, pending, active, expired, revoked) and
 ``reason`` (why it cannot be used now). The report is built from the audit rows of uses:
-``live.view`` (viewer's node), ``fabric.serve`` (camera's node) and ``playback.*``, newest
+``live.view`` (viewer's node), ``fabric.serve`` (camera's node), ``recording.playback``,
+``recording.clip`` and ``camera.snapshot`` (``vmesh.recording``) and ``playback.*``, newest
 first, visible as the audit log's rows are (``vmesh.audit.api``).
 """
 
@@ -50,7 +51,14 @@ Ctx = Annotated[NodeContext, Depends(node_context)]
 Applicant = Annotated[Principal, Depends(require_roles("operator", "viewer"))]
 Decider = Annotated[Principal, Depends(require_roles("operator"))]
 
-USE_ACTIONS = ("live.view", "fabric.serve")
+# Uses of a camera: live views (viewer's node), streams served (camera's node), recordings.
+USE_ACTIONS = (
+    "live.view",
+    "fabric.serve",
+    "recording.playback",
+    "recording.clip",
+    "camera.snapshot",
+)
 REPORT_COLUMNS = (
     "at", "user", "action", "camera", "node", "grant", "purpose", "department", "result",
     "viewer_node", "reason",

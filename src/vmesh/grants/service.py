@@ -42,7 +42,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -303,6 +303,19 @@ class GrantService:
             latest = max(matching, key=lambda g: g.updated_at)
             raise Forbidden(why_not(latest, now) or f"grant {latest.id} cannot be used")
         return None
+
+    async def authorise_code(self, p: Principal, code: str) -> tuple[Camera, GrantUse] | None:
+        """``find_camera`` + ``authorise`` for requests naming only a code (playback,
+        snapshots): the camera (``origin_node`` None when it is this node's) and the grant."""
+        cam = await self.find_camera(p, code)
+        if cam is None:
+            return None
+        use = await self.authorise(p, cam)
+        if use is None:
+            return None
+        if cam.origin_node == self.node:
+            cam = replace(cam, origin_node=None)
+        return cam, use
 
     def ended(self, grant_id: str) -> str | None:
         """Why a grant a tile relies on stopped being usable (no I/O: called every tick)."""

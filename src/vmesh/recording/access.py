@@ -22,7 +22,7 @@ from sqlalchemy import select
 
 from vmesh.auth.principal import Principal
 from vmesh.directory.models import Entry
-from vmesh.errors import NotFound
+from vmesh.errors import Forbidden, NotFound
 from vmesh.media.remote import covers_remote, remote_camera
 from vmesh.node.context import NodeContext
 
@@ -52,5 +52,18 @@ async def authorise_playback(
         r = await remote_camera(ctx.db, code, ctx.config.node.code)
         if r is not None and r.kind == "camera" and covers_remote(principal, code):
             return Playable(r.code, r.name, "", r.attrs or "{}", origin_node=r.origin_node)
+    grants = getattr(ctx, "grants", None)
+    if grants is not None:  # vmesh.grants: outside the scope, by an active grant
+        try:
+            found = await grants.authorise_code(principal, code)
+        except Forbidden as ex:  # the user's grant cannot be used: say why
+            await ctx.audit.write(principal, action, code, "denied", {"reason": ex.detail})
+            raise
+        if found is not None:
+            cam, use = found
+            attrs = e.attrs if e is not None else "{}"
+            return Playable(
+                cam.code, cam.name, cam.path, attrs, cam.origin_node, use.grant, use.purpose
+            )
     await ctx.audit.write(principal, action, code, "denied", {"reason": "outside scope"})
     raise NotFound(f"camera {code} not found")
