@@ -263,9 +263,9 @@ class Recorder:
             with contextlib.suppress(Exception):
                 self.media.transport.remove_output(st.output_id)
         self.streams.clear()
-        self.media.unhold(self.code, RECORDING_HOLDER)
         if self.process is not None:
-            self.process = None
-            with contextlib.suppress(Exception):
-                await self.collect(all_files=True)
+            self.media.unhold(self.code, RECORDING_HOLDER)
+        self.process = None
+        with contextlib.suppress(Exception):
+            await self.collect(all_files=True)
         log.info("recording camera=%s stopped", self.code)

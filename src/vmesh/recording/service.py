@@ -140,7 +140,9 @@ class RecordingService:
         wanted = {c for c, p in (await self.plans()).items() if p.records_at(now)}
         for code in list(self.recorders):
             if code not in wanted:
-                await self.recorders.pop(code).stop()
+                # stopped before it leaves the dict: if the node stops meanwhile, stop() finishes it
+                await self.recorders[code].stop()
+                del self.recorders[code]
         missing = wanted - set(self.recorders)
         if not missing:
             return
