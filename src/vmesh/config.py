@@ -252,6 +252,9 @@ class Gb28181Config(_Strict):
     invite_timeout_seconds: Annotated[float, Field(gt=0, le=120)] = 10.0
     # UDP ports devices send PS over RTP to (one per live session).
     media_port_range: PortRange = (37000, 37999)
+    # How live media comes (a channel's attrs.gb_media overrides): udp, tcp_passive (devices
+    # connect to a port of media_port_range), tcp_active (we connect to the device).
+    media_transport: Literal["udp", "tcp_passive", "tcp_active"] = "udp"
 
     @field_validator("domain")
     @classmethod

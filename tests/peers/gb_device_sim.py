@@ -5,7 +5,10 @@ answers Catalog (paged ``page_size`` items per MESSAGE, GB2312 names), DeviceInf
 DeviceStatus queries, logs the PTZ commands it receives (DeviceControl ``PTZCmd``, parsed), and
 accepts a live INVITE: it answers 200 with ``y=`` echoing the platform's SSRC and, after the ACK,
 sends PS over RTP (our ``PsMuxer`` + ``RtpPsPacketizer``) of an ffmpeg-encoded H.264 clip at
-25 fps, in a loop, to the address and port of the offer, until BYE.
+25 fps, in a loop, to the address and port of the offer, until BYE. An offer of ``TCP/RTP/AVP``
+gets RFC 4571 framed RTP over TCP: ``a=setup:passive`` (the platform listens) → the simulator
+connects to the offer's address and port; ``a=setup:active`` → it listens on a port of its own,
+answers ``a=setup:passive`` with that port and streams down the connection the platform opens.
 
 With ``start_keepalive(interval)`` it sends a Keepalive every ``interval`` seconds (with jitter)
 and registers again when the platform answers 403 (what a device does after a platform restart).
@@ -47,7 +50,14 @@ from vmesh.gb28181.manscdp import (
     encode_manscdp,
 )
 from vmesh.gb28181.message import Headers, SipRequest, SipResponse, SipUri, make_response
-from vmesh.gb28181.ps import AccessUnit, PsCodec, PsMuxer, RtpPsPacketizer, split_annexb
+from vmesh.gb28181.ps import (
+    AccessUnit,
+    PsCodec,
+    PsMuxer,
+    RtpPsPacketizer,
+    frame_rfc4571,
+    split_annexb,
+)
 from vmesh.gb28181.sdp import GbSdp, parse_sdp
 from vmesh.gb28181.transaction import Address, ServerTransaction, new_branch
 from vmesh.gb28181.transport import SipEndpoint
@@ -82,6 +92,9 @@ class Stream:
     ssrc: int
     task: asyncio.Task[None] | None = None
     packets: int = 0
+    tcp: str | None = None  # None (UDP), "connect" (we dial dest) or "listen" (platform dials)
+    server: asyncio.Server | None = None
+    accepted: asyncio.Future[asyncio.StreamWriter] | None = None
 
 
 @dataclass
@@ -232,7 +245,8 @@ class GbDeviceSim:
             offer = parse_sdp(req.body)
             self.invites.append(offer)
             dest = (offer.connection_address, offer.port)
-            self.streams[req.call_id] = Stream(req.call_id, dest, offer.ssrc_value or 0)
+            stream = Stream(req.call_id, dest, offer.ssrc_value or 0)
+            self.streams[req.call_id] = stream
             answer = GbSdp(
                 session_name="Play",
                 origin_user=self.device_id,
@@ -242,6 +256,12 @@ class GbDeviceSim:
                 direction="sendonly",
                 ssrc=offer.ssrc,
             )
+            if offer.tcp:
+                answer.tcp, answer.connection_new = True, True
+                if offer.setup == "active":  # the platform dials us
+                    self._spawn(self._answer_listening(req, txn, stream, answer))
+                    return
+                stream.tcp, answer.setup = "connect", "active"
             resp = make_response(req, 200, to_tag=secrets.token_hex(4))
             resp.headers.add("Contact", f"<sip:{self.device_id}@{self.local[0]}:{self.local[1]}>")
             resp.headers.add("Content-Type", "APPLICATION/SDP")
@@ -264,6 +284,29 @@ class GbDeviceSim:
             self.endpoint.respond(txn, make_response(req, status, to_tag=secrets.token_hex(4)))
         else:
             self.endpoint.respond(txn, make_response(req, 405, to_tag=secrets.token_hex(4)))
+
+    async def _answer_listening(
+        self, req: SipRequest, txn: ServerTransaction, s: Stream, answer: GbSdp
+    ) -> None:
+        """tcp_active offer: listen, answer setup:passive with our port, accept one connection."""
+        assert self.endpoint is not None
+        s.tcp = "listen"
+        s.accepted = asyncio.get_running_loop().create_future()
+
+        async def accept(_r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+            if s.accepted is not None and not s.accepted.done():
+                s.accepted.set_result(w)
+            else:
+                w.close()
+
+        s.server = await asyncio.start_server(accept, self.local[0], 0)
+        answer.port = s.server.sockets[0].getsockname()[1]
+        answer.setup = "passive"
+        resp = make_response(req, 200, to_tag=secrets.token_hex(4))
+        resp.headers.add("Contact", f"<sip:{self.device_id}@{self.local[0]}:{self.local[1]}>")
+        resp.headers.add("Content-Type", "APPLICATION/SDP")
+        resp.body = answer.encode().encode()
+        self.endpoint.respond(txn, resp)
 
     async def _answer(self, msg: object) -> None:
         if isinstance(msg, CatalogQuery):
@@ -314,11 +357,19 @@ class GbDeviceSim:
             await self._send(DeviceControlResponse(self.device_id, msg.sn, "OK"))
 
     async def _stream(self, s: Stream) -> None:
-        """PS over RTP of the clip, 25 fps, looped, until BYE."""
+        """PS over RTP of the clip, 25 fps, looped, until BYE (UDP, or RFC 4571 over TCP)."""
         loop = asyncio.get_running_loop()
-        transport, _ = await loop.create_datagram_endpoint(
-            asyncio.DatagramProtocol, remote_addr=s.dest
-        )
+        writer: asyncio.StreamWriter | None = None
+        transport: asyncio.DatagramTransport | None = None
+        if s.tcp == "connect":
+            _, writer = await asyncio.open_connection(*s.dest)
+        elif s.tcp == "listen":
+            assert s.accepted is not None
+            writer = await s.accepted
+        else:
+            transport, _ = await loop.create_datagram_endpoint(
+                asyncio.DatagramProtocol, remote_addr=s.dest
+            )
         mux = PsMuxer(PsCodec.h264, PsCodec.pcma)  # declares audio and never sends it
         rtp = RtpPsPacketizer(ssrc=s.ssrc)
         pts = 0
@@ -328,13 +379,23 @@ class GbDeviceSim:
                     key = any(n[0] & 0x1F == 5 for n in split_annexb(data))
                     au = AccessUnit(PsCodec.h264, 0xE0, pts, data, key)
                     for p in rtp.packetize(mux.mux(au), pts):
-                        transport.sendto(p.serialize())
+                        if writer is not None:
+                            writer.write(frame_rfc4571(p.serialize()))
+                        elif transport is not None:
+                            transport.sendto(p.serialize())
                         s.packets += 1
+                    if writer is not None:
+                        await writer.drain()
                     pts += 3600
                     await asyncio.sleep(0.04)
         finally:
             with contextlib.suppress(Exception):
-                transport.close()
+                if transport is not None:
+                    transport.close()
+                if writer is not None:
+                    writer.close()
+                if s.server is not None:
+                    s.server.close()
 
 
 T = TypeVar("T")

@@ -91,3 +91,21 @@ def test_h265_fu_fragments_carry_type_and_start_end_bits() -> None:
     assert (
         b"".join(p[3:] for p in fus) == H265_IDR[13:]
     )  # after the start code and 2-byte NAL header
+
+
+def test_rfc4571_frames_survive_any_split_and_skip_empty_frames() -> None:
+    from vmesh.gb28181.ps import Rfc4571Deframer, frame_rfc4571
+
+    packets = [b"\x80" + bytes(range(n % 256)) * (n // 256 + 1) for n in (1, 300, 1400, 5)]
+    stream = b"".join(frame_rfc4571(p) for p in packets[:2]) + b"\x00\x00"
+    stream += b"".join(frame_rfc4571(p) for p in packets[2:])
+    for cut in (1, 2, 3, 7, 500):
+        d = Rfc4571Deframer()
+        out = []
+        for i in range(0, len(stream), cut):
+            out += d.feed(stream[i : i + cut])
+        assert out == packets and d.pending == 0
+    d = Rfc4571Deframer()
+    assert d.feed(b"\x00\x10abc") == [] and d.pending == 5  # a partial frame is held back
+    with pytest.raises(ValueError):
+        frame_rfc4571(bytes(70000))

@@ -24,9 +24,13 @@ Also :class:`PsMuxer` (access units → GB-style PS: pack header per frame, syst
 before key frames, PES with PTS split under 64 KiB) and :class:`RtpPsPacketizer` (PS frames → RTP
 PT 96, marker on each frame's last packet), for cascade and for the project's device simulator.
 
+TCP media (GB/T 28181 ``TCP/RTP/AVP``, RFC 4571): :func:`frame_rfc4571` prefixes a packet with
+its 16-bit length; :class:`Rfc4571Deframer` cuts a byte stream back into packets (a zero length
+is skipped; nothing else can be malformed: every 16-bit length is a valid frame).
+
 Public: ``AccessUnit``, ``PsCodec``, ``PsDemuxer``, ``DemuxStats``, ``RtpPsReassembler``,
 ``RtpPsReceiver``, ``RtpPacketizer``, ``packetize_h264``, ``packetize_h265``, ``PsMuxer``,
-``RtpPsPacketizer``, ``split_annexb``, ``STREAM_TYPES``.
+``RtpPsPacketizer``, ``split_annexb``, ``STREAM_TYPES``, ``frame_rfc4571``, ``Rfc4571Deframer``.
 """
 
 from __future__ import annotations
@@ -569,3 +573,39 @@ class RtpPsPacketizer:
             )
             self.sequence_number = (self.sequence_number + 1) & 0xFFFF
         return out
+
+
+# ------------------------------------------------------------------------ TCP framing
+
+
+def frame_rfc4571(packet: bytes) -> bytes:
+    """One RTP packet as RFC 4571 sends it over TCP: 2-byte big-endian length, then the packet."""
+    if len(packet) > 0xFFFF:
+        raise ValueError(f"an RFC 4571 frame holds at most 65535 bytes, not {len(packet)}")
+    return len(packet).to_bytes(2, "big") + packet
+
+
+class Rfc4571Deframer:
+    """Byte stream in, RTP packets out (RFC 4571); keeps a partial frame between calls."""
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+
+    def feed(self, data: bytes) -> list[bytes]:
+        self._buf += data
+        out: list[bytes] = []
+        i, buf = 0, self._buf
+        while len(buf) - i >= 2:
+            n = (buf[i] << 8) | buf[i + 1]
+            if len(buf) - i - 2 < n:
+                break
+            if n:
+                out.append(bytes(buf[i + 2 : i + 2 + n]))
+            i += 2 + n
+        del buf[:i]
+        return out
+
+    @property
+    def pending(self) -> int:
+        """Bytes of an incomplete frame held back."""
+        return len(self._buf)

@@ -692,27 +692,42 @@ class GbService:
         )
 
     async def bind_media_port(
-        self, factory: Callable[[], asyncio.DatagramProtocol]
-    ) -> tuple[int, asyncio.DatagramTransport]:
+        self, factory: Callable[[], asyncio.BaseProtocol], *, tcp: bool = False
+    ) -> tuple[int, asyncio.DatagramTransport | asyncio.Server]:
+        """A UDP socket (or, ``tcp``, a listening TCP server) on a free even port of the range."""
         lo, hi = self.config.media_port_range
         loop = asyncio.get_running_loop()
         host = self.config.sip_host or "0.0.0.0"
         for port in range(lo, hi + 1, 2):
             if port in self._used_ports:
                 continue
+            handle: asyncio.DatagramTransport | asyncio.Server
             try:
-                transport, _ = await loop.create_datagram_endpoint(
-                    factory, local_addr=(host, port), family=socket.AF_INET
-                )
+                if tcp:
+                    handle = await loop.create_server(
+                        factory,  # type: ignore[arg-type]
+                        host,
+                        port,
+                        family=socket.AF_INET,
+                        reuse_address=True,
+                    )
+                else:
+                    handle, _ = await loop.create_datagram_endpoint(
+                        factory,  # type: ignore[arg-type]
+                        local_addr=(host, port),
+                        family=socket.AF_INET,
+                    )
             except OSError:
                 continue
             self._used_ports.add(port)
-            return port, transport
-        raise Conflict(f"no free UDP port left in [gb28181] media_port_range {lo}-{hi}")
+            return port, handle
+        raise Conflict(f"no free port left in [gb28181] media_port_range {lo}-{hi}")
 
-    def release_media_port(self, port: int, transport: asyncio.BaseTransport) -> None:
+    def release_media_port(
+        self, port: int, handle: asyncio.DatagramTransport | asyncio.Server
+    ) -> None:
         """Close a port from ``bind_media_port`` and hand it out again."""
-        transport.close()
+        handle.close()
         self._used_ports.discard(port)
 
     def send_media(self, data: bytes, dest: tuple[str, int]) -> None:

@@ -14,6 +14,12 @@ and releases the SSRC and the port; so does a failed INVITE, a BYE from the devi
 device going offline (``GbService`` calls :meth:`GbLiveSource.end`). The SSRC is released exactly
 once whatever happens.
 
+Media comes over UDP, or over TCP (RFC 4571 framing, ``TCP/RTP/AVP``) in either direction:
+``tcp_passive`` listens on a port of the range (``a=setup:passive``) and the device connects;
+``tcp_active`` (``a=setup:active``) connects, after the ACK, to the address and port of the
+device's answer. The mode is the channel's ``attrs.gb_media`` or ``[gb28181] media_transport``.
+A TCP stream that closes or cannot be opened ends the session (error, SSRC released).
+
 Status follows ``vmesh.ingest.status``: ``connecting`` until the first access unit, ``sending``,
 ``no_signal`` after ``stall_seconds`` without one, ``error`` when the INVITE failed (with the
 device's status line as the reason) or the device hung up.
@@ -33,7 +39,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from vmesh.gb28181.message import SipRequest
-from vmesh.gb28181.ps import PsCodec, RtpPacketizer, RtpPsReceiver
+from vmesh.gb28181.ps import PsCodec, Rfc4571Deframer, RtpPacketizer, RtpPsReceiver
 from vmesh.gb28181.sdp import GbSdp, parse_sdp
 from vmesh.ingest.status import Failure, FailureKind, IngestState, IngestStatus
 from vmesh.switch.rtp import MalformedPacket, parse_rtp
@@ -44,6 +50,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+MEDIA_MODES = ("udp", "tcp_passive", "tcp_active")
+
 
 @dataclass(frozen=True)
 class GbSpec:
@@ -51,6 +59,7 @@ class GbSpec:
 
     device: str
     channel: str
+    media: str = ""  # udp / tcp_passive / tcp_active; empty: [gb28181] media_transport
 
     @classmethod
     def from_attrs(cls, code: str, attrs: dict[str, Any]) -> GbSpec:
@@ -62,7 +71,10 @@ class GbSpec:
             raise InvalidInput.one("attrs.gb_device", "must be the 20-digit code of the device")
         if not isinstance(channel, str) or len(channel) != 20 or not channel.isdigit():
             raise InvalidInput.one("attrs.gb_channel", "must be a 20-digit channel code")
-        return cls(device, channel)
+        media = attrs.get("gb_media") or ""
+        if media not in ("", *MEDIA_MODES):
+            raise InvalidInput.one("attrs.gb_media", f"must be one of {', '.join(MEDIA_MODES)}")
+        return cls(device, channel, media)
 
 
 class _Rtp(asyncio.DatagramProtocol):
@@ -71,6 +83,36 @@ class _Rtp(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         self.source._datagram(data)
+
+
+class _TcpRtp(asyncio.Protocol):
+    """One TCP media connection: RFC 4571 frames → the source's packet path."""
+
+    def __init__(self, source: GbLiveSource) -> None:
+        self.source = source
+        self.deframer = Rfc4571Deframer()
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        if self.source._tcp is not None or self.source._ended:
+            transport.close()  # one stream per session
+            return
+        self.transport = transport
+        self.source._tcp = transport
+        log.info("gb tcp media connected channel=%s", self.source.spec.channel)
+
+    def data_received(self, data: bytes) -> None:
+        if self.transport is None:
+            return
+        for packet in self.deframer.feed(data):
+            self.source._datagram(packet)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.transport is not None and not self.source._ended:
+            self.source.end(
+                IngestState.ERROR, Failure(FailureKind.NO_SIGNAL, "the TCP media stream closed")
+            )
 
 
 class GbLiveSource:
@@ -102,7 +144,10 @@ class GbLiveSource:
         self.packets = 0
         self.access_units = 0
         self.bye_sent = False
-        self._rtp: asyncio.DatagramTransport | None = None
+        self.mode = "udp"
+        self._rtp: asyncio.DatagramTransport | asyncio.Server | None = None
+        self._tcp: asyncio.Transport | None = None
+        self._connect: asyncio.Task[None] | None = None
         self._receiver: RtpPsReceiver | None = None
         self._packetizer = RtpPacketizer(ssrc=target.video_ssrc, payload_type=96)
         self._status = IngestStatus(code, IngestState.STARTING)
@@ -122,7 +167,13 @@ class GbLiveSource:
         """Bind the media port and send the INVITE in the background (the tile shows connecting)."""
         svc = self.service
         loop = asyncio.get_running_loop()
-        self.port, self._rtp = await svc.bind_media_port(lambda: _Rtp(self))
+        self.mode = self.spec.media or svc.config.media_transport
+        if self.mode == "udp":
+            self.port, self._rtp = await svc.bind_media_port(lambda: _Rtp(self))
+        elif self.mode == "tcp_passive":
+            self.port, self._rtp = await svc.bind_media_port(lambda: _TcpRtp(self), tcp=True)
+        else:
+            self.port = 9  # active: we connect; the offer's port is the discard port (RFC 4145)
         self.ssrc = svc.ssrcs.allocate(loop.time())
         self._receiver = RtpPsReceiver(int(self.ssrc))
         self._set(IngestState.CONNECTING)
@@ -160,6 +211,9 @@ class GbLiveSource:
                 rtpmap={96: "PS/90000", 98: "H264/90000", 97: "MPEG4/90000"},
                 direction="recvonly",
                 ssrc=self.ssrc,
+                tcp=self.mode != "udp",
+                setup={"tcp_passive": "passive", "tcp_active": "active"}.get(self.mode),
+                connection_new=self.mode != "udp",
             )
             req = svc.make_request(
                 "INVITE",
@@ -185,12 +239,15 @@ class GbLiveSource:
                 self._receiver = RtpPsReceiver(int(self.answer.ssrc))
             svc.send_stateless(self._in_dialog("ACK", dev), dev.addr)
             log.info(
-                "gb invite ok channel=%s device=%s ssrc=%s port=%s",
+                "gb invite ok channel=%s device=%s ssrc=%s port=%s media=%s",
                 self.spec.channel,
                 self.spec.device,
                 self.ssrc,
                 self.port,
+                self.mode,
             )
+            if self.mode == "tcp_active":
+                await self._connect_active()
         except asyncio.CancelledError:
             raise
         except Failure as f:
@@ -202,6 +259,23 @@ class GbLiveSource:
         except Exception as e:
             log.warning("gb invite error channel=%s: %s", self.spec.channel, e)
             self.end(IngestState.ERROR, Failure(FailureKind.BAD_STREAM, str(e)))
+
+    async def _connect_active(self) -> None:
+        """tcp_active: open the media connection to the address and port of the answer."""
+        a = self.answer
+        if a is None or not a.port or a.connection_address in ("", "0.0.0.0"):
+            raise Failure(FailureKind.BAD_STREAM, "the answer names no TCP address and port")
+        loop = asyncio.get_running_loop()
+        try:
+            await asyncio.wait_for(
+                loop.create_connection(lambda: _TcpRtp(self), a.connection_address, a.port),
+                self.service.config.invite_timeout_seconds,
+            )
+        except (OSError, TimeoutError) as e:
+            raise Failure(
+                FailureKind.UNREACHABLE,
+                f"TCP media connection to {a.connection_address}:{a.port} failed: {e}",
+            ) from None
 
     def _in_dialog(self, method: str, dev: Device) -> SipRequest:
         """A request of the established dialog (ACK, BYE) with the current CSeq."""
@@ -243,6 +317,8 @@ class GbLiveSource:
         if self._rtp is not None and self.port is not None:
             svc.release_media_port(self.port, self._rtp)
             self._rtp = None
+        if self._tcp is not None:
+            self._tcp.close()
         if self._watch is not None and self._watch is not asyncio.current_task():
             self._watch.cancel()
         self._set(state, failure)
