@@ -222,17 +222,44 @@ class LiveSession:
             )
             await self._push(t, force=True)
             await self.media.play(channel, cam.code, spec, user=self.principal.username)
-            session = await self._session()
-            t.handle = await session.attach(STREAMING, opaque_id=self.owner)
-            t.pump = asyncio.create_task(self._pump(t), name=f"live-pump-{tile}")
-            reply = await t.handle.request({"request": "watch", "id": channel.mountpoint_id})
-            if not reply.jsep:
-                raise JanusError("watch", None, "Janus sent no offer")
-            await self.send({"type": "offer", "tile": tile, "jsep": reply.jsep})
+            await self._offer(t)
         except BaseException:
             await self._release(t)
             raise
         self._ensure_monitor()
+
+    async def open_channel(self, tile: str, channel: Channel, code: str, name: str) -> None:
+        """Show ``channel`` on ``tile``: a channel lent and routed by its caller (a conference,
+        ``vmesh.conference``), which re-routes it at will; released with the tile like any."""
+        old = self.tiles.get(tile)
+        if old is not None:
+            await self._release(old)
+        t = _Tile(tile, channel, code, name)
+        self.tiles[tile] = t
+        try:
+            await self._push(t, force=True)
+            await self._offer(t)
+        except BaseException:
+            await self._release(t)
+            raise
+        self._ensure_monitor()
+
+    async def relabel(self, tile: str, code: str, name: str) -> None:
+        """The caller re-routed ``tile``'s channel to ``code``: report it."""
+        t = self.tiles.get(tile)
+        if t is not None and (t.code, t.name) != (code, name):
+            t.code, t.name, t.error = code, name, ""
+            await self._push(t, force=True)
+
+    async def _offer(self, t: _Tile) -> None:
+        """Watch the tile's mountpoint on a new Janus handle and send Janus's offer."""
+        session = await self._session()
+        t.handle = await session.attach(STREAMING, opaque_id=self.owner)
+        t.pump = asyncio.create_task(self._pump(t), name=f"live-pump-{t.id}")
+        reply = await t.handle.request({"request": "watch", "id": t.channel.mountpoint_id})
+        if not reply.jsep:
+            raise JanusError("watch", None, "Janus sent no offer")
+        await self.send({"type": "offer", "tile": t.id, "jsep": reply.jsep})
 
     async def _on_switch(self, tile: str, msg: Json) -> None:
         t = self._tile(tile)

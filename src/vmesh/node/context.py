@@ -16,6 +16,7 @@ from vmesh.storage.db import Database
 from vmesh.storage.migrate import upgrade
 
 if TYPE_CHECKING:
+    from vmesh.conference.service import ConferenceService
     from vmesh.fabric.service import FabricService
     from vmesh.federation.node import Federation
     from vmesh.gb28181.service import GbService
@@ -38,6 +39,8 @@ class NodeContext:
     gb28181: GbService | None = None
     # Camera streams across node links when [fabric] enabled (needs federation and media).
     fabric: FabricService | None = None
+    # Running conferences (vmesh.conference), made by its API on first use.
+    conferences: ConferenceService | None = None
     # Grants across departments and levels (vmesh.grants): always started by the node process.
     grants: GrantService | None = None
     # Recorders, segment index, retention, online-rate sampling when [recording] enabled.

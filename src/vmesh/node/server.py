@@ -119,6 +119,8 @@ async def _stop_services(ctx: NodeContext) -> None:
         await ctx.grants.stop()
     if ctx.recording is not None:
         await ctx.recording.stop()
+    if ctx.conferences is not None:  # its routes use the media service: first
+        await ctx.conferences.stop()
     if ctx.fabric is not None:
         await ctx.fabric.stop()
     if ctx.media is not None:

@@ -1,0 +1,560 @@
+"""Running conferences on the host node: the floor applied to the switch, venue and chair pages.
+
+``ConferenceService`` keeps one ``LiveConference`` per active conference (loaded on first use,
+from its saved floor state). A ``LiveConference`` owns:
+
+- the ``Floor`` (``vmesh.conference.core``); every chair action goes through ``act``: the event is
+  applied (or refused with the reason, nothing changed), the state saved, the action audited as
+  ``conference.<action>``, the plan applied and pushed;
+- the venue pages (``VenuePage``: one per venue; a page that joins again replaces the old one).
+  Each page publishes its camera and microphone as its venue (``ConferencePublish``, the
+  browser-camera path of ``vmesh.media.publish``) and possibly a second stream as its content
+  (source id ``<code>-content``), and watches the tiles the plan gives it: ``v0``… (video, one per
+  tile of the layout), ``a0``…``a3`` (audio slots), ``c`` (content). Each tile is a pooled channel
+  (``MediaService.lend``) shown through ``LiveSession.open_channel``; applying a plan re-routes the
+  channels' switch outputs (``SwitchTransport.route``): the browser's connection stays, the
+  picture and sound change at the next keyframe (the switch replays its GOP cache at once). Video
+  tiles never carry audio, audio slots never carry video;
+- the chair pages (``ChairPage``), pushed the state and every venue's status once a second.
+
+Joined and left come from the publications themselves (``BrowserSources.live``): a venue whose
+publication is live has joined; one whose publication went away has dropped (its attendance row
+gets ``left_at``; its page reconnects and republishes by itself, and the plan routes it again).
+Polling advances on the conference's own clock (``poll_seconds``).
+
+Public: ``ConferenceService``, ``LiveConference``, ``VenuePage``, ``ChairPage``,
+``ConferencePublish``, ``VENUE_ROLES``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from vmesh.audit.log import AuditLog
+from vmesh.auth.principal import Principal
+from vmesh.conference.core import (
+    AUDIO_SLOTS,
+    CONTENT_SUFFIX,
+    LAYOUTS,
+    ContentStarted,
+    ContentStopped,
+    Event,
+    Floor,
+    Joined,
+    Left,
+    Mode,
+    Plan,
+    Tick,
+    content_id,
+)
+from vmesh.conference.store import Conference, ConferenceStore
+from vmesh.errors import Conflict, Forbidden, InvalidInput, NotFound
+from vmesh.media.channels import Channel
+from vmesh.media.publish import BrowserSources, Endpoint, PublishSession
+from vmesh.media.service import MediaService
+from vmesh.media.viewer import LiveSession
+
+log = logging.getLogger(__name__)
+
+Json = dict[str, Any]
+Send = Callable[[Json], Awaitable[None]]
+# Who may run a venue's page: whoever may publish a camera, and chairs (a chair at the main venue).
+VENUE_ROLES = ("admin", "operator", "commander", "chair")
+MONITOR_INTERVAL = 0.5
+CONTENT_TILE = "c"
+
+
+def video_tile(i: int) -> str:
+    return f"v{i}"
+
+
+def audio_tile(i: int) -> str:
+    return f"a{i}"
+
+
+class ConferencePublish(PublishSession):
+    """A venue page's publications: its camera as the venue, its screen as ``<venue>-content``.
+
+    The venue was authorised when the page joined (``LiveConference.join_venue``); whatever code
+    the page sends, it publishes as that venue (tile ``content``: as its content)."""
+
+    def __init__(self, venue: Endpoint, *args: Any) -> None:
+        super().__init__(*args)
+        self.venue = venue
+
+    async def _authorise(self, tile: str, code: object) -> Endpoint:
+        v = self.venue
+        if tile == "content":
+            return Endpoint(content_id(v.code), f"{v.name} 双流", v.kind, v.path)
+        return v
+
+
+@dataclass(eq=False)
+class VenuePage:
+    code: str
+    principal: Principal
+    live: LiveSession
+    publishing: ConferencePublish
+    send: Send
+    tiles: dict[str, Channel] = field(default_factory=dict)
+    level: float | None = None  # the microphone level the page measures (0..1)
+    last_layout: Json | None = None
+
+
+@dataclass(eq=False)
+class ChairPage:
+    principal: Principal
+    live: LiveSession
+    send: Send
+    thumbs: dict[str, Channel] = field(default_factory=dict)
+
+
+class LiveConference:
+    """See the module docstring."""
+
+    def __init__(
+        self,
+        info: Conference,
+        store: ConferenceStore,
+        audit: AuditLog,
+        media: MediaService | None,
+    ) -> None:
+        self.info = info
+        self.store = store
+        self.audit = audit
+        self.media = media
+        st = info.state
+        self.floor = Floor(
+            info.main,
+            [v.code for v in info.venues if v.role == "sub"],
+            layout=str(st.get("layout") or "1+1"),
+        )
+        self._restore(st)
+        self.pages: dict[str, VenuePage] = {}
+        self.chairs: set[ChairPage] = set()
+        self.ever_joined: set[str] = set()
+        self.lock = asyncio.Lock()
+        self.plan: Plan = self.floor.plan()
+        self._next_poll = time.monotonic() + self.floor.poll_seconds
+        self._task: asyncio.Task[None] | None = None
+        self._last_audio: dict[str, tuple[int, float]] = {}
+        self._audio_kbps: dict[str, float] = {}
+
+    def _restore(self, st: dict[str, Any]) -> None:
+        """The floor as it was saved (a node restart or a reload keeps mode, mutes, hands)."""
+        f = self.floor
+        known = set(f.all)
+        with contextlib.suppress(ValueError, TypeError):
+            f.mode = Mode(st.get("mode", "idle"))
+            f.subject = st.get("subject") if st.get("subject") in known else None
+            f.speakers = [v for v in st.get("speakers", []) if v in known]
+            f.polling = [v for v in st.get("polling", []) if v in known]
+            f.poll_seconds = float(st.get("poll_seconds", f.poll_seconds))
+            f.muted = {v for v in st.get("muted", []) if v in known}
+            f.hands = [v for v in st.get("hands", []) if v in known]
+            f.locked = bool(st.get("locked", False))
+
+    # --- life cycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._monitor(), name=f"conference-{self.info.id}")
+
+    async def stop(self, reason: str) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        for page in list(self.pages.values()):
+            with contextlib.suppress(Exception):
+                await page.send({"type": "ended", "reason": reason})
+        for chair in list(self.chairs):
+            with contextlib.suppress(Exception):
+                await chair.send({"type": "ended", "reason": reason})
+
+    # --- chair actions ------------------------------------------------------------------------
+
+    async def act(
+        self,
+        who: Principal,
+        action: str,
+        event: Event,
+        target: str = "",
+        detail: Json | None = None,
+    ) -> None:
+        """Apply a chair's (or a venue's) event: refused with the reason or applied, saved,
+        audited, routed and pushed."""
+        async with self.lock:
+            audit_detail = {"conference": self.info.id, **(detail or {})}
+            try:
+                self.floor.apply(event)
+            except (InvalidInput, Conflict) as e:
+                await self.audit.write(
+                    who,
+                    f"conference.{action}",
+                    target or self.info.main,
+                    "denied",
+                    {**audit_detail, "reason": str(e.errors[0].reason if e.errors else e.detail)},
+                )
+                raise
+            if isinstance(event, Tick) or self.floor.mode is Mode.polling:
+                self._next_poll = time.monotonic() + self.floor.poll_seconds
+            await self.store.save_state(self.info.id, self.floor.state())
+            await self.audit.write(
+                who, f"conference.{action}", target or self.info.main, "ok", audit_detail
+            )
+            await self._apply()
+
+    # --- venue pages --------------------------------------------------------------------------
+
+    def venue_endpoint(self, who: Principal, code: object) -> Endpoint:
+        """The venue ``who`` may run a page for (``InvalidInput``/``Forbidden`` otherwise)."""
+        if not isinstance(code, str):
+            raise InvalidInput.one("code", "must be a 20-digit venue code", code)
+        v = self.info.venue(code)
+        if v is None or code not in self.floor.all or not (v.path and who.covers(v.path)):
+            raise InvalidInput.one("code", f"not a venue of conference {self.info.id}", code)
+        if not who.has(*VENUE_ROLES):
+            raise Forbidden(f"a venue's page needs one of the roles {', '.join(VENUE_ROLES)}")
+        return Endpoint(v.code, v.name, v.kind, v.path)
+
+    async def add_page(self, page: VenuePage) -> None:
+        old = self.pages.get(page.code)
+        self.pages[page.code] = page
+        if old is not None and old is not page:
+            with contextlib.suppress(Exception):
+                await old.send(
+                    {"type": "replaced", "reason": "the venue was opened on another page"}
+                )
+        await self._push_layout(page, force=True)
+        await self._push_chairs()
+
+    async def remove_page(self, page: VenuePage) -> None:
+        if self.pages.get(page.code) is page:
+            del self.pages[page.code]
+
+    async def open_tile(self, page: VenuePage, tile: str) -> None:
+        """The page watches ``tile`` (``v<n>``, ``a<n>``, ``c``): lend it a channel, route it."""
+        if not _tile_ok(tile):
+            raise InvalidInput.one("tile", "must be v0-v8, a0-a3 or c", tile)
+        old = page.tiles.pop(tile, None)
+        if old is not None:
+            self._media().give_back(old)
+        ch = self._media().lend(page.live.owner)
+        page.tiles[tile] = ch
+        code, name = self._route_tile(page.code, tile, ch)
+        await page.live.open_channel(tile, ch, code, name)
+
+    async def close_tile(self, page: VenuePage, tile: str) -> None:
+        page.tiles.pop(tile, None)  # the LiveSession gives the channel back
+
+    # --- chair pages --------------------------------------------------------------------------
+
+    def check_chair(self, who: Principal) -> None:
+        if not self.info.is_chair(who):
+            raise Forbidden(f"only the chairs of conference {self.info.id} may do this")
+
+    async def add_chair(self, chair: ChairPage) -> None:
+        self.chairs.add(chair)
+        await chair.send(self.snapshot())
+
+    def remove_chair(self, chair: ChairPage) -> None:
+        self.chairs.discard(chair)
+
+    async def open_thumb(self, chair: ChairPage, tile: str, code: object) -> None:
+        """An on-demand thumbnail of venue ``code`` on the chair's page (video only)."""
+        if not isinstance(code, str) or code not in self.floor.all:
+            raise InvalidInput.one("code", f"not a venue of conference {self.info.id}", code)
+        ch = chair.thumbs.get(tile)
+        if ch is None or ch.owner is None:
+            ch = self._media().lend(chair.live.owner)
+            chair.thumbs[tile] = ch
+            self._feed(ch, code, audio=False)
+            await chair.live.open_channel(tile, ch, code, self._name(code))
+        else:
+            self._feed(ch, code, audio=False)
+            await chair.live.relabel(tile, code, self._name(code))
+
+    # --- plan → switch --------------------------------------------------------------------------
+
+    def _media(self) -> MediaService:
+        if self.media is None:
+            raise Conflict("live video is not enabled on this node ([media] enabled)")
+        return self.media
+
+    def _live(self) -> set[str]:
+        if self.media is None:
+            return set()
+        b = self.media.browser
+        return set(b.live) if isinstance(b, BrowserSources) else set()
+
+    def _feed(self, ch: Channel, src: str | None, *, audio: bool) -> None:
+        """Route ``src``'s video (or audio) into ``ch`` and nothing into the other half."""
+        t = self._media().transport
+        b = self._media().browser
+        fw = b.live.get(src) if isinstance(b, BrowserSources) and src is not None else None
+        if audio:
+            t.unroute(ch.video_output)
+            if fw is not None and fw.audio_input is not None:
+                t.route(ch.audio_output, fw.audio_input)
+            else:
+                t.unroute(ch.audio_output)
+        else:
+            t.unroute(ch.audio_output)
+            if fw is not None:
+                t.route(ch.video_output, fw.video_input)
+            else:
+                t.unroute(ch.video_output)
+
+    def _source_of(self, venue: str, tile: str) -> tuple[str | None, bool]:
+        vp = self.plan.venues.get(venue)
+        if vp is None:
+            return None, False
+        if tile == CONTENT_TILE:
+            return vp.content, False
+        i = int(tile[1:])
+        if tile[0] == "v":
+            return (vp.video[i] if i < len(vp.video) else None), False
+        return (vp.audio[i] if i < len(vp.audio) else None), True
+
+    def _route_tile(self, venue: str, tile: str, ch: Channel) -> tuple[str, str]:
+        src, audio = self._source_of(venue, tile)
+        self._feed(ch, src, audio=audio)
+        return (src or "", self._name(src) if src else "")
+
+    def _name(self, code: str) -> str:
+        if code.endswith(CONTENT_SUFFIX):
+            base = code[: -len(CONTENT_SUFFIX)]
+            return f"{self._name(base)} 双流"
+        v = self.info.venue(code)
+        return v.name if v is not None else code
+
+    async def _apply(self) -> None:
+        """Route every page's tiles by the current plan and push layouts and state."""
+        self.plan = self.floor.plan()
+        for page in list(self.pages.values()):
+            if page.code not in self.floor.all:
+                continue
+            for tile, ch in list(page.tiles.items()):
+                if ch.owner is None:  # given back with its tile
+                    page.tiles.pop(tile, None)
+                    continue
+                code, name = self._route_tile(page.code, tile, ch)
+                with contextlib.suppress(Exception):
+                    await page.live.relabel(tile, code, name)
+            await self._push_layout(page)
+        for chair in list(self.chairs):
+            for tile, ch in list(chair.thumbs.items()):
+                if ch.owner is None:
+                    chair.thumbs.pop(tile, None)
+        await self._push_chairs()
+
+    def layout_of(self, venue: str) -> Json:
+        vp = self.plan.venues.get(venue)
+        f = self.floor
+
+        def entry(tile: str, code: str | None) -> Json:
+            return {"tile": tile, "code": code, "name": self._name(code) if code else ""}
+
+        video = [entry(video_tile(i), c) for i, c in enumerate(vp.video)] if vp else []
+        audio = [entry(audio_tile(i), c) for i, c in enumerate(vp.audio)] if vp else []
+        return {
+            "type": "layout",
+            "conference": self.info.id,
+            "title": self.info.title,
+            "venue": venue,
+            "layout": f.layout,
+            "mode": f.mode.value,
+            "featured": self.plan.featured,
+            "video": video,
+            "audio": audio,
+            "content": entry(CONTENT_TILE, vp.content) if vp and vp.content else None,
+            "muted": venue in f.muted,
+            "hand": venue in f.hands,
+            "removed": venue not in f.all,
+        }
+
+    async def _push_layout(self, page: VenuePage, force: bool = False) -> None:
+        msg = self.layout_of(page.code)
+        if force or msg != page.last_layout:
+            page.last_layout = msg
+            with contextlib.suppress(Exception):
+                await page.send(msg)
+
+    # --- state for chairs -----------------------------------------------------------------------
+
+    def venue_status(self, code: str, live: set[str]) -> str:
+        if code not in self.floor.all:
+            return "removed"
+        if code in live:
+            return "joined"
+        return "dropped" if code in self.ever_joined else "absent"
+
+    def snapshot(self) -> Json:
+        f = self.floor
+        live = self._live()
+        venues = []
+        for v in self.info.venues:
+            page = self.pages.get(v.code)
+            venues.append(
+                {
+                    "code": v.code,
+                    "name": v.name,
+                    "role": v.role,
+                    "status": self.venue_status(v.code, live),
+                    "muted": v.code in f.muted,
+                    "hand": v.code in f.hands,
+                    "speaking": v.code in f.audible(),
+                    "featured": v.code == self.plan.featured,
+                    "level": page.level if page is not None else None,
+                    "audio_kbps": round(self._audio_kbps.get(v.code, 0.0), 1),
+                    "content": f.content == v.code,
+                }
+            )
+        return {
+            "type": "state",
+            "conference": self.info.id,
+            "title": self.info.title,
+            "status": self.info.status,
+            "floor": f.state(),
+            "featured": self.plan.featured,
+            "layouts": list(LAYOUTS),
+            "audio_slots": AUDIO_SLOTS,
+            "venues": venues,
+        }
+
+    async def _push_chairs(self) -> None:
+        if not self.chairs:
+            return
+        msg = self.snapshot()
+        for chair in list(self.chairs):
+            with contextlib.suppress(Exception):
+                await chair.send(msg)
+
+    # --- the conference's clock -------------------------------------------------------------------
+
+    async def sync(self) -> None:
+        """Turn publications that started or stopped into joined/left (and content) events."""
+        live = self._live()
+        now = datetime.now(UTC)
+        events: list[tuple[Event, str]] = []
+        f = self.floor
+        for v in f.all:
+            if v in live and v not in f.joined:
+                events.append((Joined(v), "joined"))
+            elif v not in live and v in f.joined:
+                events.append((Left(v), "left"))
+            c = content_id(v)
+            if c in live and f.content != v and v in live:
+                events.append((ContentStarted(v), "content"))
+            elif c not in live and f.content == v:
+                events.append((ContentStopped(v), "content"))
+        if not events:
+            return
+        async with self.lock:
+            for ev, what in events:
+                self.floor.apply(ev)
+                if isinstance(ev, Joined):
+                    self.ever_joined.add(ev.venue)
+                    await self.store.joined(self.info.id, ev.venue, now)
+                    log.info("conference=%d venue=%s joined", self.info.id, ev.venue)
+                elif isinstance(ev, Left):
+                    await self.store.left(
+                        self.info.id, ev.venue, now, "the venue stopped publishing"
+                    )
+                    log.info("conference=%d venue=%s left", self.info.id, ev.venue)
+                else:
+                    log.info("conference=%d %s %s", self.info.id, what, ev)
+            await self._apply()
+
+    def _measure_audio(self, dt: float) -> None:
+        if self.media is None:
+            return
+        snap = self.media.transport.switch.snapshot().inputs
+        for v in self.floor.all:
+            st = snap.get(f"{v}/audio")
+            if st is None:
+                self._audio_kbps.pop(v, None)
+                self._last_audio.pop(v, None)
+                continue
+            prev = self._last_audio.get(v)
+            self._last_audio[v] = (st.bytes, time.monotonic())
+            if prev is not None and dt > 0:
+                self._audio_kbps[v] = (st.bytes - prev[0]) * 8 / 1000 / dt
+
+    async def _monitor(self) -> None:
+        n = 0
+        while True:
+            await asyncio.sleep(MONITOR_INTERVAL)
+            try:
+                await self.sync()
+                if self.floor.mode is Mode.polling and time.monotonic() >= self._next_poll:
+                    async with self.lock:
+                        self.floor.apply(Tick())
+                        self._next_poll = time.monotonic() + self.floor.poll_seconds
+                        await self.store.save_state(self.info.id, self.floor.state())
+                        await self._apply()
+                n += 1
+                if n % 2 == 0:
+                    self._measure_audio(2 * MONITOR_INTERVAL)
+                    await self._push_chairs()
+            except Exception:
+                log.exception("conference=%d monitor failed", self.info.id)
+
+
+def _tile_ok(tile: str) -> bool:
+    if tile == CONTENT_TILE:
+        return True
+    if len(tile) < 2 or tile[0] not in "va" or not tile[1:].isdigit():
+        return False
+    i = int(tile[1:])
+    return i < (max(LAYOUTS.values()) if tile[0] == "v" else AUDIO_SLOTS)
+
+
+class ConferenceService:
+    """The node's running conferences (see the module docstring)."""
+
+    def __init__(self, store: ConferenceStore, audit: AuditLog, media: MediaService | None) -> None:
+        self.store = store
+        self.audit = audit
+        self.media = media
+        self.running: dict[int, LiveConference] = {}
+        self._lock = asyncio.Lock()
+
+    async def live(self, conf_id: int) -> LiveConference:
+        """The running conference (loaded on first use); ``Conflict`` if it is not active."""
+        async with self._lock:
+            lc = self.running.get(conf_id)
+            if lc is not None:
+                return lc
+            info = await self.store.get(conf_id)
+            if info.status != "active":
+                raise Conflict(f"conference {conf_id} is {info.status}, not active")
+            lc = LiveConference(info, self.store, self.audit, self.media)
+            self.running[conf_id] = lc
+            lc.start()
+            return lc
+
+    def running_or_none(self, conf_id: int) -> LiveConference | None:
+        return self.running.get(conf_id)
+
+    async def end(self, conf_id: int, reason: str) -> None:
+        lc = self.running.pop(conf_id, None)
+        if lc is not None:
+            await lc.stop(reason)
+
+    async def stop(self) -> None:
+        for conf_id in list(self.running):
+            await self.end(conf_id, "the node is stopping")
+
+
+def not_found(conf_id: int) -> NotFound:
+    return NotFound(f"conference {conf_id} not found")
