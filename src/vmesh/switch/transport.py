@@ -31,11 +31,17 @@ import contextlib
 import logging
 import os
 import socket
+import threading
 import time
 from collections.abc import Callable, Hashable
 from typing import Any, NamedTuple, cast
 
 from vmesh.switch.core import InputSpec, OutputSpec, Send, Switch
+
+try:
+    from vmesh.switch._dataplane import DataPlane
+except ImportError:  # pragma: no cover - built by `pip install -e .`; without a compiler: Python
+    DataPlane = None
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +107,7 @@ class SwitchTransport:
         host: str = "127.0.0.1",
         tick_interval: float = 0.05,
         clock: Callable[[], float] = time.time,
+        dataplane: bool = True,
     ) -> None:
         self.switch = switch
         self.host = host
@@ -117,6 +124,14 @@ class SwitchTransport:
         self._next_tick = 0.0
         self._running = False
         self._input_endpoints: dict[str, list[_Endpoint]] = {}
+        # The C data plane (``_dataplane.c``): used when built, asked for, and on the wall clock.
+        self.use_dataplane = dataplane and DataPlane is not None and clock is time.time
+        self._lock = threading.Lock()  # the core, between the data plane and the event loop
+        self._plane: Any = None
+        self._plane_thread: threading.Thread | None = None
+        self._plane_socks: dict[str, socket.socket] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread = 0
 
     async def _bind(self, port: int, handler: Callable[[bytes, Any], None]) -> _Endpoint:
         loop = asyncio.get_running_loop()
@@ -140,13 +155,36 @@ class SwitchTransport:
         self._out_sock.setblocking(False)
         self._copy_sender = self._out_sock.sendto
         self._running = True
-        self._tick(self.clock())
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+        if self.use_dataplane:
+            self._plane = DataPlane(
+                self.switch,
+                self._out_sock.fileno(),
+                self._lock,
+                self._plane_slow,
+                self._plane_tick,
+                self.tick_interval,
+            )
+            self._plane_thread = threading.Thread(
+                target=self._plane.run, name="switch-dataplane", daemon=True
+            )
+            self._plane_thread.start()
+        else:
+            self._tick(self.clock())
 
     async def close(self) -> None:
         self._running = False
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._plane_thread is not None:
+            self._plane.stop()
+            await asyncio.to_thread(self._plane_thread.join)
+            self._plane_thread = None
+        for sock in self._plane_socks.values():
+            sock.close()
+        self._plane_socks.clear()
         if self._out_sock is not None:
             self._out_sock.close()
             self._out_sock = None
@@ -158,7 +196,8 @@ class SwitchTransport:
     async def add_input(self, spec: InputSpec, port: int = 0, rtcp_port: int | None = None) -> int:
         """Add an input listening on ``port`` (0: any) and ``rtcp_port`` (default ``port + 1``,
         or any free port when ``port`` is 0). Returns the RTP port."""
-        self.switch.add_input(spec)
+        with self._lock:
+            self.switch.add_input(spec)
         input_id = spec.id
         switch = self.switch
         clock = self.clock
@@ -185,28 +224,53 @@ class SwitchTransport:
 
         def on_rtcp(data: bytes, addr: Any) -> None:
             self._latched[input_id] = _address(addr)
-            self._send(switch.on_input_rtcp(input_id, data, clock()))
+            with self._lock:
+                self._send(switch.on_input_rtcp(input_id, data, clock()))
 
+        sock: socket.socket | None = None
+        eps: list[_Endpoint] = []
         try:
-            rtp = await self._bind(port, on_rtp)
-            rtp.datagram_received = on_rtp  # type: ignore[method-assign]
+            if self._plane is not None:
+                sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+                sock.bind((self.host, port))
+                sock.setblocking(False)
+                rtp_port = int(sock.getsockname()[1])
+            else:
+                rtp = await self._bind(port, on_rtp)
+                rtp.datagram_received = on_rtp  # type: ignore[method-assign]
+                rtp_port = self._port(rtp)
+                eps.append(rtp)
             if rtcp_port is None:
                 rtcp_port = port + 1 if port else 0
             rtcp = await self._bind(rtcp_port, on_rtcp)
         except OSError:
-            self.switch.remove_input(input_id)
+            if sock is not None:
+                sock.close()
+            for ep in eps:
+                if ep.transport is not None:
+                    ep.transport.close()
+            with self._lock:
+                self.switch.remove_input(input_id)
             raise
         if spec.rtcp_dest is not None:
             self._routes[spec.rtcp_dest] = rtcp
-        self._input_endpoints[input_id] = [rtp, rtcp]
-        log.info(
-            "switch input=%s rtp_port=%d rtcp_port=%d", input_id, self._port(rtp), self._port(rtcp)
-        )
-        return self._port(rtp)
+        self._input_endpoints[input_id] = [*eps, rtcp]
+        if sock is not None:
+            self._plane_socks[input_id] = sock
+            self._plane.add(sock.fileno(), input_id)
+        log.info("switch input=%s rtp_port=%d rtcp_port=%d", input_id, rtp_port, self._port(rtcp))
+        return rtp_port
 
     def remove_input(self, input_id: str) -> None:
         """Forget an input and close its sockets (its ports can be bound again at once)."""
-        self.switch.remove_input(input_id)
+        with self._lock:
+            self.switch.remove_input(input_id)
+            sock = self._plane_socks.pop(input_id, None)
+            if sock is not None:
+                self._plane.discard(sock.fileno())
+                sock.close()
         self._latched.pop(input_id, None)
         for ep in self._input_endpoints.pop(input_id, []):
             self._routes = {d: e for d, e in self._routes.items() if e is not ep}
@@ -218,12 +282,15 @@ class SwitchTransport:
     async def add_output(self, spec: OutputSpec) -> int | None:
         """Add an output; returns the port of its RTCP socket if it has an RTCP destination."""
         assert self._out_rtp is not None, "start() first"
-        self.switch.add_output(spec)
+        with self._lock:
+            self.switch.add_output(spec)
         self._routes[spec.dest] = self._out_rtp
         dest = spec.dest
         if isinstance(dest, tuple) and len(dest) == 2 and not isinstance(dest, Latched):
             self._out_addr[dest] = (str(dest[0]), int(dest[1]))
             plain = isinstance(dest[0], str) and type(dest[1]) is int
+            if self._plane is not None:
+                self._plane.set_dest(dest, str(dest[0]), int(dest[1]))
         else:
             plain = False
         if not plain:  # a token the socket cannot take as it is: resolve every copy
@@ -233,7 +300,8 @@ class SwitchTransport:
         output_id = spec.id
 
         def on_rtcp(data: bytes, addr: Any) -> None:
-            self._send(self.switch.on_rtcp(output_id, data, self.clock()))
+            with self._lock:
+                self._send(self.switch.on_rtcp(output_id, data, self.clock()))
 
         ep = await self._bind(0, on_rtcp)
         self._routes[spec.rtcp_dest] = ep
@@ -241,12 +309,17 @@ class SwitchTransport:
 
     def remove_output(self, output_id: str) -> None:
         """Forget an output (a BYE goes to its receiver) and close its RTCP socket."""
-        o = self.switch._outputs.get(output_id)  # the transport owns its core
-        spec = o.spec if o is not None else None
-        self._send(self.switch.remove_output(output_id))
+        with self._lock:
+            o = self.switch._outputs.get(output_id)  # the transport owns its core
+            spec = o.spec if o is not None else None
+            self._send(self.switch.remove_output(output_id))
         if spec is None:
             return
         self._out_addr.pop(spec.dest, None)
+        if self._plane is not None and not any(
+            x.dest == spec.dest for x in self.switch._outputs.values()
+        ):
+            self._plane.forget_dest(spec.dest)
         ep = self._routes.pop(spec.rtcp_dest, None) if spec.rtcp_dest is not None else None
         if ep is not None and ep is not self._out_rtp:
             if ep in self._endpoints:
@@ -255,10 +328,32 @@ class SwitchTransport:
                 ep.transport.close()
 
     def route(self, output_id: str, input_id: str) -> None:
-        self._send(self.switch.route(output_id, input_id, self.clock()))
+        with self._lock:
+            self._send(self.switch.route(output_id, input_id, self.clock()))
 
     def unroute(self, output_id: str) -> None:
-        self.switch.unroute(output_id)
+        with self._lock:
+            self.switch.unroute(output_id)
+
+    def dataplane_counts(self) -> tuple[int, int] | None:
+        """``(fast, slow)``: datagrams the C data plane forwarded itself and handed to
+        ``Switch.forward_rtp``; ``None`` when it is not running."""
+        return None if self._plane is None else self._plane.counts()
+
+    def _plane_slow(self, input_id: str, data: bytes, addr: Any, now: float) -> None:
+        """The data plane's thread, lock held: a datagram that is not the steady state."""
+        if 192 <= data[1] <= 223:  # RFC 5761: RTCP on the RTP port
+            self._latched[input_id] = _address(addr)
+            rest = self.switch.on_input_rtcp(input_id, data, now)
+        else:
+            rest = self.switch.forward_rtp(input_id, data, now, self._copy_sender)
+        if rest:
+            self._send(rest)
+
+    def _plane_tick(self, now: float) -> None:
+        """The data plane's thread, every ``tick_interval`` (it waits in epoll with a timeout)."""
+        with self._lock:
+            self._send(self.switch.tick(now))
 
     def _send_copy(self, buf: bytearray, dest: Hashable) -> None:
         """One output's copy of a packet when some output's destination is not a plain
@@ -271,6 +366,24 @@ class SwitchTransport:
         sock.sendto(buf, addr)
 
     def _send(self, sends: list[Send]) -> None:
+        """Send what the core returned. Media to an output goes at once on the shared output
+        socket, from any thread (callers hold the lock, so it cannot be overtaken by the data
+        plane's next copy); anything else from the data plane's thread goes via the event loop,
+        which owns the other sockets."""
+        if self._plane is not None and sends:
+            later = []
+            for send in sends:
+                addr = self._out_addr.get(send.dest)
+                if addr is not None and self._out_sock is not None:
+                    with contextlib.suppress(OSError):  # UDP: lost, like any copy
+                        self._out_sock.sendto(send.data, addr)
+                else:
+                    later.append(send)
+            sends = later
+            if sends and threading.get_ident() != self._loop_thread and self._loop is not None:
+                with contextlib.suppress(RuntimeError):  # the loop is closed: shutting down
+                    self._loop.call_soon_threadsafe(self._send, sends)
+                return
         for dest, data in sends:
             ep = self._routes.get(dest)
             if ep is None:
@@ -293,7 +406,8 @@ class SwitchTransport:
         if self._timer is not None:
             self._timer.cancel()
         self._timer = asyncio.get_running_loop().call_later(self.tick_interval, self._on_timer)
-        self._send(self.switch.tick(now))
+        with self._lock:
+            self._send(self.switch.tick(now))
 
     def _on_timer(self) -> None:
         self._timer = None

@@ -1,0 +1,674 @@
+/* vmesh.switch._dataplane: the switch transport's receive-and-forward loop, out of the interpreter.
+ *
+ * Owns: one thread's loop (DataPlane.run) over the inputs' RTP sockets: epoll_wait and recvmmsg
+ * with the GIL released, then, per datagram, the steady-state case of Switch.forward_rtp done
+ * in C on the core's own Python objects (_Input/_Output attributes, the GOP cache list), and every
+ * copy sent with one sendmmsg (12-byte rewritten header + the shared payload, no copy of it).
+ *
+ * core.py stays the reference: anything that is not the steady state (first packet, new SSRC,
+ * out-of-order or lost-and-confirmed sequence numbers, RTCP on the RTP port, a header with CSRCs,
+ * extension or padding, an aggregation packet's keyframe test, an output pending or unsynced or
+ * with a NACK history, a held keyframe request, a destination the plane has no address for) is
+ * handed to the Python callback `slow(input_id, data, addr, now)`, which runs forward_rtp. The fast
+ * path checks everything before it changes anything, and then makes exactly the changes
+ * forward_rtp makes (tests/unit/test_switch_dataplane.py runs streams through both and compares
+ * every byte sent and every counter). The core is only touched with the GIL and `lock` held.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <math.h>
+#include <netinet/in.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define RBATCH 32
+#define RSIZE 65536
+#define SBATCH 256
+#define MAX_DROPOUT 3000
+
+static PyObject *S_ssrc, *S_max_seq, *S_kf_pending, *S_waiting, *S_fanout, *S_video, *S_keytest,
+    *S_cycles, *S_received, *S_packets, *S_bytes, *S_jit_ts, *S_jitter, *S_jit_arrival, *S_clock,
+    *S_cur_ts, *S_frame_interval, *S_cur_key, *S_gop_valid, *S_gop, *S_gop_bytes, *S_frame_start,
+    *S_keyframes, *S_gop_overflows, *S_pending, *S_synced, *S_history, *S_guard, *S_dropped,
+    *S_last_in_ts, *S_mid_frame, *S_seq_offset, *S_ts_offset, *S_pt, *S_next_seq, *S_last_ts,
+    *S_last_sent_at, *S_payload_bytes, *S_dest, *S_send_errors, *S_acquire, *S_release, *S_inputs,
+    *S_config, *S_gop_cache, *S_gop_max_bytes, *S_gop_max_packets;
+
+typedef struct {
+    PyObject_HEAD
+    int epfd;
+    int out_fd;
+    PyObject *sw;        /* the Switch */
+    PyObject *lock;      /* threading.Lock shared with the control plane */
+    PyObject *slow;      /* callable(input_id, data, addr, now) */
+    PyObject *tick;      /* callable(now) */
+    PyObject *fds;       /* {fd: input_id} */
+    PyObject *addrs;     /* {dest token: bytes(sockaddr_in)} */
+    double tick_interval;
+    volatile int stop;
+    unsigned long long fast, slowed;
+    /* send batch */
+    int ns;
+    struct mmsghdr smsg[SBATCH];
+    struct iovec siov[SBATCH][2];
+    unsigned char shdr[SBATCH][12];
+    PyObject *sout[SBATCH];   /* the output of each copy (strong ref), for send_errors */
+    /* receive batch */
+    struct mmsghdr rmsg[RBATCH];
+    struct iovec riov[RBATCH];
+    struct sockaddr_in6 raddr[RBATCH];
+    unsigned char *rbuf;
+} DataPlane;
+
+/* -- small helpers on the core's objects ----------------------------------------------------- */
+
+static int get_ll(PyObject *o, PyObject *name, long long *v) {
+    PyObject *x = PyObject_GetAttr(o, name);
+    if (!x) return -1;
+    *v = PyLong_AsLongLong(x);
+    Py_DECREF(x);
+    return (*v == -1 && PyErr_Occurred()) ? -1 : 0;
+}
+
+/* an int attribute that may be None: returns 1 if None */
+static int get_opt(PyObject *o, PyObject *name, long long *v) {
+    PyObject *x = PyObject_GetAttr(o, name);
+    if (!x) return -1;
+    if (x == Py_None) { Py_DECREF(x); return 1; }
+    *v = PyLong_AsLongLong(x);
+    Py_DECREF(x);
+    return (*v == -1 && PyErr_Occurred()) ? -1 : 0;
+}
+
+static int get_bool(PyObject *o, PyObject *name) {
+    PyObject *x = PyObject_GetAttr(o, name);
+    if (!x) return -1;
+    int r = PyObject_IsTrue(x);
+    Py_DECREF(x);
+    return r;
+}
+
+static int get_d(PyObject *o, PyObject *name, double *v) {
+    PyObject *x = PyObject_GetAttr(o, name);
+    if (!x) return -1;
+    *v = PyFloat_AsDouble(x);
+    Py_DECREF(x);
+    return (*v == -1.0 && PyErr_Occurred()) ? -1 : 0;
+}
+
+static int set_ll(PyObject *o, PyObject *name, long long v) {
+    PyObject *x = PyLong_FromLongLong(v);
+    if (!x) return -1;
+    int r = PyObject_SetAttr(o, name, x);
+    Py_DECREF(x);
+    return r;
+}
+
+static int set_d(PyObject *o, PyObject *name, double v) {
+    PyObject *x = PyFloat_FromDouble(v);
+    if (!x) return -1;
+    int r = PyObject_SetAttr(o, name, x);
+    Py_DECREF(x);
+    return r;
+}
+
+static int add_ll(PyObject *o, PyObject *name, long long d) {
+    long long v;
+    if (get_ll(o, name, &v) < 0) return -1;
+    return set_ll(o, name, v + d);
+}
+
+static int is_key_h264(const unsigned char *p, int *known) {
+    int t = p[0] & 0x1F;
+    *known = 1;
+    if (t == 28) { int fu = p[1]; return (fu & 0x80) && ((fu & 0x1F) == 5 || (fu & 0x1F) == 7); }
+    if (t >= 1 && t <= 23) return t == 5 || t == 7;
+    *known = 0;
+    return 0;
+}
+
+static int h265_key(int t) { return (t >= 16 && t <= 21) || (t >= 32 && t <= 34); }
+
+static int is_key_h265(const unsigned char *p, int *known) {
+    int t = (p[0] >> 1) & 0x3F;
+    *known = 1;
+    if (t == 49) { int fu = p[2]; return (fu & 0x80) && h265_key(fu & 0x3F); }
+    if (t != 48) return h265_key(t);
+    *known = 0;
+    return 0;
+}
+
+/* -- sending ----------------------------------------------------------------------------------- */
+
+static void flush(DataPlane *self) {
+    int i = 0;
+    while (i < self->ns) {
+        int r;
+        Py_BEGIN_ALLOW_THREADS
+        r = sendmmsg(self->out_fd, self->smsg + i, (unsigned)(self->ns - i), MSG_DONTWAIT);
+        Py_END_ALLOW_THREADS
+        if (r > 0) { i += r; continue; }
+        if (r < 0 && errno == EINTR) continue;
+        /* the copy at i failed (full buffer, ICMP error): UDP drops it; count it */
+        if (add_ll(self->sout[i], S_send_errors, 1) < 0) PyErr_Clear();
+        i++;
+    }
+    for (i = 0; i < self->ns; i++) Py_CLEAR(self->sout[i]);
+    self->ns = 0;
+}
+
+/* -- the fast path: 1 done, 0 not the steady state (nothing changed), -1 error ------------------ */
+
+static int fast_forward(DataPlane *self, PyObject *inp, PyObject *cfg, unsigned char *data,
+                        Py_ssize_t n, double now) {
+    if (n < 12 || data[0] != 0x80 || (data[1] >= 192 && data[1] <= 223)) return 0;
+    int b1 = data[1];
+    long long seq = (data[2] << 8) | data[3];
+    long long ts = ((long long)data[4] << 24) | (data[5] << 16) | (data[6] << 8) | data[7];
+    long long ssrc = ((long long)data[8] << 24) | (data[9] << 16) | (data[10] << 8) | data[11];
+    long long v, max_seq;
+    int r = get_opt(inp, S_ssrc, &v);
+    if (r != 0 || v != ssrc) return r < 0 ? -1 : 0;
+    r = get_opt(inp, S_max_seq, &max_seq);
+    if (r != 0) return r < 0 ? -1 : 0;
+    long long d = (seq - max_seq) & 0xFFFF;
+    if (!(d > 0 && d < MAX_DROPOUT)) return 0;
+    if ((r = get_bool(inp, S_kf_pending)) != 0) return r < 0 ? -1 : 0;
+    if ((r = get_bool(inp, S_waiting)) != 0) return r < 0 ? -1 : 0;
+    int video = get_bool(inp, S_video);
+    if (video < 0) return -1;
+    Py_ssize_t start = 12, plen = n - 12;
+    int key = 0, known = 1;
+    if (video) {
+        long long kt;
+        if (plen < 3 || get_ll(inp, S_keytest, &kt) < 0) return plen < 3 ? 0 : -1;
+        if (kt == 1) key = is_key_h264(data + start, &known);
+        else if (kt == 2) key = is_key_h265(data + start, &known);
+        else return 0;
+    }
+    PyObject *fanout = PyObject_GetAttr(inp, S_fanout);
+    if (!fanout) return -1;
+    if (!PyTuple_Check(fanout)) { Py_DECREF(fanout); return 0; }
+    Py_ssize_t nf = PyTuple_GET_SIZE(fanout);
+    int ok = 1;
+    for (Py_ssize_t i = 0; i < nf && ok; i++) {
+        PyObject *o = PyTuple_GET_ITEM(fanout, i);
+        PyObject *x = PyObject_GetAttr(o, S_pending);
+        if (!x) { Py_DECREF(fanout); return -1; }
+        ok = x == Py_None;
+        Py_DECREF(x);
+        if (!ok) break;
+        r = get_bool(o, S_synced);
+        if (r < 0) { Py_DECREF(fanout); return -1; }
+        ok = r;
+        if (!ok) break;
+        x = PyObject_GetAttr(o, S_history);
+        if (!x) { Py_DECREF(fanout); return -1; }
+        ok = x == Py_None;
+        Py_DECREF(x);
+        if (!ok) break;
+        x = PyObject_GetAttr(o, S_dest);
+        if (!x) { Py_DECREF(fanout); return -1; }
+        PyObject *a = PyDict_GetItemWithError(self->addrs, x);
+        Py_DECREF(x);
+        if (!a && PyErr_Occurred()) { Py_DECREF(fanout); return -1; }
+        ok = a != NULL;
+    }
+    if (!ok) { Py_DECREF(fanout); return 0; }
+    PyObject *datab = NULL;
+    long long cur_ts = 0;
+    int cur_none = 0, cur_key = 0;
+    if (video) {
+        if ((cur_none = get_opt(inp, S_cur_ts, &cur_ts)) < 0) goto error;
+        if ((cur_key = get_bool(inp, S_cur_key)) < 0) goto error;
+        /* the keyframe test only matters if this packet may start one: aggregation -> Python */
+        int new_frame = cur_none || ts != cur_ts;
+        if (!known && (new_frame || !cur_key)) { Py_DECREF(fanout); return 0; }
+    }
+    /* -- from here on, the changes forward_rtp makes -- */
+    if (seq < max_seq && add_ll(inp, S_cycles, 0x10000) < 0) goto error;
+    if (set_ll(inp, S_max_seq, seq) < 0 || add_ll(inp, S_received, 1) < 0) goto error;
+    if (add_ll(inp, S_packets, 1) < 0 || add_ll(inp, S_bytes, n) < 0) goto error;
+    long long jit_ts;
+    if ((r = get_opt(inp, S_jit_ts, &jit_ts)) < 0) goto error;
+    if (r == 1 || ts != jit_ts) {
+        long long clock;
+        if (get_ll(inp, S_clock, &clock) < 0) goto error;
+        double arrival = now * (double)clock;
+        if (r == 0) {
+            double jitter, jit_arrival;
+            if (get_d(inp, S_jitter, &jitter) < 0 || get_d(inp, S_jit_arrival, &jit_arrival) < 0)
+                goto error;
+            long long dts = ((ts - jit_ts + 0x80000000LL) & 0xFFFFFFFFLL) - 0x80000000LL;
+            jitter += (fabs(arrival - jit_arrival - (double)dts) - jitter) / 16;
+            if (set_d(inp, S_jitter, jitter) < 0) goto error;
+        }
+        if (set_ll(inp, S_jit_ts, ts) < 0 || set_d(inp, S_jit_arrival, arrival) < 0) goto error;
+    }
+    if (video) { /* Switch._cache */
+        PyObject *gop = PyObject_GetAttr(inp, S_gop);
+        if (!gop) goto error;
+        if (!PyList_Check(gop)) { Py_DECREF(gop); PyErr_SetString(PyExc_TypeError, "gop"); goto error; }
+        if (cur_none || ts != cur_ts) {
+            if (!cur_none) {
+                long long clock, dts = (ts - cur_ts) & 0xFFFFFFFFLL;
+                if (get_ll(inp, S_clock, &clock) < 0) { Py_DECREF(gop); goto error; }
+                if (dts > 0 && dts < clock && set_ll(inp, S_frame_interval, dts) < 0) {
+                    Py_DECREF(gop); goto error;
+                }
+            }
+            if (set_ll(inp, S_cur_ts, ts) < 0) { Py_DECREF(gop); goto error; }
+            cur_key = 0;
+            if (PyObject_SetAttr(inp, S_cur_key, Py_False) < 0) { Py_DECREF(gop); goto error; }
+            int valid = get_bool(inp, S_gop_valid);
+            int use = get_bool(cfg, S_gop_cache);
+            if (valid < 0 || use < 0) { Py_DECREF(gop); goto error; }
+            if (!valid || !use) {
+                if (PyList_SetSlice(gop, 0, PyList_GET_SIZE(gop), NULL) < 0 ||
+                    set_ll(inp, S_gop_bytes, 0) < 0 ||
+                    PyObject_SetAttr(inp, S_gop_valid, Py_False) < 0) { Py_DECREF(gop); goto error; }
+            }
+            if (set_ll(inp, S_frame_start, PyList_GET_SIZE(gop)) < 0) { Py_DECREF(gop); goto error; }
+        }
+        if (!cur_key && key) {
+            long long fs;
+            if (get_ll(inp, S_frame_start, &fs) < 0) { Py_DECREF(gop); goto error; }
+            if (fs) {
+                long long drop = 0;
+                for (Py_ssize_t i = 0; i < fs && i < PyList_GET_SIZE(gop); i++) {
+                    PyObject *e = PyList_GET_ITEM(gop, i);
+                    drop += PyObject_Length(PyTuple_GET_ITEM(e, 2));
+                }
+                if (PyList_SetSlice(gop, 0, (Py_ssize_t)fs, NULL) < 0 ||
+                    add_ll(inp, S_gop_bytes, -drop) < 0 || set_ll(inp, S_frame_start, 0) < 0) {
+                    Py_DECREF(gop); goto error;
+                }
+            }
+            if (PyObject_SetAttr(inp, S_gop_valid, Py_True) < 0 ||
+                PyObject_SetAttr(inp, S_cur_key, Py_True) < 0 || add_ll(inp, S_keyframes, 1) < 0 ||
+                PyObject_SetAttr(inp, S_kf_pending, Py_False) < 0) { Py_DECREF(gop); goto error; }
+        }
+        datab = PyBytes_FromStringAndSize((const char *)data, n);
+        if (!datab) { Py_DECREF(gop); goto error; }
+        PyObject *e = Py_BuildValue("(LLOn)", seq, ts, datab, plen);
+        if (!e || PyList_Append(gop, e) < 0) { Py_XDECREF(e); Py_DECREF(gop); goto error; }
+        Py_DECREF(e);
+        if (add_ll(inp, S_gop_bytes, n) < 0) { Py_DECREF(gop); goto error; }
+        int valid = get_bool(inp, S_gop_valid);
+        long long gb, mb, mp;
+        if (valid < 0 || get_ll(inp, S_gop_bytes, &gb) < 0 || get_ll(cfg, S_gop_max_bytes, &mb) < 0 ||
+            get_ll(cfg, S_gop_max_packets, &mp) < 0) { Py_DECREF(gop); goto error; }
+        if (valid && (gb > mb || PyList_GET_SIZE(gop) > mp)) {
+            if (add_ll(inp, S_gop_overflows, 1) < 0 ||
+                PyList_SetSlice(gop, 0, PyList_GET_SIZE(gop), NULL) < 0 ||
+                set_ll(inp, S_gop_bytes, 0) < 0 || PyObject_SetAttr(inp, S_gop_valid, Py_False) < 0 ||
+                set_ll(inp, S_frame_start, 0) < 0) { Py_DECREF(gop); goto error; }
+        }
+        Py_DECREF(gop);
+    }
+    int marker = (b1 & 0x80) != 0;
+    PyObject *nowf = PyFloat_FromDouble(now);
+    if (!nowf) goto error;
+    for (Py_ssize_t i = 0; i < nf; i++) {
+        PyObject *o = PyTuple_GET_ITEM(fanout, i);
+        long long guard, so, tso, nseq, ossrc, pt;
+        if (get_ll(o, S_guard, &guard) < 0) goto error_now;
+        long long g = (seq - guard) & 0xFFFF;
+        if (g >= 0x8000) { if (add_ll(o, S_dropped, 1) < 0) goto error_now; continue; }
+        if (g > 0x4000 && set_ll(o, S_guard, (seq - 0x2000) & 0xFFFF) < 0) goto error_now;
+        if (set_ll(o, S_last_in_ts, ts) < 0) goto error_now;
+        if (video && PyObject_SetAttr(o, S_mid_frame, marker ? Py_False : Py_True) < 0)
+            goto error_now;
+        if (get_ll(o, S_seq_offset, &so) < 0 || get_ll(o, S_ts_offset, &tso) < 0 ||
+            get_ll(o, S_next_seq, &nseq) < 0 || get_ll(o, S_ssrc, &ossrc) < 0) goto error_now;
+        if ((r = get_opt(o, S_pt, &pt)) < 0) goto error_now;
+        int ob1 = r == 1 ? b1 : ((b1 & 0x80) | (int)pt);
+        long long oseq = (seq + so) & 0xFFFF, ots = (ts + tso) & 0xFFFFFFFFLL;
+        if (((oseq - nseq) & 0xFFFF) < 0x8000) {
+            if (set_ll(o, S_next_seq, (oseq + 1) & 0xFFFF) < 0 || set_ll(o, S_last_ts, ots) < 0 ||
+                PyObject_SetAttr(o, S_last_sent_at, nowf) < 0) goto error_now;
+        }
+        if (add_ll(o, S_packets, 1) < 0 || add_ll(o, S_bytes, n) < 0 ||
+            add_ll(o, S_payload_bytes, plen) < 0) goto error_now;
+        PyObject *dest = PyObject_GetAttr(o, S_dest);
+        if (!dest) goto error_now;
+        PyObject *a = PyDict_GetItemWithError(self->addrs, dest);
+        Py_DECREF(dest);
+        if (!a) { if (!PyErr_Occurred()) PyErr_SetString(PyExc_KeyError, "dest"); goto error_now; }
+        if (self->ns == SBATCH) flush(self);
+        int k = self->ns++;
+        unsigned char *h = self->shdr[k];
+        h[0] = data[0]; h[1] = (unsigned char)ob1;
+        h[2] = (unsigned char)(oseq >> 8); h[3] = (unsigned char)oseq;
+        h[4] = (unsigned char)(ots >> 24); h[5] = (unsigned char)(ots >> 16);
+        h[6] = (unsigned char)(ots >> 8); h[7] = (unsigned char)ots;
+        h[8] = (unsigned char)(ossrc >> 24); h[9] = (unsigned char)(ossrc >> 16);
+        h[10] = (unsigned char)(ossrc >> 8); h[11] = (unsigned char)ossrc;
+        self->siov[k][0].iov_base = h; self->siov[k][0].iov_len = 12;
+        self->siov[k][1].iov_base = data + 12; self->siov[k][1].iov_len = (size_t)(n - 12);
+        memset(&self->smsg[k].msg_hdr, 0, sizeof(struct msghdr));
+        self->smsg[k].msg_hdr.msg_name = PyBytes_AS_STRING(a);
+        self->smsg[k].msg_hdr.msg_namelen = (socklen_t)PyBytes_GET_SIZE(a);
+        self->smsg[k].msg_hdr.msg_iov = self->siov[k];
+        self->smsg[k].msg_hdr.msg_iovlen = 2;
+        Py_INCREF(o);
+        self->sout[k] = o;
+    }
+    Py_DECREF(nowf);
+    Py_DECREF(fanout);
+    Py_XDECREF(datab);
+    return 1;
+error_now:
+    Py_DECREF(nowf);
+error:
+    Py_DECREF(fanout);
+    Py_XDECREF(datab);
+    return -1;
+}
+
+/* -- the object ---------------------------------------------------------------------------------- */
+
+static double wall(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+static int DataPlane_init(DataPlane *self, PyObject *args, PyObject *kw) {
+    static char *kwlist[] = {"switch", "out_fd", "lock", "slow", "tick", "tick_interval", NULL};
+    PyObject *sw, *lock, *slow, *tick;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OiOOOd", kwlist, &sw, &self->out_fd, &lock, &slow,
+                                     &tick, &self->tick_interval))
+        return -1;
+    self->epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (self->epfd < 0) { PyErr_SetFromErrno(PyExc_OSError); return -1; }
+    self->rbuf = PyMem_RawMalloc((size_t)RBATCH * RSIZE);
+    if (!self->rbuf) { PyErr_NoMemory(); return -1; }
+    for (int i = 0; i < RBATCH; i++) {
+        self->riov[i].iov_base = self->rbuf + (size_t)i * RSIZE;
+        self->riov[i].iov_len = RSIZE;
+    }
+    Py_INCREF(sw); self->sw = sw;
+    Py_INCREF(lock); self->lock = lock;
+    Py_INCREF(slow); self->slow = slow;
+    Py_INCREF(tick); self->tick = tick;
+    self->fds = PyDict_New();
+    self->addrs = PyDict_New();
+    return (self->fds && self->addrs) ? 0 : -1;
+}
+
+static void DataPlane_dealloc(DataPlane *self) {
+    for (int i = 0; i < self->ns; i++) Py_CLEAR(self->sout[i]);
+    if (self->epfd > 0) close(self->epfd);
+    if (self->rbuf) PyMem_RawFree(self->rbuf);
+    Py_XDECREF(self->sw); Py_XDECREF(self->lock); Py_XDECREF(self->slow);
+    Py_XDECREF(self->tick); Py_XDECREF(self->fds); Py_XDECREF(self->addrs);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *DataPlane_add(DataPlane *self, PyObject *args) {
+    int fd;
+    PyObject *input_id;
+    if (!PyArg_ParseTuple(args, "iU", &fd, &input_id)) return NULL;
+    PyObject *k = PyLong_FromLong(fd);
+    if (!k || PyDict_SetItem(self->fds, k, input_id) < 0) { Py_XDECREF(k); return NULL; }
+    Py_DECREF(k);
+    struct epoll_event ev = {.events = EPOLLIN, .data.fd = fd};
+    if (epoll_ctl(self->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) return PyErr_SetFromErrno(PyExc_OSError);
+    Py_RETURN_NONE;
+}
+
+static PyObject *DataPlane_discard(DataPlane *self, PyObject *args) {
+    int fd;
+    if (!PyArg_ParseTuple(args, "i", &fd)) return NULL;
+    epoll_ctl(self->epfd, EPOLL_CTL_DEL, fd, NULL);
+    PyObject *k = PyLong_FromLong(fd);
+    if (!k) return NULL;
+    if (PyDict_DelItem(self->fds, k) < 0) PyErr_Clear();
+    Py_DECREF(k);
+    Py_RETURN_NONE;
+}
+
+static PyObject *DataPlane_set_dest(DataPlane *self, PyObject *args) {
+    PyObject *dest;
+    const char *host;
+    int port;
+    if (!PyArg_ParseTuple(args, "Osi", &dest, &host, &port)) return NULL;
+    struct sockaddr_in sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)port);
+    if (port < 0 || port > 65535 || inet_pton(AF_INET, host, &sa.sin_addr) != 1) {
+        if (PyDict_DelItem(self->addrs, dest) < 0) PyErr_Clear(); /* not IPv4: Python sends it */
+        Py_RETURN_NONE;
+    }
+    PyObject *b = PyBytes_FromStringAndSize((const char *)&sa, sizeof sa);
+    if (!b || PyDict_SetItem(self->addrs, dest, b) < 0) { Py_XDECREF(b); return NULL; }
+    Py_DECREF(b);
+    Py_RETURN_NONE;
+}
+
+static PyObject *DataPlane_forget_dest(DataPlane *self, PyObject *dest) {
+    if (PyDict_DelItem(self->addrs, dest) < 0) PyErr_Clear();
+    Py_RETURN_NONE;
+}
+
+static PyObject *addr_tuple(struct sockaddr_in6 *sa) {
+    char host[INET6_ADDRSTRLEN];
+    if (sa->sin6_family == AF_INET) {
+        struct sockaddr_in *s4 = (struct sockaddr_in *)sa;
+        inet_ntop(AF_INET, &s4->sin_addr, host, sizeof host);
+        return Py_BuildValue("(si)", host, ntohs(s4->sin_port));
+    }
+    inet_ntop(AF_INET6, &sa->sin6_addr, host, sizeof host);
+    return Py_BuildValue("(si)", host, ntohs(sa->sin6_port));
+}
+
+/* one batch of datagrams from one input, with the GIL and the lock held */
+static int handle(DataPlane *self, PyObject *input_id, int count, double now) {
+    PyObject *inputs = PyObject_GetAttr(self->sw, S_inputs);
+    if (!inputs) return -1;
+    PyObject *inp = PyDict_GetItemWithError(inputs, input_id);
+    Py_XINCREF(inp);
+    Py_DECREF(inputs);
+    if (!inp) return PyErr_Occurred() ? -1 : 0; /* removed meanwhile */
+    PyObject *cfg = PyObject_GetAttr(self->sw, S_config);
+    if (!cfg) { Py_DECREF(inp); return -1; }
+    int rc = 0;
+    for (int i = 0; i < count; i++) {
+        unsigned char *data = self->rbuf + (size_t)i * RSIZE;
+        Py_ssize_t n = self->rmsg[i].msg_len;
+        int r = 0;
+        if (!(self->rmsg[i].msg_hdr.msg_flags & MSG_TRUNC)) r = fast_forward(self, inp, cfg, data, n, now);
+        if (r == 1) { self->fast++; continue; }
+        if (r < 0) { PyErr_WriteUnraisable(self->slow); continue; } /* dropped, never twice */
+        self->slowed++;
+        flush(self); /* keep the order of copies */
+        PyObject *b = PyBytes_FromStringAndSize((const char *)data, n);
+        PyObject *a = addr_tuple(&self->raddr[i]);
+        PyObject *res = (b && a) ? PyObject_CallFunction(self->slow, "OOOd", input_id, b, a, now) : NULL;
+        Py_XDECREF(b); Py_XDECREF(a);
+        if (!res) PyErr_WriteUnraisable(self->slow);
+        Py_XDECREF(res);
+    }
+    flush(self);
+    Py_DECREF(cfg);
+    Py_DECREF(inp);
+    return rc;
+}
+
+static PyObject *DataPlane_run(DataPlane *self, PyObject *noargs) {
+    struct epoll_event evs[16];
+    double next_tick = 0;
+    while (!self->stop) {
+        double now = wall();
+        int timeout = next_tick > now ? (int)ceil((next_tick - now) * 1000) : 0;
+        if (timeout > 100) timeout = 100;
+        int nev;
+        Py_BEGIN_ALLOW_THREADS
+        nev = epoll_wait(self->epfd, evs, 16, timeout);
+        Py_END_ALLOW_THREADS
+        if (nev < 0 && errno != EINTR) return PyErr_SetFromErrno(PyExc_OSError);
+        for (int e = 0; e < nev && !self->stop; e++) {
+            int fd = evs[e].data.fd;
+            for (;;) {
+                for (int i = 0; i < RBATCH; i++) {
+                    memset(&self->rmsg[i].msg_hdr, 0, sizeof(struct msghdr));
+                    self->rmsg[i].msg_hdr.msg_name = &self->raddr[i];
+                    self->rmsg[i].msg_hdr.msg_namelen = sizeof self->raddr[i];
+                    self->rmsg[i].msg_hdr.msg_iov = &self->riov[i];
+                    self->rmsg[i].msg_hdr.msg_iovlen = 1;
+                }
+                int cnt;
+                Py_BEGIN_ALLOW_THREADS
+                cnt = recvmmsg(fd, self->rmsg, RBATCH, MSG_DONTWAIT, NULL);
+                Py_END_ALLOW_THREADS
+                if (cnt <= 0) break;
+                now = wall();
+                PyObject *got = PyObject_CallMethodNoArgs(self->lock, S_acquire);
+                if (!got) return NULL;
+                Py_DECREF(got);
+                PyObject *k = PyLong_FromLong(fd);
+                PyObject *input_id = k ? PyDict_GetItemWithError(self->fds, k) : NULL;
+                Py_XDECREF(k);
+                int r = 0;
+                if (input_id) {
+                    Py_INCREF(input_id);
+                    r = handle(self, input_id, cnt, now);
+                    Py_DECREF(input_id);
+                }
+                PyObject *rel = PyObject_CallMethodNoArgs(self->lock, S_release);
+                if (!rel) return NULL;
+                if (r < 0 || PyErr_Occurred()) PyErr_WriteUnraisable(self->slow);
+                Py_DECREF(rel);
+                if (cnt < RBATCH) break;
+            }
+        }
+        now = wall();
+        if (now >= next_tick && !self->stop) {
+            next_tick = now + self->tick_interval;
+            PyObject *res = PyObject_CallFunction(self->tick, "d", now);
+            if (!res) PyErr_WriteUnraisable(self->tick);
+            Py_XDECREF(res);
+        }
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *DataPlane_stop(DataPlane *self, PyObject *noargs) {
+    self->stop = 1;
+    Py_RETURN_NONE;
+}
+
+static PyObject *DataPlane_counts(DataPlane *self, PyObject *noargs) {
+    return Py_BuildValue("(KK)", self->fast, self->slowed);
+}
+
+static PyMethodDef DataPlane_methods[] = {
+    {"add", (PyCFunction)DataPlane_add, METH_VARARGS, "add(fd, input_id): receive an input's RTP"},
+    {"discard", (PyCFunction)DataPlane_discard, METH_VARARGS, "discard(fd): stop receiving on fd"},
+    {"set_dest", (PyCFunction)DataPlane_set_dest, METH_VARARGS,
+     "set_dest(token, host, port): the IPv4 address copies for this destination token go to"},
+    {"forget_dest", (PyCFunction)DataPlane_forget_dest, METH_O, "forget_dest(token)"},
+    {"run", (PyCFunction)DataPlane_run, METH_NOARGS, "the loop; returns after stop()"},
+    {"stop", (PyCFunction)DataPlane_stop, METH_NOARGS, "make run() return within 100 ms"},
+    {"counts", (PyCFunction)DataPlane_counts, METH_NOARGS, "(fast, slow) datagrams so far"},
+    {NULL, NULL, 0, NULL}};
+
+static PyTypeObject DataPlaneType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "vmesh.switch._dataplane.DataPlane",
+    .tp_basicsize = sizeof(DataPlane),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)DataPlane_init,
+    .tp_dealloc = (destructor)DataPlane_dealloc,
+    .tp_methods = DataPlane_methods,
+    .tp_doc = "DataPlane(switch, out_fd, lock, slow, tick, tick_interval)",
+};
+
+/* The fast path on one datagram, for tests: returns the copies (dest, bytes) it would send, or
+ * None if the datagram is not the steady state (then nothing was changed). */
+static PyObject *DataPlane_forward_for_test(PyObject *mod, PyObject *args) {
+    DataPlane *self;
+    PyObject *input_id;
+    Py_buffer buf;
+    double now;
+    if (!PyArg_ParseTuple(args, "O!Uy*d", &DataPlaneType, &self, &input_id, &buf, &now)) return NULL;
+    PyObject *inputs = PyObject_GetAttr(self->sw, S_inputs);
+    PyObject *inp = inputs ? PyDict_GetItemWithError(inputs, input_id) : NULL;
+    Py_XINCREF(inp);
+    Py_XDECREF(inputs);
+    PyObject *cfg = inp ? PyObject_GetAttr(self->sw, S_config) : NULL;
+    if (!cfg) { Py_XDECREF(inp); PyBuffer_Release(&buf); if (!PyErr_Occurred()) PyErr_SetObject(PyExc_KeyError, input_id); return NULL; }
+    unsigned char *copy = PyMem_Malloc(buf.len ? buf.len : 1);
+    memcpy(copy, buf.buf, buf.len);
+    int r = fast_forward(self, inp, cfg, copy, buf.len, now);
+    Py_DECREF(cfg); Py_DECREF(inp); PyBuffer_Release(&buf);
+    PyObject *out = NULL;
+    if (r == 1) {
+        out = PyList_New(0);
+        for (int k = 0; out && k < self->ns; k++) {
+            struct msghdr *m = &self->smsg[k].msg_hdr;
+            PyObject *b = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(12 + m->msg_iov[1].iov_len));
+            memcpy(PyBytes_AS_STRING(b), m->msg_iov[0].iov_base, 12);
+            memcpy(PyBytes_AS_STRING(b) + 12, m->msg_iov[1].iov_base, m->msg_iov[1].iov_len);
+            struct sockaddr_in *sa = (struct sockaddr_in *)m->msg_name;
+            char host[INET_ADDRSTRLEN];
+            inet_ntop(AF_INET, &sa->sin_addr, host, sizeof host);
+            PyObject *t = Py_BuildValue("((si)N)", host, ntohs(sa->sin_port), b);
+            if (!t || PyList_Append(out, t) < 0) Py_CLEAR(out);
+            Py_XDECREF(t);
+        }
+    } else if (r == 0) {
+        out = Py_NewRef(Py_None);
+    }
+    for (int k = 0; k < self->ns; k++) Py_CLEAR(self->sout[k]);
+    self->ns = 0;
+    PyMem_Free(copy);
+    return out;
+}
+
+static PyMethodDef module_methods[] = {
+    {"forward_for_test", DataPlane_forward_for_test, METH_VARARGS,
+     "forward_for_test(plane, input_id, data, now): the fast path's copies, or None"},
+    {NULL, NULL, 0, NULL}};
+
+static struct PyModuleDef moduledef = {PyModuleDef_HEAD_INIT, "vmesh.switch._dataplane",
+                                       "The switch transport's data-plane loop in C.", -1,
+                                       module_methods};
+
+#define INTERN(v, s) if (!(v = PyUnicode_InternFromString(s))) return NULL
+
+PyMODINIT_FUNC PyInit__dataplane(void) {
+    INTERN(S_ssrc, "ssrc"); INTERN(S_max_seq, "max_seq"); INTERN(S_kf_pending, "kf_pending");
+    INTERN(S_waiting, "waiting"); INTERN(S_fanout, "fanout"); INTERN(S_video, "video");
+    INTERN(S_keytest, "keytest"); INTERN(S_cycles, "cycles"); INTERN(S_received, "received");
+    INTERN(S_packets, "packets"); INTERN(S_bytes, "bytes"); INTERN(S_jit_ts, "jit_ts");
+    INTERN(S_jitter, "jitter"); INTERN(S_jit_arrival, "jit_arrival"); INTERN(S_clock, "clock");
+    INTERN(S_cur_ts, "cur_ts"); INTERN(S_frame_interval, "frame_interval");
+    INTERN(S_cur_key, "cur_key"); INTERN(S_gop_valid, "gop_valid"); INTERN(S_gop, "gop");
+    INTERN(S_gop_bytes, "gop_bytes"); INTERN(S_frame_start, "frame_start");
+    INTERN(S_keyframes, "keyframes"); INTERN(S_gop_overflows, "gop_overflows");
+    INTERN(S_pending, "pending"); INTERN(S_synced, "synced"); INTERN(S_history, "history");
+    INTERN(S_guard, "guard"); INTERN(S_dropped, "dropped"); INTERN(S_last_in_ts, "last_in_ts");
+    INTERN(S_mid_frame, "mid_frame"); INTERN(S_seq_offset, "seq_offset");
+    INTERN(S_ts_offset, "ts_offset"); INTERN(S_pt, "pt"); INTERN(S_next_seq, "next_seq");
+    INTERN(S_last_ts, "last_ts"); INTERN(S_last_sent_at, "last_sent_at");
+    INTERN(S_payload_bytes, "payload_bytes"); INTERN(S_dest, "dest");
+    INTERN(S_send_errors, "send_errors"); INTERN(S_acquire, "acquire");
+    INTERN(S_release, "release"); INTERN(S_inputs, "_inputs"); INTERN(S_config, "config");
+    INTERN(S_gop_cache, "gop_cache"); INTERN(S_gop_max_bytes, "gop_max_bytes");
+    INTERN(S_gop_max_packets, "gop_max_packets");
+    if (PyType_Ready(&DataPlaneType) < 0) return NULL;
+    PyObject *m = PyModule_Create(&moduledef);
+    if (!m) return NULL;
+    Py_INCREF(&DataPlaneType);
+    if (PyModule_AddObject(m, "DataPlane", (PyObject *)&DataPlaneType) < 0) return NULL;
+    return m;
+}
