@@ -12,6 +12,7 @@
     GET  /api/grants/report?since=&until=&username=&camera=&grant=&department=&offset=&limit=
          -> Page[{at, user, action, camera, node, grant, purpose, department, result, ...}]
     GET  /api/grants/report/export?<same filters>  -> text/csv (audited as grant.report.export)
+    GET  /api/grants/outbox  -> [{grant, version, target_node, attempts, last_error}]   (admin)
 
 A grant is shown with ``state`` (applied, rejected, pending, active, expired, revoked) and
 ``reason`` (why it cannot be used now). The report is built from the audit rows of uses:
@@ -50,6 +51,7 @@ router = APIRouter(tags=["grants"])
 Ctx = Annotated[NodeContext, Depends(node_context)]
 Applicant = Annotated[Principal, Depends(require_roles("operator", "viewer"))]
 Decider = Annotated[Principal, Depends(require_roles("operator"))]
+Admin = Annotated[Principal, Depends(require_roles("admin"))]
 
 # Uses of a camera: live views (viewer's node), streams served (camera's node), recordings.
 USE_ACTIONS = (
@@ -279,6 +281,21 @@ def _use(r: AuditRecord) -> dict[str, Any]:
         "viewer_node": d.get("viewer_node") or "",
         "reason": d.get("reason") or "",
     }
+
+
+@router.get("/grants/outbox", summary="Grant versions not yet delivered to other nodes (admin)")
+async def grant_outbox(p: Admin, ctx: Ctx) -> list[dict[str, Any]]:
+    rows = await _service(ctx).store.pending()
+    return [
+        {
+            "grant": o.grant_id,
+            "version": o.version,
+            "target_node": o.target_node,
+            "attempts": o.attempts,
+            "last_error": o.last_error,
+        }
+        for o in rows
+    ]
 
 
 @router.get("/grants/{grant_id}", summary="One grant")
