@@ -148,11 +148,13 @@ class Recorder:
         self._watch: asyncio.Task[None] | None = None
         self._collecting = asyncio.Lock()
         self.started_at = 0.0
+        self._held = False
         self.segments = 0
 
     async def start(self) -> None:
         self.incoming.mkdir(parents=True, exist_ok=True)
         video_input = await self.media.hold(self.code, self.spec, RECORDING_HOLDER)
+        self._held = True
         try:
             inputs = self.media.transport.switch.snapshot().inputs
             wanted = [video_input]
@@ -263,7 +265,8 @@ class Recorder:
             with contextlib.suppress(Exception):
                 self.media.transport.remove_output(st.output_id)
         self.streams.clear()
-        if self.process is not None:
+        if self._held:
+            self._held = False
             self.media.unhold(self.code, RECORDING_HOLDER)
         self.process = None
         with contextlib.suppress(Exception):
