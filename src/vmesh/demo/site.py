@@ -114,7 +114,9 @@ def write_config(data_dir: Path, host: str, port: int, *, media: bool = True) ->
         f"host = {json.dumps(host)}\n"
         f"port = {port}\n\n"
         "[log]\n"
-        'level = "INFO"\n'
+        'level = "INFO"\n\n'
+        "[servicedesk]\n"
+        "sample_catalogue = true  # 40 items of 9 departments (vmesh/servicedesk/catalogue.json)\n"
     )
     if media:
         http = _free_port(8088, 8188)

@@ -14,6 +14,9 @@ import * as auditView from "./views/audit.js";
 import * as networkView from "./views/network.js";
 import * as wallView from "./views/wall.js";
 import * as publishView from "./views/publish.js";
+import * as kioskView from "./views/kiosk.js";
+import * as deskView from "./views/desk.js";
+import * as sdStatsView from "./views/sdstats.js";
 import * as grantsView from "./views/grants.js";
 
 const root = document.getElementById("app");
@@ -28,6 +31,9 @@ const PAGES = {
   audit: { module: auditView, nav: "nav.audit", roles: ["admin", "operator"] },
   grants: { module: grantsView, nav: "nav.grants", roles: ["admin", "operator", "viewer"] },
   network: { module: networkView, nav: "nav.network" },
+  kiosk: { module: kioskView, nav: "nav.kiosk", roles: ["admin", "operator"] },
+  desk: { module: deskView, nav: "nav.desk", roles: ["admin", "agent"] },
+  sdstats: { module: sdStatsView, roles: ["admin", "agent", "operator"] },
 };
 
 function parseHash() {
