@@ -14,6 +14,7 @@ from vmesh.federation.models import (
 )
 from vmesh.gb28181.store import GbDeviceRow
 from vmesh.grants.models import GrantOutbox, GrantRow
+from vmesh.recording.models import HealthSample, RecordingPlan, Segment
 from vmesh.servicedesk.models import Agent as ServiceAgent
 from vmesh.servicedesk.models import Case as ServiceCase
 from vmesh.servicedesk.models import CaseEvent as ServiceCaseEvent
@@ -27,21 +28,24 @@ metadata = Base.metadata
 __all__ = [
     "Attendance",
     "AuditRecord",
-    "ConferenceChair",
-    "ConferenceRow",
-    "ConferenceVenue",
     "CatalogueDeletion",
     "CatalogueEntry",
     "CatalogueOrigin",
     "CataloguePublished",
+    "ConferenceChair",
+    "ConferenceRow",
+    "ConferenceVenue",
     "Entry",
     "EntryTag",
     "FederationState",
     "GbDeviceRow",
     "GrantOutbox",
     "GrantRow",
+    "HealthSample",
     "KnownNode",
     "LoginSession",
+    "RecordingPlan",
+    "Segment",
     "ServiceAgent",
     "ServiceCase",
     "ServiceCaseEvent",
