@@ -371,6 +371,7 @@ class LiveConference:
             "conference": self.info.id,
             "title": self.info.title,
             "venue": venue,
+            "venue_name": self._name(venue),
             "layout": f.layout,
             "mode": f.mode.value,
             "featured": self.plan.featured,

@@ -14,6 +14,8 @@ import * as auditView from "./views/audit.js";
 import * as networkView from "./views/network.js";
 import * as wallView from "./views/wall.js";
 import * as publishView from "./views/publish.js";
+import * as chairView from "./views/chair.js";
+import * as venueView from "./views/venue.js";
 import * as kioskView from "./views/kiosk.js";
 import * as deskView from "./views/desk.js";
 import * as sdStatsView from "./views/sdstats.js";
@@ -27,6 +29,8 @@ const PAGES = {
   dir: { module: directoryView, nav: "nav.directory" },
   wall: { module: wallView, nav: "nav.wall" },
   publish: { module: publishView, nav: "nav.publish", roles: ["admin", "operator", "commander"] },
+  chair: { module: chairView, nav: "nav.chair", roles: ["admin", "chair"] },
+  venue: { module: venueView, roles: ["admin", "operator", "commander", "chair"] },
   users: { module: usersView, nav: "nav.users", roles: ["admin"] },
   audit: { module: auditView, nav: "nav.audit", roles: ["admin", "operator"] },
   grants: { module: grantsView, nav: "nav.grants", roles: ["admin", "operator", "viewer"] },

@@ -11,7 +11,11 @@ const STATS_INTERVAL_MS = 1000;
 let pcSerial = 0;
 
 export class LiveClient {
-  constructor({ onStatus, onStats, onError, onClose } = {}) {
+  // ``path``: another signalling WebSocket speaking the same tile messages (a conference's);
+  // ``onMessage`` gets every message no tile player handled (that socket's own messages).
+  constructor({ onStatus, onStats, onError, onClose, onMessage, path = "/api/live/ws" } = {}) {
+    this.path = path;
+    this.onMessage = onMessage || (() => {});
     this.onStatus = onStatus || (() => {});
     this.onStats = onStats || (() => {});
     this.onError = onError || (() => {});
@@ -26,7 +30,7 @@ export class LiveClient {
 
   connect() {
     const proto = location.protocol === "https:" ? "wss:" : "ws:";
-    const ws = new WebSocket(`${proto}//${location.host}/api/live/ws`);
+    const ws = new WebSocket(`${proto}//${location.host}${this.path}`);
     this.ws = ws;
     ws.addEventListener("open", () => {
       for (const m of this.queue.splice(0)) ws.send(JSON.stringify(m));
@@ -77,15 +81,17 @@ export class LiveClient {
 
   async receive(msg) {
     const p = msg.tile !== undefined ? this.players.get(String(msg.tile)) : null;
-    if (msg.type === "status") {
+    if (msg.type === "status" && p) {
       // A tile this page stopped may still get the hang-up of its closed connection: not news.
-      if (p) this.onStatus(String(msg.tile), msg);
+      this.onStatus(String(msg.tile), msg);
     } else if (msg.type === "offer" && p) {
       await p.onOffer(msg.jsep);
     } else if (msg.type === "candidate" && p) {
       await p.onCandidate(msg.candidate);
     } else if (msg.type === "error") {
       this.onError(msg);
+    } else {
+      this.onMessage(msg);
     }
   }
 }
