@@ -86,6 +86,9 @@ async def serve_async(config: NodeConfig) -> None:
 
     try:
         ctx.grants = await start_grants(ctx)
+        from vmesh.recording.remote import serve_recordings
+
+        await serve_recordings(ctx)  # other nodes play back this node's recordings
     except BaseException:
         await _stop_services(ctx)
         await ctx.close()

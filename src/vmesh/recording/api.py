@@ -19,8 +19,10 @@
     POST /api/camera-health/sample                    admin: sample the online rate now
 
 Times are Unix seconds or ISO 8601. Every request is authorised by
-``vmesh.recording.access.authorise_playback`` (scope today, grants later) and playbacks, clips
-and snapshots are audited with the camera code and range.
+``vmesh.recording.access.authorise_playback`` (scope, or a grant) and playbacks, clips and
+snapshots are audited with the camera code and range. A camera recorded at another node (the
+catalogue's) is played back through that node (``vmesh.recording.remote``): plan, timeline,
+play.mp4 and clip.mp4 answer the same; its snapshot is refused (409) naming the node.
 
 Public: ``router``.
 """
@@ -39,14 +41,14 @@ from sqlalchemy import select
 from vmesh.auth.deps import current_principal, require_roles
 from vmesh.auth.principal import Principal
 from vmesh.directory.models import Entry
-from vmesh.errors import Conflict, InvalidInput
+from vmesh.errors import Conflict, Forbidden, InvalidInput
 from vmesh.node.context import NodeContext
-from vmesh.recording import timeline
-from vmesh.recording.access import Playable, authorise_playback
+from vmesh.recording import queries
+from vmesh.recording.access import authorise_playback
 from vmesh.recording.health import CLASSES, as_csv, online_rate, sample_health
 from vmesh.recording.models import RecordingPlan
-from vmesh.recording.plans import parse_plan
-from vmesh.recording.playback import check_range, parse_time, range_mp4, segments_in
+from vmesh.recording.playback import check_range, parse_time
+from vmesh.recording.remote import RemoteRecordings
 from vmesh.recording.snapshot import SNAPSHOT_HOLDER, jpeg_from_gop
 
 router = APIRouter(tags=["recording"])
@@ -63,14 +65,6 @@ def _service(ctx: NodeContext) -> Any:
     if svc is None:
         raise Conflict("recording is not enabled on this node ([recording] enabled)")
     return svc
-
-
-def _local(cam: Playable) -> None:
-    if cam.origin_node is not None:
-        raise Conflict(
-            f"camera {cam.code} is recorded at node {cam.origin_node}; "
-            "playback across nodes is not available yet"
-        )
 
 
 @router.get("/recordings")
@@ -102,21 +96,17 @@ async def list_plans(request: Request, who: Principal = Depends(current_principa
     return {"items": out}
 
 
+def _remote(ctx: NodeContext) -> RemoteRecordings:
+    return RemoteRecordings(ctx)
+
+
 @router.get("/recordings/{code}/plan")
 async def get_plan(code: str, request: Request, who: Principal = Depends(current_principal)) -> Any:  # noqa: B008
     ctx = _ctx(request)
     cam = await authorise_playback(ctx, who, code, "recording.plan")
-    _local(cam)
-    async with ctx.db.sessions() as s:
-        p = await s.get(RecordingPlan, code)
-    svc = getattr(ctx, "recording", None)
-    state = svc.state_of(code) if svc is not None else "disabled"
-    if p is None:
-        days = ctx.config.recording.retention_days
-        return {"camera_code": code, "mode": "off", "retention_days": days, "schedule": [],
-                "state": state}  # fmt: skip
-    return {"camera_code": code, "mode": p.mode, "retention_days": p.retention_days,
-            "schedule": json.loads(p.schedule or "[]"), "state": state}  # fmt: skip
+    if cam.origin_node is not None:
+        return await _remote(ctx).call(cam, who, "plan")
+    return await queries.plan_body(ctx, code)
 
 
 @router.put("/recordings/{code}/plan")
@@ -128,25 +118,13 @@ async def put_plan(
 ) -> Any:
     ctx = _ctx(request)
     cam = await authorise_playback(ctx, who, code, "recording.plan")
-    _local(cam)
-    plan = parse_plan(code, body, ctx.config.recording.retention_days)
-    async with ctx.audit.transaction() as s:
-        row = await s.get(RecordingPlan, code)
-        before = None if row is None else {"mode": row.mode, "retention_days": row.retention_days}
-        if row is None:
-            row = RecordingPlan(camera_code=code)
-            s.add(row)
-        row.mode = plan.mode
-        row.retention_days = plan.retention_days
-        row.schedule = json.dumps(plan.schedule_json())
-        row.updated_by = who.username
-        row.updated_at = time.time()
-        ctx.audit.record(s, who, "recording.plan", code, "ok",
-                         {"before": before, "after": plan.as_dict()})  # fmt: skip
-    svc = getattr(ctx, "recording", None)
-    if svc is not None:
-        svc.poke()
-    return plan.as_dict()
+    if cam.grant is not None:
+        raise Forbidden(
+            f"grant {cam.grant} allows playback of camera {code}, not changing its plan"
+        )
+    if cam.origin_node is not None:
+        return await _remote(ctx).call(cam, who, "set_plan", plan=body)
+    return await queries.save_plan(ctx, who, code, body)
 
 
 @router.get("/recordings/{code}/timeline")
@@ -161,39 +139,38 @@ async def get_timeline(
     t0, t1 = parse_time("start", start), parse_time("end", end)
     check_range(t0, t1, limit=31 * 86400)
     cam = await authorise_playback(ctx, who, code)
-    _local(cam)
-    segs = await segments_in(ctx.db, code, t0, t1)
-    merged = timeline.spans([(a, b) for a, b, _ in segs])
-    clipped = [timeline.Span(max(s.start, t0), min(s.end, t1)) for s in merged]
-    return {
-        "camera_code": code,
-        "start": t0,
-        "end": t1,
-        "spans": [{"start": s.start, "end": s.end} for s in clipped],
-        "gaps": [{"start": g.start, "end": g.end} for g in timeline.gaps(clipped, t0, t1)],
-        "hours": [
-            {"start": h, "seconds": round(sec, 1)} for h, sec in timeline.hours(clipped, t0, t1)
-        ],
-        "recorded_seconds": round(sum(s.seconds for s in clipped), 1),
-        "segments": len(segs),
-    }
+    if cam.origin_node is not None:
+        return await _remote(ctx).call(cam, who, "timeline", start=t0, end=t1)
+    return await queries.timeline_body(ctx, code, t0, t1)
 
 
 async def _range_file(
     request: Request, code: str, start: str | None, end: str | None, who: Principal, action: str
-) -> tuple[Any, Any]:
+) -> tuple[str, float, float, Response | None]:
+    """The MP4 of the range: a local file path (with its start and end), or, for a camera of
+    another node, the response streaming it through from there (range requests preserved)."""
     ctx = _ctx(request)
     t0, t1 = parse_time("start", start), parse_time("end", end)
     check_range(t0, t1)
     cam = await authorise_playback(ctx, who, code, action)
-    _local(cam)
-    svc = _service(ctx)
-    mp4 = await range_mp4(ctx.db, svc.folder, code, t0, t1, svc.ffmpeg)
-    detail: dict[str, Any] = {"start": t0, "end": t1, "segments": mp4.segments}
+    detail: dict[str, Any] = {}
     if cam.grant is not None:
         detail.update(grant=cam.grant, purpose=cam.purpose)
-    await ctx.audit.write(who, action, code, "ok", detail)
-    return cam, mp4
+    if cam.origin_node is None:
+        mp4 = await queries.serve_range(ctx, who, code, t0, t1, action, detail)
+        return str(mp4.path), mp4.start, mp4.end, None
+    remote = _remote(ctx)
+    f = await remote.open(cam, who, t0, t1, action)
+    detail.update(node=f.node)
+    await ctx.audit.write(who, action, code, "ok",
+                          {"start": t0, "end": t1, "segments": f.segments} | detail)  # fmt: skip
+    headers = {"X-Vmesh-Start": f"{f.start:.3f}", "X-Vmesh-End": f"{f.end:.3f}"}
+    if action == "recording.clip":
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.localtime(f.start))
+        headers["Content-Disposition"] = f'attachment; filename="{code}-{stamp}.mp4"'
+    else:
+        headers["Cache-Control"] = "private, max-age=60"
+    return "", f.start, f.end, await remote.response(f, request.headers.get("range"), headers)
 
 
 @router.get("/recordings/{code}/play.mp4")
@@ -204,13 +181,15 @@ async def play_mp4(
     end: str | None = None,
     who: Principal = Depends(current_principal),  # noqa: B008
 ) -> Any:
-    _, mp4 = await _range_file(request, code, start, end, who, "recording.playback")
+    path, t0, t1, streamed = await _range_file(request, code, start, end, who, "recording.playback")
+    if streamed is not None:
+        return streamed
     return FileResponse(
-        mp4.path,
+        path,
         media_type="video/mp4",
         headers={
-            "X-Vmesh-Start": f"{mp4.start:.3f}",
-            "X-Vmesh-End": f"{mp4.end:.3f}",
+            "X-Vmesh-Start": f"{t0:.3f}",
+            "X-Vmesh-End": f"{t1:.3f}",
             "Cache-Control": "private, max-age=60",
         },
     )
@@ -224,13 +203,15 @@ async def clip_mp4(
     end: str | None = None,
     who: Principal = Depends(current_principal),  # noqa: B008
 ) -> Any:
-    _, mp4 = await _range_file(request, code, start, end, who, "recording.clip")
-    stamp = time.strftime("%Y%m%dT%H%M%S", time.localtime(mp4.start))
+    path, t0, t1, streamed = await _range_file(request, code, start, end, who, "recording.clip")
+    if streamed is not None:
+        return streamed
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.localtime(t0))
     return FileResponse(
-        mp4.path,
+        path,
         media_type="video/mp4",
         filename=f"{code}-{stamp}.mp4",
-        headers={"X-Vmesh-Start": f"{mp4.start:.3f}", "X-Vmesh-End": f"{mp4.end:.3f}"},
+        headers={"X-Vmesh-Start": f"{t0:.3f}", "X-Vmesh-End": f"{t1:.3f}"},
     )
 
 
@@ -244,7 +225,10 @@ async def run_retention(request: Request, who: Principal = Depends(_ADMIN)) -> A
 async def snapshot(code: str, request: Request, who: Principal = Depends(current_principal)) -> Any:  # noqa: B008
     ctx = _ctx(request)
     cam = await authorise_playback(ctx, who, code, "camera.snapshot")
-    _local(cam)
+    if cam.origin_node is not None:
+        raise Conflict(
+            f"camera {cam.code} is at node {cam.origin_node}: ask that node for its snapshot"
+        )
     media = ctx.media
     if media is None:
         raise Conflict("live video is not enabled on this node ([media] enabled)")

@@ -1,0 +1,103 @@
+"""What the HTTP API and the cross-node RPC (``vmesh.recording.remote``) both answer about one of
+this node's cameras: its plan (read, and written with its audit row), its timeline, and a range of
+it as one MP4 (``range_mp4``, audited). One implementation, two callers: a request from a user of
+this node, or one relayed by a viewer's node for one of its users.
+
+Public: ``plan_body``, ``save_plan``, ``timeline_body``, ``serve_range``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from vmesh.audit.log import Actor
+from vmesh.auth.principal import Principal
+from vmesh.errors import Conflict
+from vmesh.node.context import NodeContext
+from vmesh.recording import timeline
+from vmesh.recording.models import RecordingPlan
+from vmesh.recording.plans import parse_plan
+from vmesh.recording.playback import RangeMp4, range_mp4, segments_in
+
+
+def _state(ctx: NodeContext, code: str) -> str:
+    svc = getattr(ctx, "recording", None)
+    return svc.state_of(code) if svc is not None else "disabled"
+
+
+async def plan_body(ctx: NodeContext, code: str) -> dict[str, Any]:
+    """The camera's plan (``off`` with the default retention when it has none) and its state."""
+    async with ctx.db.sessions() as s:
+        p = await s.get(RecordingPlan, code)
+    if p is None:
+        days = ctx.config.recording.retention_days
+        return {"camera_code": code, "mode": "off", "retention_days": days, "schedule": [],
+                "state": _state(ctx, code)}  # fmt: skip
+    return {"camera_code": code, "mode": p.mode, "retention_days": p.retention_days,
+            "schedule": json.loads(p.schedule or "[]"), "state": _state(ctx, code)}  # fmt: skip
+
+
+async def save_plan(
+    ctx: NodeContext, who: Principal | Actor, code: str, body: dict[str, Any]
+) -> dict[str, Any]:
+    """Validate and store ``code``'s plan (``InvalidInput`` naming every wrong field, nothing
+    written), audited ``recording.plan`` with before/after in the same transaction."""
+    plan = parse_plan(code, body, ctx.config.recording.retention_days)
+    async with ctx.audit.transaction() as s:
+        row = await s.get(RecordingPlan, code)
+        before = None if row is None else {"mode": row.mode, "retention_days": row.retention_days}
+        if row is None:
+            row = RecordingPlan(camera_code=code)
+            s.add(row)
+        row.mode = plan.mode
+        row.retention_days = plan.retention_days
+        row.schedule = json.dumps(plan.schedule_json())
+        row.updated_by = who.username
+        row.updated_at = time.time()
+        ctx.audit.record(s, who, "recording.plan", code, "ok",
+                         {"before": before, "after": plan.as_dict()})  # fmt: skip
+    svc = getattr(ctx, "recording", None)
+    if svc is not None:
+        svc.poke()
+    return plan.as_dict()
+
+
+async def timeline_body(ctx: NodeContext, code: str, t0: float, t1: float) -> dict[str, Any]:
+    """Spans, gaps and recorded seconds per hour of ``[t0, t1)``."""
+    segs = await segments_in(ctx.db, code, t0, t1)
+    merged = timeline.spans([(a, b) for a, b, _ in segs])
+    clipped = [timeline.Span(max(s.start, t0), min(s.end, t1)) for s in merged]
+    return {
+        "camera_code": code,
+        "start": t0,
+        "end": t1,
+        "spans": [{"start": s.start, "end": s.end} for s in clipped],
+        "gaps": [{"start": g.start, "end": g.end} for g in timeline.gaps(clipped, t0, t1)],
+        "hours": [
+            {"start": h, "seconds": round(sec, 1)} for h, sec in timeline.hours(clipped, t0, t1)
+        ],
+        "recorded_seconds": round(sum(s.seconds for s in clipped), 1),
+        "segments": len(segs),
+    }
+
+
+async def serve_range(
+    ctx: NodeContext,
+    who: Principal | Actor,
+    code: str,
+    t0: float,
+    t1: float,
+    action: str,
+    detail: dict[str, Any],
+) -> RangeMp4:
+    """``[t0, t1)`` of this node's camera ``code`` as one MP4, audited ``action`` with the range,
+    the segments and ``detail`` (grant, purpose, viewer node)."""
+    svc = getattr(ctx, "recording", None)
+    if svc is None:
+        raise Conflict("recording is not enabled on this node ([recording] enabled)")
+    mp4 = await range_mp4(ctx.db, svc.folder, code, t0, t1, svc.ffmpeg)
+    full = {"start": t0, "end": t1, "segments": mp4.segments} | detail
+    await ctx.audit.write(who, action, code, "ok", full)
+    return mp4
