@@ -37,6 +37,9 @@ TOPO = Topology(
         "county": NodeSpec(
             "33032800002006000001", "county", "33032800002166000001", "文成县", ("city",)
         ),
+        "county2": NodeSpec(
+            "33038100002006000001", "county", "33038100002166000001", "瑞安市", ("city",)
+        ),
     }
 )
 NODES = TOPO.nodes
@@ -75,6 +78,27 @@ async def test_county_changes_reach_the_province_through_a_cut(net: Net) -> None
         return nodes
 
     nodes = await wait_until(links_up, "city and county up on the province's network map")
+
+    # Downward: the county holds the org units above it (province, city) and beside it (its
+    # sibling county's), passed down by the city, and shows them.
+    above = {
+        NODES["prov"].org: ("浙江省", prov),
+        NODES["city"].org: ("温州市", city),
+        NODES["county2"].org: ("瑞安市", NODES["county2"].code),
+    }
+
+    async def orgs(node: str, **params: Any) -> dict[str, tuple[str, str]]:
+        page = await net.get(node, "/api/network/orgs", limit=500, **params)
+        return {i["code"]: (i["name"], i["origin_node"]) for i in page["items"]}
+
+    async def county_sees_above() -> bool:
+        got = await orgs("county")
+        assert above.items() <= got.items(), got
+        return True
+
+    await wait_until(
+        county_sees_above, "the province's, city's and sibling's units at the county", within=30
+    )
     assert (nodes[city]["parent_code"], nodes[county]["parent_code"]) == (prov, city)
     assert nodes[county]["link"]["reported_by"] == city  # measured by the city, passed up
     assert nodes[city]["link"]["reported_by"] == prov and nodes[city]["link"]["rtt_ms"] > 0
@@ -140,6 +164,15 @@ async def test_county_changes_reach_the_province_through_a_cut(net: Net) -> None
     await wait_until(city_has_all, "the 70 changes at the city during the cut")
     assert await _catalogue(net, "prov", q="断网期间") == {}
 
+    # Downward during the cut: a new province unit does not reach the county yet.
+    unit = await net.send(
+        "prov",
+        "POST",
+        "/api/directory/entries",
+        {"parent_code": NODES["prov"].org, "kind": "department", "name": "省应急厅"},
+    )
+    assert unit["code"] not in await orgs("county")
+
     net.blackhole("city", "prov", "del")
     print(f"city<->province cut for {time.monotonic() - cut_at:.1f} s")
 
@@ -148,6 +181,11 @@ async def test_county_changes_reach_the_province_through_a_cut(net: Net) -> None
 
     await wait_until(province_has_all, "every change at the province after the restore")
     await wait_until(links_up, "the city's link up again")
+
+    async def unit_down() -> bool:
+        return (await orgs("county", q="应急")).get(unit["code"]) == ("省应急厅", prov)
+
+    await wait_until(unit_down, "the province's new unit at the county after the restore")
 
     async def counts_settled() -> tuple[dict[str, Any], dict[str, Any]] | None:
         at_county = (await _nodes(net, "county"))[county]["sync"]
@@ -159,4 +197,6 @@ async def test_county_changes_reach_the_province_through_a_cut(net: Net) -> None
     # duplicate, and holds the same entries at the same versions and statuses.
     assert at_prov["ignored"] == 0
     assert at_prov["entries"] == at_county["entries"] == 1 + 1 + 20  # region, camera, 20 kept
-    assert await _catalogue(net, "prov", origin=county) == await _catalogue(net, "county")
+    assert await _catalogue(net, "prov", origin=county) == await _catalogue(
+        net, "county", origin=county
+    )

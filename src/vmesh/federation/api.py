@@ -14,6 +14,10 @@ province's administrator all of them). 503 when the node runs without ``[federat
     GET /api/network/catalogue?q=西湖&code_prefix=3301&origin=NODE&kind=camera&offset&limit
         -> Page[{code, origin_node, name, kind, tier, type_code, type_name, status, lat, lon,
                  tags, attrs, parent_code, version, changed_at}]
+    GET /api/network/orgs?q=&origin=NODE&offset&limit
+        -> Page[same items]: the org units (region, department, virtual_org) this node holds:
+           its subtree's and those passed down from above (its ancestors' and siblings', see
+           federation/orgtree.py), shown to every signed-in user of the node for browsing
 
 Public: ``router``.
 """
@@ -30,7 +34,7 @@ from vmesh.api.pagination import Page, PageParams, page_params
 from vmesh.auth.deps import current_principal, node_context
 from vmesh.auth.principal import Principal
 from vmesh.errors import VmeshError
-from vmesh.federation import catalogue
+from vmesh.federation import catalogue, orgtree
 from vmesh.federation.node import Federation
 from vmesh.identity.codes import division_prefix
 from vmesh.node.context import NodeContext
@@ -178,6 +182,27 @@ async def catalogue_search(
         code_prefix=code_prefix,
         origin=origin,
         kind=kind,
+        offset=page.offset,
+        limit=page.limit,
+    )
+    return {"items": items, "total": total, "offset": page.offset, "limit": page.limit}
+
+
+@router.get("/orgs", response_model=Page[CatalogueItem])
+async def org_units(
+    p: Reader,
+    ctx: Ctx,
+    page: Annotated[PageParams, Depends(page_params)],
+    q: Annotated[str, Query(max_length=100, description="substring of the name")] = "",
+    origin: Annotated[str, Query(description="code of the node the unit comes from")] = "",
+) -> dict[str, Any]:
+    _federation(ctx)
+    items, total = await catalogue.search(
+        ctx.db,
+        code_prefix_scope="",
+        q=q,
+        origin=origin,
+        kinds=orgtree.KINDS,
         offset=page.offset,
         limit=page.limit,
     )

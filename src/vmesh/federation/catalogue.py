@@ -36,7 +36,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -106,8 +106,12 @@ def encode(c: CatalogueChange) -> bytes:
     return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-def decode(subj: str, data: bytes, seq: int = 0) -> CatalogueChange:
-    """Parse a catalogue message; ``InvalidInput`` naming the field that is wrong."""
+def decode(subj: str, data: bytes, seq: int = 0, *, root: str = SUBJECT_ROOT) -> CatalogueChange:
+    """Parse a catalogue message; ``InvalidInput`` naming the field that is wrong.
+
+    Under ``SUBJECT_ROOT`` the subject is ``<root>.<origin>.<code>``; under another root (the
+    downward org tree, ``orgtree.py``) it is ``<root>.<publisher>.<code>``, the publisher being
+    any node that passes the entry on."""
     try:
         body = json.loads(data)
     except ValueError as e:
@@ -118,7 +122,13 @@ def decode(subj: str, data: bytes, seq: int = 0) -> CatalogueChange:
         raise InvalidInput.one("format", f"must be {FORMAT}", str(body.get("format")))
     origin = parse_code(body.get("origin"), "origin").text
     code = parse_code(body.get("code"), "code").text
-    if subj != subject(origin, code):
+    if root == SUBJECT_ROOT:
+        ok = subj == subject(origin, code)
+    else:
+        parts = subj.split(".")
+        ok = subj.startswith(root + ".") and len(parts) == root.count(".") + 3
+        ok = ok and parts[-1] == code
+    if not ok:
         raise InvalidInput.one(
             "subject", f"does not match origin and code ({origin}, {code})", subj
         )
@@ -410,7 +420,11 @@ class ApplyStats:
 
 
 async def apply_changes(
-    db: Database, changes: Sequence[CatalogueChange], *, last_seq: int = 0
+    db: Database,
+    changes: Sequence[CatalogueChange],
+    *,
+    last_seq: int = 0,
+    seq_key: str = LAST_SEQ,
 ) -> tuple[int, int]:
     """Write ``changes`` into the catalogue in one transaction (idempotent by code and version);
     record ``last_seq`` as applied. Returns (applied, ignored)."""
@@ -491,18 +505,36 @@ async def apply_changes(
                 )
             )
         if last_seq:
-            await set_state(s, db.dialect, LAST_SEQ, str(last_seq))
+            await set_state(s, db.dialect, seq_key, str(last_seq))
     return len(applied), len(ignored)
 
 
 class CatalogueApplier:
     """Applies the node's own stream to ``catalogue_entries``; see the module docstring."""
 
-    def __init__(self, db: Database, js: Any, node_code: str, *, batch: int = 500) -> None:
+    def __init__(
+        self,
+        db: Database,
+        js: Any,
+        node_code: str,
+        *,
+        batch: int = 500,
+        stream: str = "",
+        root: str = SUBJECT_ROOT,
+        seq_key: str = LAST_SEQ,
+        accept: Callable[[str, CatalogueChange], bool] | None = None,
+    ) -> None:
+        """``stream``/``root``/``seq_key``: which stream and subjects to read and where the
+        applied sequence is kept (default: this node's ``CAT_`` stream); ``accept(subject,
+        change)`` False: the change is skipped (not counted)."""
         self.db = db
         self.js = js
         self.node = node_code
         self.batch = batch
+        self.stream = stream or stream_name(node_code)
+        self.root = root
+        self.seq_key = seq_key
+        self.accept = accept
         self.stats = ApplyStats()
         self._queue: asyncio.Queue[Any] = asyncio.Queue()
         self._sub: Any = None
@@ -511,7 +543,7 @@ class CatalogueApplier:
         from nats.js.api import ConsumerConfig, DeliverPolicy
 
         async with self.db.sessions() as s:
-            self.stats.last_seq = int(await get_state(s, LAST_SEQ) or 0)
+            self.stats.last_seq = int(await get_state(s, self.seq_key) or 0)
         if self.stats.last_seq:
             cfg = ConsumerConfig(
                 deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
@@ -524,8 +556,8 @@ class CatalogueApplier:
             await self._queue.put(msg)
 
         self._sub = await self.js.subscribe(
-            f"{SUBJECT_ROOT}.>",
-            stream=stream_name(self.node),
+            f"{self.root}.>",
+            stream=self.stream,
             ordered_consumer=True,
             config=cfg,
             cb=on_msg,
@@ -551,7 +583,9 @@ class CatalogueApplier:
                     continue  # the ordered consumer restarted and re-sent it
                 last = max(last, seq)
                 try:
-                    changes.append(decode(m.subject, m.data, seq))
+                    c = decode(m.subject, m.data, seq, root=self.root)
+                    if self.accept is None or self.accept(m.subject, c):
+                        changes.append(c)
                 except InvalidInput as e:
                     self.stats.malformed += 1
                     log.warning(
@@ -565,7 +599,9 @@ class CatalogueApplier:
                 continue
             while True:
                 try:
-                    a, i = await apply_changes(self.db, changes, last_seq=last)
+                    a, i = await apply_changes(
+                        self.db, changes, last_seq=last, seq_key=self.seq_key
+                    )
                     break
                 except asyncio.CancelledError:
                     raise
@@ -619,6 +655,7 @@ async def search(
     code_prefix: str = "",
     origin: str = "",
     kind: str = "",
+    kinds: Iterable[str] = (),
     offset: int = 0,
     limit: int = 50,
 ) -> tuple[list[dict[str, Any]], int]:
@@ -641,6 +678,8 @@ async def search(
         conds.append(CatalogueEntry.origin_node == origin)
     if kind:
         conds.append(CatalogueEntry.kind == kind)
+    if kinds:
+        conds.append(CatalogueEntry.kind.in_(list(kinds)))
     async with db.sessions() as s:
         total = int(
             await s.scalar(select(func.count()).select_from(CatalogueEntry).where(*conds)) or 0

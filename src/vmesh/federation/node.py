@@ -4,7 +4,9 @@ Start order: nats-server (``NatsServer``, rendered into the data folder, supervi
 ``Bus`` to it → the node's catalogue stream ``CAT_<node>`` (created, or updated to source every
 known child) → the responders (``network.announce``, ``network.ping``) → the background tasks:
 announcing to the parent and pinging children (``NetworkRegistry``), publishing directory
-changes (``CataloguePublisher``), applying the stream (``CatalogueApplier``). ``stop()`` undoes
+changes (``CataloguePublisher``), applying the stream (``CatalogueApplier``), the downward org
+tree (``orgtree.OrgTree``: its ``ORG_<node>`` stream sourcing the parent's, passing units down,
+applying what came down). ``stop()`` undoes
 them in reverse order.
 
 A child's first announcement adds its stream as a source of this node's stream (the stream's
@@ -23,7 +25,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from vmesh import __version__
-from vmesh.federation import catalogue
+from vmesh.federation import catalogue, orgtree
 from vmesh.federation.bus import Bus
 from vmesh.federation.links import NetworkRegistry, NodeInfo, node_row_dict
 from vmesh.federation.service import NatsServer
@@ -42,6 +44,7 @@ class Federation:
         self.registry: NetworkRegistry | None = None
         self.publisher: catalogue.CataloguePublisher | None = None
         self.applier: catalogue.CatalogueApplier | None = None
+        self.orgtree: orgtree.OrgTree | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._stream_lock = asyncio.Lock()
 
@@ -76,6 +79,16 @@ class Federation:
             self.publisher = catalogue.CataloguePublisher(self.ctx.db, self.js, self.code)
             self.applier = catalogue.CatalogueApplier(self.ctx.db, self.js, self.code)
             await self.applier.start()
+            registry = self.registry
+            self.orgtree = orgtree.OrgTree(
+                self.ctx.db,
+                self.js,
+                self.code,
+                parent=lambda: registry.uplink.parent_code if registry.uplink else None,
+                children=self._children,
+                interval=fed.announce_seconds,
+            )
+            await self.orgtree.start(fed.catalogue_scan_seconds)
             self._tasks = [
                 asyncio.create_task(
                     self.registry.run(fed.announce_seconds, fed.link_check_seconds),
@@ -123,6 +136,9 @@ class Federation:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
         self._tasks = []
+        if self.orgtree is not None:
+            await self.orgtree.stop()
+            self.orgtree = None
         if self.applier is not None:
             await self.applier.stop()
         if self.bus is not None:
