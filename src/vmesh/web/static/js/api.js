@@ -28,14 +28,14 @@ export function queryString(params) {
   return s ? `?${s}` : "";
 }
 
-export async function request(method, path, { params, body, raw, type, quiet401 = false } = {}) {
+export async function request(method, path, { params, body, raw, rawType, quiet401 = false } = {}) {
   const init = { method, headers: { Accept: "application/json" }, credentials: "same-origin" };
   if (body !== undefined) {
     init.headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(body);
   } else if (raw !== undefined) {
     // A file or image sent as it is (the service desk's images), with its own type.
-    init.headers["Content-Type"] = type;
+    init.headers["Content-Type"] = rawType;
     init.body = raw;
   }
   let resp;

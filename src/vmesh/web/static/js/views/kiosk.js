@@ -293,7 +293,7 @@ export function create(ctx) {
     const submit = async () => {
       if (!strokes) return;
       const blob = await new Promise((r) => canvas.toBlob(r, "image/png"));
-      await call_("POST", `/servicedesk/cases/${c.id}/signature`, { raw: blob, type: "image/png" }).catch(() => {});
+      await call_("POST", `/servicedesk/cases/${c.id}/signature`, { raw: blob, rawType: "image/png" }).catch(() => {});
       refresh();
     };
     return h(
@@ -423,7 +423,7 @@ async function upload(caseId, blob, kind, name) {
   let wait = 500;
   for (let attempt = 1; ; attempt++) {
     try {
-      return await request("POST", `/servicedesk/cases/${caseId}/materials`, { params: { upload_id: uploadId, kind, name }, raw: blob, type });
+      return await request("POST", `/servicedesk/cases/${caseId}/materials`, { params: { upload_id: uploadId, kind, name }, raw: blob, rawType: type });
     } catch (err) {
       const retriable = !(err instanceof ApiError) || err.status === 0 || err.status >= 500;
       if (!retriable || attempt >= UPLOAD_TRIES) throw err;
