@@ -18,6 +18,10 @@ then the root leg, then the namespaces (the ``lab`` one last). ``up()`` runs ``d
 when a step fails. Every lab still up at interpreter exit is torn down (``atexit``), and ``up()``
 first removes labs left by runs whose process is gone (a ``kill -9`` of pytest).
 
+``impair(node, delay_ms, loss_pct)`` / ``clear_impair(node)`` delay and lose the node's egress:
+``tc netem`` when the kernel has it, else an iptables NFQUEUE rule and ``nfq_delay.py`` (this
+kernel has no netem; research/netns_testbed.md §4). The namespace's rules go with it.
+
 ``cut(node)`` / ``restore(node)`` take the node's link down and up at the bridge ("outer" end:
 the node's ``eth0`` loses carrier and packets vanish silently, like a dead WAN) or at the node
 ("inner" end: its route goes away and senders get ENETUNREACH).
@@ -40,6 +44,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -150,6 +155,7 @@ class Lab:
         self._procs: list[subprocess.Popen[bytes]] = []
         self._logs: list[IO[bytes]] = []
         self._up = False
+        self._impaired: dict[str, subprocess.Popen[bytes] | None] = {}
 
     # --- building ---------------------------------------------------------------------------------
 
@@ -251,6 +257,46 @@ class Lab:
             _ip("-n", self[node].ns, "link", "set", "eth0", state)
         else:
             raise ValueError(f"end must be 'outer' or 'inner', not {end!r}")
+
+    def impair(self, node: str, delay_ms: float, loss_pct: float) -> str:
+        """Delay and lose the node's eth0 egress (every link leaving it); returns the mechanism:
+        "netem" when the kernel has it, else "nfqueue" (an iptables NFQUEUE rule and
+        ``nfq_delay.py`` in the node; needs the Debian package iptables)."""
+        self.clear_impair(node)
+        r = self.run(node, ["tc", "qdisc", "replace", "dev", "eth0", "root", "netem",
+                            "delay", f"{delay_ms}ms", "loss", f"{loss_pct}%"])  # fmt: skip
+        if r.returncode == 0:
+            self._impaired[node] = None
+            return "netem"
+        if shutil.which("iptables") is None:
+            raise RuntimeError("no netem in this kernel and no iptables (Debian package iptables)")
+        script = Path(__file__).with_name("nfq_delay.py")
+        proc = self.spawn(
+            node,
+            [sys.executable, str(script), "--queue", "7", "--delay", str(delay_ms),
+             "--loss", str(loss_pct / 100)],
+        )  # fmt: skip
+        self._impaired[node] = proc
+        for argv in (["-N", "LABFAULT"],
+                     ["-A", "LABFAULT", "-j", "NFQUEUE", "--queue-num", "7", "--queue-bypass"],
+                     ["-A", "OUTPUT", "-o", "eth0", "-j", "LABFAULT"]):  # fmt: skip
+            r = self.run(node, ["iptables", *argv])
+            if r.returncode != 0:
+                raise RuntimeError(f"iptables {' '.join(argv)} in {node}: {r.stderr.strip()}")
+        return "nfqueue"
+
+    def clear_impair(self, node: str) -> None:
+        if node not in self._impaired:
+            return
+        proc = self._impaired.pop(node)
+        if proc is None:
+            self.run(node, ["tc", "qdisc", "del", "dev", "eth0", "root"])
+            return
+        self.run(node, ["iptables", "-D", "OUTPUT", "-o", "eth0", "-j", "LABFAULT"])
+        self.run(node, ["iptables", "-F", "LABFAULT"])
+        self.run(node, ["iptables", "-X", "LABFAULT"])
+        proc.terminate()
+        proc.wait(5)
 
     def cut(self, node: str, end: str = "outer") -> None:
         self._link(node, "down", end)
