@@ -220,7 +220,7 @@ export function create(ctx) {
       onStatus,
       onStats,
       onMessage,
-      onError: (msg) => clear(problem, h("div", { class: "problem", testid: "venue-error" }, `${msg.field}: ${msg.reason}`)),
+      onError: (msg) => problem.append(h("div", { class: "problem", testid: "venue-error" }, `${msg.field}: ${msg.reason}`)),
       onClose: (code, reason) => dropped(reason || String(code)),
     });
     client.send({ type: "venue", code: venueCode });

@@ -1,0 +1,105 @@
+"""Chromium with fake camera and microphone of a known picture and tone, and what a page receives.
+
+``fake_media(dir, name, colour, tone)`` makes, with ffmpeg, a small Y4M of one solid colour and a
+WAV of one sine tone; ``browser_args(y4m, wav)`` are the Chromium flags that capture them (each
+browser process has one camera and one microphone, so venues with distinct pictures and tones are
+separate browsers). ``SENSE_JS`` is a script added to a page's context: ``__vm.colour(sel)``
+samples the centre pixel of a ``<video>`` as decoded, ``__vm.tones(sel, freqs)`` the level in dB
+of each frequency in a playing element's stream (WebAudio ``AnalyserNode``), ``__vm.level(sel)``
+the ``audioLevel`` of its connection's inbound audio is left to the page's own stats.
+``nearest(rgb, palette)`` names the palette colour a sampled pixel is closest to.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from e2e.console_node import CHROMIUM_ARGS
+
+# Colours far apart in YUV, so H.264's rounding never makes one look like another.
+PALETTE = {"red": (220, 30, 30), "green": (30, 200, 30), "blue": (30, 50, 220)}
+# A tone counts as heard above this level (dBFS in the analyser); silence is about -120.
+HEARD_DB = -75.0
+
+
+def fake_media(folder: Path, name: str, colour: str, tone_hz: int) -> tuple[Path, Path]:
+    """A 320x240 15 fps Y4M of ``colour`` (a PALETTE name) and a 48 kHz WAV of ``tone_hz``."""
+    r, g, b = PALETTE[colour]
+    y4m, wav = folder / f"{name}.y4m", folder / f"{name}.wav"
+    subprocess.run(
+        [
+            "ffmpeg", "-nostdin", "-loglevel", "error", "-y",
+            "-f", "lavfi", "-i", f"color=c=0x{r:02x}{g:02x}{b:02x}:s=320x240:r=15",
+            "-t", "2", "-pix_fmt", "yuv420p", str(y4m),
+        ],
+        check=True,
+    )  # fmt: skip
+    subprocess.run(
+        [
+            "ffmpeg", "-nostdin", "-loglevel", "error", "-y",
+            "-f", "lavfi", "-i", f"sine=frequency={tone_hz}:sample_rate=48000:duration=4",
+            "-ac", "1", str(wav),
+        ],
+        check=True,
+    )  # fmt: skip
+    return y4m, wav
+
+
+def browser_args(y4m: Path, wav: Path) -> list[str]:
+    return [
+        *CHROMIUM_ARGS,
+        "--autoplay-policy=no-user-gesture-required",
+        "--disable-features=WebRtcHideLocalIpsWithMdns",
+        "--use-fake-device-for-media-stream",
+        "--use-fake-ui-for-media-stream",
+        f"--use-file-for-fake-video-capture={y4m}",
+        f"--use-file-for-fake-audio-capture={wav}",
+    ]
+
+
+def nearest(rgb: list[int] | None) -> str | None:
+    if not rgb:
+        return None
+    return min(
+        PALETTE, key=lambda n: sum((a - b) ** 2 for a, b in zip(PALETTE[n], rgb, strict=True))
+    )
+
+
+SENSE_JS = """
+window.__vm = {
+  colour(sel) {
+    const v = document.querySelector(sel);
+    if (!v || !v.videoWidth) return null;
+    const c = document.createElement("canvas");
+    c.width = v.videoWidth; c.height = v.videoHeight;
+    const g = c.getContext("2d");
+    g.drawImage(v, 0, 0);
+    const d = g.getImageData(c.width >> 1, c.height >> 1, 1, 1).data;
+    return [d[0], d[1], d[2]];
+  },
+  tones(sel, freqs) {
+    const el = document.querySelector(sel);
+    const stream = el && el.srcObject;
+    if (!stream || !stream.getAudioTracks().length) return freqs.map(() => -200);
+    this.ac = this.ac || new AudioContext();
+    this.an = this.an || new Map();
+    let a = this.an.get(sel);
+    if (!a || a.stream !== stream) {
+      const node = this.ac.createAnalyser();
+      node.fftSize = 4096;
+      node.smoothingTimeConstant = 0;
+      this.ac.createMediaStreamSource(stream).connect(node);
+      a = { stream, node };
+      this.an.set(sel, a);
+    }
+    const bins = new Float32Array(a.node.frequencyBinCount);
+    a.node.getFloatFrequencyData(bins);
+    const hz = this.ac.sampleRate / a.node.fftSize;
+    return freqs.map((f) => {
+      const i = Math.round(f / hz);
+      return Math.max(bins[i - 1], bins[i], bins[i + 1]);
+    });
+  },
+};
+"""
