@@ -23,7 +23,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -206,52 +206,60 @@ async def export_audit(
     p: Reader, ctx: Ctx, f: Filter, format: Literal["csv"] = "csv"
 ) -> StreamingResponse:
     await ctx.audit.write(p, "audit.export", "", "ok", {"format": format} | _filter_detail(f))
-    conds = _conditions(f, p)
 
-    async def body() -> AsyncIterator[bytes]:
-        buf = io.StringIO()
-        writer = csv.writer(buf, lineterminator="\n")
-        writer.writerow(CSV_COLUMNS)
-        yield ("\ufeff" + buf.getvalue()).encode("utf-8")  # BOM: spreadsheets then read UTF-8
-        after = 0
-        while True:
-            async with ctx.db.sessions() as s:
-                chunk = (
-                    await s.scalars(
-                        select(AuditRecord)
-                        .where(AuditRecord.id > after, *conds)
-                        .order_by(AuditRecord.id)
-                        .limit(EXPORT_BATCH)
-                    )
-                ).all()
-            if not chunk:
-                return
-            buf.seek(0)
-            buf.truncate()
-            for r in chunk:
-                row = _row(r)
-                writer.writerow(
-                    [
-                        "" if row.seq is None else row.seq,
-                        row.at.isoformat(),
-                        row.username,
-                        " ".join(row.roles),
-                        row.action,
-                        row.target_code,
-                        row.client_addr,
-                        row.result,
-                        r.detail,
-                    ]
-                )
-            yield buf.getvalue().encode("utf-8")
-            after = chunk[-1].id
+    def render(r: AuditRecord) -> list[Any]:
+        row = _row(r)
+        return [
+            "" if row.seq is None else row.seq,
+            row.at.isoformat(),
+            row.username,
+            " ".join(row.roles),
+            row.action,
+            row.target_code,
+            row.client_addr,
+            row.result,
+            r.detail,
+        ]
 
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     return StreamingResponse(
-        body(),
+        csv_rows(ctx, _conditions(f, p), CSV_COLUMNS, render),
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="audit-{stamp}.csv"'},
     )
+
+
+async def csv_rows(
+    ctx: NodeContext,
+    conds: list[ColumnElement[bool]],
+    columns: tuple[str, ...],
+    render: Callable[[AuditRecord], list[Any]],
+) -> AsyncIterator[bytes]:
+    """Every audit row matching ``conds``, oldest first, as CSV: a BOM (spreadsheets then read
+    UTF-8) and ``columns``, then ``render(row)`` per row, read in batches of ``EXPORT_BATCH``."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(columns)
+    yield ("\ufeff" + buf.getvalue()).encode("utf-8")
+    after = 0
+    while True:
+        async with ctx.db.sessions() as s:
+            chunk = (
+                await s.scalars(
+                    select(AuditRecord)
+                    .where(AuditRecord.id > after, *conds)
+                    .order_by(AuditRecord.id)
+                    .limit(EXPORT_BATCH)
+                )
+            ).all()
+        if not chunk:
+            return
+        buf.seek(0)
+        buf.truncate()
+        for r in chunk:
+            writer.writerow(render(r))
+        yield buf.getvalue().encode("utf-8")
+        after = chunk[-1].id
 
 
 def _filter_detail(f: AuditFilter) -> dict[str, Any]:

@@ -402,15 +402,17 @@ class FabricService:
         raise RuntimeError("no free SSRC for a fabric output")
 
     async def _on_close(self, body: dict[str, Any]) -> dict[str, Any]:
-        stream = _code(body, "stream")
-        down = _code(body, "from")
+        await self._drop_link(_code(body, "stream"), _code(body, "from"))
+        return {"closed": True}
+
+    async def _drop_link(self, stream: str, down: str) -> None:
+        """Stop sending ``stream`` to neighbour ``down`` and release its link consumer."""
         async with self._lock(stream):
             carried = self._carried.get(stream)
             if carried is not None and down in carried.outputs:
                 self._remove_output(carried, down)
             if self.leases.release(stream, Consumer.link(down), self.clock()):
                 await self._teardown(stream)
-        return {"closed": True}
 
     async def _on_record(self, body: dict[str, Any]) -> dict[str, Any]:
         stream = _code(body, "stream")
@@ -442,12 +444,7 @@ class FabricService:
             self._spawn(self._close_output(stream, down, grant, reason))
 
     async def _close_output(self, stream: str, down: str, grant: str, reason: str) -> None:
-        async with self._lock(stream):
-            carried = self._carried.get(stream)
-            if carried is not None and down in carried.outputs:
-                self._remove_output(carried, down)
-            if self.leases.release(stream, Consumer.link(down), self.clock()):
-                await self._teardown(stream)
+        await self._drop_link(stream, down)
         log.info("fabric node=%s stream=%s to node=%s closed: %s", self.code, stream, down, reason)
         if self.audit is not None:
             detail = {"viewer_node": down, "grant": grant, "reason": reason}

@@ -23,10 +23,7 @@ first, visible as the audit log's rows are (``vmesh.audit.api``).
 
 from __future__ import annotations
 
-import csv
-import io
 import json
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -35,7 +32,7 @@ from fastapi.responses import StreamingResponse
 from sqlalchemy import ColumnElement, and_, func, or_, select
 
 from vmesh.api.pagination import Page, PageParams, page_params
-from vmesh.audit.api import _visible
+from vmesh.audit.api import _visible, csv_rows
 from vmesh.audit.models import AuditRecord
 from vmesh.auth.deps import node_context, require_roles
 from vmesh.auth.principal import Principal
@@ -65,7 +62,6 @@ REPORT_COLUMNS = (
     "at", "user", "action", "camera", "node", "grant", "purpose", "department", "result",
     "viewer_node", "reason",
 )  # fmt: skip
-EXPORT_BATCH = 2_000
 
 
 def _service(ctx: NodeContext) -> GrantService:
@@ -188,35 +184,13 @@ async def export_report(
     }
     await ctx.audit.write(p, "grant.report.export", "", "ok", {"format": "csv"} | filters)
 
-    async def body() -> AsyncIterator[bytes]:
-        buf = io.StringIO()
-        writer = csv.writer(buf, lineterminator="\n")
-        writer.writerow(REPORT_COLUMNS)
-        yield ("\ufeff" + buf.getvalue()).encode("utf-8")
-        after = 0
-        while True:
-            async with ctx.db.sessions() as s:
-                chunk = (
-                    await s.scalars(
-                        select(AuditRecord)
-                        .where(AuditRecord.id > after, *conds)
-                        .order_by(AuditRecord.id)
-                        .limit(EXPORT_BATCH)
-                    )
-                ).all()
-            if not chunk:
-                return
-            buf.seek(0)
-            buf.truncate()
-            for r in chunk:
-                u = _use(r)
-                writer.writerow([u[c] if u[c] is not None else "" for c in REPORT_COLUMNS])
-            yield buf.getvalue().encode("utf-8")
-            after = chunk[-1].id
+    def render(r: AuditRecord) -> list[Any]:
+        u = _use(r)
+        return [u[c] if u[c] is not None else "" for c in REPORT_COLUMNS]
 
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     return StreamingResponse(
-        body(),
+        csv_rows(ctx, conds, REPORT_COLUMNS, render),
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="access-{stamp}.csv"'},
     )
