@@ -118,7 +118,7 @@ async def list_grants(
         where = [] if operator else [mine]
     if view == "queue" and not operator:
         where.append(mine)
-    rows, total = await svc.store.list(where=where, offset=page.offset, limit=page.limit)
+    rows, total = await svc.store.page(where=where, offset=page.offset, limit=page.limit)
     return Page[dict[str, Any]](
         items=[_view(g) for g in rows], total=total, offset=page.offset, limit=page.limit
     )

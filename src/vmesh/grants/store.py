@@ -133,7 +133,7 @@ class GrantStore:
         async with self.db.sessions() as s:
             return await s.get(GrantRow, grant_id)
 
-    async def list(
+    async def page(
         self, *, where: Sequence[Any] = (), offset: int = 0, limit: int = 50
     ) -> tuple[list[GrantRow], int]:
         from sqlalchemy import func
@@ -206,7 +206,7 @@ class GrantStore:
                         CatalogueEntry.code.in_(rest), CatalogueEntry.deleted.is_(False)
                     )
                 )
-                out.update(dict(rows.all()))  # type: ignore[arg-type]
+                out.update({c: n for c, n in rows.all()})
         return out
 
     # --- writes ---------------------------------------------------------------------------------
