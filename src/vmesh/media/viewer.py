@@ -23,6 +23,9 @@ A camera of another node (in the catalogue, not the directory) is authorised by 
 Every ``watch`` and ``switch`` is authorised by the user's scope (``Principal.covers``) and audited
 as ``live.view`` with the camera's code (``denied`` when refused: a camera outside the scope is
 answered as not found, as the directory API does). States are pushed whenever they change.
+A camera outside the scope may be watched by an active grant (``grants``: ``vmesh.grants``); its
+``live.view`` row then carries ``grant`` and ``purpose``, and the tile stops (state ``error`` with
+the reason) once the grant is revoked or expires.
 
 Public: ``LiveSession``, ``CameraLookup``, ``Camera``.
 """
