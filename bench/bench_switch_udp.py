@@ -26,8 +26,9 @@ STAMP = struct.Struct("!Q")
 STAMP_AT = 12 + 2 + 8  # after the RTP header and the FU/STAP header bytes: inside the payload
 
 
-def serve_switch(in_port: int, sink_base: int, n: int) -> None:
-    """Child process: a SwitchTransport with one input and ``n`` outputs, until killed."""
+def serve_switch(in_port: int, sink_base: int, n: int, dataplane: bool = True) -> None:
+    """Child process: a SwitchTransport with one input and ``n`` outputs, until killed
+    (``dataplane=False``: the pure-Python asyncio path, as without the C extension)."""
     from vmesh.switch.codecs import Codec
     from vmesh.switch.core import InputSpec, OutputSpec, Switch
     from vmesh.switch.transport import SwitchTransport, use_uvloop
@@ -35,7 +36,7 @@ def serve_switch(in_port: int, sink_base: int, n: int) -> None:
     use_uvloop()
 
     async def main() -> None:
-        t = SwitchTransport(Switch())
+        t = SwitchTransport(Switch(), dataplane=dataplane)
         await t.start()
         await t.add_input(InputSpec("cam", Codec.h264), port=in_port)
         for i in range(n):
@@ -43,7 +44,9 @@ def serve_switch(in_port: int, sink_base: int, n: int) -> None:
                 OutputSpec(f"o{i}", Codec.h264, ssrc=i + 1, dest=("127.0.0.1", sink_base + i))
             )
             t.route(f"o{i}", "cam")
-        print("ready", flush=True)
+        print(
+            "ready" if t.dataplane_counts() is not None or not dataplane else "no-plane", flush=True
+        )
         await asyncio.Event().wait()
 
     asyncio.run(main())
@@ -146,7 +149,9 @@ def measure(
     }
 
 
-def run_switch(packets: list[bytes], n: int, rate: int, seconds: float) -> dict[str, Any]:
+def run_switch(
+    packets: list[bytes], n: int, rate: int, seconds: float, dataplane: bool = True
+) -> dict[str, Any]:
     child = subprocess.Popen(
         [
             sys.executable,
@@ -155,13 +160,17 @@ def run_switch(packets: list[bytes], n: int, rate: int, seconds: float) -> dict[
             str(SWITCH_IN),
             str(SINK_BASE),
             str(n),
+            *([] if dataplane else ["--no-dataplane"]),
         ],
         stdout=subprocess.PIPE,
         text=True,
     )
     try:
         assert child.stdout is not None
-        assert child.stdout.readline().strip() == "ready"
+        line = child.stdout.readline().strip()
+        assert line == "ready", (
+            f"switch child said {line!r} (no-plane: the C extension is not built)"
+        )
         return measure(psutil.Process(child.pid), packets, SWITCH_IN, n, rate, seconds)
     finally:
         child.terminate()
@@ -213,7 +222,11 @@ async def _janus_setup(edge: Any, n: int, pub_id: int) -> Any:
 
 
 def side_by_side(
-    packets: list[bytes], rate: int, seconds: float, fanouts: tuple[int, ...]
+    packets: list[bytes],
+    rate: int,
+    seconds: float,
+    fanouts: tuple[int, ...],
+    also_python: bool = False,
 ) -> dict[str, Any]:
     from vmesh.edge.service import JanusEdge
 
@@ -234,6 +247,7 @@ def side_by_side(
             jproc = psutil.Process(edge.process.pid)
             out["janus"] = edge.version
             for k, n in enumerate(fanouts):
+                py = run_switch(packets, n, rate, seconds, False) if also_python else None
                 sw = run_switch(packets, n, rate, seconds)
                 session, _, _ = loop.run_until_complete(_janus_setup(edge, n, 101 + k))
                 # Janus's port of this publisher (JANUS_IN + 2 * (id % 4)).
@@ -244,9 +258,14 @@ def side_by_side(
                 ratio = None
                 if sw["packets_per_core_second"] and ja["packets_per_core_second"]:
                     ratio = round(sw["packets_per_core_second"] / ja["packets_per_core_second"], 3)
-                out["results"].append(
-                    {"fanout": n, "switch": sw, "janus": ja, "switch_to_janus_per_core": ratio}
-                )
+                row = {"fanout": n, "switch": sw, "janus": ja, "switch_to_janus_per_core": ratio}
+                if py is not None:
+                    row["switch_python_path"] = py
+                    if py["packets_per_core_second"] and ja["packets_per_core_second"]:
+                        row["switch_python_path_to_janus_per_core"] = round(
+                            py["packets_per_core_second"] / ja["packets_per_core_second"], 3
+                        )
+                out["results"].append(row)
         finally:
             loop.run_until_complete(edge.stop())
             loop.close()

@@ -92,12 +92,18 @@ def main() -> None:
     ap.add_argument("--udp", action="store_true", help="also switch vs Janus over real UDP")
     ap.add_argument("--rate", type=int, default=200, help="input packets/s for --udp")
     ap.add_argument("--udp-seconds", type=float, default=8.0, help="window per fan-out")
+    ap.add_argument(
+        "--also-python",
+        action="store_true",
+        help="with --udp: also the switch without its C data plane (the pure-Python path)",
+    )
     ap.add_argument("--serve-switch", nargs=3, type=int, metavar=("IN", "SINK", "N"))
+    ap.add_argument("--no-dataplane", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.serve_switch:
         from bench_switch_udp import serve_switch
 
-        serve_switch(*args.serve_switch)
+        serve_switch(*args.serve_switch, dataplane=not args.no_dataplane)
         return
     packets = stream(0x10000 // PER_FRAME)
     results = [run(f, packets, args.seconds) for f in (1, 10, 100)]
@@ -105,7 +111,9 @@ def main() -> None:
     if args.udp:
         from bench_switch_udp import side_by_side
 
-        udp = side_by_side(packets, args.rate, args.udp_seconds, (1, 10, 100))
+        udp = side_by_side(
+            packets, args.rate, args.udp_seconds, (1, 10, 100), also_python=args.also_python
+        )
     print(
         json.dumps(
             {

@@ -12,7 +12,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # fonts-noto-cjk: Chinese text in the browser; ffmpeg, janus, nats-server, iproute2: media, WebRTC
 # edge, federation bus and the network-namespace test bed of the next issues; python3-venv: .venv;
 # gir1.2-gst-rtsp-server-1.0, python3-gi, gstreamer1.0-plugins-*: the tests' real RTSP server.
-DEFAULT_PACKAGES="chromium postgresql fonts-noto-cjk ffmpeg janus nats-server iproute2 python3-venv gir1.2-gst-rtsp-server-1.0 python3-gi gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly sip-tester iptables"
+DEFAULT_PACKAGES="chromium postgresql fonts-noto-cjk ffmpeg janus nats-server iproute2 python3-venv gir1.2-gst-rtsp-server-1.0 python3-gi gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly sip-tester iptables build-essential python3-dev"
 read -r -a PACKAGES <<< "${VMESH_PACKAGES:-$DEFAULT_PACKAGES}"
 
 say() { printf 'setup: %s\n' "$*" >&2; }

@@ -231,7 +231,8 @@ class SwitchTransport:
         eps: list[_Endpoint] = []
         try:
             if self._plane is not None:
-                sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+                sock = socket.socket(family, socket.SOCK_DGRAM)
                 with contextlib.suppress(OSError):
                     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
                 sock.bind((self.host, port))
@@ -342,18 +343,24 @@ class SwitchTransport:
 
     def _plane_slow(self, input_id: str, data: bytes, addr: Any, now: float) -> None:
         """The data plane's thread, lock held: a datagram that is not the steady state."""
-        if 192 <= data[1] <= 223:  # RFC 5761: RTCP on the RTP port
-            self._latched[input_id] = _address(addr)
-            rest = self.switch.on_input_rtcp(input_id, data, now)
-        else:
-            rest = self.switch.forward_rtp(input_id, data, now, self._copy_sender)
-        if rest:
-            self._send(rest)
+        try:
+            if len(data) >= 2 and 192 <= data[1] <= 223:  # RFC 5761: RTCP on the RTP port
+                self._latched[input_id] = _address(addr)
+                rest = self.switch.on_input_rtcp(input_id, data, now)
+            else:
+                rest = self.switch.forward_rtp(input_id, data, now, self._copy_sender)
+            if rest:
+                self._send(rest)
+        except Exception:
+            log.exception("switch rtp handler failed input=%s", input_id)
 
     def _plane_tick(self, now: float) -> None:
         """The data plane's thread, every ``tick_interval`` (it waits in epoll with a timeout)."""
         with self._lock:
-            self._send(self.switch.tick(now))
+            try:
+                self._send(self.switch.tick(now))
+            except Exception:
+                log.exception("switch tick failed")
 
     def _send_copy(self, buf: bytearray, dest: Hashable) -> None:
         """One output's copy of a packet when some output's destination is not a plain
