@@ -122,33 +122,33 @@ def _split_params(text: str) -> tuple[str, dict[str, str | None]]:
 
 def _split_outside_quotes(text: str, sep: str) -> list[str]:
     """Split on ``sep`` outside double quotes and angle brackets."""
+    if '"' not in text and "<" not in text:
+        return text.split(sep)  # the common case, without a walk over the characters
     out: list[str] = []
-    buf: list[str] = []
+    start = 0
     quoted = False
     angle = 0
-    escaped = False
-    for ch in text:
-        if escaped:
-            buf.append(ch)
-            escaped = False
+    escaped_at = -1
+    for m in _SPECIAL[sep].finditer(text):
+        i, ch = m.start(), m.group()
+        if i == escaped_at:
             continue
         if quoted and ch == "\\":
-            buf.append(ch)
-            escaped = True
-            continue
-        if ch == '"':
+            escaped_at = i + 1
+        elif ch == '"':
             quoted = not quoted
         elif not quoted and ch == "<":
             angle += 1
         elif not quoted and ch == ">" and angle:
             angle -= 1
-        if ch == sep and not quoted and not angle:
-            out.append("".join(buf))
-            buf = []
-        else:
-            buf.append(ch)
-    out.append("".join(buf))
+        elif ch == sep and not quoted and not angle:
+            out.append(text[start:i])
+            start = i + 1
+    out.append(text[start:])
     return out
+
+
+_SPECIAL = {sep: re.compile(r'[\\"<>' + re.escape(sep) + "]") for sep in (";", ",")}
 
 
 def _format_params(params: dict[str, str | None]) -> str:

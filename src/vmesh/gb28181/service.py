@@ -319,6 +319,13 @@ class GbService:
         assert self.endpoint is not None
         self.endpoint.respond(txn, resp)
 
+    def _reply_status(
+        self, txn: ServerTransaction, req: SipRequest, status: int, reason: str
+    ) -> None:
+        resp = make_response(req, status, reason)
+        assert self.endpoint is not None
+        self.endpoint.respond(txn, resp)
+
     def _on_stray_response(self, resp: SipResponse) -> None:
         # A retransmitted 200 to an INVITE whose transaction ended: ACK it again.
         with contextlib.suppress(SipParseError):
@@ -342,6 +349,12 @@ class GbService:
     def _on_request(self, req: SipRequest, source: Address, txn: ServerTransaction | None) -> None:
         if txn is None:
             return  # ACK (of our 2xx: we send none that need one)
+        try:
+            _ = (req.from_.uri, req.to.uri)  # every handler reads them: refuse bad ones here
+        except SipParseError as e:
+            log.info("gb bad request from=%s:%s: %s", source[0], source[1], e)
+            self._reply_status(txn, req, 400, f"Bad Request ({e.field})")
+            return
         if req.method == "REGISTER":
             self._spawn(self._register(req, source, txn), "gb-register")
         elif req.method == "MESSAGE":
