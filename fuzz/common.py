@@ -12,6 +12,7 @@ timeout (a hang); the input is written to ``crash-<sha1>`` for a regression test
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import random
 import sys
@@ -40,10 +41,8 @@ def seeds(name: str) -> list[bytes]:
 
 def guarded(target: Callable[[bytes], None], allowed: tuple[type[BaseException], ...]):  # type: ignore[no-untyped-def]
     def run(data: bytes) -> None:
-        try:
+        with contextlib.suppress(allowed):
             target(data)
-        except allowed:
-            pass
 
     return run
 

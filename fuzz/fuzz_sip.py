@@ -14,7 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from common import guarded, instrumented, main  # noqa: E402
+from common import guarded, instrumented, main
 
 with instrumented():
     from vmesh.errors import InvalidInput

@@ -41,9 +41,7 @@ def manscdp() -> dict[str, bytes]:
         "info": encode_manscdp(DeviceInfoResponse(DEV, 4, device_name="摄像机", result="OK")),
         "ptz": encode_manscdp(PtzControl(CH, 5, ptz_move(pan=1, tilt=0, zoom=0, speed=128))),
         "record": encode_manscdp(
-            RecordInfoResponse(
-                DEV, 6, 1, items=[RecordItem(CH, start_time="2024-01-01T00:00:00")]
-            )
+            RecordInfoResponse(DEV, 6, 1, items=[RecordItem(CH, start_time="2024-01-01T00:00:00")])
         ),
     }
 
@@ -79,7 +77,11 @@ def main() -> None:
     offer = GbSdp(origin_user=SRV, connection_address="10.0.0.1", port=30000, ssrc="0100000001")
     tcp = GbSdp(tcp=True, setup="passive", connection_new=True, port=30002, ssrc="0100000002")
     answer = GbSdp(session_name="Playback", direction="sendonly", uri=f"{CH}:0", start=1, stop=2)
-    write("sip", "invite", sip(offer.encode().encode(), "INVITE", "Subject: a:b,c:0\r\n", "APPLICATION/SDP"))
+    write(
+        "sip",
+        "invite",
+        sip(offer.encode().encode(), "INVITE", "Subject: a:b,c:0\r\n", "APPLICATION/SDP"),
+    )
     write("sip", "response", b"SIP/2.0 200 OK\r\n" + sip(b"", "BYE").split(b"\r\n", 1)[1])
     for name, s in (("offer", offer), ("tcp", tcp), ("playback", answer)):
         write("sdp", name, s.encode().encode())
@@ -87,7 +89,9 @@ def main() -> None:
     pps, idr = b"\x00\x00\x00\x01\x68\xce\x3c\x80", b"\x00\x00\x00\x01\x65\x88" + bytes(300)
     mux = PsMuxer(PsCodec.h264, PsCodec.pcma)
     key = mux.mux(AccessUnit(PsCodec.h264, 0xE0, 0, sps + pps + idr, True))
-    p = mux.mux(AccessUnit(PsCodec.h264, 0xE0, 3600, b"\x00\x00\x00\x01\x41\x9a" + bytes(200), False))
+    p = mux.mux(
+        AccessUnit(PsCodec.h264, 0xE0, 3600, b"\x00\x00\x00\x01\x41\x9a" + bytes(200), False)
+    )
     audio = mux.mux(AccessUnit(PsCodec.pcma, 0xC0, 3600, bytes(160), False))
     h265 = PsMuxer(PsCodec.h265).mux(
         AccessUnit(PsCodec.h265, 0xE0, 0, b"\x00\x00\x00\x01\x40\x01\x0c" + bytes(40), True)
