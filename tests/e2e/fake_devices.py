@@ -7,13 +7,17 @@ separate browsers). ``SENSE_JS`` is a script added to a page's context: ``__vm.c
 samples the centre pixel of a ``<video>`` as decoded, ``__vm.tones(sel, freqs)`` the level in dB
 of each frequency in a playing element's stream (WebAudio ``AnalyserNode``), ``__vm.level(sel)``
 the ``audioLevel`` of its connection's inbound audio is left to the page's own stats.
-``nearest(rgb, palette)`` names the palette colour a sampled pixel is closest to.
+``TcpRelay`` puts a cuttable TCP hop between one browser and the node (a venue's network
+failure).
 """
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
+import threading
 from pathlib import Path
+from typing import Any
 
 from e2e.console_node import CHROMIUM_ARGS
 
@@ -58,14 +62,6 @@ def browser_args(y4m: Path, wav: Path) -> list[str]:
     ]
 
 
-def nearest(rgb: list[int] | None) -> str | None:
-    if not rgb:
-        return None
-    return min(
-        PALETTE, key=lambda n: sum((a - b) ** 2 for a, b in zip(PALETTE[n], rgb, strict=True))
-    )
-
-
 SENSE_JS = """
 window.__vm = {
   colour(sel) {
@@ -103,3 +99,83 @@ window.__vm = {
   },
 };
 """
+
+
+class TcpRelay:
+    """A TCP relay to the node on a port of its own, so that a test can cut one browser's
+    connections (HTTP and WebSocket) as a network failure would, and restore them.
+
+    ``cut()`` closes every relayed connection and stops listening (new connections are refused);
+    ``restore()`` listens again on the same port. WebRTC media does not pass through it."""
+
+    def __init__(self, target_port: int) -> None:
+        import socket as _socket
+
+        self._socket = _socket
+        self.target = ("127.0.0.1", target_port)
+        probe = _socket.socket()
+        probe.bind(("127.0.0.1", 0))
+        self.port = int(probe.getsockname()[1])
+        probe.close()
+        self._conns: list[Any] = []
+        self._lock = threading.Lock()
+        self._listener: Any = None
+        self.restore()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def restore(self) -> None:
+        s = self._socket.socket()
+        s.setsockopt(self._socket.SOL_SOCKET, self._socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", self.port))
+        s.listen(64)
+        self._listener = s
+        threading.Thread(target=self._accept, args=(s,), daemon=True).start()
+
+    def cut(self) -> None:
+        with self._lock:
+            listener, self._listener = self._listener, None
+            conns, self._conns = self._conns, []
+        if listener is not None:
+            with contextlib.suppress(OSError):
+                listener.shutdown(self._socket.SHUT_RDWR)
+            listener.close()
+        for c in conns:
+            with contextlib.suppress(OSError):
+                c.shutdown(self._socket.SHUT_RDWR)
+            c.close()
+
+    close = cut
+
+    def _accept(self, listener: Any) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            try:
+                upstream = self._socket.create_connection(self.target, timeout=10)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                if self._listener is not listener:
+                    client.close()
+                    upstream.close()
+                    return
+                self._conns += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=_pump, args=(a, b), daemon=True).start()
+
+
+def _pump(src: Any, dst: Any) -> None:
+    try:
+        while data := src.recv(65536):
+            dst.sendall(data)
+    except OSError:
+        pass
+    finally:
+        with contextlib.suppress(OSError):
+            dst.shutdown(2)

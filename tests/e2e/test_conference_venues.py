@@ -19,7 +19,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from e2e.console_node import CHROMIUM, Node
-from e2e.fake_devices import HEARD_DB, PALETTE, SENSE_JS, browser_args, fake_media
+from e2e.fake_devices import HEARD_DB, PALETTE, SENSE_JS, TcpRelay, browser_args, fake_media
 from media_site import ADMIN, PROVINCE, XIHU, login_cookie, media_node
 
 pytestmark = pytest.mark.e2e
@@ -100,26 +100,39 @@ def browsers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any
                 b.close()
 
 
-def open_page(browser: Any, node: Node, user: tuple[str, str], hash_: str) -> Page:
+def open_page(browser: Any, base_url: str, user: tuple[str, str], hash_: str) -> Page:
     context = browser.new_context(viewport={"width": 1280, "height": 800}, locale="zh-CN")
     context.set_default_timeout(20_000)
     context.add_init_script(SENSE_JS)
     page = context.new_page()
     page.errors = []  # type: ignore[attr-defined]
     page.on("pageerror", lambda e: page.errors.append(str(e)))  # type: ignore[attr-defined]
-    page.goto(node.base_url + "/")
+    page.goto(base_url + "/")
     page.get_by_test_id("login-username").fill(user[0])
     page.get_by_test_id("login-password").fill(user[1])
     page.get_by_test_id("login-submit").click()
     expect(page.get_by_test_id("current-user")).to_contain_text(user[0])
-    page.goto(node.base_url + "/" + hash_)
+    page.goto(base_url + "/" + hash_)
     return page
 
 
 @pytest.fixture(scope="module")
-def venues(browsers: dict[str, Any], node: Node, conference: int) -> Iterator[dict[str, Page]]:
+def county_link(node: Node) -> Iterator[TcpRelay]:
+    """The county venue's network to the node (HTTP and WebSocket), which a test cuts."""
+    relay = TcpRelay(int(node.base_url.rsplit(":", 1)[1]))
+    try:
+        yield relay
+    finally:
+        relay.close()
+
+
+@pytest.fixture(scope="module")
+def venues(
+    browsers: dict[str, Any], node: Node, conference: int, county_link: TcpRelay
+) -> Iterator[dict[str, Page]]:
+    base = {MAIN: node.base_url, CITY: node.base_url, COUNTY: county_link.base_url}
     pages = {
-        code: open_page(b, node, ADMIN, f"#/venue/{conference}/{code}")
+        code: open_page(b, base[code], ADMIN, f"#/venue/{conference}/{code}")
         for code, b in browsers.items()
     }
     try:
@@ -135,7 +148,7 @@ def venues(browsers: dict[str, Any], node: Node, conference: int) -> Iterator[di
 
 @pytest.fixture(scope="module")
 def chair(browsers: dict[str, Any], node: Node, conference: int, venues: dict[str, Page]) -> Page:
-    page = open_page(browsers[MAIN], node, ADMIN, f"#/chair/{conference}")
+    page = open_page(browsers[MAIN], node.base_url, ADMIN, f"#/chair/{conference}")
     for code in VENUES:
         expect(page.get_by_test_id(f"chair-venue-{code}")).to_have_attribute(
             "data-status", "joined", timeout=WAIT_MS
@@ -323,51 +336,50 @@ def test_content_sharing_reaches_every_other_venue(venues: dict[str, Page], chai
     expect(venues[MAIN].get_by_test_id("venue-tile-c")).to_have_count(0, timeout=WAIT_MS)
 
 
+@pytest.fixture(scope="module")
+def chair2(browsers: dict[str, Any], node: Node, conference: int) -> Iterator[Page]:
+    page = open_page(browsers[CITY], node.base_url, CHAIR2, f"#/chair/{conference}")
+    try:
+        yield page
+    finally:
+        page.context.close()
+
+
 def test_a_chair_leaves_the_conference_goes_on_and_a_second_chair_takes_over(
-    venues: dict[str, Page], chair: Page, browsers: dict[str, Any], node: Node, conference: int
+    venues: dict[str, Page], chair: Page, chair2: Page, node: Node
 ) -> None:
     chair.context.close()
     wait_colour(venues[CITY], "v0", "red")  # the venues still receive the main venue
-    second = open_page(browsers[CITY], node, CHAIR2, f"#/chair/{conference}")
-    try:
-        expect(second.get_by_test_id(f"chair-venue-{CITY}")).to_have_attribute(
-            "data-status", "joined", timeout=WAIT_MS
-        )
-        second.get_by_test_id(f"chair-rollcall-{CITY}").click()
-        expect(second.get_by_test_id("chair-mode")).to_have_attribute("data-mode", "roll_call")
-        wait_colour(venues[MAIN], "v0", "green")
-        wait_colour(venues[COUNTY], "v0", "green")
-        rows = call(node, login_cookie(node, *ADMIN), "GET", "/audit?action=conference.roll_call")
-        assert any(r["username"] == CHAIR2[0] for r in rows["items"]), rows
-    finally:
-        second.context.close()
+    expect(chair2.get_by_test_id(f"chair-venue-{CITY}")).to_have_attribute(
+        "data-status", "joined", timeout=WAIT_MS
+    )
+    chair2.get_by_test_id(f"chair-rollcall-{CITY}").click()
+    expect(chair2.get_by_test_id("chair-mode")).to_have_attribute("data-mode", "roll_call")
+    wait_colour(venues[MAIN], "v0", "green")
+    wait_colour(venues[COUNTY], "v0", "green")
+    rows = call(node, login_cookie(node, *ADMIN), "GET", "/audit?action=conference.roll_call")
+    assert any(r["username"] == CHAIR2[0] for r in rows["items"]), rows
 
 
 def test_a_venue_that_drops_shows_as_dropped_and_rejoins_by_itself(
-    venues: dict[str, Page], node: Node, conference: int
+    venues: dict[str, Page], chair2: Page, county_link: TcpRelay, node: Node, conference: int
 ) -> None:
     county = venues[COUNTY]
-    cookie = login_cookie(node, *ADMIN)
-    # The county's network goes away: its connections to the node fail.
-    county.context.set_offline(True)
-    county.evaluate("() => window.dispatchEvent(new Event('offline'))")
-
-    def status() -> str:
-        live = call(node, cookie, "GET", f"/conferences/{conference}")["live"]
-        return next(v["status"] for v in live["venues"] if v["code"] == COUNTY)
-
-    deadline = 120
-    while status() != "dropped" and deadline:
-        county.wait_for_timeout(500)
-        deadline -= 1
-    assert status() == "dropped"
-    expect(county.get_by_test_id("venue-state")).to_have_attribute("data-state", "dropped")
-    county.context.set_offline(False)
+    row = chair2.get_by_test_id(f"chair-venue-{COUNTY}")
+    county_link.cut()  # the county's network to the node fails
+    expect(county.get_by_test_id("venue-state")).to_have_attribute(
+        "data-state", "dropped", timeout=WAIT_MS
+    )
+    expect(row).to_have_attribute("data-status", "dropped", timeout=WAIT_MS)
+    expect(chair2.get_by_test_id(f"chair-status-{COUNTY}")).to_have_text("已掉线")
+    county_link.restore()
     expect(county.get_by_test_id("venue-state")).to_have_attribute(
         "data-state", "joined", timeout=WAIT_MS
     )
-    wait_colour(venues[MAIN], "v0", "green")  # the city still has the floor
-    att = call(node, cookie, "GET", f"/conferences/{conference}/attendance")
+    expect(row).to_have_attribute("data-status", "joined", timeout=WAIT_MS)
+    wait_colour(venues[MAIN], "v0", "green")  # the city kept the floor
+    wait_colour(county, "v0", "green")  # and the county receives it again
+    att = call(node, login_cookie(node, *ADMIN), "GET", f"/conferences/{conference}/attendance")
     county_rows = [a for a in att if a["venue"] == COUNTY]
     assert len(county_rows) >= 2 and county_rows[0]["left_at"] is not None, att
     assert county_rows[-1]["left_at"] is None
@@ -397,7 +409,7 @@ def test_attendance_and_chair_actions_are_recorded(node: Node, conference: int) 
 def test_a_venue_page_outside_the_conference_is_refused(
     browsers: dict[str, Any], node: Node, conference: int
 ) -> None:
-    page = open_page(browsers[MAIN], node, ADMIN, f"#/venue/{conference}/{XIHU}")
+    page = open_page(browsers[MAIN], node.base_url, ADMIN, f"#/venue/{conference}/{XIHU}")
     try:
         expect(page.get_by_test_id("venue-problem")).to_contain_text("not a venue of conference")
     finally:

@@ -150,9 +150,10 @@ class TilePlayer {
   }
 
   async sample() {
-    if (!this.pc) return;
+    const pc = this.pc; // closed (null) while getStats() runs when the tile goes away
+    if (!pc) return;
     let inbound = null;
-    const report = await this.pc.getStats();
+    const report = await pc.getStats();
     report.forEach((s) => {
       if (s.type === "inbound-rtp" && s.kind === "video") inbound = s;
     });
@@ -166,7 +167,7 @@ class TilePlayer {
     const latencyMs = emitted ? (1000 * (inbound.jitterBufferDelay || 0)) / emitted : null;
     this.last = { timestamp: now, bytesReceived: inbound.bytesReceived };
     this.client.onStats(this.tile, {
-      pcId: this.pc.vmeshId,
+      pcId: pc.vmeshId,
       width: inbound.frameWidth || 0,
       height: inbound.frameHeight || 0,
       fps: inbound.framesPerSecond || 0,
