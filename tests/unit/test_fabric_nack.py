@@ -1,5 +1,6 @@
-"""Receiver-side NACKs on a node link: gaps asked for at once, retried, recovered, given up;
-the NACK is one the switch's output answers from its history (real switch core)."""
+"""Receiver-side NACKs on a node link: gaps asked for at once, retried at the measured repair
+round trip (bounded), recovered, given up; duplicates recognised; the NACK is one the switch's
+output answers from its history (real switch core)."""
 
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ def test_a_gap_is_asked_for_at_once_and_recovered() -> None:
 
 
 def test_missing_packets_are_asked_again_then_given_up() -> None:
-    n = NackRequester(retry_interval=0.05, max_tries=3)
+    n = NackRequester(initial_rtt=0.05, max_tries=3)
     n.on_rtp(rtp(0xFFFE), 0.0)
     assert lost_in(n.on_rtp(rtp(1), 0.0)) == [0, 0xFFFF]  # across the wrap
     assert n.tick(0.01) is None  # not yet
@@ -84,3 +85,63 @@ def test_the_upstream_switch_answers_the_nack_with_the_lost_packets() -> None:
 def lost_in_request(req: bytes | None) -> bytes:
     assert req is not None
     return req
+
+
+def _recover(n: NackRequester, seq: int, asked_at: float, rtt: float) -> None:
+    """Packet ``seq`` lost at ``asked_at`` and its retransmission back ``rtt`` later."""
+    assert n.on_rtp(rtp(seq + 1), asked_at) is not None
+    assert n.on_rtp(rtp(seq), asked_at + rtt) is None
+
+
+def test_the_retry_interval_follows_the_measured_round_trip() -> None:
+    n = NackRequester(initial_rtt=0.05)
+    n.on_rtp(rtp(1), 0.0)
+    assert n.retry_interval == pytest.approx(0.05)
+    t = 0.0
+    for seq in range(2, 200, 2):  # every other packet lost, answered 150 ms after the NACK
+        t += 0.2
+        _recover(n, seq, t, 0.15)
+    assert n.stats().rtt_ms == pytest.approx(150, abs=1)
+    # Steady samples: the variance decays and the interval settles just above the round trip,
+    # so a retry never goes out before the first answer could come back.
+    assert 0.15 < n.retry_interval < 0.2
+    n.on_rtp(rtp(201), 100.0)  # 200 lost
+    assert n.tick(100.1) is None  # asked 100 ms ago: its answer may still be on the way
+    assert lost_in(n.tick(100.2)) == [200]
+    assert n.missing == [200]
+
+
+def test_the_retry_interval_is_bounded() -> None:
+    slow = NackRequester(initial_rtt=0.05, max_interval=0.5)
+    slow.on_rtp(rtp(0), 0.0)
+    _recover(slow, 1, 1.0, 3.0)  # a 3 s answer (a link in trouble)
+    assert slow.retry_interval == 0.5
+    fast = NackRequester(initial_rtt=0.05, min_interval=0.02)
+    fast.on_rtp(rtp(1), 0.0)
+    for seq in range(2, 100, 2):
+        _recover(fast, seq, float(seq), 0.0005)  # a LAN
+    assert fast.retry_interval == 0.02
+
+
+def test_an_answer_to_a_retry_is_not_a_round_trip_sample() -> None:
+    n = NackRequester(initial_rtt=0.05)
+    n.on_rtp(rtp(0), 0.0)
+    n.on_rtp(rtp(2), 0.0)  # 1 asked at 0
+    assert lost_in(n.tick(0.06)) == [1]  # asked again
+    n.on_rtp(rtp(1), 0.07)  # whose answer? ambiguous (Karn): no sample
+    assert n.srtt is None
+    assert n.stats().recovered == 1
+
+
+def test_a_packet_that_already_came_is_a_duplicate() -> None:
+    n = NackRequester(initial_rtt=0.05)
+    for seq in (10, 11, 13):
+        assert not n.duplicate(rtp(seq))
+        n.on_rtp(rtp(seq), 0.0)
+    assert n.duplicate(rtp(11))  # came already
+    assert not n.duplicate(rtp(12))  # wanted: the retransmission goes through
+    n.on_rtp(rtp(12), 0.1)
+    assert n.duplicate(rtp(12))  # the answer to a second NACK: dropped
+    assert not n.duplicate(rtp(14))  # newer
+    assert not n.duplicate(rtp(12, ssrc=0xDEF))  # another sender
+    assert n.stats().duplicates == 2

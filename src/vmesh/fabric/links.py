@@ -7,7 +7,8 @@ sender reports to ``lo_rtcp``; both leave from ``wan`` to the neighbour. RTCP fr
 output's history and relays PLIs to its own source.
 
 ``LinkIn`` (downstream end): RTP from the neighbour goes to the switch input on loopback and
-through a ``NackRequester`` (gaps become NACKs to the neighbour at once); the switch input's own
+through a ``NackRequester`` (gaps become NACKs to the neighbour at once, retried at the link's
+measured repair round trip; packets that already came are dropped here); the switch input's own
 RTCP (keyframe requests, receiver reports), sent to ``lo``, goes on to the neighbour.
 
 The switch stays on loopback and unchanged; only these sockets face the network. Counters (RTP
@@ -170,9 +171,11 @@ class LinkIn:
     def _from_peer(self, data: bytes, addr: Address) -> None:
         if is_rtcp(data):
             return  # the upstream output's sender reports: nothing here needs them
-        self.last_rtp_at = self.clock()
+        self.last_rtp_at = now = self.clock()
+        if self.nack.duplicate(data):
+            return  # already forwarded: the channel must not send (and count) it twice
         self.lo.send(data, self.switch_rtp)
-        req = self.nack.on_rtp(data, self.clock())
+        req = self.nack.on_rtp(data, now)
         if req is not None:
             self._to_peer(req)
 
@@ -188,13 +191,17 @@ class LinkIn:
         if req is not None:
             self._to_peer(req)
 
-    def stats(self) -> dict[str, int]:
+    def stats(self) -> dict[str, int | float | None]:
         n = self.nack.stats()
         return {
             "packets": n.packets,
             "bytes": n.bytes,
             "nack_requested": n.requested,
             "nack_recovered": n.recovered,
+            "nack_given_up": n.given_up,
+            "duplicates": n.duplicates,
+            "rtt_ms": n.rtt_ms,
+            "retry_ms": n.retry_ms,
             "rtcp_out": self.rtcp_out,
         }
 

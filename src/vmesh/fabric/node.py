@@ -6,7 +6,10 @@ media switch, directory and audit log (started after federation and media, stopp
 - local cameras: ``vmesh.media.remote.FabricCameras`` (sources of this node's directory);
 - ``fabric.serve`` rows are written by the actor ``fabric``;
 - the media service gets the agent as its ``fabric`` so that viewers here reach other nodes'
-  cameras.
+  cameras;
+- ``/metrics``: per stream arriving over a link, its repair counters (``vmesh_fabric_link_in_*``:
+  packets, NACKed sequence numbers, recovered, given up, duplicates dropped, the measured repair
+  round trip and retry interval).
 
 Public: ``start_fabric``.
 """
@@ -14,7 +17,11 @@ Public: ``start_fabric``.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from vmesh.audit.log import Actor
 from vmesh.fabric.route import Parents
@@ -27,6 +34,37 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ACTOR = Actor("fabric")
+
+_LINK_IN = {
+    "packets": ("counter", "RTP packets that came over the link"),
+    "nack_requested": ("counter", "sequence numbers asked for again (each try)"),
+    "nack_recovered": ("counter", "asked-for packets that came"),
+    "nack_given_up": ("counter", "asked-for packets given up"),
+    "duplicates": ("counter", "packets that came twice, dropped"),
+    "rtt_ms": ("gauge", "smoothed NACK to retransmission time, ms"),
+    "retry_ms": ("gauge", "current NACK retry interval, ms"),
+}
+
+
+class _FabricCollector(Collector):
+    """Per carried stream, its link-in repair counters, read at scrape time."""
+
+    def __init__(self, fabric: FabricService) -> None:
+        self.fabric = fabric
+
+    def collect(self) -> Iterator[Metric]:
+        fams: dict[str, CounterMetricFamily | GaugeMetricFamily] = {}
+        for key, (kind, doc) in _LINK_IN.items():
+            cls = CounterMetricFamily if kind == "counter" else GaugeMetricFamily
+            fams[key] = cls(f"vmesh_fabric_link_in_{key}", doc, labels=["stream", "upstream"])
+        for stream, s in self.fabric.snapshot().items():
+            stats = s["link_in"]
+            if not stats:
+                continue
+            for key, fam in fams.items():
+                if stats.get(key) is not None:
+                    fam.add_metric([stream, str(s["upstream"])], float(stats[key]))
+        yield from fams.values()
 
 
 async def start_fabric(ctx: NodeContext) -> FabricService:
@@ -63,4 +101,5 @@ async def start_fabric(ctx: NodeContext) -> FabricService:
     )
     await fabric.start()
     media.fabric = fabric
+    ctx.metrics.register(_FabricCollector(fabric))
     return fabric
