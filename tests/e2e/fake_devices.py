@@ -160,6 +160,7 @@ class TcpRelay:
             except OSError:
                 client.close()
                 continue
+            upstream.settimeout(None)  # a quiet WebSocket is not a dead one
             with self._lock:
                 if self._listener is not listener:
                     client.close()
