@@ -193,10 +193,17 @@ async def test_city_department_watches_a_county_camera_by_grant_until_revoked(ne
             text = await city.get_by_test_id("tile-0-state").text_content() or ""
             assert f"grant {gid} revoked at" in text and "admin-county" in text, text
             print(f"tile stopped {stopped_after:.1f} s after the revoke click")
-            frames = await city.get_by_test_id("tile-0").get_attribute("data-frames-decoded")
-            await city.wait_for_timeout(3000)
-            later = await city.get_by_test_id("tile-0").get_attribute("data-frames-decoded")
-            assert later == frames, "frames still decoded after the grant was revoked"
+            # The picture stops: the decoded-frame count settles (frames in flight and the stats
+            # poll may add a few after the state change).
+            seen: list[str | None] = []
+            for _ in range(15):
+                seen.append(
+                    await city.get_by_test_id("tile-0").get_attribute("data-frames-decoded")
+                )
+                if len(seen) >= 2 and seen[-1] == seen[-2]:
+                    break
+                await city.wait_for_timeout(2000)
+            assert len(seen) >= 2 and seen[-1] == seen[-2], f"frames still decoded: {seen}"
 
             # A new view is refused with the reason.
             await city.goto(f"{net.url('city')}/#/dir")
