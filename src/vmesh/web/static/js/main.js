@@ -20,6 +20,7 @@ import * as kioskView from "./views/kiosk.js";
 import * as deskView from "./views/desk.js";
 import * as sdStatsView from "./views/sdstats.js";
 import * as grantsView from "./views/grants.js";
+import * as recordingsView from "./views/recordings.js";
 
 const root = document.getElementById("app");
 const state = { me: null, page: null, view: null };
@@ -34,6 +35,7 @@ const PAGES = {
   users: { module: usersView, nav: "nav.users", roles: ["admin"] },
   audit: { module: auditView, nav: "nav.audit", roles: ["admin", "operator"] },
   grants: { module: grantsView, nav: "nav.grants", roles: ["admin", "operator", "viewer"] },
+  recordings: { module: recordingsView, nav: "nav.recordings", roles: ["admin", "operator", "viewer"] },
   network: { module: networkView, nav: "nav.network" },
   kiosk: { module: kioskView, nav: "nav.kiosk", roles: ["admin", "operator"] },
   desk: { module: deskView, nav: "nav.desk", roles: ["admin", "agent"] },
