@@ -9,6 +9,7 @@ import pytest
 
 from vmesh.errors import InvalidInput
 from vmesh.recording.plans import parse_plan
+from vmesh.recording.remote import RangeNotSatisfiable, parse_range
 from vmesh.recording.retention import SegmentInfo, expired, for_pressure
 from vmesh.recording.snapshot import depacketize
 from vmesh.recording.timeline import Span, gaps, hours, spans
@@ -93,3 +94,18 @@ def test_depacketize_single_stap_a_and_fu_a() -> None:
     out = depacketize([rtp(stap, 1), rtp(fu[0], 2), rtp(fu[1], 3), rtp(b"\x41\x9a", 4)])
     start = b"\x00\x00\x00\x01"
     assert out == start + sps + start + pps + start + idr + start + b"\x41\x9a"
+
+
+def test_range_header_parsing_for_streamed_through_playback() -> None:
+    assert parse_range(None, 1000) is None
+    assert parse_range("bytes=0-99", 1000) == (0, 99)
+    assert parse_range("bytes=900-", 1000) == (900, 999)
+    assert parse_range("bytes=990-5000", 1000) == (990, 999)  # clipped to the file
+    assert parse_range("bytes=-100", 1000) == (900, 999)  # the last 100 bytes
+    assert parse_range("bytes=-5000", 1000) == (0, 999)
+    assert parse_range("bytes=0-1,5-6", 1000) is None  # several ranges: the whole file
+    assert parse_range("items=0-1", 1000) is None
+    assert parse_range("bytes=x-1", 1000) is None  # malformed: ignored
+    for bad in ("bytes=1000-", "bytes=5-4", "bytes=-0"):
+        with pytest.raises(RangeNotSatisfiable):
+            parse_range(bad, 1000)
