@@ -111,7 +111,7 @@ def open_page(browser: Any, base_url: str, user: tuple[str, str], hash_: str) ->
     page.get_by_test_id("login-username").fill(user[0])
     page.get_by_test_id("login-password").fill(user[1])
     page.get_by_test_id("login-submit").click()
-    expect(page.get_by_test_id("current-user")).to_contain_text(user[0])
+    expect(page.get_by_test_id("current-user")).to_contain_text(user[0], timeout=WAIT_MS)
     page.goto(base_url + "/" + hash_)
     return page
 
