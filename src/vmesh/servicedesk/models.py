@@ -124,7 +124,7 @@ class Material(Base):
     height: Mapped[int] = mapped_column(Integer)
     sha256: Mapped[str] = mapped_column(String(64))
     uploaded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    # received | verified | recapture (the agent asked for a new picture)
+    # received | verified | recapture (the agent asked for a new picture) | superseded (by it)
     status: Mapped[str] = mapped_column(String(16), default="received")
     verified_by: Mapped[str | None] = mapped_column(String(64))
     verified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -308,8 +308,19 @@ class ServiceDesk:
             )
             if old is not None:
                 return self._material_json(old)
-            if case.state not in (State.identified, State.queued, *LIVE):
+            if case.state not in (State.created, State.identified, State.queued, *LIVE):
                 raise Conflict(f"a case that is {case.state} takes no images")
+            if kind == "document":
+                # A new picture of a document the agent asked to recapture replaces it.
+                await s.execute(
+                    update(Material)
+                    .where(
+                        Material.case_id == case_id,
+                        Material.name == name.strip(),
+                        Material.status == "recapture",
+                    )
+                    .values(status="superseded")
+                )
             ext = "jpg" if media_type == "image/jpeg" else "png"
             digest = hashlib.sha256(data).hexdigest()
             fname = self._store(case.number, f"{kind}-{digest[:16]}.{ext}", data)
@@ -407,7 +418,7 @@ class ServiceDesk:
             ).all()
         if not docs:
             raise Conflict("no document image has been received yet")
-        pending = [m.name for m in docs if m.status != "verified" and m.status != "superseded"]
+        pending = [m.name for m in docs if m.status not in ("verified", "superseded")]
         if pending:
             raise Conflict(f"not verified yet: {', '.join(pending)}")
         await self._move(who, case_id, Event.check, side="desk", detail={"documents": len(docs)})

@@ -394,6 +394,7 @@ export default {
   "sd.material.received": "received",
   "sd.material.verified": "verified",
   "sd.material.recapture": "recapture",
+  "sd.material.superseded": "replaced",
   "sd.state.created": "created",
   "sd.state.identified": "identified",
   "sd.state.queued": "queued",

@@ -394,6 +394,7 @@ export default {
   "sd.material.received": "已收到",
   "sd.material.verified": "已核验",
   "sd.material.recapture": "需重拍",
+  "sd.material.superseded": "已被重拍替换",
   "sd.state.created": "已创建",
   "sd.state.identified": "已核验身份",
   "sd.state.queued": "排队中",

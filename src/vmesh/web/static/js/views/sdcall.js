@@ -88,6 +88,17 @@ export class DeskCall {
     const tile = msg.tile;
     if (msg.type === "status") {
       this.el.dataset[tile === PUB ? "pubState" : "peerState"] = msg.state;
+      this.el.dataset[tile === PUB ? "pubReason" : "peerReason"] = msg.reason || "";
+      // The other side may not publish yet (its page learns of the call a moment later): retry.
+      if (tile === PEER && msg.state === "error" && this.peerCode) {
+        const code = this.peerCode;
+        clearTimeout(this.rewatch);
+        this.rewatch = setTimeout(() => {
+          if (this.peerCode !== code) return;
+          this.peerCode = null;
+          this.watch(code);
+        }, 1500);
+      }
       this.onState(tile, msg);
     } else if (msg.type === "answer" && tile === PUB && this.pubPc) {
       await this.pubPc.setRemoteDescription(msg.jsep);
@@ -142,6 +153,7 @@ export class DeskCall {
   }
 
   stop() {
+    clearTimeout(this.rewatch);
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
     this.send({ type: "stop", tile: PEER });
