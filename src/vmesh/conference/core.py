@@ -267,10 +267,10 @@ class Floor:
                 self._step_back()
                 self.mode, self.subject = Mode.broadcast, v
             case RollCall(v):
-                self._venue("venue", v, main_ok=False)
+                called = self._venue("venue", v, main_ok=False)
                 self._step_back()
-                self.mode, self.subject = Mode.roll_call, v
-                self._give_floor(v)
+                self.mode, self.subject = Mode.roll_call, called
+                self._give_floor(called)
             case Discuss(vs):
                 if not vs:
                     self._step_back()
