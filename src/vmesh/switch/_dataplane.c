@@ -26,19 +26,65 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+#include <structmember.h>
 
 #define RBATCH 32
 #define RSIZE 65536
 #define SBATCH 256
 #define MAX_DROPOUT 3000
 
-static PyObject *S_ssrc, *S_max_seq, *S_kf_pending, *S_waiting, *S_fanout, *S_video, *S_keytest,
-    *S_cycles, *S_received, *S_packets, *S_bytes, *S_jit_ts, *S_jitter, *S_jit_arrival, *S_clock,
-    *S_cur_ts, *S_frame_interval, *S_cur_key, *S_gop_valid, *S_gop, *S_gop_bytes, *S_frame_start,
-    *S_keyframes, *S_gop_overflows, *S_pending, *S_synced, *S_history, *S_guard, *S_dropped,
-    *S_last_in_ts, *S_mid_frame, *S_seq_offset, *S_ts_offset, *S_pt, *S_next_seq, *S_last_ts,
-    *S_last_sent_at, *S_payload_bytes, *S_dest, *S_send_errors, *S_acquire, *S_release, *S_inputs,
-    *S_config, *S_gop_cache, *S_gop_max_bytes, *S_gop_max_packets;
+enum {
+    F_ssrc, F_max_seq, F_kf_pending, F_waiting, F_fanout, F_video, F_keytest, F_cycles, F_received, F_packets, F_bytes, F_jit_ts, F_jitter, F_jit_arrival, F_clock, F_cur_ts, F_frame_interval, F_cur_key, F_gop_valid, F_gop, F_gop_bytes, F_frame_start, F_keyframes, F_gop_overflows, F_pending, F_synced, F_history, F_guard, F_dropped, F_last_in_ts, F_mid_frame, F_seq_offset, F_ts_offset, F_pt, F_next_seq, F_last_ts, F_last_sent_at, F_payload_bytes, F_dest, F_send_errors, F_acquire, F_release, F_inputs, F_config, F_gop_cache, F_gop_max_bytes, F_gop_max_packets,
+    NFIELDS
+};
+static PyObject *names[NFIELDS];
+
+/* Attribute access on the core's objects by __slots__ offset: _Input and _Output have slots, so
+ * each (type, name) resolves once to an offset into the object; anything else (the frozen
+ * SwitchConfig dataclass) goes through the ordinary attribute protocol. */
+typedef struct {
+    PyTypeObject *type[2];
+    Py_ssize_t off[2];
+} SlotCache;
+static SlotCache slot_cache[NFIELDS];
+
+static Py_ssize_t slot_offset(PyObject *o, int f) {
+    PyTypeObject *t = Py_TYPE(o);
+    SlotCache *c = &slot_cache[f];
+    for (int i = 0; i < 2; i++)
+        if (c->type[i] == t) return c->off[i];
+    Py_ssize_t off = -1;
+    PyObject *d = _PyType_Lookup(t, names[f]);
+    if (d && Py_IS_TYPE(d, &PyMemberDescr_Type)) {
+        PyMemberDef *m = ((PyMemberDescrObject *)d)->d_member;
+        if (m->type == T_OBJECT_EX && !(m->flags & READONLY)) off = m->offset;
+    }
+    for (int i = 0; i < 2; i++)
+        if (c->type[i] == NULL) { /* kept alive, so the address cannot be reused */
+            c->type[i] = (PyTypeObject *)Py_NewRef((PyObject *)t);
+            c->off[i] = off;
+            break;
+        }
+    return off;
+}
+
+/* new reference, NULL with an exception set if missing */
+static PyObject *getf(PyObject *o, int f) {
+    Py_ssize_t off = slot_offset(o, f);
+    if (off < 0) return PyObject_GetAttr(o, names[f]);
+    PyObject *v = *(PyObject **)((char *)o + off);
+    if (!v) { PyErr_SetObject(PyExc_AttributeError, names[f]); return NULL; }
+    return Py_NewRef(v);
+}
+
+static int setf(PyObject *o, int f, PyObject *v) {
+    Py_ssize_t off = slot_offset(o, f);
+    if (off < 0) return PyObject_SetAttr(o, names[f], v);
+    PyObject **p = (PyObject **)((char *)o + off);
+    Py_XSETREF(*p, Py_NewRef(v));
+    return 0;
+}
+
 
 typedef struct {
     PyObject_HEAD
@@ -68,8 +114,8 @@ typedef struct {
 
 /* -- small helpers on the core's objects ----------------------------------------------------- */
 
-static int get_ll(PyObject *o, PyObject *name, long long *v) {
-    PyObject *x = PyObject_GetAttr(o, name);
+static int get_ll(PyObject *o, int name, long long *v) {
+    PyObject *x = getf(o, name);
     if (!x) return -1;
     *v = PyLong_AsLongLong(x);
     Py_DECREF(x);
@@ -77,8 +123,8 @@ static int get_ll(PyObject *o, PyObject *name, long long *v) {
 }
 
 /* an int attribute that may be None: returns 1 if None */
-static int get_opt(PyObject *o, PyObject *name, long long *v) {
-    PyObject *x = PyObject_GetAttr(o, name);
+static int get_opt(PyObject *o, int name, long long *v) {
+    PyObject *x = getf(o, name);
     if (!x) return -1;
     if (x == Py_None) { Py_DECREF(x); return 1; }
     *v = PyLong_AsLongLong(x);
@@ -86,39 +132,39 @@ static int get_opt(PyObject *o, PyObject *name, long long *v) {
     return (*v == -1 && PyErr_Occurred()) ? -1 : 0;
 }
 
-static int get_bool(PyObject *o, PyObject *name) {
-    PyObject *x = PyObject_GetAttr(o, name);
+static int get_bool(PyObject *o, int name) {
+    PyObject *x = getf(o, name);
     if (!x) return -1;
     int r = PyObject_IsTrue(x);
     Py_DECREF(x);
     return r;
 }
 
-static int get_d(PyObject *o, PyObject *name, double *v) {
-    PyObject *x = PyObject_GetAttr(o, name);
+static int get_d(PyObject *o, int name, double *v) {
+    PyObject *x = getf(o, name);
     if (!x) return -1;
     *v = PyFloat_AsDouble(x);
     Py_DECREF(x);
     return (*v == -1.0 && PyErr_Occurred()) ? -1 : 0;
 }
 
-static int set_ll(PyObject *o, PyObject *name, long long v) {
+static int set_ll(PyObject *o, int name, long long v) {
     PyObject *x = PyLong_FromLongLong(v);
     if (!x) return -1;
-    int r = PyObject_SetAttr(o, name, x);
+    int r = setf(o, name, x);
     Py_DECREF(x);
     return r;
 }
 
-static int set_d(PyObject *o, PyObject *name, double v) {
+static int set_d(PyObject *o, int name, double v) {
     PyObject *x = PyFloat_FromDouble(v);
     if (!x) return -1;
-    int r = PyObject_SetAttr(o, name, x);
+    int r = setf(o, name, x);
     Py_DECREF(x);
     return r;
 }
 
-static int add_ll(PyObject *o, PyObject *name, long long d) {
+static int add_ll(PyObject *o, int name, long long d) {
     long long v;
     if (get_ll(o, name, &v) < 0) return -1;
     return set_ll(o, name, v + d);
@@ -150,13 +196,17 @@ static void flush(DataPlane *self) {
     int i = 0;
     while (i < self->ns) {
         int r;
-        Py_BEGIN_ALLOW_THREADS
-        r = sendmmsg(self->out_fd, self->smsg + i, (unsigned)(self->ns - i), MSG_DONTWAIT);
-        Py_END_ALLOW_THREADS
+        if (self->ns - i > 8) { /* a long send: let the event loop run meanwhile */
+            Py_BEGIN_ALLOW_THREADS
+            r = sendmmsg(self->out_fd, self->smsg + i, (unsigned)(self->ns - i), MSG_DONTWAIT);
+            Py_END_ALLOW_THREADS
+        } else {
+            r = sendmmsg(self->out_fd, self->smsg + i, (unsigned)(self->ns - i), MSG_DONTWAIT);
+        }
         if (r > 0) { i += r; continue; }
         if (r < 0 && errno == EINTR) continue;
         /* the copy at i failed (full buffer, ICMP error): UDP drops it; count it */
-        if (add_ll(self->sout[i], S_send_errors, 1) < 0) PyErr_Clear();
+        if (add_ll(self->sout[i], F_send_errors, 1) < 0) PyErr_Clear();
         i++;
     }
     for (i = 0; i < self->ns; i++) Py_CLEAR(self->sout[i]);
@@ -173,47 +223,47 @@ static int fast_forward(DataPlane *self, PyObject *inp, PyObject *cfg, unsigned 
     long long ts = ((long long)data[4] << 24) | (data[5] << 16) | (data[6] << 8) | data[7];
     long long ssrc = ((long long)data[8] << 24) | (data[9] << 16) | (data[10] << 8) | data[11];
     long long v, max_seq;
-    int r = get_opt(inp, S_ssrc, &v);
+    int r = get_opt(inp, F_ssrc, &v);
     if (r != 0 || v != ssrc) return r < 0 ? -1 : 0;
-    r = get_opt(inp, S_max_seq, &max_seq);
+    r = get_opt(inp, F_max_seq, &max_seq);
     if (r != 0) return r < 0 ? -1 : 0;
     long long d = (seq - max_seq) & 0xFFFF;
     if (!(d > 0 && d < MAX_DROPOUT)) return 0;
-    if ((r = get_bool(inp, S_kf_pending)) != 0) return r < 0 ? -1 : 0;
-    if ((r = get_bool(inp, S_waiting)) != 0) return r < 0 ? -1 : 0;
-    int video = get_bool(inp, S_video);
+    if ((r = get_bool(inp, F_kf_pending)) != 0) return r < 0 ? -1 : 0;
+    if ((r = get_bool(inp, F_waiting)) != 0) return r < 0 ? -1 : 0;
+    int video = get_bool(inp, F_video);
     if (video < 0) return -1;
     Py_ssize_t start = 12, plen = n - 12;
     int key = 0, known = 1;
     if (video) {
         long long kt;
-        if (plen < 3 || get_ll(inp, S_keytest, &kt) < 0) return plen < 3 ? 0 : -1;
+        if (plen < 3 || get_ll(inp, F_keytest, &kt) < 0) return plen < 3 ? 0 : -1;
         if (kt == 1) key = is_key_h264(data + start, &known);
         else if (kt == 2) key = is_key_h265(data + start, &known);
         else return 0;
     }
-    PyObject *fanout = PyObject_GetAttr(inp, S_fanout);
+    PyObject *fanout = getf(inp, F_fanout);
     if (!fanout) return -1;
     if (!PyTuple_Check(fanout)) { Py_DECREF(fanout); return 0; }
     Py_ssize_t nf = PyTuple_GET_SIZE(fanout);
     int ok = 1;
     for (Py_ssize_t i = 0; i < nf && ok; i++) {
         PyObject *o = PyTuple_GET_ITEM(fanout, i);
-        PyObject *x = PyObject_GetAttr(o, S_pending);
+        PyObject *x = getf(o, F_pending);
         if (!x) { Py_DECREF(fanout); return -1; }
         ok = x == Py_None;
         Py_DECREF(x);
         if (!ok) break;
-        r = get_bool(o, S_synced);
+        r = get_bool(o, F_synced);
         if (r < 0) { Py_DECREF(fanout); return -1; }
         ok = r;
         if (!ok) break;
-        x = PyObject_GetAttr(o, S_history);
+        x = getf(o, F_history);
         if (!x) { Py_DECREF(fanout); return -1; }
         ok = x == Py_None;
         Py_DECREF(x);
         if (!ok) break;
-        x = PyObject_GetAttr(o, S_dest);
+        x = getf(o, F_dest);
         if (!x) { Py_DECREF(fanout); return -1; }
         PyObject *a = PyDict_GetItemWithError(self->addrs, x);
         Py_DECREF(x);
@@ -225,60 +275,60 @@ static int fast_forward(DataPlane *self, PyObject *inp, PyObject *cfg, unsigned 
     long long cur_ts = 0;
     int cur_none = 0, cur_key = 0;
     if (video) {
-        if ((cur_none = get_opt(inp, S_cur_ts, &cur_ts)) < 0) goto error;
-        if ((cur_key = get_bool(inp, S_cur_key)) < 0) goto error;
+        if ((cur_none = get_opt(inp, F_cur_ts, &cur_ts)) < 0) goto error;
+        if ((cur_key = get_bool(inp, F_cur_key)) < 0) goto error;
         /* the keyframe test only matters if this packet may start one: aggregation -> Python */
         int new_frame = cur_none || ts != cur_ts;
         if (!known && (new_frame || !cur_key)) { Py_DECREF(fanout); return 0; }
     }
     /* -- from here on, the changes forward_rtp makes -- */
-    if (seq < max_seq && add_ll(inp, S_cycles, 0x10000) < 0) goto error;
-    if (set_ll(inp, S_max_seq, seq) < 0 || add_ll(inp, S_received, 1) < 0) goto error;
-    if (add_ll(inp, S_packets, 1) < 0 || add_ll(inp, S_bytes, n) < 0) goto error;
+    if (seq < max_seq && add_ll(inp, F_cycles, 0x10000) < 0) goto error;
+    if (set_ll(inp, F_max_seq, seq) < 0 || add_ll(inp, F_received, 1) < 0) goto error;
+    if (add_ll(inp, F_packets, 1) < 0 || add_ll(inp, F_bytes, n) < 0) goto error;
     long long jit_ts;
-    if ((r = get_opt(inp, S_jit_ts, &jit_ts)) < 0) goto error;
+    if ((r = get_opt(inp, F_jit_ts, &jit_ts)) < 0) goto error;
     if (r == 1 || ts != jit_ts) {
         long long clock;
-        if (get_ll(inp, S_clock, &clock) < 0) goto error;
+        if (get_ll(inp, F_clock, &clock) < 0) goto error;
         double arrival = now * (double)clock;
         if (r == 0) {
             double jitter, jit_arrival;
-            if (get_d(inp, S_jitter, &jitter) < 0 || get_d(inp, S_jit_arrival, &jit_arrival) < 0)
+            if (get_d(inp, F_jitter, &jitter) < 0 || get_d(inp, F_jit_arrival, &jit_arrival) < 0)
                 goto error;
             long long dts = ((ts - jit_ts + 0x80000000LL) & 0xFFFFFFFFLL) - 0x80000000LL;
             jitter += (fabs(arrival - jit_arrival - (double)dts) - jitter) / 16;
-            if (set_d(inp, S_jitter, jitter) < 0) goto error;
+            if (set_d(inp, F_jitter, jitter) < 0) goto error;
         }
-        if (set_ll(inp, S_jit_ts, ts) < 0 || set_d(inp, S_jit_arrival, arrival) < 0) goto error;
+        if (set_ll(inp, F_jit_ts, ts) < 0 || set_d(inp, F_jit_arrival, arrival) < 0) goto error;
     }
     if (video) { /* Switch._cache */
-        PyObject *gop = PyObject_GetAttr(inp, S_gop);
+        PyObject *gop = getf(inp, F_gop);
         if (!gop) goto error;
         if (!PyList_Check(gop)) { Py_DECREF(gop); PyErr_SetString(PyExc_TypeError, "gop"); goto error; }
         if (cur_none || ts != cur_ts) {
             if (!cur_none) {
                 long long clock, dts = (ts - cur_ts) & 0xFFFFFFFFLL;
-                if (get_ll(inp, S_clock, &clock) < 0) { Py_DECREF(gop); goto error; }
-                if (dts > 0 && dts < clock && set_ll(inp, S_frame_interval, dts) < 0) {
+                if (get_ll(inp, F_clock, &clock) < 0) { Py_DECREF(gop); goto error; }
+                if (dts > 0 && dts < clock && set_ll(inp, F_frame_interval, dts) < 0) {
                     Py_DECREF(gop); goto error;
                 }
             }
-            if (set_ll(inp, S_cur_ts, ts) < 0) { Py_DECREF(gop); goto error; }
+            if (set_ll(inp, F_cur_ts, ts) < 0) { Py_DECREF(gop); goto error; }
             cur_key = 0;
-            if (PyObject_SetAttr(inp, S_cur_key, Py_False) < 0) { Py_DECREF(gop); goto error; }
-            int valid = get_bool(inp, S_gop_valid);
-            int use = get_bool(cfg, S_gop_cache);
+            if (setf(inp, F_cur_key, Py_False) < 0) { Py_DECREF(gop); goto error; }
+            int valid = get_bool(inp, F_gop_valid);
+            int use = get_bool(cfg, F_gop_cache);
             if (valid < 0 || use < 0) { Py_DECREF(gop); goto error; }
             if (!valid || !use) {
                 if (PyList_SetSlice(gop, 0, PyList_GET_SIZE(gop), NULL) < 0 ||
-                    set_ll(inp, S_gop_bytes, 0) < 0 ||
-                    PyObject_SetAttr(inp, S_gop_valid, Py_False) < 0) { Py_DECREF(gop); goto error; }
+                    set_ll(inp, F_gop_bytes, 0) < 0 ||
+                    setf(inp, F_gop_valid, Py_False) < 0) { Py_DECREF(gop); goto error; }
             }
-            if (set_ll(inp, S_frame_start, PyList_GET_SIZE(gop)) < 0) { Py_DECREF(gop); goto error; }
+            if (set_ll(inp, F_frame_start, PyList_GET_SIZE(gop)) < 0) { Py_DECREF(gop); goto error; }
         }
         if (!cur_key && key) {
             long long fs;
-            if (get_ll(inp, S_frame_start, &fs) < 0) { Py_DECREF(gop); goto error; }
+            if (get_ll(inp, F_frame_start, &fs) < 0) { Py_DECREF(gop); goto error; }
             if (fs) {
                 long long drop = 0;
                 for (Py_ssize_t i = 0; i < fs && i < PyList_GET_SIZE(gop); i++) {
@@ -286,29 +336,29 @@ static int fast_forward(DataPlane *self, PyObject *inp, PyObject *cfg, unsigned 
                     drop += PyObject_Length(PyTuple_GET_ITEM(e, 2));
                 }
                 if (PyList_SetSlice(gop, 0, (Py_ssize_t)fs, NULL) < 0 ||
-                    add_ll(inp, S_gop_bytes, -drop) < 0 || set_ll(inp, S_frame_start, 0) < 0) {
+                    add_ll(inp, F_gop_bytes, -drop) < 0 || set_ll(inp, F_frame_start, 0) < 0) {
                     Py_DECREF(gop); goto error;
                 }
             }
-            if (PyObject_SetAttr(inp, S_gop_valid, Py_True) < 0 ||
-                PyObject_SetAttr(inp, S_cur_key, Py_True) < 0 || add_ll(inp, S_keyframes, 1) < 0 ||
-                PyObject_SetAttr(inp, S_kf_pending, Py_False) < 0) { Py_DECREF(gop); goto error; }
+            if (setf(inp, F_gop_valid, Py_True) < 0 ||
+                setf(inp, F_cur_key, Py_True) < 0 || add_ll(inp, F_keyframes, 1) < 0 ||
+                setf(inp, F_kf_pending, Py_False) < 0) { Py_DECREF(gop); goto error; }
         }
         datab = PyBytes_FromStringAndSize((const char *)data, n);
         if (!datab) { Py_DECREF(gop); goto error; }
         PyObject *e = Py_BuildValue("(LLOn)", seq, ts, datab, plen);
         if (!e || PyList_Append(gop, e) < 0) { Py_XDECREF(e); Py_DECREF(gop); goto error; }
         Py_DECREF(e);
-        if (add_ll(inp, S_gop_bytes, n) < 0) { Py_DECREF(gop); goto error; }
-        int valid = get_bool(inp, S_gop_valid);
+        if (add_ll(inp, F_gop_bytes, n) < 0) { Py_DECREF(gop); goto error; }
+        int valid = get_bool(inp, F_gop_valid);
         long long gb, mb, mp;
-        if (valid < 0 || get_ll(inp, S_gop_bytes, &gb) < 0 || get_ll(cfg, S_gop_max_bytes, &mb) < 0 ||
-            get_ll(cfg, S_gop_max_packets, &mp) < 0) { Py_DECREF(gop); goto error; }
+        if (valid < 0 || get_ll(inp, F_gop_bytes, &gb) < 0 || get_ll(cfg, F_gop_max_bytes, &mb) < 0 ||
+            get_ll(cfg, F_gop_max_packets, &mp) < 0) { Py_DECREF(gop); goto error; }
         if (valid && (gb > mb || PyList_GET_SIZE(gop) > mp)) {
-            if (add_ll(inp, S_gop_overflows, 1) < 0 ||
+            if (add_ll(inp, F_gop_overflows, 1) < 0 ||
                 PyList_SetSlice(gop, 0, PyList_GET_SIZE(gop), NULL) < 0 ||
-                set_ll(inp, S_gop_bytes, 0) < 0 || PyObject_SetAttr(inp, S_gop_valid, Py_False) < 0 ||
-                set_ll(inp, S_frame_start, 0) < 0) { Py_DECREF(gop); goto error; }
+                set_ll(inp, F_gop_bytes, 0) < 0 || setf(inp, F_gop_valid, Py_False) < 0 ||
+                set_ll(inp, F_frame_start, 0) < 0) { Py_DECREF(gop); goto error; }
         }
         Py_DECREF(gop);
     }
@@ -318,25 +368,25 @@ static int fast_forward(DataPlane *self, PyObject *inp, PyObject *cfg, unsigned 
     for (Py_ssize_t i = 0; i < nf; i++) {
         PyObject *o = PyTuple_GET_ITEM(fanout, i);
         long long guard, so, tso, nseq, ossrc, pt;
-        if (get_ll(o, S_guard, &guard) < 0) goto error_now;
+        if (get_ll(o, F_guard, &guard) < 0) goto error_now;
         long long g = (seq - guard) & 0xFFFF;
-        if (g >= 0x8000) { if (add_ll(o, S_dropped, 1) < 0) goto error_now; continue; }
-        if (g > 0x4000 && set_ll(o, S_guard, (seq - 0x2000) & 0xFFFF) < 0) goto error_now;
-        if (set_ll(o, S_last_in_ts, ts) < 0) goto error_now;
-        if (video && PyObject_SetAttr(o, S_mid_frame, marker ? Py_False : Py_True) < 0)
+        if (g >= 0x8000) { if (add_ll(o, F_dropped, 1) < 0) goto error_now; continue; }
+        if (g > 0x4000 && set_ll(o, F_guard, (seq - 0x2000) & 0xFFFF) < 0) goto error_now;
+        if (set_ll(o, F_last_in_ts, ts) < 0) goto error_now;
+        if (video && setf(o, F_mid_frame, marker ? Py_False : Py_True) < 0)
             goto error_now;
-        if (get_ll(o, S_seq_offset, &so) < 0 || get_ll(o, S_ts_offset, &tso) < 0 ||
-            get_ll(o, S_next_seq, &nseq) < 0 || get_ll(o, S_ssrc, &ossrc) < 0) goto error_now;
-        if ((r = get_opt(o, S_pt, &pt)) < 0) goto error_now;
+        if (get_ll(o, F_seq_offset, &so) < 0 || get_ll(o, F_ts_offset, &tso) < 0 ||
+            get_ll(o, F_next_seq, &nseq) < 0 || get_ll(o, F_ssrc, &ossrc) < 0) goto error_now;
+        if ((r = get_opt(o, F_pt, &pt)) < 0) goto error_now;
         int ob1 = r == 1 ? b1 : ((b1 & 0x80) | (int)pt);
         long long oseq = (seq + so) & 0xFFFF, ots = (ts + tso) & 0xFFFFFFFFLL;
         if (((oseq - nseq) & 0xFFFF) < 0x8000) {
-            if (set_ll(o, S_next_seq, (oseq + 1) & 0xFFFF) < 0 || set_ll(o, S_last_ts, ots) < 0 ||
-                PyObject_SetAttr(o, S_last_sent_at, nowf) < 0) goto error_now;
+            if (set_ll(o, F_next_seq, (oseq + 1) & 0xFFFF) < 0 || set_ll(o, F_last_ts, ots) < 0 ||
+                setf(o, F_last_sent_at, nowf) < 0) goto error_now;
         }
-        if (add_ll(o, S_packets, 1) < 0 || add_ll(o, S_bytes, n) < 0 ||
-            add_ll(o, S_payload_bytes, plen) < 0) goto error_now;
-        PyObject *dest = PyObject_GetAttr(o, S_dest);
+        if (add_ll(o, F_packets, 1) < 0 || add_ll(o, F_bytes, n) < 0 ||
+            add_ll(o, F_payload_bytes, plen) < 0) goto error_now;
+        PyObject *dest = getf(o, F_dest);
         if (!dest) goto error_now;
         PyObject *a = PyDict_GetItemWithError(self->addrs, dest);
         Py_DECREF(dest);
@@ -472,13 +522,13 @@ static PyObject *addr_tuple(struct sockaddr_in6 *sa) {
 
 /* one batch of datagrams from one input, with the GIL and the lock held */
 static int handle(DataPlane *self, PyObject *input_id, int count, double now) {
-    PyObject *inputs = PyObject_GetAttr(self->sw, S_inputs);
+    PyObject *inputs = getf(self->sw, F_inputs);
     if (!inputs) return -1;
     PyObject *inp = PyDict_GetItemWithError(inputs, input_id);
     Py_XINCREF(inp);
     Py_DECREF(inputs);
     if (!inp) return PyErr_Occurred() ? -1 : 0; /* removed meanwhile */
-    PyObject *cfg = PyObject_GetAttr(self->sw, S_config);
+    PyObject *cfg = getf(self->sw, F_config);
     if (!cfg) { Py_DECREF(inp); return -1; }
     int rc = 0;
     for (int i = 0; i < count; i++) {
@@ -525,13 +575,11 @@ static PyObject *DataPlane_run(DataPlane *self, PyObject *noargs) {
                     self->rmsg[i].msg_hdr.msg_iov = &self->riov[i];
                     self->rmsg[i].msg_hdr.msg_iovlen = 1;
                 }
-                int cnt;
-                Py_BEGIN_ALLOW_THREADS
-                cnt = recvmmsg(fd, self->rmsg, RBATCH, MSG_DONTWAIT, NULL);
-                Py_END_ALLOW_THREADS
+                /* non-blocking: no need to let the GIL go for it */
+                int cnt = recvmmsg(fd, self->rmsg, RBATCH, MSG_DONTWAIT, NULL);
                 if (cnt <= 0) break;
                 now = wall();
-                PyObject *got = PyObject_CallMethodNoArgs(self->lock, S_acquire);
+                PyObject *got = PyObject_CallMethodNoArgs(self->lock, names[F_acquire]);
                 if (!got) return NULL;
                 Py_DECREF(got);
                 PyObject *k = PyLong_FromLong(fd);
@@ -543,7 +591,7 @@ static PyObject *DataPlane_run(DataPlane *self, PyObject *noargs) {
                     r = handle(self, input_id, cnt, now);
                     Py_DECREF(input_id);
                 }
-                PyObject *rel = PyObject_CallMethodNoArgs(self->lock, S_release);
+                PyObject *rel = PyObject_CallMethodNoArgs(self->lock, names[F_release]);
                 if (!rel) return NULL;
                 if (r < 0 || PyErr_Occurred()) PyErr_WriteUnraisable(self->slow);
                 Py_DECREF(rel);
@@ -600,11 +648,11 @@ static PyObject *DataPlane_forward_for_test(PyObject *mod, PyObject *args) {
     Py_buffer buf;
     double now;
     if (!PyArg_ParseTuple(args, "O!Uy*d", &DataPlaneType, &self, &input_id, &buf, &now)) return NULL;
-    PyObject *inputs = PyObject_GetAttr(self->sw, S_inputs);
+    PyObject *inputs = getf(self->sw, F_inputs);
     PyObject *inp = inputs ? PyDict_GetItemWithError(inputs, input_id) : NULL;
     Py_XINCREF(inp);
     Py_XDECREF(inputs);
-    PyObject *cfg = inp ? PyObject_GetAttr(self->sw, S_config) : NULL;
+    PyObject *cfg = inp ? getf(self->sw, F_config) : NULL;
     if (!cfg) { Py_XDECREF(inp); PyBuffer_Release(&buf); if (!PyErr_Occurred()) PyErr_SetObject(PyExc_KeyError, input_id); return NULL; }
     unsigned char *copy = PyMem_Malloc(buf.len ? buf.len : 1);
     memcpy(copy, buf.buf, buf.len);
@@ -643,28 +691,28 @@ static struct PyModuleDef moduledef = {PyModuleDef_HEAD_INIT, "vmesh.switch._dat
                                        "The switch transport's data-plane loop in C.", -1,
                                        module_methods};
 
-#define INTERN(v, s) if (!(v = PyUnicode_InternFromString(s))) return NULL
+#define INTERN(v, s) if (!(names[v] = PyUnicode_InternFromString(s))) return NULL
 
 PyMODINIT_FUNC PyInit__dataplane(void) {
-    INTERN(S_ssrc, "ssrc"); INTERN(S_max_seq, "max_seq"); INTERN(S_kf_pending, "kf_pending");
-    INTERN(S_waiting, "waiting"); INTERN(S_fanout, "fanout"); INTERN(S_video, "video");
-    INTERN(S_keytest, "keytest"); INTERN(S_cycles, "cycles"); INTERN(S_received, "received");
-    INTERN(S_packets, "packets"); INTERN(S_bytes, "bytes"); INTERN(S_jit_ts, "jit_ts");
-    INTERN(S_jitter, "jitter"); INTERN(S_jit_arrival, "jit_arrival"); INTERN(S_clock, "clock");
-    INTERN(S_cur_ts, "cur_ts"); INTERN(S_frame_interval, "frame_interval");
-    INTERN(S_cur_key, "cur_key"); INTERN(S_gop_valid, "gop_valid"); INTERN(S_gop, "gop");
-    INTERN(S_gop_bytes, "gop_bytes"); INTERN(S_frame_start, "frame_start");
-    INTERN(S_keyframes, "keyframes"); INTERN(S_gop_overflows, "gop_overflows");
-    INTERN(S_pending, "pending"); INTERN(S_synced, "synced"); INTERN(S_history, "history");
-    INTERN(S_guard, "guard"); INTERN(S_dropped, "dropped"); INTERN(S_last_in_ts, "last_in_ts");
-    INTERN(S_mid_frame, "mid_frame"); INTERN(S_seq_offset, "seq_offset");
-    INTERN(S_ts_offset, "ts_offset"); INTERN(S_pt, "pt"); INTERN(S_next_seq, "next_seq");
-    INTERN(S_last_ts, "last_ts"); INTERN(S_last_sent_at, "last_sent_at");
-    INTERN(S_payload_bytes, "payload_bytes"); INTERN(S_dest, "dest");
-    INTERN(S_send_errors, "send_errors"); INTERN(S_acquire, "acquire");
-    INTERN(S_release, "release"); INTERN(S_inputs, "_inputs"); INTERN(S_config, "config");
-    INTERN(S_gop_cache, "gop_cache"); INTERN(S_gop_max_bytes, "gop_max_bytes");
-    INTERN(S_gop_max_packets, "gop_max_packets");
+    INTERN(F_ssrc, "ssrc"); INTERN(F_max_seq, "max_seq"); INTERN(F_kf_pending, "kf_pending");
+    INTERN(F_waiting, "waiting"); INTERN(F_fanout, "fanout"); INTERN(F_video, "video");
+    INTERN(F_keytest, "keytest"); INTERN(F_cycles, "cycles"); INTERN(F_received, "received");
+    INTERN(F_packets, "packets"); INTERN(F_bytes, "bytes"); INTERN(F_jit_ts, "jit_ts");
+    INTERN(F_jitter, "jitter"); INTERN(F_jit_arrival, "jit_arrival"); INTERN(F_clock, "clock");
+    INTERN(F_cur_ts, "cur_ts"); INTERN(F_frame_interval, "frame_interval");
+    INTERN(F_cur_key, "cur_key"); INTERN(F_gop_valid, "gop_valid"); INTERN(F_gop, "gop");
+    INTERN(F_gop_bytes, "gop_bytes"); INTERN(F_frame_start, "frame_start");
+    INTERN(F_keyframes, "keyframes"); INTERN(F_gop_overflows, "gop_overflows");
+    INTERN(F_pending, "pending"); INTERN(F_synced, "synced"); INTERN(F_history, "history");
+    INTERN(F_guard, "guard"); INTERN(F_dropped, "dropped"); INTERN(F_last_in_ts, "last_in_ts");
+    INTERN(F_mid_frame, "mid_frame"); INTERN(F_seq_offset, "seq_offset");
+    INTERN(F_ts_offset, "ts_offset"); INTERN(F_pt, "pt"); INTERN(F_next_seq, "next_seq");
+    INTERN(F_last_ts, "last_ts"); INTERN(F_last_sent_at, "last_sent_at");
+    INTERN(F_payload_bytes, "payload_bytes"); INTERN(F_dest, "dest");
+    INTERN(F_send_errors, "send_errors"); INTERN(F_acquire, "acquire");
+    INTERN(F_release, "release"); INTERN(F_inputs, "_inputs"); INTERN(F_config, "config");
+    INTERN(F_gop_cache, "gop_cache"); INTERN(F_gop_max_bytes, "gop_max_bytes");
+    INTERN(F_gop_max_packets, "gop_max_packets");
     if (PyType_Ready(&DataPlaneType) < 0) return NULL;
     PyObject *m = PyModule_Create(&moduledef);
     if (!m) return NULL;
