@@ -152,6 +152,9 @@ async def run(n_venues: int, calls: int) -> dict[str, Any]:
     stop.set()
     sent = await asyncio.gather(*senders)
     received = [v.bytes for v in venues]
+    outs = t.switch.snapshot().outputs.values()
+    replayed = sum(o.replayed for o in outs)
+    send_errors = sum(o.send_errors for o in outs)
     await t.close()
     return {
         "venues": n_venues,
@@ -165,6 +168,9 @@ async def run(n_venues: int, calls: int) -> dict[str, Any]:
             "min": round(min(received) / wall),
             "max": round(max(received) / wall),
         },
+        # GOP replays at the splices, and copies the kernel refused (full socket buffer).
+        "replayed_packets": replayed,
+        "send_errors": send_errors,
         "bytes_in_per_source_per_s": round(statistics.mean(sent) / (wall + 2.5)),
         "cpu_share_of_one_core": round(cpu / wall, 3),
         "max_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
