@@ -224,3 +224,48 @@ async def test_a_big_import_rebuilds_indexes_and_keys(
     assert [i["name"] for i in res.items] == ["五马街口"]
     with pytest.raises(InvalidInput):  # and a second import of the same codes is refused
         await import_text(ctx, GOOD)
+
+
+async def test_an_error_in_the_last_chunk_undoes_the_chunks_already_written(
+    ctx: NodeContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file is checked and written a chunk at a time: an error found after earlier chunks were
+    written rolls them back, and every error is still reported by its row."""
+    monkeypatch.setattr(transfer, "CHUNK", 2)
+    monkeypatch.setattr(transfer, "BULK_REBUILD_ROWS", 2)
+    await import_text(ctx, GOOD)
+    before = await export(ctx, "csv")
+    schema = await schema_objects(ctx)
+    cams = "".join(
+        f"330302000013260001{i:02d},33030200002166000001,camera,,路口{i},,,,,\n"
+        for i in range(1, 8)
+    )
+    bad = (
+        HEADER
+        + cams  # rows 1-7: fine, written in chunks of two before the errors are met
+        + "33030200001326000201,33030200001326000299,camera,,父在后,,,,,\n"  # 8: parent later
+        + "33030200001326000202,33030200002166000001,camera,,坐标,91,120,,,\n"  # 9: bad lat
+        + "33030200001326000299,33030200002166000001,camera,,后来的父,,,,,\n"  # 10: fine
+    )
+    with pytest.raises(InvalidInput) as e:
+        await transfer.import_file(ctx.db, ctx.audit, SYSTEM, bad.encode(), "csv")
+    assert [(r, f, why) for r, f, why in errors_of(e)] == [
+        (8, "parent_code", "is defined later in the file (row 10); parents must come first"),
+        (9, "lat", "must be a number from -90 to 90"),
+    ]
+    assert await export(ctx, "csv") == before
+    assert await schema_objects(ctx) == schema
+    assert not (await search(ctx.db, SearchQuery(q="路口"), None)).items
+    # The same file without its errors goes in whole, through the same chunks.
+    good = HEADER + cams + bad.splitlines(keepends=True)[-1]
+    report = await transfer.import_file(ctx.db, ctx.audit, SYSTEM, good.encode(), "csv")
+    assert (report.rows, report.created) == (8, 8)
+    assert (await search(ctx.db, SearchQuery(q="路口"), None)).total == 7
+
+
+async def test_malformed_rows_of_a_streamed_file_are_reported_alone(ctx: NodeContext) -> None:
+    text_ = GOOD + "1,2,3\n" + "33030200001326000009,33039900002166000001,camera,,无父,,,,,\n"
+    with pytest.raises(InvalidInput) as e:
+        await transfer.import_file(ctx.db, ctx.audit, SYSTEM, text_.encode(), "csv")
+    assert [(r, f) for r, f, _ in errors_of(e)] == [(5, "columns")]
+    assert await Directory(ctx.db, ctx.audit).count() == 0

@@ -225,15 +225,14 @@ async def import_file(
 ) -> dict[str, Any]:
     d = _dir(request)
     data = await file.read()
-    rows = transfer.parse_file(data, format)
-    report = await transfer.import_rows(
+    report = await transfer.import_file(
         d.db,
         d.audit,
         who,
-        rows,
+        data,
+        format,
         dry_run=dry_run,
         update_existing=update,
-        fmt=format,
         source=file.filename or "",
     )
     return report.as_dict()

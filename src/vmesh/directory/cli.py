@@ -64,18 +64,18 @@ def directory() -> None:
 def import_cmd(config_path: Path, file: Path, fmt: str | None, dry_run: bool, update: bool) -> None:
     """Import FILE (CSV or JSON), all or nothing."""
     fmt = _format(file, fmt)
-    rows = transfer.parse_file(file.read_bytes(), fmt)
+    data = file.read_bytes()
     started = time.perf_counter()
 
     async def go(ctx: NodeContext) -> transfer.ImportReport:
-        return await transfer.import_rows(
+        return await transfer.import_file(
             ctx.db,
             ctx.audit,
             CLI_ACTOR,
-            rows,
+            data,
+            fmt,
             dry_run=dry_run,
             update_existing=update,
-            fmt=fmt,
             source=file.name,
             progress=_Progress(),
         )
