@@ -230,10 +230,16 @@ class LiveConference:
         old = self.pages.get(page.code)
         self.pages[page.code] = page
         if old is not None and old is not page:
+            # The old page may be a dead connection the node has not noticed yet (a venue that
+            # rejoins after a cut): its publication must go, or the new one would be refused.
             with contextlib.suppress(Exception):
                 await old.send(
                     {"type": "replaced", "reason": "the venue was opened on another page"}
                 )
+            with contextlib.suppress(Exception):
+                await old.publishing.close()
+            with contextlib.suppress(Exception):
+                await old.live.close()
         await self._push_layout(page, force=True)
         await self._push_chairs()
 
