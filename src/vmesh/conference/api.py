@@ -399,10 +399,15 @@ class _Connection:
             elif kind == "chair":
                 async with self._lock:
                     await self._join_chair()
-            elif self.venue is not None:
-                await self._venue_message(self.venue, kind, msg, raw)
-            elif self.chair is not None:
-                await self._chair_message(self.chair, kind, msg, raw)
+            elif self.venue is not None or self.chair is not None or self._lock.locked():
+                async with self._lock:  # a join still in progress finishes first
+                    pass
+                if self.venue is not None:
+                    await self._venue_message(self.venue, kind, msg, raw)
+                elif self.chair is not None:
+                    await self._chair_message(self.chair, kind, msg, raw)
+                else:
+                    raise InvalidInput.one("type", "the page could not join", kind)
             else:
                 raise InvalidInput.one("type", "send venue or chair first", kind)
         except VmeshError as e:
