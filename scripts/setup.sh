@@ -2,7 +2,8 @@
 # Set up this checkout on Debian 12 or 13, idempotently:
 #   1. install the Debian packages vmesh needs (apt-get; as root, or with non-interactive sudo);
 #   2. create .venv and install the project with its dev extras, again only when pyproject.toml
-#      changed since the last install (stamp file .venv/.vmesh-installed).
+#      (or setup.py, or the C data plane it builds) changed since the last install (stamp file
+#      .venv/.vmesh-installed).
 # Environment: PYTHON (interpreter for the venv, default python3), VMESH_SKIP_APT=1 (skip step 1),
 # VMESH_PACKAGES (space-separated list replacing the Debian packages below).
 set -euo pipefail
@@ -12,7 +13,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # fonts-noto-cjk: Chinese text in the browser; ffmpeg, janus, nats-server, iproute2: media, WebRTC
 # edge, federation bus and the network-namespace test bed of the next issues; python3-venv: .venv;
 # gir1.2-gst-rtsp-server-1.0, python3-gi, gstreamer1.0-plugins-*: the tests' real RTSP server.
-DEFAULT_PACKAGES="chromium postgresql fonts-noto-cjk ffmpeg janus nats-server iproute2 python3-venv gir1.2-gst-rtsp-server-1.0 python3-gi gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly sip-tester iptables build-essential python3-dev"
+DEFAULT_PACKAGES="chromium postgresql fonts-noto-cjk ffmpeg janus nats-server iproute2 python3-venv gir1.2-gst-rtsp-server-1.0 python3-gi gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly sip-tester iptables build-essential python3-dev libjs-leaflet"
 read -r -a PACKAGES <<< "${VMESH_PACKAGES:-$DEFAULT_PACKAGES}"
 
 say() { printf 'setup: %s\n' "$*" >&2; }
@@ -74,13 +75,14 @@ install_venv() {
         "$python" -m venv .venv
     fi
     local want have=""
-    want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
+    # the C data plane is built at install time: its source and setup.py count too
+    want="$(cat pyproject.toml setup.py src/vmesh/switch/_dataplane.c | sha256sum | cut -d' ' -f1)"
     [[ -f .venv/.vmesh-installed ]] && have="$(cat .venv/.vmesh-installed)"
     if [[ "$want" == "$have" ]]; then
-        say ".venv is up to date with pyproject.toml"
+        say ".venv is up to date with pyproject.toml, setup.py and the C data plane"
         return 0
     fi
-    say "installing vmesh with dev extras into .venv (pyproject.toml changed)"
+    say "installing vmesh with dev extras into .venv (pyproject.toml, setup.py or the C data plane changed)"
     local logfile=.venv/pip-install.log
     if ! { .venv/bin/python -m pip install --upgrade pip &&
            .venv/bin/python -m pip install -e '.[dev]'; } >"$logfile" 2>&1; then
