@@ -291,6 +291,9 @@ class FabricConfig(_Strict):
     port_range: PortRange = (38000, 38999)
     linger_seconds: Annotated[float, Field(ge=0, le=3600)] = 30.0
     rpc_timeout_seconds: Annotated[float, Field(ge=0.5, le=120)] = 10.0
+    # A stream whose upstream neighbour sent nothing this long is taken from another neighbour
+    # when the node tree now reaches the camera through it (dual homing).
+    failover_seconds: Annotated[float, Field(ge=0.2, le=60)] = 1.0
 
     @field_validator("address")
     @classmethod

@@ -119,6 +119,11 @@ class LeaseTable:
     def get(self, stream: str) -> Lease | None:
         return self._leases.get(stream)
 
+    def rerouted(self, stream: str, upstream: str) -> None:
+        """The stream now comes over the link from ``upstream`` (a re-route: dual homing); its
+        consumers and state stay."""
+        self._lease(stream).upstream = upstream
+
     def leases(self) -> list[Lease]:
         return [self._leases[s] for s in sorted(self._leases)]
 

@@ -145,7 +145,7 @@ class LinkIn:
     """Downstream end of (stream, link): see the module docstring."""
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
-        self.peer: Address | None = None
+        self.peer: Address | None = None  # the upstream's LinkOut; None: any (while opening)
         self.switch_rtp: Address | None = None  # the switch input's RTP port on loopback
         self.nack = NackRequester()
         self.clock = clock
@@ -171,6 +171,8 @@ class LinkIn:
     def _from_peer(self, data: bytes, addr: Address) -> None:
         if is_rtcp(data):
             return  # the upstream output's sender reports: nothing here needs them
+        if self.peer is not None and addr != self.peer:
+            return  # a former upstream still sending (after a re-route): not ours any more
         self.last_rtp_at = now = self.clock()
         if self.nack.duplicate(data):
             return  # already forwarded: the channel must not send (and count) it twice

@@ -98,6 +98,7 @@ async def start_fabric(ctx: NodeContext) -> FabricService:
         linger=cfg.fabric.linger_seconds,
         rpc_timeout=cfg.fabric.rpc_timeout_seconds,
         port_range=cfg.fabric.port_range,
+        failover_after=cfg.fabric.failover_seconds,
     )
     await fabric.start()
     media.fabric = fabric

@@ -85,6 +85,10 @@ class _Carried:
     upstream: str | None
     link_in: LinkIn | None = None
     outputs: dict[str, tuple[str, LinkOut]] = field(default_factory=dict)
+    # What opened it (asked again of a new upstream on a re-route).
+    open_body: dict[str, Any] = field(default_factory=dict)
+    since: float = 0.0  # opened or last re-routed at (this node's clock)
+    tried_at: float = 0.0  # last re-route attempt
 
 
 def _code(body: dict[str, Any], key: str) -> str:
@@ -109,6 +113,7 @@ class FabricService:
         rpc_timeout: float = 15.0,
         clock: Callable[[], float] = time.time,
         port_range: tuple[int, int] | None = None,
+        failover_after: float = 1.0,
     ) -> None:
         self.code = node_code
         self.bus = bus
@@ -121,6 +126,8 @@ class FabricService:
         self.rpc_timeout = rpc_timeout
         self.clock = clock
         self.port_range = port_range  # UDP ports of the link ends on ``address``; None: any
+        self.failover_after = failover_after  # an upstream this long silent: look for another
+        self._rerouting: asyncio.Task[None] | None = None
         self._carried: dict[str, _Carried] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._ticker: asyncio.Task[None] | None = None
@@ -138,10 +145,11 @@ class FabricService:
         log.info("fabric node=%s address=%s started", self.code, self.address)
 
     async def stop(self) -> None:
-        if self._ticker is not None:
-            self._ticker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._ticker
+        for task in (self._ticker, self._rerouting):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         for stream in list(self._carried):
             with contextlib.suppress(Exception):
                 await self._teardown(stream)
@@ -156,6 +164,8 @@ class FabricService:
                 if c.link_in is not None:
                     c.link_in.tick()
             n += 1
+            if n % 4 == 0 and (self._rerouting is None or self._rerouting.done()):
+                self._rerouting = asyncio.create_task(self._reroute_silent())
             if n % 10 == 0:
                 for stream in self.leases.due(self.clock()):
                     try:
@@ -265,23 +275,18 @@ class FabricService:
                 port=0,
             )
             link.switch_rtp = (LOOPBACK, port)
+            body = (creds or {}) | {
+                "op": "open",
+                "stream": stream,
+                "camera_node": camera_node,
+                "from": self.code,
+                "addr": self.address,
+                "port": link.wan.port,
+                "user": user,
+                "viewer_node": viewer_node,
+            }
             try:
-                reply = await self.bus.call(
-                    up,
-                    SERVICE,
-                    (creds or {})
-                    | {
-                        "op": "open",
-                        "stream": stream,
-                        "camera_node": camera_node,
-                        "from": self.code,
-                        "addr": self.address,
-                        "port": link.wan.port,
-                        "user": user,
-                        "viewer_node": viewer_node,
-                    },
-                    timeout=self.rpc_timeout,
-                )
+                reply = await self.bus.call(up, SERVICE, body, timeout=self.rpc_timeout)
             except BaseException:
                 self.transport.remove_input(input_id)
                 raise
@@ -290,7 +295,83 @@ class FabricService:
             raise
         link.peer = (str(reply["addr"]), int(reply["port"]))
         log.info("fabric node=%s stream=%s from node=%s peer=%s", self.code, stream, up, link.peer)
-        return _Carried(stream, input_id, up, link)
+        return _Carried(stream, input_id, up, link, open_body=body, since=self.clock())
+
+    # --- failover (dual homing) ---------------------------------------------------------------
+
+    async def _reroute_silent(self) -> None:
+        """Streams whose upstream sent nothing for ``failover_after`` s: when the tree now
+        reaches the camera's node through another neighbour (the camera's side moved to its
+        second parent), take the stream from there (``_reroute``)."""
+        now = self.clock()
+        silent = [
+            c
+            for c in self._carried.values()
+            if c.link_in is not None
+            and now - max(c.link_in.last_rtp_at or 0.0, c.since) > self.failover_after
+            and now - c.tried_at > self.failover_after
+        ]
+        if not silent:
+            return
+        try:
+            parents, parent = await self.tree()
+        except Exception:
+            log.exception("fabric node=%s tree for failover failed", self.code)
+            return
+        for c in silent:
+            c.tried_at = now
+            try:
+                up = next_hop(self.code, str(c.open_body["camera_node"]), parents, parent)
+            except NotFound:
+                continue
+            if up is None or up == c.upstream:
+                continue
+            try:
+                async with self._lock(c.stream):
+                    if self._carried.get(c.stream) is c:
+                        await self._reroute(c, up)
+            except Exception as e:
+                log.warning(
+                    "fabric node=%s stream=%s re-route to %s failed: %s", self.code, c.stream, up, e
+                )
+
+    async def _reroute(self, c: _Carried, up: str) -> None:
+        """Open ``c``'s stream at neighbour ``up`` towards the same link end, then let the old
+        upstream go. The switch input stays: the new upstream's output is a new SSRC starting
+        with its GOP cache, which the input takes as a source restart, so every channel routed
+        from it goes on with its own SSRC and sequence (the viewer's browser sees one stream)."""
+        assert c.link_in is not None
+        old, old_peer = c.upstream, c.link_in.peer
+        c.link_in.peer = None  # the new upstream's GOP replay may come before its answer
+        try:
+            reply = await self.bus.call(up, SERVICE, c.open_body, timeout=self.rpc_timeout)
+        except BaseException:
+            c.link_in.peer = old_peer
+            raise
+        c.link_in.peer = (str(reply["addr"]), int(reply["port"]))
+        c.upstream, c.since = up, self.clock()
+        self.leases.rerouted(c.stream, up)
+        log.info(
+            "fabric node=%s stream=%s re-routed from node=%s to node=%s peer=%s",
+            self.code,
+            c.stream,
+            old,
+            up,
+            c.link_in.peer,
+        )
+        if self.audit is not None:
+            self._spawn(self.audit("fabric.reroute", c.stream, "ok", {"from": old, "to": up}))
+        if old is not None:
+            self._spawn(self._close_at(old, c.stream))
+
+    async def _close_at(self, node: str, stream: str) -> None:
+        try:
+            await self.bus.call(
+                node, SERVICE, {"op": "close", "stream": stream, "from": self.code},
+                timeout=self.rpc_timeout,
+            )  # fmt: skip
+        except Exception as e:  # the upstream's own lease check will not hold it for ever
+            log.warning("fabric node=%s close of %s at %s failed: %s", self.code, stream, node, e)
 
     async def _teardown(self, stream: str) -> None:
         carried = self._carried.pop(stream, None)
@@ -306,21 +387,7 @@ class FabricService:
                 self.transport.remove_input(carried.input_id)
             if carried.link_in is not None:
                 carried.link_in.close()
-            try:
-                await self.bus.call(
-                    carried.upstream,
-                    SERVICE,
-                    {"op": "close", "stream": stream, "from": self.code},
-                    timeout=self.rpc_timeout,
-                )
-            except Exception as e:  # the upstream's own lease check will not hold it for ever
-                log.warning(
-                    "fabric node=%s close of %s at %s failed: %s",
-                    self.code,
-                    stream,
-                    carried.upstream,
-                    e,
-                )
+            await self._close_at(carried.upstream, stream)
         log.info("fabric node=%s stream=%s closed", self.code, stream)
 
     def _remove_output(self, carried: _Carried, node: str) -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import json
 import logging
 import ssl
@@ -29,6 +30,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy import select
 
@@ -134,6 +136,14 @@ async def identify_parent(
         raise ValueError(f"{url}: {e.errors[0].reason}") from None
 
 
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -187,6 +197,8 @@ class NetworkRegistry:
         tls: tuple[Path, Path, Path] | None = None,
         on_child: Callable[[str], Awaitable[None]] | None = None,
         call_timeout: float = 3.0,
+        leafz: Callable[[], Awaitable[list[dict[str, Any]]]] | None = None,
+        drop_leafs_from: Callable[[str], Awaitable[int]] | None = None,
     ) -> None:
         self.db = db
         self.bus = bus
@@ -195,6 +207,9 @@ class NetworkRegistry:
         self.tls = tls
         self.on_child = on_child
         self.call_timeout = call_timeout
+        self.leafz = leafz  # the node's nats-server's leaf links (where the uplink really is)
+        self.drop_leafs_from = drop_leafs_from  # close a dead child's leaf link (NatsServer)
+        self._failed_pings: dict[str, int] = {}
         self.uplink = Uplink() if self.parents else None
         self._known_children: set[str] = set()
 
@@ -311,6 +326,8 @@ class NetworkRegistry:
             if info.code in (self.me.code, child.code) or not isinstance(parent, str):
                 continue
             link = item.get("link") if isinstance(item.get("link"), dict) else None
+            if await self._moved_away(info.code, parent, link):
+                continue
             announced = item.get("announced_at")
             await self._upsert(
                 info,
@@ -328,6 +345,42 @@ class NetworkRegistry:
                 await self.on_child(child.code)
         return {"code": self.me.code, "name": self.me.name, "tier": self.me.tier}
 
+    async def _moved_away(self, code: str, parent: str, link: dict[str, Any] | None) -> bool:
+        """Whether a report of ``code`` under ``parent`` is older than what this node knows of
+        it under another parent: a dual-homed node that moved to its second parent is still
+        reported (link down, last seen before the cut) by the first. Newest evidence wins."""
+        async with self.db.sessions() as s:
+            row = await s.get(KnownNode, code)
+        if row is None or row.parent_code in (None, parent):
+            return False
+        known = _utc(row.last_seen)
+        seen = link.get("last_seen") if link else None
+        try:
+            reported = _utc(datetime.fromisoformat(seen)) if isinstance(seen, str) else None
+        except ValueError:
+            reported = None
+        return known is not None and (reported is None or reported < known)
+
+    async def _drop_dead_leaf(self, code: str) -> None:
+        """Child ``code`` did not answer a ping: close its leaf link here if nats-server still
+        holds it (found by the child's announced addresses), so that a dual-homed child can move
+        to its second parent (nats-server 2.9 calls that a loop while the dead link stays, and
+        the child then waits 30 s). It must happen before the child's own nats-server gives the
+        link up (``ping_interval`` × 3); a live child just dials again (``reconnect``: 1 s)."""
+        if self.drop_leafs_from is None:
+            return
+        async with self.db.sessions() as s:
+            row = await s.get(KnownNode, code)
+        hosts = {urlsplit(a).hostname for a in json.loads(row.addresses or "[]")} if row else set()
+        for host in sorted(h for h in hosts if h):
+            try:
+                n = await self.drop_leafs_from(host)
+            except Exception as e:
+                log.warning("network node=%s child=%s leaf not closed: %s", self.me.code, code, e)
+                continue
+            if n:
+                log.info("network node=%s child=%s dead leaf link closed", self.me.code, code)
+
     async def check_children(self) -> None:
         """Ping every direct child once; record up (with RTT) or down."""
 
@@ -338,7 +391,11 @@ class NetworkRegistry:
             except VmeshError as e:
                 link: dict[str, Any] = {"state": "down", "rtt_ms": None}
                 log.debug("network node=%s child=%s ping failed: %s", self.me.code, code, e)
+                self._failed_pings[code] = failed = self._failed_pings.get(code, 0) + 1
+                if failed == 1:  # before the child's own nats-server gives the link up
+                    await self._drop_dead_leaf(code)
             else:
+                self._failed_pings.pop(code, None)
                 link = {
                     "state": "up",
                     "rtt_ms": round((time.perf_counter() - t0) * 1000, 3),
@@ -367,10 +424,33 @@ class NetworkRegistry:
 
     # --- the child's side -----------------------------------------------------------------------
 
+    async def _connected_parent(self) -> list[str]:
+        """The parent URL the node's nats-server's leaf remote is connected to (``/leafz``: the
+        spoke link's ip:port), as a one-item list; ``[]`` when not connected (yet); every URL
+        when that cannot be told (no monitor, a DNS name in the URL)."""
+        if self.leafz is None or len(self.parents) < 2:
+            return self.parents
+        try:
+            leafs = await self.leafz()
+        except Exception as e:
+            log.debug("network node=%s leafz failed: %s", self.me.code, e)
+            return self.parents
+        links = {(str(x.get("ip")), x.get("port")) for x in leafs}
+        by_ip = True
+        for url in self.parents:
+            _, host, port = parse_parent_url(url)
+            if (host, port) in links:
+                return [url]
+            by_ip = by_ip and _is_ip(host)
+        return [] if by_ip else self.parents
+
     async def _identify(self) -> None:
         assert self.uplink is not None and self.tls is not None
         errors = []
-        for url in self.parents:
+        urls = await self._connected_parent()
+        if not urls:
+            raise OSError("the leaf link to a parent is not connected")
+        for url in urls:
             try:
                 ident = await identify_parent(url, *self.tls, timeout=self.call_timeout)
             except (OSError, ValueError, ssl.SSLError) as e:

@@ -72,6 +72,8 @@ class Federation:
                 parents=s.parents,
                 tls=(s.ca_file, s.cert_file, s.key_file),
                 on_child=self._source_child,
+                leafz=self.server.leafz,
+                drop_leafs_from=self.server.drop_leafs_from,
             )
             await self.registry.record_self()
             await self._ensure_stream(await self.registry.children())

@@ -171,7 +171,7 @@ class OrgTreePublisher:
     async def run(self, interval: float) -> None:
         while True:
             try:
-                n = await self.run_once()
+                await self.run_once()
                 self.last_error = ""
             except asyncio.CancelledError:
                 raise

@@ -14,15 +14,22 @@ health check restarts it with back-off; ``stop()`` stops it (SIGTERM, then SIGKI
 (the wrapper must exec, so that the supervised PID is nats-server's).
 
 ``leafz()`` lists the leaf links the server holds (``/leafz``): the node's view of its uplink and
-its children.
+its children. ``drop_leafs_from(host)`` closes the children's leaf links from ``host``: a child
+whose link died silently is kept for minutes by nats-server 2.9 on the parent's side (the hub
+does not time it out as the child does), and its stale interest makes the child's move to its
+second parent look like a loop (``Loop detected … Delaying attempt to reconnect for 30s``). There
+is no API in 2.9 to close one connection, so the TCP socket is destroyed with ``ss -K``
+(iproute2; needs CAP_NET_ADMIN, i.e. root or ``setcap``).
 
 Public: ``NatsServer``, ``MIN_NATS_VERSION``, ``settings_for_node``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
+import shutil
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -154,6 +161,35 @@ class NatsServer:
         """The leaf links this server holds (uplink and children), as ``/leafz`` lists them."""
         data = await self._get("/leafz")
         return list(data.get("leafs") or [])
+
+    async def drop_leafs_from(self, host: str) -> int:
+        """Close the leaf links children hold to this server from ``host`` (see the module
+        docstring); how many were closed."""
+        port = self.settings.leaf_port
+        ss = shutil.which("ss")
+        if port == 0 or ss is None:
+            return 0
+        closed = 0
+        for leaf in await self.leafz():
+            if leaf.get("ip") != host or not isinstance(leaf.get("port"), int):
+                continue
+            proc = await asyncio.create_subprocess_exec(
+                *(ss, "-K", "dst", host, "dport", "=", str(leaf["port"]), "sport", "=", str(port)),
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )
+            out, err = await proc.communicate()
+            if proc.returncode == 0 and str(leaf["port"]) in out.decode(errors="replace"):
+                closed += 1
+                log.info("nats-server leaf link from %s:%s closed (dead)", host, leaf["port"])
+            else:
+                log.warning(
+                    "nats-server leaf link from %s:%s not closed: %s",
+                    host,
+                    leaf["port"],
+                    err.decode(errors="replace").strip() or "ss -K found no such socket",
+                )
+        return closed
 
     async def _health(self) -> str:
         try:

@@ -1,0 +1,176 @@
+"""Dual homing (issue 4, item 6): a county with two parents loses its primary uplink while
+Chromium at the province plays its camera; the stream comes back through the second parent in
+the same peer connection (no renegotiation), and the gap is measured.
+
+Four real ``vmesh node run`` in network namespaces (``netns.vnet``): the province, two city
+nodes under it (``city``, the county's primary parent, and ``city2``, its second) and the county
+with ``parents = [city, city2]``. Chromium (root namespace, the lab's root leg) logs in at the
+province and plays the county camera on the wall. The test then blackholes county↔city both
+ways and watches what the user sees: the picture freezes, then frames are decoded again in the
+same ``RTCPeerConnection`` and the tile is ``playing``. Behind it: the county's nats-server leaf
+moves to ``city2``, the county announces itself there, the province's map puts the county under
+``city2`` and the province's fabric, its upstream silent, re-opens the stream at ``city2`` into
+the same switch input (the channel keeps its SSRC; ``fabric.reroute`` in the province's audit).
+
+The gap is the longest stretch without a new decoded frame after the cut, sampled in the page
+every 20 ms (``getVideoPlaybackQuality``); printed, not asserted (a shared 2-core machine).
+"""
+
+from __future__ import annotations
+
+import itertools
+import shutil
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+
+from e2e.console_node import CHROMIUM, CHROMIUM_ARGS
+from netns.fednodes import wait_until
+from netns.lab import Lab, lab_factory, netns_unavailable  # noqa: F401 (fixture)
+from netns.vnet import Net, NodeSpec, Topology, camera, start_network
+from vmesh.directory.store import Directory
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(netns_unavailable() is not None, reason=str(netns_unavailable())),
+    pytest.mark.skipif(
+        not (shutil.which("nats-server") and shutil.which("janus") and shutil.which("ffmpeg")),
+        reason="needs nats-server, janus and ffmpeg",
+    ),
+    pytest.mark.skipif(not CHROMIUM.exists(), reason=f"needs {CHROMIUM}"),
+]
+
+TOPO = Topology(
+    {
+        "prov": NodeSpec("33000000002006000001", "province", "33000000002166000001", "浙江省"),
+        "city": NodeSpec(
+            "33030000002006000001", "city", "33030000002166000001", "温州市", ("prov",)
+        ),
+        "city2": NodeSpec(
+            "33030000002006000002", "city", "33030000002166000002", "温州市备份", ("prov",)
+        ),
+        "county": NodeSpec(
+            "33032800002006000001",
+            "county",
+            "33032800002166000001",
+            "文成县",
+            ("city", "city2"),
+        ),
+    },
+    media=True,
+    channels=2,
+)
+CAM = "33032800001320000001"
+PASSWORD = "s3cret-pass"  # tests/factories.py add_user's default
+PLAY_TIMEOUT_MS = 60_000  # readiness bound, not a performance assertion
+
+# Frame arrival times in the page: (performance.now() ms, total decoded frames) on every change.
+RECORD_JS = """() => {
+  const v = document.querySelector('[data-testid="tile-0-video"]');
+  window.__frames = [];
+  let last = -1;
+  window.__timer = setInterval(() => {
+    const n = v.getVideoPlaybackQuality().totalVideoFrames;
+    if (n !== last) { last = n; window.__frames.push([performance.now(), n]); }
+  }, 20);
+  return performance.now();
+}"""
+
+
+async def _camera(name: str, directory: Directory, org: str) -> None:
+    if name == "county":
+        await camera(directory, org, CAM, "文成县府门口", color="#e02020")
+
+
+@pytest.fixture
+async def net(tmp_path: Path, lab_factory: Callable[..., Lab]) -> AsyncIterator[Net]:  # noqa: F811
+    yield await start_network(tmp_path, lab_factory(*TOPO.nodes), TOPO, _camera)
+
+
+async def _parent_at_province(net: Net) -> tuple[str | None, str | None]:
+    nodes = (await net.get("prov", "/api/network"))["nodes"]["items"]
+    county = next((n for n in nodes if n["code"] == net.code("county")), None)
+    return (county["parent_code"], county["link"]["state"]) if county else (None, None)
+
+
+async def test_a_dual_homed_county_moves_to_its_second_parent_during_playback(net: Net) -> None:
+    from playwright.async_api import async_playwright
+
+    city, city2 = net.code("city"), net.code("city2")
+
+    async def ready() -> bool:
+        page = await net.get("prov", "/api/network/catalogue", code_prefix=CAM)
+        return page["total"] == 1 and await _parent_at_province(net) == (city, "up")
+
+    await wait_until(ready, "the county camera known at the province, under city", within=60)
+
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=[
+                *CHROMIUM_ARGS,
+                "--autoplay-policy=no-user-gesture-required",
+                "--disable-features=WebRtcHideLocalIpsWithMdns",
+            ],
+        )
+        try:
+            page = await browser.new_page()
+            base = net.url("prov")
+            await page.goto(base + "/")
+            await page.get_by_test_id("login-username").fill("admin-prov")
+            await page.get_by_test_id("login-password").fill(PASSWORD)
+            await page.get_by_test_id("login-submit").click()
+            await page.get_by_test_id("current-user").wait_for()
+            await page.goto(f"{base}/#/wall/{CAM}")
+            tile = page.get_by_test_id("tile-0")
+            await page.wait_for_function(
+                """() => Number(document.querySelector('[data-testid="tile-0"]')
+                    ?.dataset.framesDecoded || 0) > 30""",
+                timeout=PLAY_TIMEOUT_MS,
+            )
+            pc = await tile.get_attribute("data-pc")
+            await page.evaluate(RECORD_JS)
+            await page.wait_for_timeout(1000)  # frames before the cut, for the record
+
+            cut_at = await page.evaluate("() => performance.now()")
+            net.blackhole("county", "city", "add")
+            try:
+                moved = await wait_until(
+                    lambda: _moved(net, city2), "the county under city2 at the province", within=90
+                )
+                print("province's map after the cut:", moved)
+                # Frames flow again: 50 more decoded after the county moved.
+                n_moved = await page.evaluate("() => window.__frames.at(-1)[1]")
+                await page.wait_for_function(
+                    f"() => window.__frames.at(-1)[1] > {n_moved + 50}", timeout=PLAY_TIMEOUT_MS
+                )
+                frames = await page.evaluate("() => window.__frames")
+            finally:
+                net.blackhole("county", "city", "del")
+            before = [(t, n) for t, n in frames if t < cut_at][-1:]  # the last frame before it
+            after = before + [(t, n) for t, n in frames if t >= cut_at]
+            gaps = [(t1 - t0, t0) for (t0, _), (t1, _) in itertools.pairwise(after)]
+            gap, at = max(gaps)
+            print(
+                f"failover: longest stretch without a new frame after the cut {gap / 1000:.2f} s, "
+                f"from {(at - cut_at) / 1000:+.2f} s (relative to the cut); "
+                f"{after[-1][1] - after[0][1]} frames decoded since the cut"
+            )
+            assert await tile.get_attribute("data-pc") == pc  # the same peer connection
+            assert await tile.get_attribute("data-state") == "playing"
+            assert frames[-1][1] > n_moved + 50
+        finally:
+            await browser.close()
+
+    async def rerouted() -> list[dict[str, object]]:
+        rows = (await net.get("prov", "/api/audit", action="fabric.reroute", target=CAM))["items"]
+        return [r["detail"] for r in rows]
+
+    details = await wait_until(rerouted, "fabric.reroute audited at the province")
+    assert details == [{"from": city, "to": city2}], details
+
+
+async def _moved(net: Net, city2: str) -> tuple[str | None, str | None] | None:
+    where = await _parent_at_province(net)
+    return where if where == (city2, "up") else None
