@@ -3,7 +3,8 @@
 ``path`` is the materialised chain of ancestor ids, ``/1/7/93/`` (the entry's own id last), so a
 subtree is one indexed prefix range and scope checks need no recursion. Name search has its own
 index (FTS5 on SQLite, kept by ``vmesh.directory.store``; a GIN index over the name's characters
-on PostgreSQL), created in migration 0002.
+on PostgreSQL), created in migration 0002. Migration 0004 dropped the
+``parent_id`` and ``(kind, name)`` indexes: nothing needs them beside ``(parent_id, status)``.
 """
 
 from __future__ import annotations
@@ -31,8 +32,8 @@ class Entry(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     code: Mapped[str] = mapped_column(String(20), unique=True)
     parent_id: Mapped[int | None] = mapped_column(
-        Integer, ForeignKey("directory_entries.id", ondelete="RESTRICT"), index=True
-    )
+        Integer, ForeignKey("directory_entries.id", ondelete="RESTRICT")
+    )  # indexed by (parent_id, status)
     path: Mapped[str] = mapped_column(String(400))
     kind: Mapped[str] = mapped_column(String(24))
     tier: Mapped[str | None] = mapped_column(String(16))
@@ -55,7 +56,6 @@ class Entry(Base):
         # path + name: a subtree search reads names from the index alone (migration 0002).
         Index("ix_directory_entries_path_name", "path", "name"),
         Index("ix_directory_entries_parent_status", "parent_id", "status"),
-        Index("ix_directory_entries_kind_name", "kind", "name"),
         Index("ix_directory_entries_name", "name"),
     )
 
