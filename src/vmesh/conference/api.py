@@ -13,6 +13,8 @@ scope (otherwise 404, as the directory answers). Every change is audited (``conf
     POST /api/conferences/{id}/actions {action, venue?, venues?, seconds?, layout?, locked?}
                                                        -> the live state
     GET  /api/conferences/{id}/attendance              -> [AttendanceOut]
+    GET  /api/conferences/{id}/recordings              -> [RecordingOut] (the programme's MP4s)
+    GET  /api/conferences/{id}/recordings/{name}       -> video/mp4 (range requests), audited
     WS   /api/conferences/{id}/ws
 
 Actions: ``broadcast`` / ``roll_call`` (``venue``, null to stop), ``discussion`` (``venues``, empty
@@ -49,15 +51,18 @@ import contextlib
 import json
 import logging
 from datetime import datetime
+from pathlib import Path
 from typing import Annotated, Any, Literal, cast
 
 from fastapi import APIRouter, Depends, Query, Request, WebSocket, WebSocketDisconnect
+from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 
 from vmesh.api.pagination import Page, PageParams, page_params
 from vmesh.auth.deps import current_principal, require_roles
 from vmesh.auth.principal import Principal
 from vmesh.conference import core
+from vmesh.conference.programme import SEGMENT_NAME
 from vmesh.conference.service import (
     ChairPage,
     ConferencePublish,
@@ -66,7 +71,7 @@ from vmesh.conference.service import (
     VenuePage,
 )
 from vmesh.conference.store import Conference, ConferenceSpec, ConferenceStore
-from vmesh.errors import InvalidInput, VmeshError
+from vmesh.errors import InvalidInput, NotFound, VmeshError
 from vmesh.media.api import _same_origin
 from vmesh.media.publish import mark_presence
 from vmesh.media.viewer import Camera, LiveSession
@@ -292,6 +297,49 @@ async def act(conf_id: int, body: ActionIn, who: Reader, svc: Svc) -> dict[str, 
             await page.publishing.close()
             await page.live.close()
     return lc.snapshot()
+
+
+class RecordingOut(BaseModel):
+    name: str = Field(examples=["20261129T130210.mp4"])
+    bytes: int
+    complete: bool
+
+
+@router.get("/{conf_id}/recordings", response_model=list[RecordingOut])
+async def recordings(conf_id: int, who: Reader, svc: Svc) -> list[RecordingOut]:
+    """The programme's MP4 segments (while the conference runs, the newest is incomplete)."""
+    await svc.store.visible(who, conf_id)
+    return [
+        RecordingOut(name=f.name, bytes=f.stat().st_size, complete=done)
+        for f, done in _segments(svc, conf_id)
+    ]
+
+
+@router.get("/{conf_id}/recordings/{name}")
+async def recording_file(conf_id: int, name: str, who: Reader, svc: Svc) -> FileResponse:
+    """One segment of the programme (``video/mp4``, range requests for seeking)."""
+    await svc.store.visible(who, conf_id)
+    if not SEGMENT_NAME.match(name):
+        raise InvalidInput.one("name", "must be a segment name like 20261129T130210.mp4", name)
+    for f, _ in _segments(svc, conf_id):
+        if f.name == name:
+            await svc.audit.write(
+                who, "conference.playback", "", "ok", {"conference": conf_id, "segment": name}
+            )
+            return FileResponse(f, media_type="video/mp4")
+    raise NotFound(f"no segment {name} in conference {conf_id}")
+
+
+def _segments(svc: ConferenceService, conf_id: int) -> list[tuple[Path, bool]]:
+    lc = svc.running_or_none(conf_id)
+    if lc is not None and lc.recorder is not None:
+        return lc.recorder.segments()
+    if svc.media is None:
+        return []
+    folder = svc.media.data_dir / "conferences" / str(conf_id)
+    with contextlib.suppress(FileNotFoundError):
+        return [(f, True) for f in sorted(folder.iterdir()) if SEGMENT_NAME.match(f.name)]
+    return []
 
 
 @router.get("/{conf_id}/attendance", response_model=list[AttendanceOut])

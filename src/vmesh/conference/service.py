@@ -54,6 +54,7 @@ from vmesh.conference.core import (
     Tick,
     content_id,
 )
+from vmesh.conference.programme import ProgrammeRecorder
 from vmesh.conference.store import Conference, ConferenceStore
 from vmesh.errors import Conflict, Forbidden, InvalidInput, NotFound
 from vmesh.media.channels import Channel
@@ -146,6 +147,7 @@ class LiveConference:
         self._task: asyncio.Task[None] | None = None
         self._last_audio: dict[str, tuple[int, float]] = {}
         self._audio_kbps: dict[str, float] = {}
+        self.recorder: ProgrammeRecorder | None = None
 
     def _restore(self, st: dict[str, Any]) -> None:
         """The floor as it was saved (a node restart or a reload keeps mode, mutes, hands)."""
@@ -163,9 +165,18 @@ class LiveConference:
 
     # --- life cycle ---------------------------------------------------------------------------
 
-    def start(self) -> None:
+    async def start(self) -> None:
+        if self.info.recording and self.media is not None and self.recorder is None:
+            folder = self.media.data_dir / "conferences" / str(self.info.id)
+            self.recorder = ProgrammeRecorder(self.info.id, self.media, folder)
+            try:
+                await self.recorder.start()
+            except Exception:
+                log.exception("conference=%d programme recording did not start", self.info.id)
+                self.recorder = None
         if self._task is None:
             self._task = asyncio.create_task(self._monitor(), name=f"conference-{self.info.id}")
+        await self._apply()
 
     async def stop(self, reason: str) -> None:
         if self._task is not None:
@@ -179,6 +190,8 @@ class LiveConference:
         for chair in list(self.chairs):
             with contextlib.suppress(Exception):
                 await chair.send({"type": "ended", "reason": reason})
+        if self.recorder is not None:
+            await self.recorder.stop()
 
     # --- chair actions ------------------------------------------------------------------------
 
@@ -343,9 +356,26 @@ class LiveConference:
         v = self.info.venue(code)
         return v.name if v is not None else code
 
+    def _programme(self) -> None:
+        """The recorded programme: the featured picture, the speaker's (else main) audio."""
+        if self.recorder is None:
+            return
+        b = self.media.browser if self.media is not None else None
+        live = b.live if isinstance(b, BrowserSources) else {}
+        f = self.floor
+        fw = live.get(self.plan.featured) if self.plan.featured else None
+        heard = f.audible()
+        speaker = next((v for v in heard if v != f.main), heard[0] if heard else None)
+        afw = live.get(speaker) if speaker else None
+        self.recorder.route(
+            fw.video_input if fw is not None else None,
+            afw.audio_input if afw is not None else None,
+        )
+
     async def _apply(self) -> None:
         """Route every page's tiles by the current plan and push layouts and state."""
         self.plan = self.floor.plan()
+        self._programme()
         for page in list(self.pages.values()):
             if page.code not in self.floor.all:
                 continue
@@ -547,7 +577,7 @@ class ConferenceService:
                 raise Conflict(f"conference {conf_id} is {info.status}, not active")
             lc = LiveConference(info, self.store, self.audit, self.media)
             self.running[conf_id] = lc
-            lc.start()
+            await lc.start()
             return lc
 
     def running_or_none(self, conf_id: int) -> LiveConference | None:
