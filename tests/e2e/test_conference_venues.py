@@ -414,7 +414,9 @@ def test_attendance_and_chair_actions_are_recorded(node: Node, conference: int) 
     } <= actions
 
 
-def test_the_programme_is_recorded_into_mp4_segments(node: Node, conference: int) -> None:
+def test_the_programme_is_recorded_into_mp4_segments(
+    node: Node, conference: int, chair2: Page
+) -> None:
     cookie = login_cookie(node, *ADMIN)
     segs = call(node, cookie, "GET", f"/conferences/{conference}/recordings")
     done = [s for s in segs if s["complete"] and s["bytes"] > 0]
@@ -441,6 +443,15 @@ def test_the_programme_is_recorded_into_mp4_segments(node: Node, conference: int
     with pytest.raises(urllib.error.HTTPError) as e:
         urllib.request.urlopen(bad, timeout=20)
     assert e.value.code in (404, 422)
+    # The chair's page lists the segments and Chromium plays one back.
+    chair2.get_by_test_id("chair-recordings-refresh").click()
+    first = chair2.get_by_test_id("chair-recordings").locator("video").first
+    expect(first).to_be_attached(timeout=WAIT_MS)
+    chair2.wait_for_function(
+        "() => { const v = document.querySelector('[data-testid=\"chair-recordings\"] video');"
+        " return v && v.readyState >= 1 && v.duration > 0 && v.videoWidth === 320; }",
+        timeout=WAIT_MS,
+    )
 
 
 def test_a_venue_page_outside_the_conference_is_refused(

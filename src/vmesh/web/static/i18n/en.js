@@ -497,4 +497,7 @@ export default {
   "rec.state": "Recorder: {state}",
   "rec.planSave": "Save plan",
   "rec.planSaved": "Plan saved: {mode}",
+  "conf.chair.recordings": "Programme recordings",
+  "conf.chair.refreshRecordings": "Refresh",
+  "conf.chair.noRecordings": "No recording (the conference records only when created with recording on)",
 };

@@ -497,4 +497,7 @@ export default {
   "rec.state": "录像状态：{state}",
   "rec.planSave": "保存计划",
   "rec.planSaved": "计划已保存：{mode}",
+  "conf.chair.recordings": "会议录像",
+  "conf.chair.refreshRecordings": "刷新",
+  "conf.chair.noRecordings": "暂无录像（创建会议时开启录制才会录像）",
 };

@@ -84,6 +84,7 @@ function steer(ctx, confId) {
   const thumbBox = h("div", { class: "chair-thumbs", testid: "chair-thumbs" });
   const lockBox = h("input", { type: "checkbox", testid: "chair-lock", onchange: () => act({ action: "lock", locked: lockBox.checked }) });
   const conn = h("span", { testid: "chair-connection", dataset: { state: "connecting" } }, "");
+  const recList = h("div", { class: "chair-recordings", testid: "chair-recordings" });
 
   const button = (key, testid, onclick) => h("button", { type: "button", testid, onclick }, t(key));
   const el = h(
@@ -119,7 +120,27 @@ function steer(ctx, confId) {
       rows,
     ),
     thumbBox,
+    h("h3", {}, t("conf.chair.recordings"), " ", button("conf.chair.refreshRecordings", "chair-recordings-refresh", loadRecordings)),
+    recList,
   );
+
+  async function loadRecordings() {
+    try {
+      const items = (await request("GET", `/conferences/${enc(confId)}/recordings`)).filter((r) => r.complete);
+      if (!items.length) {
+        clear(recList, h("p", { class: "muted" }, t("conf.chair.noRecordings")));
+        return;
+      }
+      clear(
+        recList,
+        items.map((r) =>
+          h("div", { class: "chair-recording", testid: `chair-recording-${r.name}` }, h("div", {}, r.name), h("video", { controls: true, preload: "metadata", src: `/api/conferences/${enc(confId)}/recordings/${enc(r.name)}` })),
+        ),
+      );
+    } catch (err) {
+      clear(recList, problemBox(err));
+    }
+  }
 
   const client = new LiveClient({
     path: `/api/conferences/${enc(confId)}/ws`,
