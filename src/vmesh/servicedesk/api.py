@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import json
 from typing import Any, cast
-from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import Response
@@ -25,6 +24,7 @@ from pydantic import BaseModel, Field
 from vmesh.auth.deps import current_principal, require_roles
 from vmesh.auth.principal import Principal
 from vmesh.errors import InvalidInput, NotFound, VmeshError
+from vmesh.media.api import _same_origin  # the live WebSocket's cross-site check
 from vmesh.node.context import NodeContext
 from vmesh.servicedesk import catalogue as cat
 from vmesh.servicedesk import stats as st
@@ -302,11 +302,6 @@ async def stats(
             headers={"Content-Disposition": f'attachment; filename="servicedesk-{by}.csv"'},
         )
     return {"by": by, "rows": rows}
-
-
-def _same_origin(ws: WebSocket) -> bool:
-    origin = ws.headers.get("origin")
-    return not origin or urlsplit(origin).netloc.lower() == ws.headers.get("host", "").lower()
 
 
 @router.websocket("/ws")

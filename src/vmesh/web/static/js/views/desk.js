@@ -9,8 +9,7 @@
 import { request } from "../api.js";
 import { clear, h } from "../dom.js";
 import { formatTime, t } from "../i18n.js";
-import { problemBox } from "../ui.js";
-import { DeskCall, deskSocket, useStyles } from "./sdcall.js";
+import { DeskCall, deskSocket, problems, useStyles } from "./sdcall.js";
 
 const LIVE = ["in_service", "materials_checked", "signed", "submitted"];
 
@@ -21,6 +20,7 @@ export function create() {
   let catalogue = [];
 
   const problem = h("div", { testid: "desk-problem" });
+  const { fail, act } = problems(problem, "desk-error");
   const queuesBox = h("div", { class: "sd-queues", testid: "desk-queues" });
   // The call stays in the page while the panels around it are redrawn (a moved video pauses).
   const callSlot = h("div", { class: "sd-callslot" });
@@ -52,19 +52,6 @@ export function create() {
   }).catch(fail);
   refresh();
 
-  function fail(err) {
-    clear(problem, problemBox(err, { testid: "desk-error" }));
-  }
-
-  async function act(method, path, opts) {
-    clear(problem);
-    try {
-      return await request(method, path, opts);
-    } catch (err) {
-      fail(err);
-      throw err;
-    }
-  }
 
   async function refresh() {
     let q;

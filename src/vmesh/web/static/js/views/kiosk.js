@@ -10,8 +10,7 @@
 import { ApiError, request } from "../api.js";
 import { clear, h } from "../dom.js";
 import { t } from "../i18n.js";
-import { problemBox } from "../ui.js";
-import { DeskCall, deskSocket, useStyles } from "./sdcall.js";
+import { DeskCall, deskSocket, problems, useStyles } from "./sdcall.js";
 
 const STORE = "vmesh.kiosk.case";
 const UPLOAD_TRIES = 6;
@@ -27,6 +26,7 @@ export function create(ctx) {
 
   const kioskSelect = h("select", { testid: "kiosk-endpoint", class: "sd-big", onchange: () => { kiosk = kioskSelect.value; } });
   const problem = h("div", { testid: "kiosk-problem" });
+  const { fail, act } = problems(problem, "kiosk-error");
   const body = h("div", { class: "sd-kiosk-body" });
   // The call stays in the page while the steps around it are redrawn (a moved video pauses).
   const callSlot = h("div", { class: "sd-callslot" });
@@ -55,22 +55,9 @@ export function create(ctx) {
     }
   }
 
-  function fail(err) {
-    clear(problem, problemBox(err, { testid: "kiosk-error" }));
-  }
-
-  async function call_(method, path, opts) {
-    clear(problem);
-    try {
-      return await request(method, path, opts);
-    } catch (err) {
-      fail(err);
-      throw err;
-    }
-  }
 
   async function showCatalogue() {
-    const cat = await call_("GET", "/servicedesk/catalogue");
+    const cat = await act("GET", "/servicedesk/catalogue");
     clear(
       body,
       h("h2", {}, t("kiosk.choose")),
@@ -88,7 +75,7 @@ export function create(ctx) {
   }
 
   async function choose(item) {
-    const c = await call_("POST", "/servicedesk/cases", { body: { kiosk_code: kiosk, item_code: item.code } });
+    const c = await act("POST", "/servicedesk/cases", { body: { kiosk_code: kiosk, item_code: item.code } });
     caseId = c.id;
     sessionStorage.setItem(STORE, String(caseId));
     render(c);
@@ -187,7 +174,7 @@ export function create(ctx) {
     } catch (err) {
       return fail(err);
     }
-    await call_("POST", `/servicedesk/cases/${c.id}/identify`, { body: { card } });
+    await act("POST", `/servicedesk/cases/${c.id}/identify`, { body: { card } });
     refresh();
   }
 
@@ -197,7 +184,7 @@ export function create(ctx) {
       { class: "sd-step" },
       h("h2", {}, t("kiosk.ready", { name: c.applicant_name })),
       h("p", {}, t("kiosk.materialsNeeded"), " ", c.item.materials.join("、")),
-      h("button", { type: "button", class: "sd-item sd-primary", testid: "kiosk-take-number", onclick: async () => { await call_("POST", `/servicedesk/cases/${c.id}/enqueue`); refresh(); } }, t("kiosk.takeNumber")),
+      h("button", { type: "button", class: "sd-item sd-primary", testid: "kiosk-take-number", onclick: async () => { await act("POST", `/servicedesk/cases/${c.id}/enqueue`); refresh(); } }, t("kiosk.takeNumber")),
     );
   }
 
@@ -207,7 +194,7 @@ export function create(ctx) {
       { class: "sd-step" },
       h("p", { class: "sd-huge", testid: "kiosk-position", dataset: { position: String(c.position ?? "") } }, t("kiosk.position", { n: c.position ?? "-" })),
       h("p", { class: "sd-big", testid: "kiosk-wait" }, t("kiosk.wait", { n: c.expected_wait_minutes ?? "-" })),
-      h("button", { type: "button", class: "sd-item", testid: "kiosk-leave", onclick: async () => { await call_("POST", `/servicedesk/cases/${c.id}/abandon`); refresh(); } }, t("kiosk.leave")),
+      h("button", { type: "button", class: "sd-item", testid: "kiosk-leave", onclick: async () => { await act("POST", `/servicedesk/cases/${c.id}/abandon`); refresh(); } }, t("kiosk.leave")),
     );
   }
 
@@ -293,7 +280,7 @@ export function create(ctx) {
     const submit = async () => {
       if (!strokes) return;
       const blob = await new Promise((r) => canvas.toBlob(r, "image/png"));
-      await call_("POST", `/servicedesk/cases/${c.id}/signature`, { raw: blob, rawType: "image/png" }).catch(() => {});
+      await act("POST", `/servicedesk/cases/${c.id}/signature`, { raw: blob, rawType: "image/png" }).catch(() => {});
       refresh();
     };
     return h(
@@ -327,7 +314,7 @@ export function create(ctx) {
       h("h3", {}, t("kiosk.rate")),
       [5, 4, 3, 2, 1].map((g) =>
         h("button", { type: "button", class: "sd-item", testid: `kiosk-rate-${g}`, onclick: async () => {
-          await call_("POST", `/servicedesk/cases/${c.id}/rating`, { body: { grade: g, comment: "" } });
+          await act("POST", `/servicedesk/cases/${c.id}/rating`, { body: { grade: g, comment: "" } });
           refresh();
         } }, t(`sd.grade.${g}`)),
       ),

@@ -8,7 +8,9 @@
 // Stats are sampled every second and kept in data-* attributes of ``el`` for tests and support:
 // data-peer-frames (video frames decoded), data-peer-audio-energy (totalAudioEnergy of the
 // received audio), data-sent-frames (frames encoded), data-peer-state / data-pub-state.
-import { h } from "../dom.js";
+import { request } from "../api.js";
+import { clear, h } from "../dom.js";
+import { problemBox } from "../ui.js";
 
 const PUB = "pub";
 const PEER = "peer";
@@ -196,4 +198,19 @@ export function deskSocket(query, onMessage) {
   }
   connect();
   return { close() { closed = true; if (ws) ws.close(); } };
+}
+
+/** A page's way to show problems in ``box`` and to call the API with them shown (and rethrown). */
+export function problems(box, testid) {
+  const fail = (err) => clear(box, problemBox(err, { testid }));
+  const act = async (method, path, opts) => {
+    clear(box);
+    try {
+      return await request(method, path, opts);
+    } catch (err) {
+      fail(err);
+      throw err;
+    }
+  };
+  return { fail, act };
 }
