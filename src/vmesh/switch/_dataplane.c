@@ -30,7 +30,7 @@
 
 #define RBATCH 32
 #define RSIZE 65536
-#define SBATCH 256
+#define SBATCH 32 /* at a large fan-out, the first copies leave while the rest are made */
 #define MAX_DROPOUT 3000
 
 enum {
