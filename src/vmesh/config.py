@@ -351,6 +351,18 @@ class RecordingConfig(_Strict):
     health_sample_seconds: Annotated[float, Field(ge=5, le=86400)] = 300.0
 
 
+class CommandConfig(_Strict):
+    """Emergency command: incidents, the command room's map, the logs flowing up (docs/command.md)."""
+
+    # A tile server for the map ({z}/{x}/{y} template); empty: only the offline boundaries.
+    tile_url: str = ""
+    tile_attribution: str = ""
+    # Radius of the resources suggested around an incident, in kilometres.
+    nearby_km: Annotated[float, Field(gt=0, le=500)] = 5.0
+    # How often entries written here are put in this node's CMD_ stream when nothing wakes it.
+    publish_seconds: Annotated[float, Field(ge=0.05, le=3600)] = 1.0
+
+
 class NodeConfig(_Strict):
     node: NodeSection
     http: HttpConfig = HttpConfig()
@@ -363,6 +375,7 @@ class NodeConfig(_Strict):
     fabric: FabricConfig = FabricConfig()
     recording: RecordingConfig = RecordingConfig()
     servicedesk: ServiceDeskConfig = ServiceDeskConfig()
+    command: CommandConfig = CommandConfig()
 
     @model_validator(mode="after")
     def _fabric_needs(self) -> NodeConfig:

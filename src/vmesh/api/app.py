@@ -15,6 +15,7 @@ from vmesh import __version__
 from vmesh.api import health, problems
 from vmesh.audit import api as audit_api
 from vmesh.auth import api as auth_api
+from vmesh.command import api as command_api
 from vmesh.conference import api as conference_api
 from vmesh.directory import api as directory_api
 from vmesh.federation import api as network_api
@@ -47,6 +48,7 @@ def create_app(ctx: NodeContext) -> FastAPI:
     app.include_router(gb_api.router, prefix="/api")
     app.include_router(conference_api.router, prefix="/api")
     app.include_router(grants_api.router, prefix="/api")
+    command_api.install(app)
     servicedesk_api.install(app, ctx)
     app.include_router(recording_api.router, prefix="/api")
     app.include_router(grants_api.router, prefix="/api")

@@ -16,6 +16,7 @@ from vmesh.storage.db import Database
 from vmesh.storage.migrate import upgrade
 
 if TYPE_CHECKING:
+    from vmesh.command.service import CommandService
     from vmesh.conference.service import ConferenceService
     from vmesh.fabric.service import FabricService
     from vmesh.federation.node import Federation
@@ -43,6 +44,8 @@ class NodeContext:
     conferences: ConferenceService | None = None
     # Grants across departments and levels (vmesh.grants): always started by the node process.
     grants: GrantService | None = None
+    # Incidents, command rooms, logs replicated up (vmesh.command): started by the node process.
+    command: CommandService | None = None
     # Recorders, segment index, retention, online-rate sampling when [recording] enabled.
     recording: RecordingService | None = None
 

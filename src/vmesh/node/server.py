@@ -86,6 +86,9 @@ async def serve_async(config: NodeConfig) -> None:
 
     try:
         ctx.grants = await start_grants(ctx)
+        from vmesh.command.service import start_command
+
+        ctx.command = await start_command(ctx)
         from vmesh.recording.remote import serve_recordings
 
         await serve_recordings(ctx)  # other nodes play back this node's recordings
@@ -118,6 +121,8 @@ async def serve_async(config: NodeConfig) -> None:
 async def _stop_services(ctx: NodeContext) -> None:
     """Stop what the node started, in reverse order: recording, fabric, media, GB/T 28181,
     federation."""
+    if ctx.command is not None:
+        await ctx.command.stop()
     if ctx.grants is not None:
         await ctx.grants.stop()
     if ctx.recording is not None:

@@ -2,6 +2,7 @@
 
 from vmesh.audit.models import AuditRecord
 from vmesh.auth.models import LoginSession, User
+from vmesh.command.models import IncidentRow, LogRow
 from vmesh.conference.models import Attendance, ConferenceChair, ConferenceRow, ConferenceVenue
 from vmesh.directory.models import Entry, EntryTag
 from vmesh.federation.models import (
@@ -41,6 +42,8 @@ __all__ = [
     "GbDeviceRow",
     "GrantOutbox",
     "GrantRow",
+    "IncidentRow",
+    "LogRow",
     "HealthSample",
     "KnownNode",
     "LoginSession",
