@@ -429,10 +429,17 @@ async def test_an_agent_whose_page_dies_puts_the_case_back_at_the_head(
         "id"
     ] == first["id"]
 
-    # A kiosk page that goes and does not come back: its waiting case is abandoned.
+    # A kiosk page that goes and comes back (a reload) keeps its case and number …
     kiosk = Principal(0, "donan", frozenset({"operator"}), VILLAGE, "/")
     kp = Subscriber(kiosk, case_id=second["id"])
     desk.subscribe(kp)
+    desk.unsubscribe(kp)
+    kp = Subscriber(kiosk, case_id=second["id"])
+    desk.subscribe(kp)
+    await asyncio.sleep(1.5)  # past kiosk_resume_seconds: the timer was cancelled by the return
+    c = await ok(await client.get(f"/api/servicedesk/cases/{second['id']}", headers=h["kiosk"]))
+    assert c["state"] == "queued" and c["number"] == second["number"]
+    # … one that goes and does not come back: its waiting case is abandoned.
     desk.unsubscribe(kp)
     for _ in range(200):
         c = await ok(await client.get(f"/api/servicedesk/cases/{second['id']}", headers=h["kiosk"]))
