@@ -25,12 +25,15 @@ SEEDS = HERE / "seeds"
 
 
 def instrumented():  # type: ignore[no-untyped-def]
-    """Import the code under test inside this (atheris coverage instrumentation if present)."""
+    """Import the code under test inside this (atheris coverage instrumentation if present;
+    none for ``--fallback``, which does not use coverage)."""
+    import contextlib
+
+    if "--fallback" in sys.argv:
+        return contextlib.nullcontext()
     try:
         import atheris
     except ImportError:
-        import contextlib
-
         return contextlib.nullcontext()
     return atheris.instrument_imports()
 

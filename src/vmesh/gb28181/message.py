@@ -22,6 +22,7 @@ Public: ``SipUri``, ``parse_uri``, ``NameAddr``, ``parse_name_addr``, ``Via``, `
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -93,8 +94,10 @@ class SipParseError(InvalidInput):
         self.reason = reason
 
 
+@functools.lru_cache(maxsize=1024)
 def canonical_name(name: str) -> str:
-    """The canonical spelling of a header name (compact forms expanded)."""
+    """The canonical spelling of a header name (compact forms expanded); cached: the same few
+    dozen names come in every message."""
     n = name.strip()
     low = n.lower()
     if len(low) == 1 and low in COMPACT_FORMS:

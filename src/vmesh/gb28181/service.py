@@ -16,6 +16,10 @@ It owns the node's SIP endpoint (UDP, ``[gb28181] sip_host:sip_port``) and:
 - **Queries.** After each new registration: Catalog (pages assembled by SN with
   ``CatalogAssembler``, idle timeout ``catalog_timeout_seconds``), then DeviceInfo and
   DeviceStatus, stored in the device's ``attrs``; channels become directory endpoints.
+- **Refresh.** A REGISTER of an online device from the address it registered from is a refresh:
+  digest against the password that last worked, expiry in memory, no directory access (the row
+  of ``gb_devices`` is rewritten once the expiry moved by half a period) — what keeps a REGISTER
+  storm cheap.
 - **Persistence.** Registrations are rows of ``gb_devices`` (``store.RegistrationStore``): a
   restarted node knows its devices; those whose registration has not expired are online at once
   (fresh keepalive window), the others re-register on the 403 their next keepalive gets.
@@ -112,6 +116,8 @@ _MOVES: dict[str, tuple[int, int, int]] = {
     "zoom_out": (0, 0, -1),
 }
 PTZ_COMMANDS = (*_MOVES, "stop", "preset_call", "preset_set", "preset_delete")
+# REGISTERs handled at once (each may read and write the database; the pool has 5 + 10).
+_REGISTER_CONCURRENCY = 8
 
 
 @dataclass
@@ -129,6 +135,10 @@ class Device:
     transport: str = "udp"
     # Loop time the catalogue subscription ends (None: not subscribed).
     subscribed_until: float | None = None
+    # The digest password that last worked (refreshes skip the directory); None when offline.
+    password: str | None = None
+    # expires_at as last written to gb_devices (loop time).
+    saved_expires_at: float = 0.0
 
 
 class GbService:
@@ -160,6 +170,8 @@ class GbService:
         self.port = 0
         self._sn = secrets.randbelow(10000) + 1
         self._waiters: dict[tuple[str, int], asyncio.Future[Any]] = {}
+        self._register_locks: dict[str, asyncio.Lock] = {}
+        self._register_gate = asyncio.Semaphore(_REGISTER_CONCURRENCY)
         self._catalogs: dict[tuple[str, int], asyncio.Future[CatalogResult]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._watchdog: asyncio.Task[None] | None = None
@@ -222,6 +234,7 @@ class GbService:
         )
 
     async def _save(self, dev: Device) -> None:
+        dev.saved_expires_at = dev.expires_at
         wall_minus_loop = time.time() - asyncio.get_running_loop().time()
         await self.store.save(
             dev.code,
@@ -356,7 +369,7 @@ class GbService:
             self._reply_status(txn, req, 400, f"Bad Request ({e.field})")
             return
         if req.method == "REGISTER":
-            self._spawn(self._register(req, source, txn), "gb-register")
+            self._spawn(self._register_guarded(req, source, txn), "gb-register")
         elif req.method == "MESSAGE":
             self._message(req, source, txn)
         elif req.method == "BYE":
@@ -370,6 +383,24 @@ class GbService:
             self._reply(txn, req, 200)
         else:
             self._reply(txn, req, 405, Allow="REGISTER, MESSAGE, BYE, NOTIFY, INFO")
+
+    async def _register_guarded(
+        self, req: SipRequest, source: Address, txn: ServerTransaction
+    ) -> None:
+        """One REGISTER at a time per device (a device that retransmits with a new CSeq must not
+        race itself), at most ``_REGISTER_CONCURRENCY`` in the database at once (a storm queues
+        here, not in the connection pool), and a 500 rather than silence if it fails."""
+        code = req.from_.uri.user or ""
+        lock = self._register_locks.setdefault(code, asyncio.Lock())
+        try:
+            async with lock, self._register_gate:
+                await self._register(req, source, txn)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("gb register of %s failed", code)
+            if not txn.terminated:
+                self._reply(txn, req, 500)
 
     async def _register(self, req: SipRequest, source: Address, txn: ServerTransaction) -> None:
         assert self.endpoint is not None
@@ -387,8 +418,12 @@ class GbService:
             resp_h = {"WWW_Authenticate": self.digest.challenge(now)}
             self._reply(txn, req, 401, **resp_h)
             return
-        entry = await self.directory.lookup(code)
-        password = (entry or {}).get("attrs", {}).get("gb_password") or self.config.password
+        known = self.devices.get(code)
+        if known is not None and known.online and known.password is not None:
+            password = known.password  # a refresh: no directory read
+        else:
+            entry = await self.directory.lookup(code)
+            password = (entry or {}).get("attrs", {}).get("gb_password") or self.config.password
         v = self.digest.verify(
             auth, "REGISTER", lambda user: password if user == code else None, now
         )
@@ -417,6 +452,17 @@ class GbService:
             await self.audit.write(actor, "gb28181.unregister", code, "ok", {})
             return
         expires = min(expires, self.config.register_expires_max)
+        if known is not None and known.online and known.addr == source:
+            # Refresh of an online device at the same address (most of a REGISTER storm): only
+            # memory, and the stored expiry when it has moved by more than half a period.
+            loop_now = asyncio.get_running_loop().time()
+            known.expires_at, known.last_seen = loop_now + expires, loop_now
+            if known.expires_at - known.saved_expires_at > expires / 2:
+                await self._save(known)
+            self._reply(
+                txn, req, 200, Expires=str(expires), Date=time.strftime("%Y-%m-%dT%H:%M:%S")
+            )
+            return
         try:
             entry = await self.directory.ensure_device(code, self.config.parent_code)
         except VmeshError as e:
@@ -436,6 +482,7 @@ class GbService:
             loop_now,
             True,
         )
+        dev.password = password
         await self.directory.set_presence([code], True)
         await self._save(dev)
         self._reply(txn, req, 200, Expires=str(expires), Date=time.strftime("%Y-%m-%dT%H:%M:%S"))
@@ -451,6 +498,7 @@ class GbService:
         if dev is not None:
             dev.online = False
             dev.subscribed_until = None
+            dev.password = None
             await self.store.set_online(code, False)
         for s in [s for s in self.sessions.values() if s.spec.device == code]:
             from vmesh.ingest.status import Failure, FailureKind, IngestState
@@ -718,7 +766,7 @@ class GbService:
             try:
                 if tcp:
                     handle = await loop.create_server(
-                        factory,  # type: ignore[arg-type]
+                        factory,
                         host,
                         port,
                         family=socket.AF_INET,
@@ -726,7 +774,7 @@ class GbService:
                     )
                 else:
                     handle, _ = await loop.create_datagram_endpoint(
-                        factory,  # type: ignore[arg-type]
+                        factory,
                         local_addr=(host, port),
                         family=socket.AF_INET,
                     )

@@ -27,6 +27,8 @@ Public: ``Timers``, ``Send``, ``RequestReceived``, ``ResponseReceived``, ``Timed
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import logging
 import secrets
 from dataclasses import dataclass
@@ -430,6 +432,22 @@ class TransactionLayer:
         self.timers = timers or Timers()
         self.clients: dict[ClientKey, ClientTransaction] = {}
         self.servers: dict[ServerKey, ServerTransaction] = {}
+        # (deadline, serial, transaction): every transaction's earliest timer, pushed whenever
+        # it may have changed; entries that no longer match are skipped when they surface.
+        self._heap: list[tuple[float, int, Transaction]] = []
+        self._serial = itertools.count()
+
+    def _touch(self, txn: Transaction) -> None:
+        nt = txn.next_timer()
+        if nt is not None and not txn.terminated:
+            heapq.heappush(self._heap, (nt, next(self._serial), txn))
+
+    def _live(self, txn: Transaction) -> bool:
+        if txn.terminated:
+            return False
+        if isinstance(txn, ClientInviteTransaction | ClientNonInviteTransaction):
+            return self.clients.get((txn.branch, txn.method)) is txn
+        return self.servers.get(txn.key) is txn
 
     # -- outgoing
 
@@ -448,10 +466,14 @@ class TransactionLayer:
         if key in self.clients:
             raise SipParseError("Via", "branch already used by a live client transaction", key[0])
         self.clients[key] = txn
-        return txn, txn.start(now)
+        out = txn.start(now)
+        self._touch(txn)
+        return txn, out
 
     def respond(self, txn: ServerTransaction, response: SipResponse, now: float) -> list[Action]:
-        return self._reap(txn.respond(response, now))
+        out = txn.respond(response, now)
+        self._touch(txn)
+        return self._reap(out)
 
     # -- incoming
 
@@ -465,13 +487,17 @@ class TransactionLayer:
             ctxn = self.clients.get(key)
             if ctxn is None:
                 return [ResponseReceived(message, None)]
-            return self._reap(ctxn.receive(message, now))
+            out = ctxn.receive(message, now)
+            self._touch(ctxn)
+            return self._reap(out)
         request = message
         self._stamp_via(request, source)
         skey = _server_key(request)
         stxn = self.servers.get(skey)
         if stxn is not None:
-            return self._reap(stxn.receive(request, now))
+            out = stxn.receive(request, now)
+            self._touch(stxn)
+            return self._reap(out)
         if request.method == "ACK":
             return [RequestReceived(request, source, None)]
         cls = ServerInviteTransaction if request.method == "INVITE" else ServerNonInviteTransaction
@@ -479,6 +505,7 @@ class TransactionLayer:
         new.key = skey
         self.servers[skey] = new
         out = new.start(now)
+        self._touch(new)
         out.append(RequestReceived(request, source, new))
         return out
 
@@ -496,19 +523,32 @@ class TransactionLayer:
     # -- time
 
     def next_timer(self) -> float | None:
-        times = [t for t in (x.next_timer() for x in self._all()) if t is not None]
-        return min(times, default=None)
+        """The earliest timer of any live transaction (a heap: no walk over all of them)."""
+        heap = self._heap
+        while heap:
+            deadline, _, txn = heap[0]
+            if self._live(txn) and txn.next_timer() == deadline:
+                return deadline
+            heapq.heappop(heap)  # stale: the transaction ended or its timers moved
+        return None
 
     def timeout(self, now: float) -> list[Action]:
         out: list[Action] = []
-        for txn in self._all():
-            nt = txn.next_timer()
-            if nt is not None and nt <= now:
-                out.extend(txn.timeout(now))
+        due: list[Transaction] = []
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            deadline, _, txn = heapq.heappop(heap)
+            if self._live(txn) and txn.next_timer() == deadline and txn not in due:
+                due.append(txn)
+        for txn in due:
+            out.extend(txn.timeout(now))
+            self._touch(txn)
         return self._reap(out)
 
     def transport_error(self, txn: Transaction, reason: str) -> list[Action]:
-        return self._reap(txn.transport_error(reason))
+        out = txn.transport_error(reason)
+        self._touch(txn)
+        return self._reap(out)
 
     def _all(self) -> list[Transaction]:
         return [*self.clients.values(), *self.servers.values()]
