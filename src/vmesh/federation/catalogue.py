@@ -419,6 +419,10 @@ class ApplyStats:
     errors: list[str] = field(default_factory=list)
 
 
+# What a tombstone leaves as it was on an existing row.
+_TOMBSTONE_KEEPS = ("parent_code", "kind", "tier", "name", "status", "lat", "lon", "tags")
+
+
 async def apply_changes(
     db: Database,
     changes: Sequence[CatalogueChange],
@@ -444,6 +448,9 @@ async def apply_changes(
                 ).all()
             }
         writes, applied, ignored = plan_apply(held, changes)
+        # One statement per shape, executed for all its rows at once (executemany): compiling an
+        # upsert per row made a province apply ~100 changes/s.
+        rows: dict[bool, list[dict[str, Any]]] = {False: [], True: []}
         for c in writes.values():
             e = c.entry or {}
             values: dict[str, Any] = {
@@ -463,27 +470,25 @@ async def apply_changes(
                 "applied_at": now,
             }
             if c.deleted:
-                # A tombstone keeps what was known of the entry (name, kind) for display.
-                for k in ("parent_code", "kind", "tier", "name", "status", "lat", "lon", "tags"):
-                    values.pop(k)
-            ins = _insert(db.dialect, CatalogueEntry).values(
-                code=c.code,
-                **{
-                    "parent_code": None,
-                    "kind": "deleted",
-                    "tier": None,
-                    "name": "",
-                    "status": "unknown",
-                    **values,
-                },
-            )
+                # A tombstone keeps what was known of the entry (name, kind) for display: those
+                # columns are written only when the row is new.
+                values |= {"parent_code": None, "kind": "deleted", "tier": None, "name": ""}
+                values |= {"status": "unknown", "lat": None, "lon": None, "tags": ""}
+            rows[c.deleted].append({"code": c.code, **values})
+        for deleted, params in rows.items():
+            if not params:
+                continue
+            keep = _TOMBSTONE_KEEPS if deleted else ()
+            ins = _insert(db.dialect, CatalogueEntry)
             excluded = ins.excluded
+            cols = [k for k in params[0] if k != "code" and k not in keep]
             await s.execute(
                 ins.on_conflict_do_update(
                     index_elements=["code"],
-                    set_={k: getattr(excluded, k) for k in values},
+                    set_={k: getattr(excluded, k) for k in cols},
                     where=CatalogueEntry.version < excluded.version,
-                )
+                ),
+                params,
             )
         per_origin: dict[str, list[int]] = {}
         for c in applied:

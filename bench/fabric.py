@@ -1,0 +1,438 @@
+"""Fabric and catalogue benchmarks (issue 4): time to first frame by hop count, added latency per
+hop, the catalogue's full sync at 1,000,000 endpoints and one change's propagation. Prints JSON.
+
+``catalogue``: a province node's real catalogue path — its nats-server (JetStream domain = its
+code, mutual-TLS leaf listener), its ``CAT_`` stream sourcing the counties' streams across the
+leaf link, ``CatalogueApplier`` writing ``catalogue_entries`` in the province's database — fed by
+one simulator nats-server that publishes as ``--counties`` county nodes (a ``CAT_<county>``
+stream each, capturing only that county's subjects, every message with its ``Nats-Msg-Id``), as
+issue 4 allows ("the counties may be simulated by fewer processes publishing as many nodes"). The
+counties' streams are filled first (``--endpoints`` camera entries spread evenly); then the
+province's stream is created and the clock runs until every entry is in the province's database
+(``full_sync_s``; ``sourced_s`` when the province's stream held them all). Then ``--changes``
+single changes, one at a time, each a new version of a random county's entry: published at the
+simulator, timed until the province's database row has that version (polled every 2 ms).
+
+``latency``: five fabric agents in a chain (``FabricService`` + a ``SwitchTransport`` each, one
+nats-server for the bus, UDP on loopback, in this one process). A camera at the viewer's node and
+cameras 1, 2 and 4 hops away send 25 frames/s × 4 packets with the send time (``time.time_ns``)
+in the payload; the viewer's node routes each stream to an output on a local UDP socket, which
+reads the time back. Added latency per hop = (pN − p0) / N for p50 and p99 over ``--seconds``.
+All nodes share one Python process and event loop: an upper bound of the per-hop cost.
+
+``ttff``: see ``tests/e2e`` — five real ``vmesh node run`` in network namespaces
+(``netns.vnet``: province ← city ← county ← township ← village, nats-server, Janus, switch and
+fabric each), Chromium (Playwright, Debian's ``/usr/bin/chromium``) at the province watching, by
+turns, a camera of the province itself (0 hops), the city (1), the county (2) and the village
+(4). Sources keep running (``source_linger_seconds`` 600, warmed up once) but each trial waits
+for the fabric's leases to close (``linger`` 1 s), so every remote trial opens its path hop by
+hop. TTFF = from setting the wall's hash (``#/wall/<code>``) to the tile's video having a decoded
+frame (``getVideoPlaybackQuality``, polled every animation frame), in the page's clock. Needs
+root (namespaces).
+
+Run: ``.venv/bin/python bench/fabric.py catalogue [--endpoints 1000000 --counties 90]``,
+``... latency [--seconds 20]``, ``... ttff [--runs 5]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import platform
+import random
+import socket
+import statistics
+import struct
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+log = logging.getLogger("bench.fabric")
+
+PROV = "33000000002006000001"
+SIM = "33010000002006000099"  # the simulator's own node code (its JetStream domain)
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile."""
+    s = sorted(values)
+    return s[max(0, min(len(s) - 1, int(q * len(s) + 0.999999) - 1))]
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "loadavg": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+# --- catalogue ---------------------------------------------------------------------------
+
+
+def county_code(i: int) -> str:
+    return f"3301{i:02d}00002006000001"
+
+
+def entry_code(county: int, n: int) -> str:
+    return f"3301{county:02d}0000132{n:07d}"
+
+
+async def catalogue(endpoints: int, counties: int, changes: int) -> dict[str, Any]:
+    import nats
+    from nats.js.api import ExternalStream, StorageType, StreamConfig, StreamSource
+    from sqlalchemy import func, select
+
+    from netns.fednodes import free_ports, make_ca, node_server
+    from vmesh.config import parse_config
+    from vmesh.federation import catalogue as cat
+    from vmesh.federation.models import CatalogueEntry
+    from vmesh.node.context import NodeContext
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-fabric-cat-"))
+    ca = make_ca(tmp)
+    p_client, p_mon, p_leaf, s_client, s_mon = free_ports(5)
+    prov = node_server(
+        tmp, PROV, ca_dir=ca, sans=["127.0.0.1"], client_port=p_client, monitor_port=p_mon,
+        leaf_host="127.0.0.1", leaf_port=p_leaf, advertise=f"127.0.0.1:{p_leaf}",
+        max_file_mb=8192,
+    )  # fmt: skip
+    sim = node_server(
+        tmp, SIM, ca_dir=ca, sans=["127.0.0.1"], client_port=s_client, monitor_port=s_mon,
+        leaf_port=0, parents=(f"nats-leaf://127.0.0.1:{p_leaf}",), max_file_mb=8192,
+    )  # fmt: skip
+    cfg = parse_config({"node": {"code": PROV, "name": "省", "tier": "province",
+                                 "data_dir": str(tmp / "prov-node")}})  # fmt: skip
+    ctx = await NodeContext.open(cfg)
+    await prov.start()
+    await sim.start()
+    snc = await nats.connect(sim.client_url)
+    pnc = await nats.connect(prov.client_url)
+    out: dict[str, Any] = {"endpoints": endpoints, "counties": counties, "db": "sqlite"}
+    try:
+        sjs = snc.jetstream()
+        per = [
+            endpoints // counties + (1 if i < endpoints % counties else 0) for i in range(counties)
+        ]
+        now = datetime.now(UTC)
+        t0 = time.perf_counter()
+        for i in range(counties):
+            origin = county_code(i + 1)
+            await sjs.add_stream(
+                StreamConfig(
+                    name=cat.stream_name(origin),
+                    subjects=[f"{cat.SUBJECT_ROOT}.{origin}.>"],
+                    storage=StorageType.FILE,
+                    duplicate_window=cat.DUPLICATE_WINDOW_SECONDS,
+                )
+            )
+            for n in range(per[i]):
+                code = entry_code(i + 1, n + 1)
+                change = cat.CatalogueChange(origin, code, 1, now, _entry(origin, code, "v1"))
+                await snc.publish(
+                    cat.subject(origin, code),
+                    cat.encode(change),
+                    headers={"Nats-Msg-Id": change.msg_id},
+                )
+            await snc.flush()
+        total = 0
+        while total < endpoints:
+            total = 0
+            for i in range(counties):
+                info = await sjs.stream_info(cat.stream_name(county_code(i + 1)))
+                total += info.state.messages
+            await asyncio.sleep(0.2)
+        out["published_s"] = round(time.perf_counter() - t0, 2)
+        print(f"counties' streams hold {total} entries", file=sys.stderr)
+
+        async def count() -> int:
+            async with ctx.db.sessions() as s:
+                return int(await s.scalar(select(func.count()).select_from(CatalogueEntry)) or 0)
+
+        pjs = pnc.jetstream()
+        t0 = time.perf_counter()
+        await pjs.add_stream(
+            StreamConfig(
+                name=cat.stream_name(PROV),
+                subjects=[f"{cat.SUBJECT_ROOT}.{PROV}.>"],
+                storage=StorageType.FILE,
+                duplicate_window=cat.DUPLICATE_WINDOW_SECONDS,
+                sources=[
+                    StreamSource(
+                        name=cat.stream_name(county_code(i + 1)),
+                        external=ExternalStream(api=f"$JS.{SIM}.API"),
+                    )
+                    for i in range(counties)
+                ],
+            )
+        )
+        applier = cat.CatalogueApplier(ctx.db, pjs, PROV, batch=2000)
+        await applier.start()
+        task = asyncio.create_task(applier.run())
+        sourced = None
+        while True:
+            if sourced is None:
+                info = await pjs.stream_info(cat.stream_name(PROV))
+                if info.state.messages >= endpoints:
+                    sourced = time.perf_counter() - t0
+            if applier.stats.applied >= endpoints:
+                break
+            if task.done():
+                task.result()
+            await asyncio.sleep(0.1)
+        out["full_sync_s"] = round(time.perf_counter() - t0, 2)
+        out["sourced_s"] = round(sourced, 2) if sourced is not None else None
+        out["rows_at_province"] = await count()
+        out["apply_rate_per_s"] = round(endpoints / out["full_sync_s"])
+
+        lat = []
+        rng = random.Random(1)
+        for k in range(changes):
+            i = rng.randrange(counties)
+            origin = county_code(i + 1)
+            code = entry_code(i + 1, rng.randrange(per[i]) + 1)
+            version = 2 + k
+            change = cat.CatalogueChange(
+                origin, code, version, datetime.now(UTC), _entry(origin, code, f"v{version}")
+            )
+            t1 = time.perf_counter()
+            await snc.publish(
+                cat.subject(origin, code), cat.encode(change),
+                headers={"Nats-Msg-Id": change.msg_id},
+            )  # fmt: skip
+            await snc.flush()
+            while True:
+                async with ctx.db.sessions() as s:
+                    v = await s.scalar(
+                        select(CatalogueEntry.version).where(CatalogueEntry.code == code)
+                    )
+                if v == version:
+                    break
+                await asyncio.sleep(0.002)
+            lat.append((time.perf_counter() - t1) * 1000)
+        out["change_ms"] = {
+            "n": len(lat),
+            "p50": round(percentile(lat, 0.5), 1),
+            "p99": round(percentile(lat, 0.99), 1),
+            "max": round(max(lat), 1),
+        }
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await applier.stop()
+    finally:
+        await snc.close()
+        await pnc.close()
+        await sim.stop()
+        await prov.stop()
+        await ctx.close()
+    return out
+
+
+def _entry(origin: str, code: str, name: str) -> dict[str, Any]:
+    return {
+        "parent_code": origin[:10] + "2166000001",
+        "kind": "camera",
+        "tier": None,
+        "name": f"camera {code[-7:]} {name}",
+        "status": "online",
+        "lat": 28.0 + random.random(),
+        "lon": 120.0 + random.random(),
+        "tags": ["bench"],
+        "attrs": {"source": "gb28181"},
+    }
+
+
+# --- latency -------------------------------------------------------------------------------------
+
+CHAIN = [
+    "33000000002006000001",
+    "33030000002006000001",
+    "33032800002006000001",
+    "33032810002006000001",
+    "33032810102006000001",
+]
+HOPS = (0, 1, 2, 4)
+
+
+class StampedCamera:
+    """``LocalCameras`` of one node: RTP into a switch input, 25 frames/s × 4 packets, each
+    payload starting with the send time (ns); a keyframe a second."""
+
+    def __init__(self, transport: Any) -> None:
+        self.transport = transport
+        self.task: asyncio.Task[None] | None = None
+
+    async def acquire(self, code: str) -> str:
+        from vmesh.switch.codecs import Codec
+        from vmesh.switch.core import InputSpec
+
+        if self.task is None:
+            port = await self.transport.add_input(InputSpec("cam/video", Codec.h264), port=0)
+            self.task = asyncio.create_task(self._run(port))
+        return "cam/video"
+
+    def release(self, code: str) -> None:
+        pass
+
+    async def _run(self, port: int) -> None:
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        seq, frame = 0, 0
+        while True:
+            nal = 0x65 if frame % 25 == 0 else 0x41
+            for k in range(4):
+                hdr = struct.pack(
+                    "!BBHII", 0x80, 96 | (0x80 if k == 3 else 0), seq, frame * 3600, 0xCA11
+                )
+                body = bytes([nal]) + struct.pack("!Q", time.time_ns()) + bytes(1000)
+                s.sendto(hdr + body, ("127.0.0.1", port))
+                seq = (seq + 1) & 0xFFFF
+            frame += 1
+            await asyncio.sleep(0.04)
+
+
+async def latency(seconds: float) -> dict[str, Any]:
+    from peers.rtp import free_tcp_port
+    from vmesh.fabric.service import FabricService
+    from vmesh.federation.bus import Bus
+    from vmesh.switch.codecs import Codec
+    from vmesh.switch.core import OutputSpec, Switch
+    from vmesh.switch.transport import SwitchTransport
+
+    parents = {c: (CHAIN[i - 1] if i else None) for i, c in enumerate(CHAIN)}
+    port = free_tcp_port()
+    nats_proc = await asyncio.create_subprocess_exec(
+        "nats-server", "-a", "127.0.0.1", "-p", str(port),
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    nodes: dict[str, tuple[Any, Any, Any]] = {}
+    samples: dict[int, list[float]] = {h: [] for h in HOPS}
+    try:
+        for _ in range(100):
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+                break
+            await asyncio.sleep(0.1)
+        for code in CHAIN:
+            tr = SwitchTransport(Switch())
+            await tr.start()
+            bus = await Bus.connect(f"nats://127.0.0.1:{port}", code)
+
+            async def tree(code: str = code) -> tuple[dict[str, str | None], str | None]:
+                return parents, parents[code]
+
+            fab = FabricService(
+                node_code=code, bus=bus, transport=tr, address="127.0.0.1", tree=tree,
+                cameras=StampedCamera(tr), linger=5.0,
+            )  # fmt: skip
+            await fab.start()
+            nodes[code] = (tr, fab, bus)
+        viewer = CHAIN[0]
+        tr0, fab0, _ = nodes[viewer]
+        loop = asyncio.get_running_loop()
+        socks = []
+        for h in HOPS:
+            cam_node = CHAIN[h]
+            stream = cam_node[:10] + "1320000001"
+            input_id = await fab0.acquire(stream, cam_node, f"bench-{h}", "bench")
+
+            class Rx(asyncio.DatagramProtocol):
+                def __init__(self, hops: int) -> None:
+                    self.hops = hops
+
+                def datagram_received(self, data: bytes, addr: Any) -> None:
+                    if len(data) >= 21:
+                        sent = struct.unpack_from("!Q", data, 13)[0]
+                        samples[self.hops].append((time.time_ns() - sent) / 1e6)
+
+            t, _ = await loop.create_datagram_endpoint(lambda h=h: Rx(h), ("127.0.0.1", 0))
+            socks.append(t)
+            out_id = f"bench-out-{h}"
+            await tr0.add_output(
+                OutputSpec(out_id, Codec.h264, ssrc=0x1000 + h,
+                           dest=("127.0.0.1", t.get_extra_info("sockname")[1]))
+            )  # fmt: skip
+            tr0.route(out_id, input_id)
+        await asyncio.sleep(2)  # paths open, first keyframes through
+        for v in samples.values():
+            v.clear()
+        await asyncio.sleep(seconds)
+        for t in socks:
+            t.close()
+    finally:
+        for tr, fab, bus in nodes.values():
+            await fab.stop()
+            await bus.close()
+            await tr.close()
+        nats_proc.terminate()
+        await nats_proc.wait()
+    res: dict[str, Any] = {"seconds": seconds, "by_hops": {}}
+    for h in HOPS:
+        v = samples[h]
+        res["by_hops"][h] = {
+            "packets": len(v),
+            "p50_ms": round(statistics.median(v), 3),
+            "p99_ms": round(percentile(v, 0.99), 3),
+        }
+    base = res["by_hops"][0]
+    res["added_per_hop_ms"] = {
+        h: {
+            "p50": round((res["by_hops"][h]["p50_ms"] - base["p50_ms"]) / h, 3),
+            "p99": round((res["by_hops"][h]["p99_ms"] - base["p99_ms"]) / h, 3),
+        }
+        for h in HOPS
+        if h
+    }
+    return res
+
+
+# --- main ----------------------------------------------------------------------------------------
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = ap.add_subparsers(dest="what", required=True)
+    c = sub.add_parser("catalogue")
+    c.add_argument("--endpoints", type=int, default=1_000_000)
+    c.add_argument("--counties", type=int, default=90)
+    c.add_argument("--changes", type=int, default=200)
+    la = sub.add_parser("latency")
+    la.add_argument("--seconds", type=float, default=20.0)
+    tt = sub.add_parser("ttff")
+    tt.add_argument("--runs", type=int, default=5)
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    load0 = [round(x, 2) for x in os.getloadavg()]
+    run: Callable[[], Any]
+    if args.what == "catalogue":
+        run = lambda: catalogue(args.endpoints, args.counties, args.changes)  # noqa: E731
+    elif args.what == "latency":
+        run = lambda: latency(args.seconds)  # noqa: E731
+    else:
+        from fabric_ttff import ttff  # bench/fabric_ttff.py
+
+        run = lambda: ttff(args.runs)  # noqa: E731
+    result = asyncio.run(run())
+    print(
+        json.dumps(
+            {"bench": f"fabric.{args.what}", "machine": machine(), "loadavg_before": load0}
+            | result,
+            ensure_ascii=False,
+            indent=2,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
