@@ -38,9 +38,11 @@ Json = dict[str, Any]
 
 def install(app: FastAPI, ctx: NodeContext) -> None:
     """Mount the routes and give the app its service desk."""
-    app.state.servicedesk = ServiceDesk(ctx)
+    desk = ServiceDesk(ctx)
+    app.state.servicedesk = desk
     app.state.servicedesk_reader = SimulatedReader()
     app.include_router(router, prefix="/api")
+    app.router.on_shutdown.append(desk.stop)  # its timers and live-update task
 
 
 def desk_of(request: Request) -> ServiceDesk:
