@@ -185,7 +185,7 @@ async def test_two_ffmpeg_cameras_spliced_on_one_channel_decode(
     if dataplane:  # the C loop forwarded the steady state, Python the rest (starts, splices)
         assert counts is not None
         fast, slow = counts
-        assert fast > 4 * slow > 0, counts
+        assert fast > slow > 0, counts  # slow: first packets, waits for keyframes, splices
     else:
         assert counts is None
     out = snap.outputs["tile-1"]
