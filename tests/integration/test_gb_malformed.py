@@ -87,6 +87,14 @@ async def test_malformed_requests_get_400_or_are_dropped(
             bad = await answer(peer)
             assert bad.status == 400 and header in bad.reason, bad.reason
 
+        # A digest answer with a non-ASCII nonce (found by fuzz/fuzz_sip.py): a new challenge.
+        auth = (
+            f'Authorization: Digest username="{IPC}", realm="3300000000", '
+            f'nonce="{"象" * 40}", uri="sip:x@3300000000", response="{"0" * 32}"\r\n'
+        )
+        transport.sendto(request("REGISTER", extra=auth), dest)
+        assert (await answer(peer)).status == 401
+
         # MESSAGE from the registered IPC whose body is not XML: 400, logged.
         ctype = "Content-Type: Application/MANSCDP+xml\r\n"
         transport.sendto(request("MESSAGE", extra=ctype, body=b"<Notify><CmdType>Kee"), dest)

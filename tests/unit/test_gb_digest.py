@@ -135,3 +135,23 @@ def test_server_refuses_forged_nonce_and_malformed_credentials() -> None:
         is Verdict.malformed
     )
     assert server.verify("Basic dTpw", "REGISTER", {"u": "p"}.get, 1.0).verdict is Verdict.malformed
+
+
+def test_non_ascii_nonce_and_response_are_refused_not_raised() -> None:
+    """Found by fuzz/fuzz_sip.py: hmac.compare_digest raised TypeError on a nonce (or response)
+    with non-ASCII characters, killing the REGISTER handler instead of refusing the request."""
+    from vmesh.gb28181.digest import DigestServer, Verdict
+
+    server = DigestServer("3402000000", secret=b"k" * 32)
+    nonce = "abcde" + ">" * 90 + "\u8c61" * 25 + ">>>f"
+    auth = (
+        f'Digest username="34020000001320000001", realm="3402000000", nonce="{nonce}", '
+        'uri="sip:x@3402000000", response="0123456789abcdef0123456789abcdef", qop=auth, '
+        'nc=00000001, cnonce="xyz"'
+    )
+    v = server.verify(auth, "REGISTER", lambda user: "pw", 0.0)
+    assert v.verdict is Verdict.bad_nonce and not v.ok
+    good = server.make_nonce(0.0)
+    auth2 = auth.replace(nonce, good).replace("0123456789abcdef0123456789abcdef", "象" * 32)
+    v2 = server.verify(auth2, "REGISTER", lambda user: "pw", 0.0)
+    assert not v2.ok

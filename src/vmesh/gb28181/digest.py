@@ -183,7 +183,8 @@ class DigestServer:
         if len(nonce) < 8 + 24 + 1:
             return None
         stamp, salt, sig = nonce[:-32], nonce[-32:-24], nonce[-24:]
-        if not hmac.compare_digest(sig, self._sign(stamp, salt)):
+        # Bytes: compare_digest refuses str with non-ASCII characters (a fuzzed nonce did that).
+        if not hmac.compare_digest(sig.encode(), self._sign(stamp, salt).encode()):
             return None
         try:
             issued = int(stamp, 16) / 1000
@@ -249,7 +250,7 @@ class DigestServer:
                 cnonce=p.get("cnonce"),
                 algorithm=algorithm,
             )
-            if hmac.compare_digest(expected, p["response"].lower()):
+            if hmac.compare_digest(expected.encode(), p["response"].lower().encode()):
                 if p["realm"] != self.realm:
                     return Verification(Verdict.wrong, user, "realm does not match")
                 if age > self.nonce_ttl:
