@@ -221,6 +221,10 @@ async def test_names_matching_more_than_sort_max_come_in_creation_order(
     res = await search(ctx.db, SearchQuery(q="村", limit=3, offset=1), None)
     assert names(res) == sorted(village_ish)[1:4] and res.sorted_by == "name"
     assert res.total == 5 and not res.total_capped
+    res = await search(ctx.db, SearchQuery(q="村", sort="-code", limit=2, offset=4), None)
+    assert len(res.items) == 1 and res.total == 5 and res.sorted_by == "-code"
+    res = await search(ctx.db, SearchQuery(q="村", limit=3, offset=7), None)  # past the end
+    assert res.items == [] and res.total == 5 and not res.total_capped
     # Beyond: the first matches in creation order, said so, the total capped.
     monkeypatch.setattr(search_mod, "SORT_MAX", 3)
     res = await search(ctx.db, SearchQuery(q="村", limit=2), None)

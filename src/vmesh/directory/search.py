@@ -314,13 +314,25 @@ async def _name_plan(
         doc = json.loads(doc) if isinstance(doc, str) else doc
         if doc[0]["Plan"]["Plan Rows"] > PG_WALK_ROWS:
             base = walk_base
-    # Count in SQL (no rows come back), then page in SQL: sorted when there are few.
-    n = await _count(s, f"SELECT count(*) FROM (SELECT 1 {base} LIMIT {SORT_MAX + 1}) c", params)
+    # One statement: up to SORT_MAX + 1 matches, their count, and the page of them sorted as
+    # asked (only the sort key comes along). More matches than that: a page in creation order.
+    key = _SORT_COLS[qry.sort.lstrip("-")]
+    order = _order(qry.sort, dialect, blind=True)
+    page = f"LIMIT {int(qry.limit)} OFFSET {int(qry.offset)}"
+    sql = (
+        f"WITH m AS (SELECT e.id AS id, {key} AS {key[2:]} {base} LIMIT {SORT_MAX + 1}) "
+        f"SELECT e.id, (SELECT count(*) FROM m) FROM m e ORDER BY {order} {page}"
+    )
+    found = (await s.execute(text(sql), params)).all()
+    n = int(found[0][1]) if found else None
+    if n is None:  # past the last page (or nothing): the count alone
+        n = await _count(
+            s, f"SELECT count(*) FROM (SELECT 1 {base} LIMIT {SORT_MAX + 1}) c", params
+        )
     if n > SORT_MAX:
         sorted_by = f"-{CREATED}" if desc else CREATED
         return await _sorted_page(s, qry, walk_base, params, walk), SORT_MAX, True, sorted_by
-    order = _order(qry.sort, dialect, blind=True)
-    return await _sorted_page(s, qry, base, params, order), n, False, qry.sort
+    return [int(r[0]) for r in found], n, False, qry.sort
 
 
 async def search(db: Database, qry: SearchQuery, subtree: str | None) -> SearchResult:
@@ -328,7 +340,8 @@ async def search(db: Database, qry: SearchQuery, subtree: str | None) -> SearchR
     qry.check()
     sorted_by = qry.sort
     async with db.sessions() as s:
-        if subtree is not None and await _whole_tree(s, subtree):
+        # Only a root can be the whole tree ('/7/'); deeper paths need no question.
+        if subtree is not None and subtree.count("/") == 2 and await _whole_tree(s, subtree):
             subtree = None
         filters = _filters(qry, subtree, db.dialect)
         params: dict[str, Any] = {}
@@ -337,21 +350,26 @@ async def search(db: Database, qry: SearchQuery, subtree: str | None) -> SearchR
         named = any(f.name == "name" for f in filters)
         if "fts" in params:
             params["fts"] = await _rarest_pairs(s, params["fts"])
-        counts: dict[str, int] = {}
-        for f in filters:
-            if f.count_sql:
-                counts[f.name] = int((await s.execute(text(f.count_sql), f.params)).scalar_one())
-        weights = {f.name: f.weight for f in filters}
-        driver = min(counts, key=lambda n: counts[n] * weights[n]) if counts else None
-        cost = counts[driver] * weights[driver] if driver is not None else float("inf")
-        if named and cost <= DRIVE_MAX and "fts" in params:
-            # A rarer name beats a narrow index: count its candidates (rowids only, cheap).
-            n_sql = (
+        # Each filter that can drive, counted alone (capped), all in one statement; with them
+        # the name's candidates (rowids only, cheap), in case a rarer name beats a narrow index.
+        counted = {f.name: f.count_sql for f in filters if f.count_sql}
+        if counted and "fts" in params:
+            counted["name"] = (
                 "SELECT count(*) FROM (SELECT rowid FROM directory_name_fts "
                 f"WHERE directory_name_fts MATCH :fts LIMIT {SORT_MAX + 1}) c"
             )
-            counts["name"] = await _count(s, n_sql, {"fts": params["fts"]})
-            if counts["name"] <= SORT_MAX and counts["name"] <= cost:
+        counts: dict[str, int] = {}
+        if counted:
+            sql = "SELECT " + ", ".join(f"({q})" for q in counted.values())
+            row = (await s.execute(text(sql), params)).one()
+            counts = {name: int(n) for name, n in zip(counted, row, strict=True)}
+        name_count = counts.pop("name", None)
+        weights = {f.name: f.weight for f in filters}
+        driver = min(counts, key=lambda n: counts[n] * weights[n]) if counts else None
+        cost = counts[driver] * weights[driver] if driver is not None else float("inf")
+        if named and cost <= DRIVE_MAX and name_count is not None:
+            counts["name"] = name_count
+            if name_count <= SORT_MAX and name_count <= cost:
                 cost = float("inf")
         key = qry.sort.lstrip("-")
         if named and cost > DRIVE_MAX:
