@@ -21,6 +21,8 @@ import * as deskView from "./views/desk.js";
 import * as sdStatsView from "./views/sdstats.js";
 import * as grantsView from "./views/grants.js";
 import * as recordingsView from "./views/recordings.js";
+import * as commandView from "./views/command.js";
+import * as fieldView from "./views/field.js";
 
 const root = document.getElementById("app");
 const state = { me: null, page: null, view: null };
@@ -37,6 +39,8 @@ const PAGES = {
   grants: { module: grantsView, nav: "nav.grants", roles: ["admin", "operator", "viewer"] },
   recordings: { module: recordingsView, nav: "nav.recordings", roles: ["admin", "operator", "viewer"] },
   network: { module: networkView, nav: "nav.network" },
+  command: { module: commandView, nav: "nav.command" },
+  field: { module: fieldView, nav: "nav.field", roles: ["admin", "operator", "commander"] },
   kiosk: { module: kioskView, nav: "nav.kiosk", roles: ["admin", "operator"] },
   desk: { module: deskView, nav: "nav.desk", roles: ["admin", "agent"] },
   sdstats: { module: sdStatsView, roles: ["admin", "agent", "operator"] },

@@ -316,6 +316,20 @@ export function create(ctx) {
 
   return {
     el,
+    // Another page (the command room) puts a camera on the first empty tile, growing the layout
+    // when every tile is busy; the tile's key, or null when 16 tiles are busy.
+    pull(code, name) {
+      if (name) state.cameras.set(code, name);
+      let tile = state.tiles.find((x) => !x.el.dataset.code);
+      if (!tile) {
+        const bigger = LAYOUTS.find((n) => n > state.layout);
+        if (!bigger) return null;
+        setLayout(bigger);
+        tile = state.tiles.find((x) => !x.el.dataset.code);
+      }
+      tile.play(code);
+      return tile.key;
+    },
     update(args) {
       if (args[0]) {
         if (state.layout !== 1) setLayout(1);
