@@ -205,7 +205,10 @@ def capacity(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             if ours > args.cpu_limit / 100 * (os.cpu_count() or 1) or segs < expected:
                 out["stopped"] = f"at {k} cameras: {ours:.2f} cores used, or segments behind"
                 break
-        end = time.time() - 3
+        now = time.time()
+        path = f"/api/recordings/{codes[0]}/timeline?start={now - 3600}&end={now}"
+        tl = call(node.base_url, "GET", path, cookie)
+        end = tl["spans"][-1]["end"] - 1  # the end of the last recording of the first camera
         out["playback"] = asyncio.run(
             play_start(node.base_url, {"Cookie": cookie}, codes[0], end, args.play_seconds,
                        args.trials)
@@ -265,8 +268,9 @@ def main() -> None:
     ap.add_argument("--play-seconds", type=float, default=10.0)
     ap.add_argument("--trials", type=int, default=5)
     ap.add_argument("--cross", action="store_true")
+    ap.add_argument("--workdir", default=None, help="where the nodes' folders go (removed after)")
     args = ap.parse_args()
-    with tempfile.TemporaryDirectory(prefix="bench-rec-") as d:
+    with tempfile.TemporaryDirectory(prefix="bench-rec-", dir=args.workdir) as d:
         tmp = Path(d)
         result: dict[str, Any] = {
             "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
