@@ -26,9 +26,9 @@ fabric each), Chromium (Playwright, Debian's ``/usr/bin/chromium``) at the provi
 turns, a camera of the province itself (0 hops), the city (1), the county (2) and the village
 (4). Sources keep running (``source_linger_seconds`` 600, warmed up once) but each trial waits
 for the fabric's leases to close (``linger`` 1 s), so every remote trial opens its path hop by
-hop. TTFF = from setting the wall's hash (``#/wall/<code>``) to the tile's video having a decoded
-frame (``getVideoPlaybackQuality``, polled every animation frame), in the page's clock. Needs
-root (namespaces).
+hop. TTFF = from setting the wall's hash (``#/wall/<code>``) to the first frame of the tile's
+new stream (``requestVideoFrameCallback``'s ``presentationTime``), in the page's clock; between
+trials the tile is stopped. Needs root (namespaces).
 
 Run: ``.venv/bin/python bench/fabric.py catalogue [--endpoints 1000000 --counties 90]``,
 ``... latency [--seconds 20]``, ``... ttff [--runs 5]``.
@@ -39,6 +39,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -113,6 +114,10 @@ async def catalogue(endpoints: int, counties: int, changes: int) -> dict[str, An
         tmp, SIM, ca_dir=ca, sans=["127.0.0.1"], client_port=s_client, monitor_port=s_mon,
         leaf_port=0, parents=(f"nats-leaf://127.0.0.1:{p_leaf}",), max_file_mb=8192,
     )  # fmt: skip
+    for server in (prov, sim):  # a loaded box must not get them restarted mid-run
+        server.process.spec = dataclasses.replace(
+            server.process.spec, health_interval=10.0, health_failures=30
+        )
     cfg = parse_config({"node": {"code": PROV, "name": "省", "tier": "province",
                                  "data_dir": str(tmp / "prov-node")}})  # fmt: skip
     ctx = await NodeContext.open(cfg)
@@ -146,7 +151,9 @@ async def catalogue(endpoints: int, counties: int, changes: int) -> dict[str, An
                     cat.encode(change),
                     headers={"Nats-Msg-Id": change.msg_id},
                 )
-            await snc.flush()
+                if n % 2000 == 1999:  # let the servers' health checks (this loop) run
+                    await snc.flush(timeout=60)
+            await snc.flush(timeout=60)
         total = 0
         while total < endpoints:
             total = 0
@@ -397,6 +404,118 @@ async def latency(seconds: float) -> dict[str, Any]:
     return res
 
 
+# --- ttff ----------------------------------------------------------------------------------------
+
+TTFF_NODES = {  # name: (code, tier, org unit, org name, parent)
+    "prov": ("33000000002006000001", "province", "33000000002166000001", "浙江省", None),
+    "city": ("33030000002006000001", "city", "33030000002166000001", "温州市", "prov"),
+    "county": ("33032800002006000001", "county", "33032800002166000001", "文成县", "city"),
+    "town": ("33032810002006000001", "township", "33032810002166000001", "玉壶镇", "county"),
+    "village": ("33032810102006000001", "village", "33032810102166000001", "东溪村", "town"),
+}
+TTFF_CAMERAS = {"prov": 0, "city": 1, "county": 2, "village": 4}  # camera node: hops
+FIRST_FRAME_JS = """async (code) => {
+  const old = document.querySelector('[data-testid="tile-0-video"]');
+  const prev = old ? old.srcObject : null;
+  const t0 = performance.now();
+  location.hash = "#/wall/" + code;
+  for (;;) {
+    await new Promise((r) => requestAnimationFrame(r));
+    const v = document.querySelector('[data-testid="tile-0-video"]');
+    if (v && v.srcObject && v.srcObject !== prev) {
+      return await new Promise((resolve) => {
+        const timer = setTimeout(() => resolve(null), 30000);
+        v.requestVideoFrameCallback((now, md) => {
+          clearTimeout(timer);
+          resolve(md.presentationTime - t0);
+        });
+      });
+    }
+    if (performance.now() - t0 > 30000) return null;
+  }
+}"""
+
+
+def _ttff_camera(name: str) -> str:
+    return TTFF_NODES[name][0][:10] + "1320000001"
+
+
+async def ttff(runs: int) -> dict[str, Any]:
+    from netns.fednodes import wait_until
+    from netns.lab import Lab
+    from netns.vnet import NodeSpec, Topology, camera, console, start_network
+
+    topo = Topology(
+        {
+            n: NodeSpec(code, tier, org, org_name, (parent,) if parent else ())
+            for n, (code, tier, org, org_name, parent) in TTFF_NODES.items()
+        },
+        media=True,
+        linger=1.0,
+        channels=2,
+        overrides={"media": {"source_linger_seconds": 600}},
+    )
+
+    async def setup(name: str, directory: Any, org: str) -> None:
+        if name in TTFF_CAMERAS:
+            await camera(directory, org, _ttff_camera(name), f"{org_name(name)}摄像机")
+
+    def org_name(name: str) -> str:
+        return TTFF_NODES[name][3]
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-fabric-ttff-"))
+    lab = Lab(tuple(TTFF_NODES), root_leg=True).up()
+    trials: dict[int, list[float]] = {h: [] for h in TTFF_CAMERAS.values()}
+    try:
+        net = await start_network(tmp, lab, topo, setup)
+
+        async def known() -> bool:
+            for name in TTFF_CAMERAS:
+                cam = _ttff_camera(name)
+                if name != "prov":
+                    page = await net.get("prov", "/api/network/catalogue", code_prefix=cam)
+                    if page["total"] != 1:
+                        return False
+            return True
+
+        await wait_until(known, "every camera in the province's catalogue", within=120)
+        async with console(net, "prov") as page:
+
+            async def one(name: str) -> float | None:
+                stop = page.get_by_test_id("tile-0-stop")
+                if await stop.count() and await stop.is_visible():
+                    await stop.click()
+                await page.evaluate("() => { location.hash = '#/wall'; }")
+                await asyncio.sleep(topo.linger + 2.0)  # the previous path's leases close
+                ms = await page.evaluate(FIRST_FRAME_JS, _ttff_camera(name))
+                await asyncio.sleep(0.5)
+                return ms
+
+            for name in TTFF_CAMERAS:  # warm-up: every source started once
+                await one(name)
+            order = list(TTFF_CAMERAS)
+            rng = random.Random(1)
+            for _ in range(runs):
+                rng.shuffle(order)
+                for name in order:
+                    ms = await one(name)
+                    if ms is not None:
+                        trials[TTFF_CAMERAS[name]].append(round(ms, 1))
+    finally:
+        lab.down()
+    res: dict[str, Any] = {"runs": runs, "by_hops": {}}
+    base_ms = statistics.median(trials[0]) if trials[0] else None
+    for h, v in trials.items():
+        med = statistics.median(v) if v else None
+        res["by_hops"][h] = {
+            "trials_ms": v,
+            "median_ms": med,
+            "p90_ms": percentile(v, 0.9) if v else None,
+            "ratio_to_0": round(med / base_ms, 2) if med and base_ms else None,
+        }
+    return res
+
+
 # --- main ----------------------------------------------------------------------------------------
 
 
@@ -420,8 +539,6 @@ def main() -> None:
     elif args.what == "latency":
         run = lambda: latency(args.seconds)  # noqa: E731
     else:
-        from fabric_ttff import ttff  # bench/fabric_ttff.py
-
         run = lambda: ttff(args.runs)  # noqa: E731
     result = asyncio.run(run())
     print(

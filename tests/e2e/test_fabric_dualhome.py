@@ -19,25 +19,20 @@ every 20 ms (``getVideoPlaybackQuality``); printed, not asserted (a shared 2-cor
 from __future__ import annotations
 
 import itertools
-import shutil
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
 
-from e2e.console_node import CHROMIUM, CHROMIUM_ARGS
+from e2e.console_node import CHROMIUM
 from netns.fednodes import wait_until
-from netns.lab import Lab, lab_factory, netns_unavailable  # noqa: F401 (fixture)
-from netns.vnet import Net, NodeSpec, Topology, camera, start_network
+from netns.lab import Lab, lab_factory  # noqa: F401 (fixture)
+from netns.vnet import NEEDS_MEDIA_NETWORK, Net, NodeSpec, Topology, camera, console, start_network
 from vmesh.directory.store import Directory
 
 pytestmark = [
     pytest.mark.e2e,
-    pytest.mark.skipif(netns_unavailable() is not None, reason=str(netns_unavailable())),
-    pytest.mark.skipif(
-        not (shutil.which("nats-server") and shutil.which("janus") and shutil.which("ffmpeg")),
-        reason="needs nats-server, janus and ffmpeg",
-    ),
+    *NEEDS_MEDIA_NETWORK,
     pytest.mark.skipif(not CHROMIUM.exists(), reason=f"needs {CHROMIUM}"),
 ]
 
@@ -62,7 +57,6 @@ TOPO = Topology(
     channels=2,
 )
 CAM = "33032800001320000001"
-PASSWORD = "s3cret-pass"  # tests/factories.py add_user's default
 PLAY_TIMEOUT_MS = 60_000  # readiness bound, not a performance assertion
 
 # Frame arrival times in the page: (performance.now() ms, total decoded frames) on every change.
@@ -95,8 +89,6 @@ async def _parent_at_province(net: Net) -> tuple[str | None, str | None]:
 
 
 async def test_a_dual_homed_county_moves_to_its_second_parent_during_playback(net: Net) -> None:
-    from playwright.async_api import async_playwright
-
     city, city2 = net.code("city"), net.code("city2")
 
     async def ready() -> bool:
@@ -105,63 +97,46 @@ async def test_a_dual_homed_county_moves_to_its_second_parent_during_playback(ne
 
     await wait_until(ready, "the county camera known at the province, under city", within=60)
 
-    async with async_playwright() as pw:
-        browser = await pw.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=[
-                *CHROMIUM_ARGS,
-                "--autoplay-policy=no-user-gesture-required",
-                "--disable-features=WebRtcHideLocalIpsWithMdns",
-            ],
+    async with console(net, "prov") as page:
+        base = net.url("prov")
+        await page.goto(f"{base}/#/wall/{CAM}")
+        tile = page.get_by_test_id("tile-0")
+        await page.wait_for_function(
+            """() => Number(document.querySelector('[data-testid="tile-0"]')
+                ?.dataset.framesDecoded || 0) > 30""",
+            timeout=PLAY_TIMEOUT_MS,
         )
-        try:
-            page = await browser.new_page()
-            base = net.url("prov")
-            await page.goto(base + "/")
-            await page.get_by_test_id("login-username").fill("admin-prov")
-            await page.get_by_test_id("login-password").fill(PASSWORD)
-            await page.get_by_test_id("login-submit").click()
-            await page.get_by_test_id("current-user").wait_for()
-            await page.goto(f"{base}/#/wall/{CAM}")
-            tile = page.get_by_test_id("tile-0")
-            await page.wait_for_function(
-                """() => Number(document.querySelector('[data-testid="tile-0"]')
-                    ?.dataset.framesDecoded || 0) > 30""",
-                timeout=PLAY_TIMEOUT_MS,
-            )
-            pc = await tile.get_attribute("data-pc")
-            await page.evaluate(RECORD_JS)
-            await page.wait_for_timeout(1000)  # frames before the cut, for the record
+        pc = await tile.get_attribute("data-pc")
+        await page.evaluate(RECORD_JS)
+        await page.wait_for_timeout(1000)  # frames before the cut, for the record
 
-            cut_at = await page.evaluate("() => performance.now()")
-            net.blackhole("county", "city", "add")
-            try:
-                moved = await wait_until(
-                    lambda: _moved(net, city2), "the county under city2 at the province", within=90
-                )
-                print("province's map after the cut:", moved)
-                # Frames flow again: 50 more decoded after the county moved.
-                n_moved = await page.evaluate("() => window.__frames.at(-1)[1]")
-                await page.wait_for_function(
-                    f"() => window.__frames.at(-1)[1] > {n_moved + 50}", timeout=PLAY_TIMEOUT_MS
-                )
-                frames = await page.evaluate("() => window.__frames")
-            finally:
-                net.blackhole("county", "city", "del")
-            before = [(t, n) for t, n in frames if t < cut_at][-1:]  # the last frame before it
-            after = before + [(t, n) for t, n in frames if t >= cut_at]
-            gaps = [(t1 - t0, t0) for (t0, _), (t1, _) in itertools.pairwise(after)]
-            gap, at = max(gaps)
-            print(
-                f"failover: longest stretch without a new frame after the cut {gap / 1000:.2f} s, "
-                f"from {(at - cut_at) / 1000:+.2f} s (relative to the cut); "
-                f"{after[-1][1] - after[0][1]} frames decoded since the cut"
+        cut_at = await page.evaluate("() => performance.now()")
+        net.blackhole("county", "city", "add")
+        try:
+            moved = await wait_until(
+                lambda: _moved(net, city2), "the county under city2 at the province", within=90
             )
-            assert await tile.get_attribute("data-pc") == pc  # the same peer connection
-            assert await tile.get_attribute("data-state") == "playing"
-            assert frames[-1][1] > n_moved + 50
+            print("province's map after the cut:", moved)
+            # Frames flow again: 50 more decoded after the county moved.
+            n_moved = await page.evaluate("() => window.__frames.at(-1)[1]")
+            await page.wait_for_function(
+                f"() => window.__frames.at(-1)[1] > {n_moved + 50}", timeout=PLAY_TIMEOUT_MS
+            )
+            frames = await page.evaluate("() => window.__frames")
         finally:
-            await browser.close()
+            net.blackhole("county", "city", "del")
+        before = [(t, n) for t, n in frames if t < cut_at][-1:]  # the last frame before it
+        after = before + [(t, n) for t, n in frames if t >= cut_at]
+        gaps = [(t1 - t0, t0) for (t0, _), (t1, _) in itertools.pairwise(after)]
+        gap, at = max(gaps)
+        print(
+            f"failover: longest stretch without a new frame after the cut {gap / 1000:.2f} s, "
+            f"from {(at - cut_at) / 1000:+.2f} s (relative to the cut); "
+            f"{after[-1][1] - after[0][1]} frames decoded since the cut"
+        )
+        assert await tile.get_attribute("data-pc") == pc  # the same peer connection
+        assert await tile.get_attribute("data-state") == "playing"
+        assert frames[-1][1] > n_moved + 50
 
     async def rerouted() -> list[dict[str, object]]:
         rows = (await net.get("prov", "/api/audit", action="fabric.reroute", target=CAM))["items"]

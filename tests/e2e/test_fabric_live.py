@@ -20,8 +20,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 
 from test_fabric_netns import CAM, CAM2, CAMERAS, COUNTY, Net, lab_factory, net  # noqa: F401
 
-from e2e.console_node import CHROMIUM, CHROMIUM_ARGS
+from e2e.console_node import CHROMIUM
 from netns.fednodes import wait_until
+from netns.vnet import console
 
 pytestmark = [
     pytest.mark.e2e,
@@ -29,7 +30,6 @@ pytestmark = [
 ]
 
 PLAY_TIMEOUT_MS = 60_000  # readiness bound, not a performance assertion
-PASSWORD = "s3cret-pass"  # tests/factories.py add_user's default
 
 PATCH_JS = """() => {
   const v = document.querySelector('[data-testid="tile-0-video"]');
@@ -51,8 +51,6 @@ def _rgb(hex_: str) -> tuple[int, int, int]:
 
 
 async def test_chromium_at_the_province_plays_a_county_camera(net: Net) -> None:  # noqa: F811
-    from playwright.async_api import async_playwright
-
     async def ready() -> bool:
         page = await net.get("prov", "/api/network/catalogue", code_prefix=CAM)
         nodes = (await net.get("prov", "/api/network"))["nodes"]["items"]
@@ -61,41 +59,24 @@ async def test_chromium_at_the_province_plays_a_county_camera(net: Net) -> None:
 
     await wait_until(ready, "the county camera and the county known at the province", within=60)
 
-    async with async_playwright() as pw:
-        browser = await pw.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=[
-                *CHROMIUM_ARGS,
-                "--autoplay-policy=no-user-gesture-required",
-                "--disable-features=WebRtcHideLocalIpsWithMdns",
-            ],
+    async with console(net, "prov") as page:
+        base = net.url("prov")
+        await page.goto(f"{base}/#/wall/{CAM}")
+        await page.wait_for_function(
+            """() => Number(document.querySelector('[data-testid="tile-0"]')
+                ?.dataset.framesDecoded || 0) > 50""",
+            timeout=PLAY_TIMEOUT_MS,
         )
-        try:
-            page = await browser.new_page()
-            base = net.url("prov")
-            await page.goto(base + "/")
-            await page.get_by_test_id("login-username").fill("admin-prov")
-            await page.get_by_test_id("login-password").fill(PASSWORD)
-            await page.get_by_test_id("login-submit").click()
-            await page.get_by_test_id("current-user").wait_for()
-            await page.goto(f"{base}/#/wall/{CAM}")
-            await page.wait_for_function(
-                """() => Number(document.querySelector('[data-testid="tile-0"]')
-                    ?.dataset.framesDecoded || 0) > 50""",
-                timeout=PLAY_TIMEOUT_MS,
-            )
-            state = await page.get_by_test_id("tile-0").get_attribute("data-state")
-            assert state == "playing"
-            px = await page.evaluate(PATCH_JS)
-            assert px is not None
-            dist = {
-                code: sum((a - b) ** 2 for a, b in zip(px, _rgb(color), strict=True))
-                for code, (_, color) in CAMERAS.items()
-            }
-            assert min(dist, key=dist.__getitem__) == CAM, (px, dist)  # its picture, not CAM2's
-            assert dist[CAM] < dist[CAM2]
-        finally:
-            await browser.close()
+        state = await page.get_by_test_id("tile-0").get_attribute("data-state")
+        assert state == "playing"
+        px = await page.evaluate(PATCH_JS)
+        assert px is not None
+        dist = {
+            code: sum((a - b) ** 2 for a, b in zip(px, _rgb(color), strict=True))
+            for code, (_, color) in CAMERAS.items()
+        }
+        assert min(dist, key=dist.__getitem__) == CAM, (px, dist)  # its picture, not CAM2's
+        assert dist[CAM] < dist[CAM2]
 
     views = await net.get("prov", "/api/audit", action="live.view", target=CAM)
     assert [r["username"] for r in views["items"]] == ["admin-prov"]

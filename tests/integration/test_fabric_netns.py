@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import shutil
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -34,17 +33,13 @@ from typing import Any
 import pytest
 
 from netns.fednodes import wait_until
-from netns.lab import Lab, lab_factory, netns_unavailable  # noqa: F401 (fixture)
-from netns.vnet import Net, NodeSpec, Topology, camera, start_network
+from netns.lab import Lab, lab_factory  # noqa: F401 (fixture)
+from netns.vnet import NEEDS_MEDIA_NETWORK, Net, NodeSpec, Topology, camera, start_network
 from vmesh.directory.store import Directory
 
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(netns_unavailable() is not None, reason=str(netns_unavailable())),
-    pytest.mark.skipif(
-        not (shutil.which("nats-server") and shutil.which("janus") and shutil.which("ffmpeg")),
-        reason="needs nats-server, janus and ffmpeg",
-    ),
+    *NEEDS_MEDIA_NETWORK,
 ]
 
 TOPO = Topology(

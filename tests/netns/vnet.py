@@ -9,7 +9,12 @@ namespace and waits until every node serves ``/healthz``. ``Net`` is the test's 
 each node's admin, ``/metrics``, ``/api/live/ws`` viewers, link faults (``blackhole``) and the
 kernel's interface counters of each node's veth (``veth``).
 
-Public: ``NodeSpec``, ``Topology``, ``Net``, ``Viewer``, ``start_network``, ``toml``.
+``NEEDS_MEDIA_NETWORK``: the skip marks of a test that runs such a network with media;
+``console(net, node)``: Debian's Chromium (root namespace, over the lab's root leg) logged in to a
+node's console as its admin.
+
+Public: ``NodeSpec``, ``Topology``, ``Net``, ``Viewer``, ``start_network``, ``toml``,
+``NEEDS_MEDIA_NETWORK``, ``console``.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import shutil
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -25,12 +31,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import websockets
 from websockets.asyncio.client import ClientConnection
 
 from factories import TEST_ACTOR, add_user
 from netns.fednodes import make_ca, wait_until
-from netns.lab import Lab
+from netns.lab import Lab, netns_unavailable
 from vmesh.config import parse_config
 from vmesh.directory.store import Directory
 from vmesh.federation.ca import issue_node_cert
@@ -38,6 +45,15 @@ from vmesh.node.context import NodeContext
 
 PORT = 8080
 LEAF_PORT = 7422
+PASSWORD = "s3cret-pass"  # factories.add_user's default
+
+NEEDS_MEDIA_NETWORK = [
+    pytest.mark.skipif(netns_unavailable() is not None, reason=str(netns_unavailable())),
+    pytest.mark.skipif(
+        not (shutil.which("nats-server") and shutil.which("janus") and shutil.which("ffmpeg")),
+        reason="needs nats-server, janus and ffmpeg",
+    ),
+]
 
 
 @dataclass(frozen=True)
@@ -313,3 +329,33 @@ async def camera(directory: Directory, parent: str, code: str, name: str, **attr
         TEST_ACTOR,
         {"code": code, "parent_code": parent, "kind": "camera", "name": name, "attrs": a},
     )
+
+
+@contextlib.asynccontextmanager
+async def console(net: Net, node: str) -> AsyncIterator[Any]:
+    """A Playwright page in Debian's Chromium, logged in to ``node``'s console as
+    ``admin-<node>`` (Chromium runs in the root namespace and reaches the node over the root
+    leg); closed on exit."""
+    from playwright.async_api import async_playwright
+
+    from e2e.console_node import CHROMIUM, CHROMIUM_ARGS
+
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=[
+                *CHROMIUM_ARGS,
+                "--autoplay-policy=no-user-gesture-required",
+                "--disable-features=WebRtcHideLocalIpsWithMdns",
+            ],
+        )
+        try:
+            page = await browser.new_page()
+            await page.goto(net.url(node) + "/")
+            await page.get_by_test_id("login-username").fill(f"admin-{node}")
+            await page.get_by_test_id("login-password").fill(PASSWORD)
+            await page.get_by_test_id("login-submit").click()
+            await page.get_by_test_id("current-user").wait_for()
+            yield page
+        finally:
+            await browser.close()
