@@ -115,12 +115,12 @@ def open_page(browser: Any, base_url: str, user: tuple[str, str], hash_: str) ->
     page = context.new_page()
     page.errors = []  # type: ignore[attr-defined]
     page.on("pageerror", lambda e: page.errors.append(str(e)))  # type: ignore[attr-defined]
-    page.goto(base_url + "/")
+    page.goto(base_url + "/", timeout=WAIT_MS)
     page.get_by_test_id("login-username").fill(user[0])
     page.get_by_test_id("login-password").fill(user[1])
     page.get_by_test_id("login-submit").click()
     expect(page.get_by_test_id("current-user")).to_contain_text(user[0], timeout=WAIT_MS)
-    page.goto(base_url + "/" + hash_)
+    page.goto(base_url + "/" + hash_, timeout=WAIT_MS)
     return page
 
 
