@@ -6,15 +6,19 @@ directory already or on an earlier row. CSV is UTF-8 (a BOM is accepted), header
 space-separated, attrs as JSON text. JSON is an array of objects with the same keys (tags a
 list, attrs an object); export writes one object per line.
 
-An import first parses and checks every row, collecting every error by row and field
-(``vmesh.errors.ErrorList``): bad values, bad or duplicate codes, unknown parents, codes already in
-the directory (unless ``update``), division or kind not fitting the parent, rows outside the
-caller's scope. Only a clean file is written, in one transaction with its audit row, under the
-directory writers' lock; ``dry_run`` stops after the checks. Export orders rows by depth, then code,
+An import checks every row, collecting every error by row and field (``vmesh.errors.ErrorList``):
+bad values, bad or duplicate codes, unknown parents, codes already in the directory (unless
+``update``), division or kind not fitting the parent, rows outside the caller's scope. It is fed
+a chunk of rows at a time (``_Import``; a CSV file is parsed chunk by chunk too), in one
+transaction with its audit row under the directory writers' lock: while one chunk is written the
+next is parsed and checked; after the first error nothing more is written, the rest is still
+checked, and the errors raised at the end roll back what was written, so a file is applied all
+or nothing. ``dry_run`` only checks. Export orders rows by depth, then code,
 so parents come first and the file does not depend on internal ids: export → import into an empty
 node → export gives the same bytes.
 
-Public: ``ImportReport``, ``parse_file``, ``import_rows``, ``export_lines``, ``FORMATS``.
+Public: ``ImportReport``, ``parse_file``, ``import_file``, ``import_rows``, ``export_lines``,
+``FORMATS``.
 """
 
 from __future__ import annotations
@@ -677,37 +681,28 @@ async def _run(
     source: str,
     progress: Progress | None,
 ) -> ImportReport:
-    if dry_run:
-        async with db.sessions() as s:
-            imp = _Import(
-                s,
-                db,
-                who,
-                update_existing=update_existing,
-                write=False,
-                progress=progress,
-                total=total,
-            )
-            await imp.start()
-            for chunk in chunks:
-                await imp.add(chunk)
-            created, updated = await imp.finish(parse_errors)
-        return ImportReport(created + updated, created, updated, True)
-    async with audit.transaction() as s:
-        await write_lock(s, db.dialect)
+    async def feed(s: AsyncSession) -> tuple[int, int]:
         imp = _Import(
             s,
             db,
             who,
             update_existing=update_existing,
-            write=True,
+            write=not dry_run,
             progress=progress,
             total=total,
         )
         await imp.start()
         for chunk in chunks:
             await imp.add(chunk)
-        created, updated = await imp.finish(parse_errors)
+        return await imp.finish(parse_errors)
+
+    if dry_run:
+        async with db.sessions() as s:
+            created, updated = await feed(s)
+        return ImportReport(created + updated, created, updated, True)
+    async with audit.transaction() as s:
+        await write_lock(s, db.dialect)
+        created, updated = await feed(s)
         audit.record(
             s,
             who,
