@@ -133,9 +133,9 @@ class CameraNode:
 
     async def start(self) -> None:
         await self.bus.serve(SERVICE, self._on_rpc)
-        sub = await self.bus.nc.subscribe(rpc_subject(self.code, READ), cb=self._on_read)
+        # raw replies (not Bus.serve's JSON); the subscription ends when the bus is closed
+        await self.bus.nc.subscribe(rpc_subject(self.code, READ), cb=self._on_read)
         await self.bus.nc.flush()
-        self.bus._subs.append(sub)  # closed with the bus
 
     async def _camera(self, code: str) -> None:
         from sqlalchemy import select
