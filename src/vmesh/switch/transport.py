@@ -15,6 +15,14 @@ first RTCP packet tells us where to send them).
 while media flows (no extra wake-up), and from a timer when nothing arrives. ``use_uvloop()``
 installs uvloop's event loop policy where it is installed (it is a vmesh dependency).
 
+Data plane (docs/switch.md, "Data plane"): where the C extension ``_dataplane`` is built (``pip
+install -e .``), the inputs' RTP sockets are plain sockets read by a thread whose loop is C
+(``recvmmsg``, the steady state of ``forward_rtp`` in C, ``sendmmsg``); what is not the steady
+state comes back to :meth:`SwitchTransport._plane_slow` on that thread, which runs the Python core,
+and ``Switch.tick`` runs there too. The core is touched only under ``self._lock`` (a route never
+lands between two copies of a packet); sends other than media copies from that thread are handed
+to the event loop. ``dataplane=False``, a custom ``clock`` or a missing extension: the path below.
+
 The media path is kept short (docs/switch.md, "Performance"): RTP from an input goes through
 ``Switch.forward_rtp``, which hands each copy, in one scratch buffer, straight to ``sendto`` on
 the shared output socket (a non-blocking duplicate of the asyncio transport's socket). Like any
@@ -38,6 +46,7 @@ from typing import Any, NamedTuple, cast
 
 from vmesh.switch.core import InputSpec, OutputSpec, Send, Switch
 
+DataPlane: Any
 try:
     from vmesh.switch._dataplane import DataPlane
 except ImportError:  # pragma: no cover - built by `pip install -e .`; without a compiler: Python
