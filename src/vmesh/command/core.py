@@ -148,7 +148,7 @@ def _text(errors: list[FieldError], body: dict[str, Any], name: str, *, required
         errors.append(FieldError(name, "is required"))
     elif len(v) > MAX_TEXT:
         errors.append(FieldError(name, f"at most {MAX_TEXT} characters", v[:50]))
-    return v
+    return str(v)
 
 
 def _point(errors: list[FieldError], body: dict[str, Any]) -> tuple[float, float]:
@@ -174,7 +174,9 @@ def _code(errors: list[FieldError], body: dict[str, Any], name: str = "code") ->
     return v
 
 
-def _choice(errors: list[FieldError], body: dict[str, Any], name: str, allowed: tuple) -> str:
+def _choice(
+    errors: list[FieldError], body: dict[str, Any], name: str, allowed: tuple[str, ...]
+) -> str:
     v = body.get(name)
     if v not in allowed:
         errors.append(FieldError(name, "must be one of " + ", ".join(allowed), str(v)))

@@ -43,7 +43,8 @@ export async function makeMap(container, settings, center) {
   if (settings.tile_url) L.tileLayer(settings.tile_url, { attribution: settings.tile_attribution, maxZoom: 19 }).addTo(map);
   try {
     const geo = await request("GET", `/command/boundaries/${settings.node.division}`);
-    L.geoJSON(geo, { style: { color: "#3a6ea5", weight: 1, fillOpacity: 0.05 } }).addTo(map);
+    const layer = L.geoJSON(geo, { style: { color: "#3a6ea5", weight: 1, fillOpacity: 0.05 } }).addTo(map);
+    container.dataset.boundaries = String(layer.getLayers().length);
   } catch {
     // no boundaries for this division: the markers still work
   }
