@@ -3,7 +3,8 @@ media switch, directory and audit log (started after federation and media, stopp
 
 - the tree: this node's subtree from ``federation_nodes`` (what its children announce) and its
   parent (the uplink identified by the federation, else its own row);
-- local cameras: ``vmesh.media.remote.FabricCameras`` (sources of this node's directory);
+- local sources: ``vmesh.media.remote.FabricSources`` (cameras of this node's directory and
+  browser publications here, video and audio);
 - ``fabric.serve`` rows are written by the actor ``fabric``;
 - the media service gets the agent as its ``fabric`` so that viewers here reach other nodes'
   cameras;
@@ -26,7 +27,7 @@ from prometheus_client.registry import Collector
 from vmesh.audit.log import Actor
 from vmesh.fabric.route import Parents
 from vmesh.fabric.service import FabricService
-from vmesh.media.remote import FabricCameras
+from vmesh.media.remote import FabricSources
 
 if TYPE_CHECKING:
     from vmesh.node.context import NodeContext
@@ -87,19 +88,21 @@ async def start_fabric(ctx: NodeContext) -> FabricService:
     async def audit(action: str, target: str, result: str, detail: dict[str, Any]) -> None:
         await ctx.audit.write(ACTOR, action, target, result, detail)
 
+    sources = FabricSources(media, ctx.db)  # cameras and browser publications, video and audio
     fabric = FabricService(
         node_code=code,
         bus=federation.bus,
         transport=media.transport,
         address=cfg.fabric.address,
         tree=tree,
-        cameras=FabricCameras(media, ctx.db),
+        cameras=sources,
         audit=audit,
         linger=cfg.fabric.linger_seconds,
         rpc_timeout=cfg.fabric.rpc_timeout_seconds,
         port_range=cfg.fabric.port_range,
         failover_after=cfg.fabric.failover_seconds,
     )
+    sources.rebind = fabric.rebind
     await fabric.start()
     media.fabric = fabric
     ctx.metrics.register(_FabricCollector(fabric))

@@ -59,6 +59,26 @@ log = logging.getLogger(__name__)
 
 SERVICE = "fabric"
 _CODE = re.compile(r"^\d{20}$")
+AUDIO_SUFFIX = "/audio"
+_STREAM = re.compile(r"^\d{20}(/audio)?$")
+
+
+def audio_stream(code: str) -> str:
+    """The fabric stream of ``code``'s audio: its own lease and its own UDP relay per link, beside
+    the video stream ``code`` (Opus or G.711 as the source sends it, no keyframes)."""
+    return code + AUDIO_SUFFIX
+
+
+def is_audio(stream: str) -> bool:
+    return stream.endswith(AUDIO_SUFFIX)
+
+
+def _stream(body: dict[str, Any]) -> str:
+    """The ``stream`` field: a 20-digit code (its video) or ``<code>/audio`` (its audio)."""
+    v = body.get("stream")
+    if not isinstance(v, str) or not _STREAM.match(v):
+        raise InvalidInput.one("stream", "must be a 20-digit code, or one followed by /audio", v)
+    return v
 
 
 class LocalCameras(Protocol):
@@ -265,15 +285,15 @@ class FabricService:
         link = await LinkIn.open(self.address, self.clock, self.port_range)
         input_id = f"fabric/{stream}"
         try:
-            port = await self.transport.add_input(
-                InputSpec(
-                    input_id,
-                    Codec.h264,
-                    keyframe_request=KeyframeRequest.pli,
-                    rtcp_dest=(LOOPBACK, link.lo.port),
-                ),
-                port=0,
+            spec = InputSpec(
+                input_id,
+                Codec.h264,
+                keyframe_request=KeyframeRequest.pli,
+                rtcp_dest=(LOOPBACK, link.lo.port),
             )
+            if is_audio(stream):
+                spec = InputSpec(input_id, Codec.opus, rtcp_dest=(LOOPBACK, link.lo.port))
+            port = await self.transport.add_input(spec, port=0)
             link.switch_rtp = (LOOPBACK, port)
             body = (creds or {}) | {
                 "op": "open",
@@ -409,7 +429,7 @@ class FabricService:
         raise InvalidInput.one("op", "must be open, close or record", op)
 
     async def _on_open(self, body: dict[str, Any]) -> dict[str, Any]:
-        stream = _code(body, "stream")
+        stream = _stream(body)
         camera_node = _code(body, "camera_node")
         down = _code(body, "from")
         addr = body.get("addr")
@@ -437,7 +457,7 @@ class FabricService:
             link = await LinkOut.open(self.address, (addr, port), self.port_range)
             output_id = f"fabric/{stream}>{down}"
             try:
-                await self._add_output(output_id, link)
+                await self._add_output(output_id, link, Codec.opus if is_audio(stream) else None)
                 self.transport.route(output_id, input_id)
             except BaseException:
                 link.close()
@@ -448,13 +468,13 @@ class FabricService:
         log.info("fabric node=%s stream=%s to node=%s", self.code, stream, down)
         return {"addr": self.address, "port": link.wan.port}
 
-    async def _add_output(self, output_id: str, link: LinkOut) -> None:
+    async def _add_output(self, output_id: str, link: LinkOut, codec: Codec | None = None) -> None:
         for _ in range(8):
             try:
                 await self.transport.add_output(
                     OutputSpec(
                         output_id,
-                        Codec.h264,
+                        codec or Codec.h264,
                         ssrc=random.randint(1, 0xFFFFFFFF),
                         dest=(LOOPBACK, link.lo_rtp.port),
                         rtcp_dest=(LOOPBACK, link.lo_rtcp.port),
@@ -469,7 +489,7 @@ class FabricService:
         raise RuntimeError("no free SSRC for a fabric output")
 
     async def _on_close(self, body: dict[str, Any]) -> dict[str, Any]:
-        await self._drop_link(_code(body, "stream"), _code(body, "from"))
+        await self._drop_link(_stream(body), _code(body, "from"))
         return {"closed": True}
 
     async def _drop_link(self, stream: str, down: str) -> None:
@@ -482,7 +502,7 @@ class FabricService:
                 await self._teardown(stream)
 
     async def _on_record(self, body: dict[str, Any]) -> dict[str, Any]:
-        stream = _code(body, "stream")
+        stream = _stream(body)
         detail = {
             "viewer_node": _code(body, "viewer_node"),
             "user": str(body.get("user") or ""),
@@ -516,6 +536,17 @@ class FabricService:
         if self.audit is not None:
             detail = {"viewer_node": down, "grant": grant, "reason": reason}
             await self.audit("fabric.stop", stream, "ok", detail)
+
+    def rebind(self, stream: str, input_id: str) -> None:
+        """A local source came back on a new switch input (a browser that published again):
+        route every output towards a neighbour from it."""
+        c = self._carried.get(stream)
+        if c is None or c.upstream is not None:
+            return
+        c.input_id = input_id
+        for output_id, _ in c.outputs.values():
+            with contextlib.suppress(Exception):
+                self.transport.route(output_id, input_id)
 
     def signal(self, stream: str) -> tuple[str | None, float | None] | None:
         """(upstream neighbour, time of its last RTP packet) of ``stream`` carried here.

@@ -231,6 +231,8 @@ class BrowserSources:
         self.room = BrowserRoom(media)
         self.live: dict[str, Forwarding] = {}
         self.stopped: set[str] = set()
+        # Called with each publication that goes live (the fabric re-routes its outputs).
+        self.on_live: list[Callable[[Forwarding], None]] = []
 
     @classmethod
     def of(cls, media: MediaService) -> BrowserSources:
@@ -309,6 +311,9 @@ class BrowserSources:
         for ch in self.media.pool.channels:  # viewers left on it from a previous publication
             if ch.owner is not None and ch.source == fw.code:
                 self._route(ch, fw)
+        for cb in self.on_live:
+            with contextlib.suppress(Exception):
+                cb(fw)
         log.info("publish source=%s port=%d live", fw.code, fw.base)
 
     async def stop(self, fw: Forwarding) -> None:

@@ -14,7 +14,13 @@ shared with them) and releases it when the fabric lets the stream go.
 ``remote_camera`` is the catalogue lookup; scope for catalogue entries is by administrative
 division (the entry code's division inside the user's scope division), as ``/api/network`` does.
 
-Public: ``RemoteSpec``, ``FabricHooks``, ``FabricCameras``, ``remote_camera``, ``covers_remote``.
+``FabricSources`` extends it to everything a conference sends through the fabric: a stream
+``<code>`` or ``<code>/audio`` (``vmesh.fabric.service.audio_stream``) is first looked up among
+this node's browser publications (``vmesh.media.publish``: a venue's page publishing here), then
+among its cameras (a synthetic camera with audio has an audio input; others have none).
+
+Public: ``RemoteSpec``, ``FabricHooks``, ``FabricCameras``, ``FabricSources``, ``remote_camera``,
+``covers_remote``.
 """
 
 from __future__ import annotations
@@ -41,6 +47,8 @@ log = logging.getLogger(__name__)
 
 FABRIC_HOLDER = -1
 """The pseudo channel index under which the fabric holds a local camera's source."""
+FABRIC_AUDIO_HOLDER = -2
+"""The same for the camera's audio stream (a lease of its own)."""
 
 
 @dataclass(frozen=True)
@@ -104,3 +112,65 @@ class FabricCameras:
 
     def release(self, code: str) -> None:
         self.media.unhold(code, FABRIC_HOLDER)
+
+
+class FabricSources(FabricCameras):
+    """The fabric's ``LocalCameras`` for video and audio streams of cameras and browser
+    publications (see the module docstring). ``rebind(stream, input_id)`` is the fabric's: called
+    when a publication goes live again on new switch inputs."""
+
+    def __init__(self, media: MediaService, db: Database) -> None:
+        super().__init__(media, db)
+        self.rebind: Any = None
+        self._cameras: set[str] = set()
+        from vmesh.media.publish import BrowserSources
+
+        BrowserSources.of(media).on_live.append(self._on_live)
+
+    def _browser(self) -> dict[str, Any]:
+        from vmesh.media.publish import BrowserSources
+
+        return BrowserSources.of(self.media).live
+
+    async def acquire(self, code: str) -> str:
+        base, audio = (code[:-6], True) if code.endswith("/audio") else (code, False)
+        fw = self._browser().get(base)
+        if fw is not None:
+            input_id = fw.audio_input if audio else fw.video_input
+            if input_id is None:
+                raise NotFound(f"{base} publishes no audio at this node")
+            return str(input_id)
+        if not audio:
+            video = await super().acquire(base)
+            self._cameras.add(code)
+            return video
+        async with self.db.sessions() as s:
+            e = (await s.execute(select(Entry).where(Entry.code == base))).scalar_one_or_none()
+        if e is None:
+            raise NotFound(f"{base} is neither publishing nor a camera at this node")
+        if e.kind != "camera":
+            raise NotFound(f"{e.name} ({base}) is not publishing at this node")
+        spec = source_from_attrs(base, e.name, attrs_of(e.attrs))
+        await self.media.hold(base, spec, FABRIC_AUDIO_HOLDER)
+        src = self.media.sources.get(base)
+        if src is None or src.audio_input is None:
+            self.media.unhold(base, FABRIC_AUDIO_HOLDER)
+            raise NotFound(f"camera {e.name} ({base}) has no audio")
+        self._cameras.add(code)
+        return src.audio_input
+
+    def release(self, code: str) -> None:
+        if code not in self._cameras:
+            return  # a browser publication: it runs as long as its page does
+        self._cameras.discard(code)
+        if code.endswith("/audio"):
+            self.media.unhold(code[:-6], FABRIC_AUDIO_HOLDER)
+        else:
+            super().release(code)
+
+    def _on_live(self, fw: Any) -> None:
+        if self.rebind is None:
+            return
+        self.rebind(fw.code, fw.video_input)
+        if fw.audio_input is not None:
+            self.rebind(fw.code + "/audio", fw.audio_input)
