@@ -206,3 +206,46 @@ async def test_map_settings_and_offline_boundaries(
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "adcode"
     r = await client.get("/vendor/leaflet/leaflet.js")
     assert r.status_code == 200
+
+
+async def test_a_parent_reopens_a_room_from_a_childs_replicated_log(
+    client: httpx.AsyncClient, ctx: NodeContext, site: dict[str, str]
+) -> None:
+    from datetime import UTC, datetime
+
+    from vmesh.command import core
+
+    child = "33010600102006000001"
+    detail = core.check(None, "open", OPEN, here=child)
+    opened = core.Entry("a" * 32, "b" * 32, datetime.now(UTC), child, "town_cmdr", "open", detail)
+    store = service_of(ctx).store
+    assert await store.apply([opened]) == 1
+    h = bearer(site["cmdr"])
+    r = await client.get(f"/api/command/incidents/{opened.incident}", headers=h)
+    assert (r.json()["host"], r.json()["reachable"]) == (child, False)  # no link to it here
+    r = await client.post(
+        f"/api/command/incidents/{opened.incident}/actions",
+        json={"action": "note", "text": "x"},
+        headers=h,
+    )
+    assert r.status_code == 409 and child in r.json()["detail"]
+    r = await client.post(
+        f"/api/command/incidents/{opened.incident}/actions",
+        json={"action": "reopen", "reason": "乡镇节点失联"},
+        headers=h,
+    )
+    assert r.status_code == 200, r.text
+    assert (r.json()["host"], r.json()["hosted_here"]) == (ctx.config.node.code, True)
+    r = await client.post(
+        f"/api/command/incidents/{opened.incident}/actions",
+        json={"action": "note", "text": "县接管"},
+        headers=h,
+    )
+    assert r.status_code == 200
+    r = await client.get(f"/api/command/incidents/{opened.incident}", headers=h)
+    log = r.json()["log"]
+    assert [(e["action"], e["node"]) for e in log] == [
+        ("open", child),
+        ("reopen", ctx.config.node.code),
+        ("note", ctx.config.node.code),
+    ]

@@ -562,6 +562,8 @@ export default {
   "command.action.convene": "convened",
   "command.action.hand_over": "handed over",
   "command.action.reopen": "reopened",
+  "command.reopen": "Take the room over here",
+  "command.reopenReason": "Why (the host is unreachable)",
   "field.title": "Field terminal",
   "field.incident": "Incident",
   "field.join": "Join, publish and send GPS",

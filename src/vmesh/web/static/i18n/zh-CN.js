@@ -562,6 +562,8 @@ export default {
   "command.action.convene": "会商",
   "command.action.hand_over": "移交",
   "command.action.reopen": "接管重开",
+  "command.reopen": "在本节点接管",
+  "command.reopenReason": "接管原因（主持节点不可达）",
   "field.title": "单兵终端",
   "field.incident": "事件",
   "field.join": "加入、上传画面并发送位置",

@@ -224,7 +224,9 @@ function room(ctx, id) {
     clear(head,
       h("h2", {}, inc.title),
       h("div", { class: "muted" }, `${t(`command.type.${inc.type}`)} · ${inc.severity} · ${t(`command.status.${inc.status}`)} · ${t("command.host")} ${inc.host}`),
-      inc.hosted_here ? null : h("div", { class: "state-error", testid: "room-not-here" }, t("command.notHere", { host: inc.host })));
+      inc.hosted_here ? null : h("div", { class: "state-error", testid: "room-not-here" }, t("command.notHere", { host: inc.host }),
+        inc.reachable === false ? h("button", { type: "button", testid: "room-reopen",
+          onclick: () => act({ action: "reopen", reason: window.prompt(t("command.reopenReason")) || "" }) }, t("command.reopen")) : null));
     if (inc.log.length !== shown) {
       shown = inc.log.length;
       logList.dataset.count = String(shown);
