@@ -22,7 +22,7 @@ from playwright.sync_api import Page, expect
 from pypdf import PdfReader
 
 from e2e.console_node import CHROMIUM, CHROMIUM_ARGS, Node
-from media_site import ADMIN, VILLAGE, XIHU, login_cookie, media_node
+from media_site import ADMIN, BLOCK, VILLAGE, XIHU, free_udp_block, login_cookie, media_node
 
 pytestmark = pytest.mark.e2e
 
@@ -47,9 +47,12 @@ def _post(node: Node, cookie: str, method: str, path: str, body: object) -> dict
 
 @pytest.fixture(scope="module")
 def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
+    # A block of its own, not the first free one: other suites on this machine pick that one too.
+    free_udp_block(BLOCK)
     n = media_node(
         tmp_path_factory.mktemp("servicedesk"),
         channels=4,
+        port_base=free_udp_block(BLOCK),
         extra_toml="\n[servicedesk]\nsample_catalogue = true\n",
     )
     try:
