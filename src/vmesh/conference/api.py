@@ -92,6 +92,9 @@ def service_of(ctx: NodeContext) -> ConferenceService:
         store = ConferenceStore(ctx.db, ctx.audit, ctx.config.node.code)
         svc = ConferenceService(store, ctx.audit, ctx.media)
         ctx.conferences = svc
+        bus = ctx.federation.bus if ctx.federation is not None else None
+        if bus is not None:  # venues of other nodes report here (ConferenceService.on_rpc)
+            svc.rpc = asyncio.get_running_loop().create_task(bus.serve("conference", svc.on_rpc))
     return cast(ConferenceService, svc)
 
 

@@ -22,6 +22,15 @@ publication is live has joined; one whose publication went away has dropped (its
 gets ``left_at``; its page reconnects and republishes by itself, and the plan routes it again).
 Polling advances on the conference's own clock (``poll_seconds``).
 
+Venues at other nodes (``VenueInfo.node``, from the catalogue): their page runs at their own node,
+which reports to the host every ``REMOTE_POLL`` s over the bus (``venue_poll``: is the venue's
+publication live there, its hand and level) and gets back the venue's layout. Such a venue is
+joined while its node reports it live, and **unreachable** when no report came for
+``REMOTE_STALE`` s (a cut link, a stopped node); it is joined again with the next report. The
+host's own tiles (pages here, chair thumbnails, the programme) take another node's venue through
+the fabric (``FabricService.acquire`` of ``<code>`` / ``<code>/audio``, one fabric viewer per
+conference and stream: a stream crosses each link once whatever the number of tiles).
+
 Public: ``ConferenceService``, ``LiveConference``, ``VenuePage``, ``ChairPage``,
 ``ConferencePublish``, ``VENUE_ROLES``.
 """
@@ -70,6 +79,18 @@ Send = Callable[[Json], Awaitable[None]]
 VENUE_ROLES = ("admin", "operator", "commander", "chair")
 MONITOR_INTERVAL = 0.5
 CONTENT_TILE = "c"
+REMOTE_POLL = 0.5  # a venue's node reports to the host this often
+REMOTE_STALE = 3.0  # no report for this long: the venue is unreachable
+
+
+@dataclass
+class RemoteVenue:
+    """What a venue's own node last said (``venue_poll``), on the host's monotonic clock."""
+
+    node: str
+    seen_at: float
+    live: bool = False
+    level: float | None = None
 
 
 def video_tile(i: int) -> str:
@@ -148,6 +169,11 @@ class LiveConference:
         self._last_audio: dict[str, tuple[int, float]] = {}
         self._audio_kbps: dict[str, float] = {}
         self.recorder: ProgrammeRecorder | None = None
+        self.remote: dict[str, RemoteVenue] = {}
+        self.clock: Callable[[], float] = time.monotonic
+        self._fabric_in: dict[str, str] = {}  # fabric stream -> its switch input here
+        self._acquiring: set[str] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def _restore(self, st: dict[str, Any]) -> None:
         """The floor as it was saved (a node restart or a reload keeps mode, mutes, hands)."""
@@ -192,6 +218,12 @@ class LiveConference:
                 await chair.send({"type": "ended", "reason": reason})
         if self.recorder is not None:
             await self.recorder.stop()
+        fabric = self.media.fabric if self.media is not None else None
+        for stream in list(self._fabric_in):
+            del self._fabric_in[stream]
+            if fabric is not None:
+                with contextlib.suppress(Exception):
+                    await fabric.release(stream, self._viewer)
 
     # --- chair actions ------------------------------------------------------------------------
 
@@ -310,28 +342,115 @@ class LiveConference:
         return self.media
 
     def _live(self) -> set[str]:
+        now = self.clock()
+        remote = {v for v, r in self.remote.items() if r.live and now - r.seen_at <= REMOTE_STALE}
         if self.media is None:
-            return set()
+            return remote
         b = self.media.browser
-        return set(b.live) if isinstance(b, BrowserSources) else set()
+        return (set(b.live) if isinstance(b, BrowserSources) else set()) | remote
+
+    @property
+    def _viewer(self) -> str:
+        return f"conference-{self.info.id}"
+
+    def node_of(self, code: str) -> str:
+        """The node ``code`` (a venue, or its content) publishes at."""
+        base = code[: -len(CONTENT_SUFFIX)] if code.endswith(CONTENT_SUFFIX) else code
+        v = self.info.venue(base)
+        return v.node if v is not None and v.node else self.info.host_node
+
+    def _input_of(self, src: str | None, audio: bool) -> str | None:
+        """The switch input here carrying ``src``'s audio or video: its publication here, or
+        the fabric's input once acquired from its node (``None`` meanwhile)."""
+        if src is None:
+            return None
+        b = self.media.browser if self.media is not None else None
+        fw = b.live.get(src) if isinstance(b, BrowserSources) else None
+        if fw is not None:
+            return fw.audio_input if audio else fw.video_input
+        return self._fabric_in.get(f"{src}/audio" if audio else src)
+
+    def _wanted(self) -> set[str]:
+        """Fabric streams the tiles here need: sources of other nodes in this node's tiles."""
+        out: set[str] = set()
+        for page in self.pages.values():
+            for tile in page.tiles:
+                src, audio = self._source_of(page.code, tile)
+                if src is not None and self.node_of(src) != self.info.host_node:
+                    out.add(f"{src}/audio" if audio else src)
+        for chair in self.chairs:
+            for ch in chair.thumbs.values():
+                src = ch.source
+                if src and self.node_of(src) != self.info.host_node:
+                    out.add(src)
+        return out
+
+    async def _fetch_remote(self) -> None:
+        """Acquire the wanted fabric streams (in the background: a slow node must not hold the
+        floor) and let go of those no tile needs any more."""
+        fabric = self.media.fabric if self.media is not None else None
+        if fabric is None:
+            return
+        wanted = self._wanted()
+        for stream in list(self._fabric_in):
+            if stream not in wanted:
+                del self._fabric_in[stream]
+                with contextlib.suppress(Exception):
+                    await fabric.release(stream, self._viewer)
+        for stream in wanted - set(self._fabric_in) - self._acquiring:
+            self._acquiring.add(stream)
+            t = asyncio.create_task(self._acquire(fabric, stream))
+            self._tasks.add(t)
+            t.add_done_callback(self._tasks.discard)
+
+    async def _acquire(self, fabric: Any, stream: str) -> None:
+        code = stream.removesuffix("/audio")
+        try:
+            input_id = await fabric.acquire(stream, self.node_of(code), self._viewer, "conference")
+        except Exception as e:
+            log.warning("conference=%d stream %s not carried here: %s", self.info.id, stream, e)
+            await asyncio.sleep(2.0)  # retried by the next apply (the monitor's second)
+            self._acquiring.discard(stream)
+            return
+        self._acquiring.discard(stream)
+        self._fabric_in[stream] = input_id
+        async with self.lock:
+            await self._apply()
+
+    async def venue_poll(
+        self, venue: object, node: str, live: bool, level: float | None = None
+    ) -> Json:
+        """A report from the node where ``venue``'s page runs; the venue's layout and where
+        each of its sources publishes (``nodes``)."""
+        v = self.info.venue(venue) if isinstance(venue, str) else None
+        if v is None or not v.node or v.node == self.info.host_node:
+            raise InvalidInput.one("venue", f"not a venue of another node in {self.info.id}", venue)
+        if node != v.node:
+            raise Forbidden(f"venue {v.code} publishes at node {v.node}, not {node}")
+        r = self.remote.get(v.code)
+        was_live = v.code in self._live()
+        if r is None:
+            r = self.remote[v.code] = RemoteVenue(node, self.clock())
+        r.seen_at, r.live, r.level = self.clock(), live, level
+        if was_live != live:
+            await self.sync()
+        msg = self.layout_of(v.code)
+        codes = [e["code"] for e in msg["video"] + msg["audio"] if e["code"]]
+        if msg["content"]:
+            codes.append(msg["content"]["code"])
+        msg["nodes"] = {c: self.node_of(c) for c in codes}
+        return msg
 
     def _feed(self, ch: Channel, src: str | None, *, audio: bool) -> None:
         """Route ``src``'s video (or audio) into ``ch`` and nothing into the other half."""
         t = self._media().transport
-        b = self._media().browser
-        fw = b.live.get(src) if isinstance(b, BrowserSources) and src is not None else None
-        if audio:
-            t.unroute(ch.video_output)
-            if fw is not None and fw.audio_input is not None:
-                t.route(ch.audio_output, fw.audio_input)
-            else:
-                t.unroute(ch.audio_output)
+        input_id = self._input_of(src, audio)
+        t.unroute(ch.video_output if audio else ch.audio_output)
+        out = ch.audio_output if audio else ch.video_output
+        if input_id is not None:
+            t.route(out, input_id)
         else:
-            t.unroute(ch.audio_output)
-            if fw is not None:
-                t.route(ch.video_output, fw.video_input)
-            else:
-                t.unroute(ch.video_output)
+            t.unroute(out)
 
     def _source_of(self, venue: str, tile: str) -> tuple[str | None, bool]:
         vp = self.plan.venues.get(venue)
@@ -360,21 +479,17 @@ class LiveConference:
         """The recorded programme: the featured picture, the speaker's (else main) audio."""
         if self.recorder is None:
             return
-        b = self.media.browser if self.media is not None else None
-        live = b.live if isinstance(b, BrowserSources) else {}
         f = self.floor
-        fw = live.get(self.plan.featured) if self.plan.featured else None
         heard = f.audible()
         speaker = next((v for v in heard if v != f.main), heard[0] if heard else None)
-        afw = live.get(speaker) if speaker else None
         self.recorder.route(
-            fw.video_input if fw is not None else None,
-            afw.audio_input if afw is not None else None,
+            self._input_of(self.plan.featured, False), self._input_of(speaker, True)
         )
 
     async def _apply(self) -> None:
         """Route every page's tiles by the current plan and push layouts and state."""
         self.plan = self.floor.plan()
+        await self._fetch_remote()
         self._programme()
         for page in list(self.pages.values()):
             if page.code not in self.floor.all:
@@ -433,6 +548,9 @@ class LiveConference:
             return "removed"
         if code in live:
             return "joined"
+        r = self.remote.get(code)
+        if r is not None and self.clock() - r.seen_at > REMOTE_STALE:
+            return "unreachable"
         return "dropped" if code in self.ever_joined else "absent"
 
     def snapshot(self) -> Json:
@@ -451,7 +569,8 @@ class LiveConference:
                     "hand": v.code in f.hands,
                     "speaking": v.code in f.audible(),
                     "featured": v.code == self.plan.featured,
-                    "level": page.level if page is not None else None,
+                    "level": page.level if page is not None else self._remote_level(v.code),
+                    "node": v.node or self.info.host_node,
                     "audio_kbps": round(self._audio_kbps.get(v.code, 0.0), 1),
                     "content": f.content == v.code,
                 }
@@ -467,6 +586,10 @@ class LiveConference:
             "audio_slots": AUDIO_SLOTS,
             "venues": venues,
         }
+
+    def _remote_level(self, code: str) -> float | None:
+        r = self.remote.get(code)
+        return r.level if r is not None else None
 
     async def _push_chairs(self) -> None:
         if not self.chairs:
@@ -565,6 +688,7 @@ class ConferenceService:
         self.media = media
         self.running: dict[int, LiveConference] = {}
         self._lock = asyncio.Lock()
+        self.rpc: asyncio.Task[Any] | None = None  # the bus subscription being made
 
     async def live(self, conf_id: int) -> LiveConference:
         """The running conference (loaded on first use); ``Conflict`` if it is not active."""
@@ -579,6 +703,26 @@ class ConferenceService:
             self.running[conf_id] = lc
             await lc.start()
             return lc
+
+    async def on_rpc(self, body: dict[str, Any]) -> Json:
+        """``vmesh.<host>.rpc.conference``: ``{"op": "venue", "conference": id, "venue": code,
+        "node": <the venue's node>, "live": bool, "level": 0..1 | null}`` from the node where
+        the venue's page runs; answers the venue's layout (``LiveConference.venue_poll``)."""
+        if body.get("op") != "venue":
+            raise InvalidInput.one("op", "must be venue", body.get("op"))
+        conf_id = body.get("conference")
+        if not isinstance(conf_id, int) or isinstance(conf_id, bool):
+            raise InvalidInput.one("conference", "must be a conference id", conf_id)
+        node = body.get("node")
+        if not isinstance(node, str) or not node:
+            raise InvalidInput.one("node", "must be the reporting node's code", node)
+        level = body.get("level")
+        if level is not None and (not isinstance(level, int | float) or not 0 <= level <= 1):
+            raise InvalidInput.one("level", "must be a number from 0 to 1", level)
+        lc = await self.live(conf_id)
+        return await lc.venue_poll(
+            body.get("venue"), node, bool(body.get("live")), None if level is None else float(level)
+        )
 
     def running_or_none(self, conf_id: int) -> LiveConference | None:
         return self.running.get(conf_id)

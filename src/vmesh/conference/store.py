@@ -25,6 +25,8 @@ from vmesh.auth.principal import Principal
 from vmesh.conference.models import Attendance, ConferenceChair, ConferenceRow, ConferenceVenue
 from vmesh.directory.models import Entry
 from vmesh.errors import Conflict, ErrorList, FieldError, NotFound
+from vmesh.federation.models import CatalogueEntry
+from vmesh.media.remote import covers_remote
 from vmesh.storage.db import Database
 
 VENUE_KINDS = frozenset({"conference_terminal", "service_room"})
@@ -40,6 +42,7 @@ class VenueInfo:
     kind: str
     path: str
     role: str  # main | sub
+    node: str = ""  # the node the venue publishes at ("" or the host: this node)
 
 
 @dataclass
@@ -112,10 +115,17 @@ class ConferenceStore:
         now = datetime.now(UTC)
         async with self.audit.transaction() as s:
             rows = (await s.execute(select(Entry).where(Entry.code.in_(codes)))).scalars().all()
-            found = {e.code: e for e in rows}
+            found: dict[str, Any] = {e.code: e for e in rows}
+            remote = await _remote_venues(s, [c for c in codes if c not in found], self.node_code)
             for i, c in enumerate(codes):
                 name = "main" if i == 0 else f"venues[{i - 1}]"
-                e = found.get(c)
+                e: Any = found.get(c) or remote.get(c)
+                if c in remote and e is not None:
+                    if not covers_remote(who, c):
+                        errors.add(FieldError(name, "no such endpoint in your scope", c))
+                    elif e.kind not in VENUE_KINDS:
+                        errors.add(FieldError(name, f"{e.name} is a {e.kind}, not a venue", c))
+                    continue
                 if e is None or not who.covers(e.path):
                     errors.add(FieldError(name, "no such endpoint in your scope", c))
                 elif e.kind not in VENUE_KINDS:
@@ -195,6 +205,8 @@ class ConferenceStore:
                     .order_by(ConferenceVenue.position)
                 )
             ).all()
+            missing = [v.code for v, e in venues if e is None]
+            remote = await _remote_venues(s, missing, row.host_node) if missing else {}
             chairs = (
                 (
                     await s.execute(
@@ -213,13 +225,9 @@ class ConferenceStore:
             status=row.status,
             main=row.main_code,
             venues=[
-                VenueInfo(
-                    v.code,
-                    e.name if e is not None else v.code,
-                    e.kind if e is not None else "",
-                    e.path if e is not None else "",
-                    v.role,
-                )
+                VenueInfo(v.code, e.name, e.kind, e.path, v.role)
+                if e is not None
+                else _remote_info(v.code, v.role, remote.get(v.code))
                 for v, e in venues
             ],
             chairs=list(chairs),
@@ -335,3 +343,21 @@ class ConferenceStore:
                 .scalars()
                 .all()
             )
+
+
+async def _remote_venues(s: Any, codes: list[str], here: str) -> dict[str, CatalogueEntry]:
+    """Venues of other nodes: live catalogue entries (``vmesh.federation``) not from ``here``."""
+    if not codes:
+        return {}
+    rows = (
+        (await s.execute(select(CatalogueEntry).where(CatalogueEntry.code.in_(codes))))
+        .scalars()
+        .all()
+    )
+    return {e.code: e for e in rows if not e.deleted and e.origin_node != here}
+
+
+def _remote_info(code: str, role: str, e: CatalogueEntry | None) -> VenueInfo:
+    if e is None:
+        return VenueInfo(code, code, "", "", role)
+    return VenueInfo(code, e.name, e.kind, "", role, e.origin_node)
