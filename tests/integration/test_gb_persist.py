@@ -61,7 +61,9 @@ async def test_catalog_subscription_and_restart(ctx: NodeContext) -> None:
         async def subscribed() -> bool:
             return nvr.subscribes == 1 and gb.devices[NVR].subscribed_until is not None
 
-        await eventually(subscribed, "the node SUBSCRIBEd to the NVR's catalogue")
+        # Catalogue pages, DeviceInfo, DeviceStatus, then SUBSCRIBE: a longer hang guard (a
+        # loaded machine), not a measurement.
+        await eventually(subscribed, "the node SUBSCRIBEd to the NVR's catalogue", limit=90)
 
         # NOTIFY: a new channel (GB2312 name), one switched off, one deleted.
         added = CatalogItem(NEW_CHANNEL, name="新增通道", parent_id=NVR, status="ON", event="ADD")
@@ -77,7 +79,7 @@ async def test_catalog_subscription_and_restart(ctx: NodeContext) -> None:
                 and await entry(ctx, ch1) is None
             )
 
-        await eventually(applied, "ADD, OFF and DEL applied to the directory")
+        await eventually(applied, "ADD, OFF and DEL applied to the directory", limit=90)
         assert (ch1, "ok") in await audit_rows(ctx, "directory.delete")
         # The same Notify in a MESSAGE (devices that do not use NOTIFY).
         assert await nvr.notify_catalog([CatalogItem(ch0, event="ON")], sip_method="MESSAGE") == 200
@@ -124,7 +126,7 @@ async def test_catalog_subscription_and_restart(ctx: NodeContext) -> None:
         async def steered() -> bool:
             return len(nvr.ptz) == 1
 
-        await eventually(steered, "PTZ after the restart at the NVR")
+        await eventually(steered, "PTZ after the restart at the NVR", limit=90)
         # The IPC's keepalive gets 403; it registers again and is online.
         assert await ipc.keepalive() == 403
         assert await ipc.register() == 200
