@@ -352,7 +352,7 @@ class RecordingConfig(_Strict):
 
 
 class CommandConfig(_Strict):
-    """Emergency command: incidents, the command room's map, the logs flowing up (docs/command.md)."""
+    """Emergency command: incidents, the command room's map, the logs going up (docs/command.md)."""
 
     # A tile server for the map ({z}/{x}/{y} template); empty: only the offline boundaries.
     tile_url: str = ""

@@ -78,7 +78,7 @@ def test_abandoned_case_is_called_back_into_its_queue_and_a_transferred_one_is_a
     assert step(State.abandoned, Event.callback) is State.queued
     assert step(State.transferred, Event.accept) is State.in_service
     assert step(State.escalated, Event.close) is State.closed
-    assert WAITING == {State.queued, State.transferred}
+    assert {State.queued, State.transferred} == WAITING
 
 
 def test_a_result_cannot_be_issued_before_signing_nor_signed_before_materials_are_checked() -> None:

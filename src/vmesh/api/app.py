@@ -47,11 +47,10 @@ def create_app(ctx: NodeContext) -> FastAPI:
     app.include_router(network_api.router, prefix="/api")
     app.include_router(gb_api.router, prefix="/api")
     app.include_router(conference_api.router, prefix="/api")
-    app.include_router(grants_api.router, prefix="/api")
-    command_api.install(app)
     servicedesk_api.install(app, ctx)
     app.include_router(recording_api.router, prefix="/api")
     app.include_router(grants_api.router, prefix="/api")
+    command_api.install(app)
     console.mount(app)
     return app
 

@@ -42,12 +42,12 @@ class NodeContext:
     fabric: FabricService | None = None
     # Running conferences (vmesh.conference), made by its API on first use.
     conferences: ConferenceService | None = None
+    # Recorders, segment index, retention, online-rate sampling when [recording] enabled.
+    recording: RecordingService | None = None
     # Grants across departments and levels (vmesh.grants): always started by the node process.
     grants: GrantService | None = None
     # Incidents, command rooms, logs replicated up (vmesh.command): started by the node process.
     command: CommandService | None = None
-    # Recorders, segment index, retention, online-rate sampling when [recording] enabled.
-    recording: RecordingService | None = None
 
     @classmethod
     async def open(cls, config: NodeConfig, *, migrate: bool = True) -> NodeContext:

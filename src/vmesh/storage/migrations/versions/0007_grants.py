@@ -48,7 +48,8 @@ def upgrade() -> None:
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id"),
         sa.CheckConstraint(
-            "status in ('applied','approved','rejected','revoked','expired')", name="ck_grants_status"
+            "status in ('applied','approved','rejected','revoked','expired')",
+            name="ck_grants_status",
         ),
     )
     op.create_index("ix_grants_owner_status", "grants", ["owner_node", "status"])
