@@ -15,7 +15,7 @@ scope (otherwise 404, as the directory answers). Every change is audited (``conf
     GET  /api/conferences/{id}/attendance              -> [AttendanceOut]
     GET  /api/conferences/{id}/recordings              -> [RecordingOut] (the programme's MP4s)
     GET  /api/conferences/{id}/recordings/{name}       -> video/mp4 (range requests), audited
-    WS   /api/conferences/{id}/ws
+    WS   /api/conferences/{id}/ws[?host=<node>]   (another host: relayed, vmesh.conference.relay)
 
 Actions: ``broadcast`` / ``roll_call`` (``venue``, null to stop), ``discussion`` (``venues``, empty
 to stop), ``polling`` (``venues``, ``seconds``), ``mute`` / ``unmute`` (``venue``, null: all),
@@ -50,6 +50,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal, cast
@@ -63,6 +64,7 @@ from vmesh.auth.deps import current_principal, require_roles
 from vmesh.auth.principal import Principal
 from vmesh.conference import core
 from vmesh.conference.programme import SEGMENT_NAME
+from vmesh.conference.relay import RelayedConference, relay
 from vmesh.conference.service import (
     ChairPage,
     ConferencePublish,
@@ -80,6 +82,7 @@ from vmesh.node.context import NodeContext
 log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/conferences", tags=["conferences"])
+_NODE_CODE = re.compile(r"^\d{20}$")
 
 Reader = Annotated[Principal, Depends(current_principal)]
 Creator = Annotated[Principal, Depends(require_roles("chair"))]
@@ -369,12 +372,20 @@ async def conference_ws(ws: WebSocket, conf_id: int) -> None:
         await ws.close(code=4401, reason=e.detail[:120])
         return
     svc = service_of(ctx)
-    try:
-        await svc.store.visible(principal, conf_id)
-        lc = await svc.live(conf_id)
-    except VmeshError as e:
-        await ws.close(code=4404 if e.status == 404 else 4409, reason=e.detail[:120])
+    host = ws.query_params.get("host") or ctx.config.node.code
+    lc: LiveConference | RelayedConference
+    if not _NODE_CODE.match(host):
+        await ws.close(code=4422, reason=f"host: {host[:40]!r} is not a 20-digit node code")
         return
+    if host != ctx.config.node.code:  # hosted elsewhere: this node relays its venue pages
+        lc = relay(ctx, host, conf_id)
+    else:
+        try:
+            await svc.store.visible(principal, conf_id)
+            lc = await svc.live(conf_id)
+        except VmeshError as e:
+            await ws.close(code=4404 if e.status == 404 else 4409, reason=e.detail[:120])
+            return
     await ws.accept()
     out: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
 
@@ -412,7 +423,9 @@ async def conference_ws(ws: WebSocket, conf_id: int) -> None:
 class _Connection:
     """One page on the conference WebSocket: a venue's screen or a chair's console."""
 
-    def __init__(self, ctx: NodeContext, lc: LiveConference, who: Principal, send: Any) -> None:
+    def __init__(
+        self, ctx: NodeContext, lc: LiveConference | RelayedConference, who: Principal, send: Any
+    ) -> None:
         self.ctx = ctx
         self.lc = lc
         self.who = who
@@ -474,7 +487,7 @@ class _Connection:
     async def _join_venue(self, msg: dict[str, Any]) -> None:
         if self.venue is not None or self.chair is not None:
             raise InvalidInput.one("type", "this page has joined already")
-        ep = self.lc.venue_endpoint(self.who, msg.get("code"))
+        ep = await self.lc.endpoint(self.who, msg.get("code"))
         assert self.ctx.media is not None
 
         async def audit(

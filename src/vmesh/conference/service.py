@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from vmesh.audit.log import AuditLog
+from vmesh.audit.log import Actor, AuditLog
 from vmesh.auth.principal import Principal
 from vmesh.conference.core import (
     AUDIO_SLOTS,
@@ -58,8 +58,10 @@ from vmesh.conference.core import (
     Floor,
     Joined,
     Left,
+    LowerHand,
     Mode,
     Plan,
+    RaiseHand,
     Tick,
     content_id,
 )
@@ -229,7 +231,7 @@ class LiveConference:
 
     async def act(
         self,
-        who: Principal,
+        who: Principal | Actor,
         action: str,
         event: Event,
         target: str = "",
@@ -271,6 +273,10 @@ class LiveConference:
             raise Forbidden(f"a venue's page needs one of the roles {', '.join(VENUE_ROLES)}")
         return Endpoint(v.code, v.name, v.kind, v.path)
 
+    async def endpoint(self, who: Principal, code: object) -> Endpoint:
+        """``venue_endpoint`` (awaited by the WebSocket, as a relayed conference's is)."""
+        return self.venue_endpoint(who, code)
+
     async def add_page(self, page: VenuePage) -> None:
         old = self.pages.get(page.code)
         self.pages[page.code] = page
@@ -294,7 +300,7 @@ class LiveConference:
 
     async def open_tile(self, page: VenuePage, tile: str) -> None:
         """The page watches ``tile`` (``v<n>``, ``a<n>``, ``c``): lend it a channel, route it."""
-        if not _tile_ok(tile):
+        if not tile_ok(tile):
             raise InvalidInput.one("tile", "must be v0-v8, a0-a3 or c", tile)
         old = page.tiles.pop(tile, None)
         if old is not None:
@@ -418,7 +424,12 @@ class LiveConference:
             await self._apply()
 
     async def venue_poll(
-        self, venue: object, node: str, live: bool, level: float | None = None
+        self,
+        venue: object,
+        node: str,
+        live: bool,
+        level: float | None = None,
+        hand: bool | None = None,
     ) -> Json:
         """A report from the node where ``venue``'s page runs; the venue's layout and where
         each of its sources publishes (``nodes``)."""
@@ -434,6 +445,12 @@ class LiveConference:
         r.seen_at, r.live, r.level = self.clock(), live, level
         if was_live != live:
             await self.sync()
+        if hand is not None and hand != (v.code in self.floor.hands):
+            # the venue's page raised (or lowered) its hand at its node (申请发言)
+            who = Actor(f"node:{node}", "node")
+            ev: Event = RaiseHand(v.code) if hand else LowerHand(v.code)
+            with contextlib.suppress(InvalidInput, Conflict):  # refused: audited, reply as is
+                await self.act(who, "hand" if hand else "lower_hand", ev, v.code)
         msg = self.layout_of(v.code)
         codes = [e["code"] for e in msg["video"] + msg["audio"] if e["code"]]
         if msg["content"]:
@@ -443,14 +460,7 @@ class LiveConference:
 
     def _feed(self, ch: Channel, src: str | None, *, audio: bool) -> None:
         """Route ``src``'s video (or audio) into ``ch`` and nothing into the other half."""
-        t = self._media().transport
-        input_id = self._input_of(src, audio)
-        t.unroute(ch.video_output if audio else ch.audio_output)
-        out = ch.audio_output if audio else ch.video_output
-        if input_id is not None:
-            t.route(out, input_id)
-        else:
-            t.unroute(out)
+        feed_channel(self._media().transport, ch, self._input_of(src, audio), audio)
 
     def _source_of(self, venue: str, tile: str) -> tuple[str | None, bool]:
         vp = self.plan.venues.get(venue)
@@ -670,7 +680,19 @@ class LiveConference:
                 log.exception("conference=%d monitor failed", self.info.id)
 
 
-def _tile_ok(tile: str) -> bool:
+def feed_channel(t: Any, ch: Channel, input_id: str | None, audio: bool) -> None:
+    """Route switch input ``input_id`` into ``ch``'s audio (or video) output, nothing into the
+    other half (video tiles carry no audio, audio slots no video); ``None``: nothing at all."""
+    t.unroute(ch.video_output if audio else ch.audio_output)
+    out = ch.audio_output if audio else ch.video_output
+    if input_id is not None:
+        t.route(out, input_id)
+    else:
+        t.unroute(out)
+
+
+def tile_ok(tile: str) -> bool:
+    """A venue page's tile id: ``v0``… (video, up to the largest layout), ``a0``…, ``c``."""
     if tile == CONTENT_TILE:
         return True
     if len(tile) < 2 or tile[0] not in "va" or not tile[1:].isdigit():
@@ -689,6 +711,8 @@ class ConferenceService:
         self.running: dict[int, LiveConference] = {}
         self._lock = asyncio.Lock()
         self.rpc: asyncio.Task[Any] | None = None  # the bus subscription being made
+        # Conferences hosted elsewhere with venue pages here (vmesh.conference.relay).
+        self.relays: dict[tuple[str, int], Any] = {}
 
     async def live(self, conf_id: int) -> LiveConference:
         """The running conference (loaded on first use); ``Conflict`` if it is not active."""
@@ -719,9 +743,16 @@ class ConferenceService:
         level = body.get("level")
         if level is not None and (not isinstance(level, int | float) or not 0 <= level <= 1):
             raise InvalidInput.one("level", "must be a number from 0 to 1", level)
+        hand = body.get("hand")
+        if hand is not None and not isinstance(hand, bool):
+            raise InvalidInput.one("hand", "must be true, false or absent", hand)
         lc = await self.live(conf_id)
         return await lc.venue_poll(
-            body.get("venue"), node, bool(body.get("live")), None if level is None else float(level)
+            body.get("venue"),
+            node,
+            bool(body.get("live")),
+            None if level is None else float(level),
+            hand,
         )
 
     def running_or_none(self, conf_id: int) -> LiveConference | None:
@@ -735,6 +766,9 @@ class ConferenceService:
     async def stop(self) -> None:
         for conf_id in list(self.running):
             await self.end(conf_id, "the node is stopping")
+        for r in list(self.relays.values()):
+            await r.stop()
+        self.relays.clear()
 
 
 def not_found(conf_id: int) -> NotFound:

@@ -413,6 +413,7 @@ export default {
   "conf.venue.state.connecting": "Joining…",
   "conf.venue.state.joined": "In the conference",
   "conf.venue.state.dropped": "Connection lost, rejoining",
+  "conf.venue.state.unreachable": "Host node unreachable, retrying",
   "conf.venue.state.removed": "The chair removed this venue",
   "conf.venue.state.replaced": "This venue was opened on another page",
   "conf.venue.state.ended": "The conference has ended",

@@ -413,6 +413,7 @@ export default {
   "conf.venue.state.connecting": "正在入会…",
   "conf.venue.state.joined": "已入会",
   "conf.venue.state.dropped": "连接中断，正在重新入会",
+  "conf.venue.state.unreachable": "主会场节点不可达，正在重试",
   "conf.venue.state.removed": "主席已将本会场移出会议",
   "conf.venue.state.replaced": "本会场已在另一页面打开",
   "conf.venue.state.ended": "会议已结束",

@@ -1,4 +1,7 @@
-// Venue page (#/venue/<conference>/<venue code>): a conference room's screen, or one person's desk.
+// Venue page (#/venue/<conference>/<venue code>[/<host node>]): a conference room's screen, or one
+// person's desk. With a host node other than the one serving the console, the conference is hosted
+// there: this node relays (?host= on the socket; vmesh.conference.relay), media stay local, and the
+// page shows "host unreachable" ({type: "host", reachable: false}) while the host cannot be reached.
 //
 // On opening, the page joins the conference's WebSocket as its venue ({type: "venue"}), publishes
 // the camera and microphone as the venue (tile "pub", the browser-camera path of /api/live/ws)
@@ -60,7 +63,7 @@ class Publisher {
 }
 
 export function create(ctx) {
-  const [confId, venueCode] = ctx.args;
+  const [confId, venueCode, hostNode] = ctx.args;
   let client = null;
   let camera = null;
   let content = null;
@@ -79,6 +82,7 @@ export function create(ctx) {
   const handButton = h("button", { type: "button", testid: "venue-hand", onclick: toggleHand }, t("conf.venue.raiseHand"));
   const shareButton = h("button", { type: "button", testid: "venue-share", onclick: toggleShare }, t("conf.venue.share"));
   const problem = h("div", { testid: "venue-problem" });
+  const hostLabel = h("span", { class: "problem", testid: "venue-host", dataset: { reachable: "true" } }, "");
   const grid = h("div", { class: "venue-grid", testid: "venue-grid", dataset: { layout: "" } });
   const contentBox = h("div", { class: "venue-content", testid: "venue-content", hidden: true });
   const audioBox = h("div", { class: "venue-audio", testid: "venue-audio" });
@@ -89,7 +93,7 @@ export function create(ctx) {
     "section",
     { class: "panel venue-panel", testid: "venue-panel" },
     title,
-    h("div", { class: "venue-bar" }, stateLabel, " ", modeLabel, " ", micLabel, " ", pubState, " ", handButton, " ", shareButton),
+    h("div", { class: "venue-bar" }, stateLabel, " ", hostLabel, " ", modeLabel, " ", micLabel, " ", pubState, " ", handButton, " ", shareButton),
     problem,
     h("div", { class: "venue-main" }, grid, contentBox),
     h("div", { class: "venue-side" }, preview, audioBox),
@@ -203,11 +207,16 @@ export function create(ctx) {
       if (msg.type === "status") {
         pubState.dataset.state = msg.state;
         pubState.textContent = t(`publish.state.${msg.state}`) + (msg.reason ? `: ${msg.reason}` : "");
-        if (msg.state === "publishing") setState("joined");
+        if (msg.state === "publishing" && hostLabel.dataset.reachable !== "false") setState("joined");
       } else await camera.onMessage(msg);
     } else if (msg.tile === "content" && content) {
       if (msg.type === "status") shareButton.dataset.state = msg.state;
       else await content.onMessage(msg);
+    } else if (msg.type === "host") {
+      hostLabel.dataset.reachable = String(msg.reachable);
+      hostLabel.textContent = msg.reachable ? "" : t("conf.venue.state.unreachable") + (msg.reason ? `: ${msg.reason}` : "");
+      if (!msg.reachable) setState("unreachable");
+      else if (pubState.dataset.state === "publishing") setState("joined");
     } else if (msg.type === "replaced" || msg.type === "ended") {
       finish(msg.type, msg.reason);
     }
@@ -216,7 +225,7 @@ export function create(ctx) {
   async function join() {
     setState("connecting");
     client = new LiveClient({
-      path: `/api/conferences/${encodeURIComponent(confId)}/ws`,
+      path: `/api/conferences/${encodeURIComponent(confId)}/ws` + (hostNode ? `?host=${encodeURIComponent(hostNode)}` : ""),
       onStatus,
       onStats,
       onMessage,
