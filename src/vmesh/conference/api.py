@@ -64,7 +64,7 @@ from vmesh.auth.deps import current_principal, require_roles
 from vmesh.auth.principal import Principal
 from vmesh.conference import core
 from vmesh.conference.programme import SEGMENT_NAME
-from vmesh.conference.relay import RelayedConference, relay
+from vmesh.conference.relay import RelayedConference, admit_conference_streams, relay
 from vmesh.conference.service import (
     ChairPage,
     ConferencePublish,
@@ -95,13 +95,14 @@ def service_of(ctx: NodeContext) -> ConferenceService:
         store = ConferenceStore(ctx.db, ctx.audit, ctx.config.node.code)
         svc = ConferenceService(store, ctx.audit, ctx.media)
         ctx.conferences = svc
+        admit_conference_streams(ctx, svc)  # venues' streams to the other venues' nodes
         bus = ctx.federation.bus if ctx.federation is not None else None
         if bus is not None:  # venues of other nodes report here (ConferenceService.on_rpc)
             svc.rpc = asyncio.get_running_loop().create_task(bus.serve("conference", svc.on_rpc))
     return cast(ConferenceService, svc)
 
 
-def _svc(request: Request) -> ConferenceService:
+async def _svc(request: Request) -> ConferenceService:  # async: service_of needs the loop
     return service_of(request.app.state.ctx)
 
 

@@ -35,12 +35,15 @@ from typing import Any, cast
 from sqlalchemy import select
 
 from vmesh.auth.principal import Principal
+from vmesh.conference.core import CONTENT_SUFFIX
 from vmesh.conference.service import (
+    CREDENTIAL,
     REMOTE_POLL,
     VENUE_ROLES,
     ChairPage,
     Json,
     VenuePage,
+    credential,
     feed_channel,
     tile_ok,
 )
@@ -290,7 +293,9 @@ class RelayedConference:
 
     async def _acquire(self, fabric: Any, stream: str, node: str) -> None:
         try:
-            input_id = await fabric.acquire(stream, node, self._viewer, "conference")
+            input_id = await fabric.acquire(
+                stream, node, self._viewer, credential(self.host, self.conf_id)
+            )
         except Exception as e:
             log.warning("conference relay: stream %s not carried here: %s", stream, e)
             await asyncio.sleep(2.0)  # retried by a later report
@@ -355,3 +360,45 @@ def relay(ctx: NodeContext, host: str, conf_id: int) -> RelayedConference:
     if r is None:
         r = relays[(host, conf_id)] = RelayedConference(ctx, host, conf_id)
     return cast(RelayedConference, r)
+
+
+# --- the fabric's admission of conference streams -------------------------------------------
+
+
+def admit_conference_streams(ctx: NodeContext, svc: Any) -> None:
+    """Let the fabric carry a venue's publication to the other venues' nodes of its conference,
+    downward too (where a camera would need a grant). Wraps the fabric's ``credentials`` and
+    ``admit`` (the grants'): a ``conference:<host>:<id>`` credential is admitted at the node where
+    the stream publishes when the stream is a venue (or its content) of that conference with its
+    page here — at the host, also only for a viewer node of one of its venues; anything else goes
+    to the wrapped ``admit`` as before."""
+    fabric = ctx.fabric
+    if fabric is None or getattr(fabric, "conference_admission", False):
+        return
+    fabric.conference_admission = True  # type: ignore[attr-defined]
+    creds, admit = fabric.credentials, fabric.admit
+
+    def credentials(stream: str, user: str) -> dict[str, Any]:
+        if user.startswith(CREDENTIAL):
+            return {"grant": user}
+        return creds(stream, user) if creds is not None else {}
+
+    async def admit_stream(stream: str, viewer_node: str, grant: str | None) -> Any:
+        if grant is None or not grant.startswith(CREDENTIAL):
+            return await admit(stream, viewer_node, grant) if admit is not None else None
+        host, _, conf = grant[len(CREDENTIAL) :].partition(":")
+        venue = stream.removesuffix("/audio").removesuffix(CONTENT_SUFFIX)
+        if conf.isdigit():
+            if host == ctx.config.node.code:
+                lc = svc.running.get(int(conf))
+                nodes = {v.node or host for v in lc.info.venues} if lc is not None else set()
+                if lc is not None and venue in lc.pages and viewer_node in nodes:
+                    return None
+            else:
+                r = svc.relays.get((host, int(conf)))
+                if r is not None and venue in r.pages:
+                    return None
+        raise Forbidden(f"{stream} is not a venue of conference {conf} of {host} at this node")
+
+    fabric.credentials = credentials
+    fabric.admit = admit_stream

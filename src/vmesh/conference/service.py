@@ -95,6 +95,15 @@ class RemoteVenue:
     level: float | None = None
 
 
+CREDENTIAL = "conference:"  # the fabric user (and grant field) of a conference's streams
+
+
+def credential(host: str, conf_id: int) -> str:
+    """What a conference's fabric viewers carry: ``conference:<host>:<id>`` (as the fabric's user
+    and, through ``credentials``, its ``grant`` field, which travels hop by hop)."""
+    return f"{CREDENTIAL}{host}:{conf_id}"
+
+
 def video_tile(i: int) -> str:
     return f"v{i}"
 
@@ -412,7 +421,8 @@ class LiveConference:
     async def _acquire(self, fabric: Any, stream: str) -> None:
         code = stream.removesuffix("/audio")
         try:
-            input_id = await fabric.acquire(stream, self.node_of(code), self._viewer, "conference")
+            user = credential(self.info.host_node, self.info.id)
+            input_id = await fabric.acquire(stream, self.node_of(code), self._viewer, user)
         except Exception as e:
             log.warning("conference=%d stream %s not carried here: %s", self.info.id, stream, e)
             await asyncio.sleep(2.0)  # retried by the next apply (the monitor's second)
