@@ -18,6 +18,7 @@ link returns and both recover.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -140,27 +141,18 @@ async def state_of(page: Any) -> str:
     return str(await page.get_by_test_id("venue-state").get_attribute("data-state"))
 
 
-async def test_three_tier_conference_roll_call_the_county(net: Net, tmp_path: Path) -> None:
+@contextlib.asynccontextmanager
+async def venue_pages(net: Net, conf: int, folder: Path) -> AsyncIterator[dict[str, Any]]:
+    """One Chromium per venue (its fake colour and tone), logged in to the venue's own node and
+    on its venue page (the sub-venues with the host's node in the URL)."""
     from playwright.async_api import async_playwright
-
-    async def catalogued() -> bool:
-        page = await net.get("prov", "/api/network/catalogue", code_prefix="3303")
-        return {CITY, COUNTY} <= {e["code"] for e in page["items"]}
-
-    await wait_until(catalogued, "the city and county venues in the province's catalogue", 90)
-    body = {"title": "三级防汛视频会", "main": MAIN, "venues": [CITY, COUNTY]}
-    conf = (await net.send("prov", "POST", "/api/conferences", body))["id"]
-
-    async def status() -> dict[str, str]:
-        c = await net.get("prov", f"/api/conferences/{conf}")
-        return {v["code"]: v["status"] for v in c["venues"]}
 
     async with async_playwright() as pw:
         pages: dict[str, Any] = {}
         browsers = []
         try:
             for name, (code, _, colour, tone) in VENUES.items():
-                y4m, wav = fake_media(tmp_path, name, colour, tone)
+                y4m, wav = fake_media(folder, name, colour, tone)
                 # The node is not localhost: let its console use the camera over plain HTTP.
                 secure = f"--unsafely-treat-insecure-origin-as-secure={net.url(name)}"
                 b = await pw.chromium.launch(
@@ -180,72 +172,94 @@ async def test_three_tier_conference_roll_call_the_county(net: Net, tmp_path: Pa
                 host = "" if name == "prov" else f"/{PROV}"
                 await page.goto(f"{base}/#/venue/{conf}/{code}{host}")
                 pages[name] = page
-
-            for name, page in pages.items():
-                try:
-                    await page.wait_for_function(
-                        """() => document.querySelector('[data-testid="venue-state"]')
-                            ?.dataset.state === "joined" """,
-                        timeout=WAIT_MS,
-                    )
-                except Exception:
-                    seen = await page.locator(
-                        ".venue-bar, [data-testid=venue-problem]"
-                    ).all_text_contents()
-                    raise AssertionError(f"{name}'s venue did not join: {seen}") from None
-
-            async def all_joined() -> bool:
-                return set((await status()).values()) == {"joined"}
-
-            await wait_until(all_joined, "every venue joined at the host", 60)
-            # Before the roll call, the sub-venues see and hear the main venue.
-            for name in ("city", "county"):
-                await wait_colour(pages[name], "v0", "red")
-                await wait_hears(pages[name], 440)
-
-            # Roll call of the county: main and city see and hear it, on the same connection.
-            before = {n: await pc_id(pages[n], "v0") for n in ("prov", "city")}
-            await net.send(
-                "prov", "POST", f"/api/conferences/{conf}/actions",
-                {"action": "roll_call", "venue": COUNTY},
-            )  # fmt: skip
-            for n in ("prov", "city"):
-                await wait_colour(pages[n], "v0", "blue")
-                await wait_hears(pages[n], 1320)
-                assert await pc_id(pages[n], "v0") == before[n]
-            county = pages["county"]
-            await county.wait_for_function(
-                """() => document.querySelector('[data-testid="venue-mode"]')
-                    ?.dataset.mode === "roll_call" """
-            )
-            await wait_hears(county, 440)  # it hears the main venue…
-            await never_hears(county, 1320)  # …and never itself
-
-            # The city's link to the province is cut: the page says so, the host shows it.
-            net.blackhole("city", "prov", "add")
-            try:
-                await pages["city"].wait_for_function(
-                    """() => document.querySelector('[data-testid="venue-host"]')
-                        ?.dataset.reachable === "false" """
-                )
-                assert await state_of(pages["city"]) == "unreachable"
-
-                async def city_unreachable() -> bool:
-                    return (await status())[CITY] == "unreachable"
-
-                await wait_until(city_unreachable, "the city shown unreachable at the host", 30)
-            finally:
-                net.blackhole("city", "prov", "del")
-            await pages["city"].wait_for_function(
-                """() => document.querySelector('[data-testid="venue-host"]')
-                    ?.dataset.reachable === "true" """
-            )
-
-            async def city_back() -> bool:
-                return (await status())[CITY] == "joined"
-
-            await wait_until(city_back, "the city joined again at the host", 60)
-            await wait_colour(pages["city"], "v0", "blue")
+            yield pages
         finally:
             for b in browsers:
                 await b.close()
+
+
+async def start_conference(net: Net) -> int:
+    """Once the province's catalogue has the sub-venues: the conference, hosted there."""
+
+    async def catalogued() -> bool:
+        page = await net.get("prov", "/api/network/catalogue", code_prefix="3303")
+        return {CITY, COUNTY} <= {e["code"] for e in page["items"]}
+
+    await wait_until(catalogued, "the city and county venues in the province's catalogue", 90)
+    body = {"title": "三级防汛视频会", "main": MAIN, "venues": [CITY, COUNTY]}
+    return int((await net.send("prov", "POST", "/api/conferences", body))["id"])
+
+
+async def test_three_tier_conference_roll_call_the_county(net: Net, tmp_path: Path) -> None:
+    conf = await start_conference(net)
+
+    async def status() -> dict[str, str]:
+        c = await net.get("prov", f"/api/conferences/{conf}")
+        return {v["code"]: v["status"] for v in c["venues"]}
+
+    async with venue_pages(net, conf, tmp_path) as pages:
+        for name, page in pages.items():
+            try:
+                await page.wait_for_function(
+                    """() => document.querySelector('[data-testid="venue-state"]')
+                        ?.dataset.state === "joined" """,
+                    timeout=WAIT_MS,
+                )
+            except Exception:
+                seen = await page.locator(
+                    ".venue-bar, [data-testid=venue-problem]"
+                ).all_text_contents()
+                raise AssertionError(f"{name}'s venue did not join: {seen}") from None
+
+        async def all_joined() -> bool:
+            return set((await status()).values()) == {"joined"}
+
+        await wait_until(all_joined, "every venue joined at the host", 60)
+        # Before the roll call, the sub-venues see and hear the main venue.
+        for name in ("city", "county"):
+            await wait_colour(pages[name], "v0", "red")
+            await wait_hears(pages[name], 440)
+
+        # Roll call of the county: main and city see and hear it, on the same connection.
+        before = {n: await pc_id(pages[n], "v0") for n in ("prov", "city")}
+        await net.send(
+            "prov", "POST", f"/api/conferences/{conf}/actions",
+            {"action": "roll_call", "venue": COUNTY},
+        )  # fmt: skip
+        for n in ("prov", "city"):
+            await wait_colour(pages[n], "v0", "blue")
+            await wait_hears(pages[n], 1320)
+            assert await pc_id(pages[n], "v0") == before[n]
+        county = pages["county"]
+        await county.wait_for_function(
+            """() => document.querySelector('[data-testid="venue-mode"]')
+                ?.dataset.mode === "roll_call" """
+        )
+        await wait_hears(county, 440)  # it hears the main venue…
+        await never_hears(county, 1320)  # …and never itself
+
+        # The city's link to the province is cut: the page says so, the host shows it.
+        net.blackhole("city", "prov", "add")
+        try:
+            await pages["city"].wait_for_function(
+                """() => document.querySelector('[data-testid="venue-host"]')
+                    ?.dataset.reachable === "false" """
+            )
+            assert await state_of(pages["city"]) == "unreachable"
+
+            async def city_unreachable() -> bool:
+                return (await status())[CITY] == "unreachable"
+
+            await wait_until(city_unreachable, "the city shown unreachable at the host", 30)
+        finally:
+            net.blackhole("city", "prov", "del")
+        await pages["city"].wait_for_function(
+            """() => document.querySelector('[data-testid="venue-host"]')
+                ?.dataset.reachable === "true" """
+        )
+
+        async def city_back() -> bool:
+            return (await status())[CITY] == "joined"
+
+        await wait_until(city_back, "the city joined again at the host", 60)
+        await wait_colour(pages["city"], "v0", "blue")
