@@ -18,6 +18,13 @@ each venue's tile shows. Not measured here: Janus and browsers (the browser test
 mountpoint adds its relay and the browser its jitter buffer).
 
 Run: ``.venv/bin/python bench/conference.py [--venues 100] [--calls 40]``; prints JSON.
+
+``--tiers``: bytes per link of a conference across three tiers instead: the network, venues and
+roll call of ``tests/e2e/test_conference_tiers_live.py`` (province ← city ← county as real nodes in
+network namespaces, one Chromium per venue at its own node, the county roll-called); over
+``--seconds`` the switches' counters of every fabric output (``fabric/<stream>><next node>``) give,
+per link and direction, each stream carried, its copies (one expected) and its bytes per second.
+Needs root (namespaces), Janus, nats-server and Chromium.
 """
 
 from __future__ import annotations
@@ -178,12 +185,76 @@ async def run(n_venues: int, calls: int) -> dict[str, Any]:
     }
 
 
+TESTS = Path(__file__).resolve().parents[1] / "tests"
+
+
+async def tiers(seconds: float) -> dict[str, Any]:
+    """Bytes per link of the three-tier conference (see the module docstring)."""
+    import re
+    import tempfile
+
+    sys.path.insert(0, str(TESTS))
+    from e2e.test_conference_tiers_live import COUNTY, TOPO, _venues, start_conference, venue_pages
+    from netns.fednodes import wait_until
+    from netns.lab import Lab
+    from netns.vnet import start_network
+
+    names = {spec.code: n for n, spec in TOPO.nodes.items()}
+    out_re = re.compile(r'^vmesh_switch_output_bytes_total\{output="fabric/([^>]+)>(\d{20})"\}$')
+    tmp = Path(tempfile.mkdtemp(prefix="bench-conference-tiers-"))
+    lab = Lab(tuple(TOPO.nodes), root_leg=True).up()
+    try:
+        net = await start_network(tmp, lab, TOPO, _venues)
+        conf = await start_conference(net)
+        async with venue_pages(net, conf, tmp) as _pages:
+
+            async def joined() -> bool:
+                c = await net.get("prov", f"/api/conferences/{conf}")
+                return {v["status"] for v in c["venues"]} == {"joined"}
+
+            await wait_until(joined, "every venue joined", 120)
+            action = {"action": "roll_call", "venue": COUNTY}
+            await net.send("prov", "POST", f"/api/conferences/{conf}/actions", action)
+            await asyncio.sleep(8)  # the roll call's streams opened along the tree
+
+            async def sample() -> dict[tuple[str, str, str], float]:
+                got: dict[tuple[str, str, str], float] = {}
+                for n in TOPO.nodes:
+                    for k, v in (await net.metrics(n)).items():
+                        m = out_re.match(k)
+                        if m:
+                            got[(n, names.get(m.group(2), m.group(2)), m.group(1))] = v
+                return got
+
+            first, t0 = await sample(), time.monotonic()
+            await asyncio.sleep(seconds)
+            last, dt = await sample(), time.monotonic() - t0
+    finally:
+        lab.down()
+    links: dict[str, dict[str, Any]] = {}
+    for (frm, to, code), v in sorted(last.items()):
+        link = links.setdefault(f"{frm}->{to}", {"streams": {}, "kB_per_s": 0.0})
+        rate = (v - first.get((frm, to, code), 0.0)) / dt / 1000
+        entry = link["streams"].setdefault(code, {"copies": 0, "kB_per_s": 0.0})
+        entry["copies"] += 1
+        entry["kB_per_s"] = round(entry["kB_per_s"] + rate, 1)
+        link["kB_per_s"] = round(link["kB_per_s"] + rate, 1)
+    return {"seconds": round(dt, 1), "links": links}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--venues", type=int, default=100)
     ap.add_argument("--calls", type=int, default=40)
+    ap.add_argument("--tiers", action="store_true", help="bytes per link across three tiers")
+    ap.add_argument("--seconds", type=float, default=10.0)
     args = ap.parse_args()
-    result = asyncio.run(run(args.venues, args.calls))
+    load0 = [round(x, 2) for x in os.getloadavg()]
+    if args.tiers:
+        result = asyncio.run(tiers(args.seconds))
+        result["loadavg_before"] = load0
+    else:
+        result = asyncio.run(run(args.venues, args.calls))
     result["machine"] = {
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
