@@ -1,7 +1,8 @@
 """Recording on a real node (``vmesh node run``: switch, Janus, ffmpeg recorder, SQLite):
 a synthetic camera whose colour patch changes every ``N`` seconds (the issue's "every minute",
 scaled: one "minute" here is ``N`` = 2 s, 2-second segments, about 24 s recorded instead of
-10 minutes) is recorded; the timeline shows the span; the served MP4 decoded with PyAV at
+10 minutes; ``VMESH_RECORDING_MINUTE=60`` runs it at the issue's own scale: docs/recording.md)
+is recorded; the timeline shows the span; the served MP4 decoded with PyAV at
 "minute 7" shows minute 7's colour; a 2-"minute" clip is an MP4 ffprobe reads; retention under a
 byte budget deletes the oldest segments; a snapshot is a JPEG of the live picture; a node killed
 with SIGKILL while recording restarts with disk and index consistent.
@@ -36,7 +37,9 @@ from media_site import (
 
 pytestmark = pytest.mark.integration
 
-N = 2.0  # one scaled "minute"
+# one scaled "minute" (seconds); VMESH_RECORDING_MINUTE=60 gives the issue's real minute
+N = float(os.environ.get("VMESH_RECORDING_MINUTE", "2"))
+SEGMENT_S = 2 if N <= 10 else 10
 COLOURS = ["#ff0000", "#00ff00", "#0000ff", "#ffff00"]
 CYCLE_CAM = camera_code(40)
 MAX_BYTES = 600_000
@@ -50,12 +53,12 @@ EXTRA = {
     }
 }  # fmt: skip
 RECORDING = (
-    "\n[recording]\nenabled = true\nsegment_seconds = 2\nstall_seconds = 6\n"
+    f"\n[recording]\nenabled = true\nsegment_seconds = {SEGMENT_S}\nstall_seconds = 6\n"
     f"max_bytes = {MAX_BYTES}\nmin_free_percent = 0\nretention_interval_seconds = 3600\n"
     "health_sample_seconds = 3600\n"
 )
 # Readiness bounds (how long to wait for something to happen), not performance assertions.
-WAIT_S = 120.0
+WAIT_S = 120.0 + 13 * N
 
 
 def call(
@@ -195,7 +198,7 @@ def test_record_timeline_seek_and_clip(node: Any, admin: str, tmp_path: Path) ->
     out = tmp_path / "clip.mp4"
     out.write_bytes(clip)
     d = ffprobe_duration(out)
-    assert 2 * N - 0.5 <= d <= 2 * N + 2 * 2 + 0.5  # whole 2 s segments around the range
+    assert 2 * N - 0.5 <= d <= 2 * N + 2 * SEGMENT_S + 0.5  # whole segments around the range
     # bad range: refused, naming the field
     st, body, _ = call(node, "GET", f"/api/recordings/{CYCLE_CAM}/clip.mp4?start=10&end=5", admin)
     assert st == 422 and json.loads(body)["errors"][0]["field"] == "end"
