@@ -188,3 +188,23 @@ async def test_a_province_user_plays_back_a_county_camera(net: Net) -> None:
     assert any(d["username"] == "hz-viewer" for d in denied["items"]), denied
     r = await _get(net, "prov", f"/api/recordings/{CAM}/clip.mp4", start=10, end=5)
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "end", r.text
+
+    # 5. a snapshot of the county camera's live picture, asked at the province, taken at the
+    # county: a JPEG of the camera's colour, audited at both nodes; refused out of scope
+    snap = await _get(net, "prov", f"/api/cameras/{CAM}/snapshot.jpg")
+    assert snap.status_code == 200 and snap.headers["content-type"] == "image/jpeg", snap.text
+    with av.open(io.BytesIO(snap.content)) as c:
+        pic = next(c.decode(video=0))
+    px, py, pw, ph = patch_rect(pic.width, pic.height)
+    x, y = px + pw // 2, py + ph // 2
+    plane = pic.reformat(format="rgb24").planes[0]
+    red, green, blue = bytes(plane)[y * plane.line_size + x * 3 :][:3]
+    assert red > 150 and green < 90 and blue < 90, (red, green, blue)
+    taken = (await net.get("prov", "/api/audit", action="camera.snapshot"))["items"]
+    assert [t["detail"]["node"] for t in taken] == [COUNTY], taken
+    served = (await net.get("county", "/api/audit", action="camera.snapshot"))["items"]
+    assert [(s["username"], s["detail"]["viewer_node"]) for s in served] == [
+        (f"admin-prov@{PROV}", PROV)
+    ], served
+    r = await _get(net, "prov", f"/api/cameras/{CAM}/snapshot.jpg", cookies=cookies)
+    assert r.status_code == 404, r.text

@@ -22,14 +22,14 @@ Times are Unix seconds or ISO 8601. Every request is authorised by
 ``vmesh.recording.access.authorise_playback`` (scope, or a grant) and playbacks, clips and
 snapshots are audited with the camera code and range. A camera recorded at another node (the
 catalogue's) is played back through that node (``vmesh.recording.remote``): plan, timeline,
-play.mp4 and clip.mp4 answer the same; its snapshot is refused (409) naming the node.
+play.mp4 and clip.mp4 answer the same, and so does its snapshot (taken at the camera's node).
 
 Public: ``router``.
 """
 
 from __future__ import annotations
 
-import asyncio
+import base64
 import json
 import time
 from typing import Any
@@ -49,7 +49,6 @@ from vmesh.recording.health import CLASSES, as_csv, online_rate, sample_health
 from vmesh.recording.models import RecordingPlan
 from vmesh.recording.playback import check_range, parse_time
 from vmesh.recording.remote import RemoteRecordings
-from vmesh.recording.snapshot import SNAPSHOT_HOLDER, jpeg_from_gop
 
 router = APIRouter(tags=["recording"])
 _WRITE = require_roles("operator")
@@ -144,11 +143,23 @@ async def get_timeline(
     return await queries.timeline_body(ctx, code, t0, t1)
 
 
+def _range_headers(code: str, action: str, start: float, end: float) -> dict[str, str]:
+    """The range's bounds, and how the browser keeps it: played (cached a minute) or saved (an
+    attachment named after the camera and its start)."""
+    headers = {"X-Vmesh-Start": f"{start:.3f}", "X-Vmesh-End": f"{end:.3f}"}
+    if action == "recording.clip":
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.localtime(start))
+        headers["Content-Disposition"] = f'attachment; filename="{code}-{stamp}.mp4"'
+    else:
+        headers["Cache-Control"] = "private, max-age=60"
+    return headers
+
+
 async def _range_file(
     request: Request, code: str, start: str | None, end: str | None, who: Principal, action: str
-) -> tuple[str, float, float, Response | None]:
-    """The MP4 of the range: a local file path (with its start and end), or, for a camera of
-    another node, the response streaming it through from there (range requests preserved)."""
+) -> Response:
+    """The MP4 of the range: a local file, or, for a camera of another node, streamed through
+    from there (range requests preserved)."""
     ctx = _ctx(request)
     t0, t1 = parse_time("start", start), parse_time("end", end)
     check_range(t0, t1)
@@ -158,19 +169,15 @@ async def _range_file(
         detail.update(grant=cam.grant, purpose=cam.purpose)
     if cam.origin_node is None:
         mp4 = await queries.serve_range(ctx, who, code, t0, t1, action, detail)
-        return str(mp4.path), mp4.start, mp4.end, None
+        headers = _range_headers(code, action, mp4.start, mp4.end)
+        return FileResponse(str(mp4.path), media_type="video/mp4", headers=headers)
     remote = _remote(ctx)
     f = await remote.open(cam, who, t0, t1, action)
     detail.update(node=f.node)
     await ctx.audit.write(who, action, code, "ok",
                           {"start": t0, "end": t1, "segments": f.segments} | detail)  # fmt: skip
-    headers = {"X-Vmesh-Start": f"{f.start:.3f}", "X-Vmesh-End": f"{f.end:.3f}"}
-    if action == "recording.clip":
-        stamp = time.strftime("%Y%m%dT%H%M%S", time.localtime(f.start))
-        headers["Content-Disposition"] = f'attachment; filename="{code}-{stamp}.mp4"'
-    else:
-        headers["Cache-Control"] = "private, max-age=60"
-    return "", f.start, f.end, await remote.response(f, request.headers.get("range"), headers)
+    headers = _range_headers(code, action, f.start, f.end)
+    return await remote.response(f, request.headers.get("range"), headers)
 
 
 @router.get("/recordings/{code}/play.mp4")
@@ -181,18 +188,7 @@ async def play_mp4(
     end: str | None = None,
     who: Principal = Depends(current_principal),  # noqa: B008
 ) -> Any:
-    path, t0, t1, streamed = await _range_file(request, code, start, end, who, "recording.playback")
-    if streamed is not None:
-        return streamed
-    return FileResponse(
-        path,
-        media_type="video/mp4",
-        headers={
-            "X-Vmesh-Start": f"{t0:.3f}",
-            "X-Vmesh-End": f"{t1:.3f}",
-            "Cache-Control": "private, max-age=60",
-        },
-    )
+    return await _range_file(request, code, start, end, who, "recording.playback")
 
 
 @router.get("/recordings/{code}/clip.mp4")
@@ -203,16 +199,7 @@ async def clip_mp4(
     end: str | None = None,
     who: Principal = Depends(current_principal),  # noqa: B008
 ) -> Any:
-    path, t0, t1, streamed = await _range_file(request, code, start, end, who, "recording.clip")
-    if streamed is not None:
-        return streamed
-    stamp = time.strftime("%Y%m%dT%H%M%S", time.localtime(t0))
-    return FileResponse(
-        path,
-        media_type="video/mp4",
-        filename=f"{code}-{stamp}.mp4",
-        headers={"X-Vmesh-Start": f"{t0:.3f}", "X-Vmesh-End": f"{t1:.3f}"},
-    )
+    return await _range_file(request, code, start, end, who, "recording.clip")
 
 
 @router.post("/recordings/retention")
@@ -225,32 +212,14 @@ async def run_retention(request: Request, who: Principal = Depends(_ADMIN)) -> A
 async def snapshot(code: str, request: Request, who: Principal = Depends(current_principal)) -> Any:  # noqa: B008
     ctx = _ctx(request)
     cam = await authorise_playback(ctx, who, code, "camera.snapshot")
+    detail: dict[str, Any] = {}
     if cam.origin_node is not None:
-        raise Conflict(
-            f"camera {cam.code} is at node {cam.origin_node}: ask that node for its snapshot"
-        )
-    media = ctx.media
-    if media is None:
-        raise Conflict("live video is not enabled on this node ([media] enabled)")
-    from vmesh.media.remote import attrs_of
-    from vmesh.media.sources import source_from_attrs
-
-    spec = source_from_attrs(code, cam.name, attrs_of(cam.attrs))
-    input_id = await media.hold(code, spec, SNAPSHOT_HOLDER)
-    try:
-        gop: list[bytes] = []
-        for _ in range(100):  # a readiness bound: the source's first GOP, at most ~10 s
-            gop = media.transport.switch.gop(input_id)
-            if gop:
-                break
-            await asyncio.sleep(0.1)
-        if not gop:
-            raise Conflict(f"camera {code} sends no picture (no signal)")
-        codec = media.transport.switch.snapshot().inputs[input_id].codec.value.lower()
-        jpeg = await asyncio.to_thread(jpeg_from_gop, gop, codec)
-    finally:
-        media.unhold(code, SNAPSHOT_HOLDER)
-    await ctx.audit.write(who, "camera.snapshot", code, "ok", {"bytes": len(jpeg)})
+        reply = await _remote(ctx).call(cam, who, "snapshot")
+        jpeg = base64.b64decode(reply["jpeg"])
+        detail = {"node": cam.origin_node} | ({"grant": cam.grant} if cam.grant else {})
+    else:
+        jpeg = await queries.snapshot_jpeg(ctx, code, cam.name, cam.attrs)
+    await ctx.audit.write(who, "camera.snapshot", code, "ok", {"bytes": len(jpeg)} | detail)
     return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
 
 

@@ -1,13 +1,15 @@
 """What the HTTP API and the cross-node RPC (``vmesh.recording.remote``) both answer about one of
 this node's cameras: its plan (read, and written with its audit row), its timeline, and a range of
 it as one MP4 (``range_mp4``, audited). One implementation, two callers: a request from a user of
-this node, or one relayed by a viewer's node for one of its users.
+this node, or one relayed by a viewer's node for one of its users. Also a JPEG of the camera's live
+picture (``snapshot_jpeg``), for the same two callers.
 
-Public: ``plan_body``, ``save_plan``, ``timeline_body``, ``serve_range``.
+Public: ``plan_body``, ``save_plan``, ``timeline_body``, ``serve_range``, ``snapshot_jpeg``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from typing import Any
@@ -101,3 +103,31 @@ async def serve_range(
     full = {"start": t0, "end": t1, "segments": mp4.segments} | detail
     await ctx.audit.write(who, action, code, "ok", full)
     return mp4
+
+
+async def snapshot_jpeg(ctx: NodeContext, code: str, name: str, attrs: str) -> bytes:
+    """A JPEG of camera ``code``'s live picture: its source is held (``SNAPSHOT_HOLDER``) until
+    the switch has cached a GOP, which PyAV decodes; then the source lingers out as after a
+    viewer. ``Conflict`` when video is off on this node or the camera sends no picture."""
+    from vmesh.media.remote import attrs_of
+    from vmesh.media.sources import source_from_attrs
+    from vmesh.recording.snapshot import SNAPSHOT_HOLDER, jpeg_from_gop
+
+    media = ctx.media
+    if media is None:
+        raise Conflict("live video is not enabled on this node ([media] enabled)")
+    spec = source_from_attrs(code, name, attrs_of(attrs))
+    input_id = await media.hold(code, spec, SNAPSHOT_HOLDER)
+    try:
+        gop: list[bytes] = []
+        for _ in range(100):  # a readiness bound: the source's first GOP, at most ~10 s
+            gop = media.transport.switch.gop(input_id)
+            if gop:
+                break
+            await asyncio.sleep(0.1)
+        if not gop:
+            raise Conflict(f"camera {code} sends no picture (no signal)")
+        codec = media.transport.switch.snapshot().inputs[input_id].codec.value.lower()
+        return await asyncio.to_thread(jpeg_from_gop, gop, codec)
+    finally:
+        media.unhold(code, SNAPSHOT_HOLDER)

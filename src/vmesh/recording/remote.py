@@ -13,6 +13,8 @@ RPC ``vmesh.<camera node>.rpc.recording`` (JSON over ``Bus``)::
     <- {"file": "<name>", "size": <bytes>, "start", "end", "segments"}
     -> {"op": "plan", "code", "user", "viewer_node"}            <- the plan
     -> {"op": "set_plan", "code", "plan": {...}, "user", "viewer_node"}   <- the plan stored
+    -> {"op": "snapshot", "code", "user", "viewer_node", "grant"}
+    <- {"jpeg": "<base64>"}   (the live picture, audited ``camera.snapshot`` at the camera's node)
 
 Raw subject ``vmesh.<camera node>.rpc.recording.read``: the request is JSON ``{"file", "offset",
 "length"}`` (at most ``CHUNK`` bytes); the reply is ``b"\\x00"`` + the bytes, or ``b"\\x01"`` + a
@@ -36,6 +38,7 @@ Public: ``serve_recordings``, ``RemoteRecordings``, ``parse_range``, ``RangeNotS
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
 import re
@@ -137,15 +140,24 @@ class CameraNode:
         await self.bus.nc.subscribe(rpc_subject(self.code, READ), cb=self._on_read)
         await self.bus.nc.flush()
 
-    async def _camera(self, code: str) -> None:
+    async def _entry(self, code: str) -> tuple[str, str]:
+        """The name and attrs (JSON text) of camera ``code`` of this node, else ``NotFound``."""
         from sqlalchemy import select
 
         from vmesh.directory.models import Entry
 
         async with self.ctx.db.sessions() as s:
-            kind = (await s.execute(select(Entry.kind).where(Entry.code == code))).scalar()
-        if kind != "camera":
+            row = (
+                await s.execute(
+                    select(Entry.kind, Entry.name, Entry.attrs).where(Entry.code == code)
+                )
+            ).first()
+        if row is None or row.kind != "camera":
             raise NotFound(f"camera {code} is not a camera of node {self.code}")
+        return row.name, row.attrs
+
+    async def _camera(self, code: str) -> None:
+        await self._entry(code)
 
     async def _admit(self, code: str, viewer_node: str, grant: str | None) -> dict[str, Any]:
         """``{}`` or ``{"grant", "purpose"}`` when ``viewer_node`` may play ``code``; else
@@ -166,7 +178,9 @@ class CameraNode:
         who = Actor(f"{user}{ACTOR_SUFFIX}{viewer_node}")
         grant = _text(body, "grant", required=False) or None
         await self._camera(code)
-        action = "recording.plan" if op in ("plan", "set_plan") else "recording.serve"
+        action = {"plan": "recording.plan", "set_plan": "recording.plan"}.get(op, "recording.serve")
+        if op == "snapshot":
+            action = "camera.snapshot"
         try:
             use = await self._admit(
                 code, viewer_node, None if action == "recording.plan" else grant
@@ -201,7 +215,13 @@ class CameraNode:
             if not isinstance(plan, dict):
                 raise InvalidInput.one("plan", "must be an object", plan)
             return await queries.save_plan(self.ctx, who, code, plan)
-        raise InvalidInput.one("op", "must be timeline, open, plan or set_plan", op)
+        if op == "snapshot":
+            name, attrs = await self._entry(code)
+            jpeg = await queries.snapshot_jpeg(self.ctx, code, name, attrs)
+            detail = {"viewer_node": viewer_node, "bytes": len(jpeg)} | use
+            await self.ctx.audit.write(who, action, code, "ok", detail)
+            return {"jpeg": base64.b64encode(jpeg).decode("ascii")}
+        raise InvalidInput.one("op", "must be timeline, open, plan, set_plan or snapshot", op)
 
     def _path(self, name: str) -> Path:
         if not _FILE.match(name):
