@@ -119,15 +119,16 @@ async def snapshot_jpeg(ctx: NodeContext, code: str, name: str, attrs: str) -> b
     spec = source_from_attrs(code, name, attrs_of(attrs))
     input_id = await media.hold(code, spec, SNAPSHOT_HOLDER)
     try:
-        gop: list[bytes] = []
-        for _ in range(100):  # a readiness bound: the source's first GOP, at most ~10 s
+        undecodable: Conflict | None = None
+        for _ in range(100):  # a readiness bound: a decodable GOP, at most ~10 s
             gop = media.transport.switch.gop(input_id)
             if gop:
-                break
+                codec = media.transport.switch.snapshot().inputs[input_id].codec.value.lower()
+                try:
+                    return await asyncio.to_thread(jpeg_from_gop, gop, codec)
+                except Conflict as e:  # e.g. the keyframe's packets not all in yet: try again
+                    undecodable = e
             await asyncio.sleep(0.1)
-        if not gop:
-            raise Conflict(f"camera {code} sends no picture (no signal)")
-        codec = media.transport.switch.snapshot().inputs[input_id].codec.value.lower()
-        return await asyncio.to_thread(jpeg_from_gop, gop, codec)
+        raise undecodable or Conflict(f"camera {code} sends no picture (no signal)")
     finally:
         media.unhold(code, SNAPSHOT_HOLDER)

@@ -67,7 +67,9 @@ def jpeg_from_gop(datagrams: list[bytes], codec: str = "h264", quality: int = 5)
     stream = depacketize(datagrams, codec)
     dec = av.CodecContext.create(codec.lower(), "r")
     frames = []
-    for pkt in dec.parse(stream):
+    # parse(None) flushes the parser: it holds the last access unit until the next one starts,
+    # so a GOP of one frame (a snapshot just after a keyframe) would otherwise decode nothing
+    for pkt in dec.parse(stream) + dec.parse(None):
         frames += dec.decode(pkt)
     frames += dec.decode(None)
     if not frames:
