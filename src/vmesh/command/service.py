@@ -36,8 +36,9 @@ from vmesh.auth.principal import Principal
 from vmesh.command import core
 from vmesh.command.store import CommandStore, unwire, wire
 from vmesh.errors import Conflict, InvalidInput, VmeshError
-from vmesh.federation.catalogue import DUPLICATE_WINDOW_SECONDS, get_state, set_state
+from vmesh.federation.catalogue import get_state, set_state, sourced_stream_config
 from vmesh.identity.codes import parse_code
+from vmesh.node.tasks import cancel_tasks
 
 log = logging.getLogger(__name__)
 
@@ -51,19 +52,8 @@ def stream_name(node_code: str) -> str:
 
 
 def stream_config(node_code: str, children: Sequence[str]) -> Any:
-    from nats.js.api import ExternalStream, StorageType, StreamConfig, StreamSource
-
-    return StreamConfig(
-        name=stream_name(node_code),
-        subjects=[f"{ROOT}.{node_code}.>"],
-        storage=StorageType.FILE,
-        duplicate_window=DUPLICATE_WINDOW_SECONDS,
-        sources=[
-            StreamSource(name=stream_name(c), external=ExternalStream(api=f"$JS.{c}.API"))
-            for c in sorted(set(children))
-        ]
-        or None,
-    )
+    """``CMD_<node>``: this node's incident logs, sourcing its children's ``CMD_`` streams."""
+    return sourced_stream_config(stream_name, ROOT, node_code, children)
 
 
 class CommandService:
@@ -202,12 +192,7 @@ class CommandService:
         ]
 
     async def stop(self) -> None:
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
-        self._tasks = []
+        await cancel_tasks(self._tasks)
         if self._sub is not None:
             with contextlib.suppress(Exception):
                 await self._sub.unsubscribe()

@@ -34,6 +34,21 @@ def entry_of(r: LogRow) -> core.Entry:
     )
 
 
+def row_of(e: core.Entry, *, published: bool) -> LogRow:
+    """The stored row of a log entry (``published``: already out on this node's stream, or not
+    this node's to publish)."""
+    return LogRow(
+        id=e.id,
+        incident_id=e.incident,
+        at=e.at,
+        node=e.node,
+        actor=e.actor,
+        action=e.action,
+        detail=json.dumps(e.detail, ensure_ascii=False),
+        published=published,
+    )
+
+
 def wire(e: core.Entry) -> dict[str, Any]:
     return {
         "id": e.id,
@@ -117,18 +132,7 @@ class CommandStore:
                 e = core.Entry(
                     core.new_id(), incident_id, at, self.node, who.username, action, detail
                 )
-                s.add(
-                    LogRow(
-                        id=e.id,
-                        incident_id=e.incident,
-                        at=e.at,
-                        node=e.node,
-                        actor=e.actor,
-                        action=e.action,
-                        detail=json.dumps(detail, ensure_ascii=False),
-                        published=False,
-                    )
-                )
+                s.add(row_of(e, published=False))
                 after = core.fold(incident_id, [*entries, e])
                 await self._project(s, after)
                 self.audit.record(s, who, f"command.{action}", incident_id, "ok", detail)
@@ -164,18 +168,7 @@ class CommandStore:
                 if e.id in have:
                     continue
                 have.add(e.id)
-                s.add(
-                    LogRow(
-                        id=e.id,
-                        incident_id=e.incident,
-                        at=e.at,
-                        node=e.node,
-                        actor=e.actor,
-                        action=e.action,
-                        detail=json.dumps(e.detail, ensure_ascii=False),
-                        published=e.node != self.node,
-                    )
-                )
+                s.add(row_of(e, published=e.node != self.node))
                 touched.add(e.incident)
                 new += 1
             await s.flush()

@@ -26,8 +26,9 @@ ignored by version). Applying (``CatalogueApplier``) reads the node's own stream
 consumer from the last applied stream sequence (kept in the same transaction as the rows).
 
 Public: ``CatalogueChange``, ``stream_name``, ``subject``, ``encode``, ``decode``,
-``next_version``, ``plan_apply``, ``stream_config``, ``CataloguePublisher``, ``CatalogueApplier``,
-``search``, ``origin_stats``.
+``next_version``, ``plan_apply``, ``stream_config``, ``sourced_stream_config`` (the shape of every
+federation stream: also the org tree's and the command logs'), ``entry_body``,
+``CataloguePublisher``, ``CatalogueApplier``, ``search``, ``origin_stats``.
 """
 
 from __future__ import annotations
@@ -182,21 +183,53 @@ def plan_apply(
     return writes, applied, ignored
 
 
-def stream_config(node_code: str, children: Sequence[str]) -> Any:
-    """The ``StreamConfig`` of a node's catalogue stream sourcing ``children``'s streams."""
+def sourced_stream_config(
+    stream_of: Callable[[str], str], root: str, node_code: str, sources: Sequence[str]
+) -> Any:
+    """The ``StreamConfig`` of a node's stream ``stream_of(node)`` holding ``<root>.<node>.>``
+    (file storage, the federation's duplicate window), sourcing the streams ``stream_of(s)`` of
+    the nodes ``sources`` through their JetStream domains (``$JS.<s>.API``).
+
+    The one shape of the federation's streams: the catalogue and the command logs flow up (a
+    node sources its children's), the org tree flows down (a node sources its parent's)."""
     from nats.js.api import ExternalStream, StorageType, StreamConfig, StreamSource
 
     return StreamConfig(
-        name=stream_name(node_code),
-        subjects=[f"{SUBJECT_ROOT}.{node_code}.>"],
+        name=stream_of(node_code),
+        subjects=[f"{root}.{node_code}.>"],
         storage=StorageType.FILE,
         duplicate_window=DUPLICATE_WINDOW_SECONDS,
         sources=[
-            StreamSource(name=stream_name(c), external=ExternalStream(api=f"$JS.{c}.API"))
-            for c in sorted(set(children))
+            StreamSource(name=stream_of(c), external=ExternalStream(api=f"$JS.{c}.API"))
+            for c in sorted(set(sources))
         ]
         or None,
     )
+
+
+def stream_config(node_code: str, children: Sequence[str]) -> Any:
+    """The ``StreamConfig`` of a node's catalogue stream sourcing ``children``'s streams."""
+    return sourced_stream_config(stream_name, SUBJECT_ROOT, node_code, children)
+
+
+def entry_body(r: Any) -> dict[str, Any]:
+    """The wire body of a directory row (``parent_code``, ``kind`` … ``attrs`` as a dict; attrs
+    that are not valid JSON travel as ``{}``)."""
+    try:
+        attrs = json.loads(r.attrs or "{}")
+    except ValueError:
+        attrs = {}
+    return {
+        "parent_code": r.parent_code,
+        "kind": r.kind,
+        "tier": r.tier,
+        "name": r.name,
+        "status": r.status,
+        "lat": r.lat,
+        "lon": r.lon,
+        "tags": r.tags.split() if r.tags else [],
+        "attrs": attrs,
+    }
 
 
 # --- small persistent state -----------------------------------------------------------------------
@@ -358,23 +391,8 @@ class CataloguePublisher:
             if r.pub_entry_version == r.version and not r.pub_deleted:
                 continue  # already out (a re-scan after a restart)
             v = next_version(r.pub_version, r.version)
-            try:
-                attrs = json.loads(r.attrs or "{}")
-            except ValueError:
-                attrs = {}
-            entry = {
-                "parent_code": r.parent_code,
-                "kind": r.kind,
-                "tier": r.tier,
-                "name": r.name,
-                "status": r.status,
-                "lat": r.lat,
-                "lon": r.lon,
-                "tags": r.tags.split() if r.tags else [],
-                "attrs": attrs,
-            }
             changed = _utc(r.updated_at) or datetime.now(UTC)
-            changes.append(CatalogueChange(self.node, r.code, v, changed, entry))
+            changes.append(CatalogueChange(self.node, r.code, v, changed, entry_body(r)))
             versions.append((r.code, r.version, v))
         if changes:
             await self._publish(changes)

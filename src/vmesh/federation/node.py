@@ -19,7 +19,6 @@ keeps sourcing them).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -30,6 +29,7 @@ from vmesh.federation.bus import Bus
 from vmesh.federation.links import NetworkRegistry, NodeInfo, node_row_dict
 from vmesh.federation.service import NatsServer
 from vmesh.node.context import NodeContext
+from vmesh.node.tasks import cancel_tasks
 
 log = logging.getLogger(__name__)
 
@@ -132,12 +132,7 @@ class Federation:
         return await self.registry.children()
 
     async def stop(self) -> None:
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
-        self._tasks = []
+        await cancel_tasks(self._tasks)
         if self.orgtree is not None:
             await self.orgtree.stop()
             self.orgtree = None

@@ -37,8 +37,6 @@ Public: ``ORG_ROOT``, ``org_stream_name``, ``org_subject``, ``org_stream_config`
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
@@ -47,16 +45,18 @@ from typing import Any
 from sqlalchemy import and_, or_, select
 
 from vmesh.federation.catalogue import (
-    DUPLICATE_WINDOW_SECONDS,
     CatalogueApplier,
     CatalogueChange,
     _utc,
     encode,
+    entry_body,
     get_state,
     set_state,
+    sourced_stream_config,
 )
 from vmesh.federation.models import CatalogueEntry
 from vmesh.identity.codes import ORG_KINDS, parse_code
+from vmesh.node.tasks import cancel_tasks
 from vmesh.storage.db import Database
 
 log = logging.getLogger(__name__)
@@ -77,21 +77,7 @@ def org_subject(publisher: str, code: str) -> str:
 
 def org_stream_config(node_code: str, parent: str | None) -> Any:
     """``ORG_<node>``: this node's subjects, sourcing ``ORG_<parent>`` when it has one."""
-    from nats.js.api import ExternalStream, StorageType, StreamConfig, StreamSource
-
-    return StreamConfig(
-        name=org_stream_name(node_code),
-        subjects=[f"{ORG_ROOT}.{node_code}.>"],
-        storage=StorageType.FILE,
-        duplicate_window=DUPLICATE_WINDOW_SECONDS,
-        sources=[
-            StreamSource(
-                name=org_stream_name(parent), external=ExternalStream(api=f"$JS.{parent}.API")
-            )
-        ]
-        if parent
-        else None,
-    )
+    return sourced_stream_config(org_stream_name, ORG_ROOT, node_code, [parent] if parent else [])
 
 
 class OrgTreePublisher:
@@ -182,23 +168,7 @@ class OrgTreePublisher:
 
 
 def _change(r: CatalogueEntry) -> CatalogueChange:
-    entry = None
-    if not r.deleted:
-        try:
-            attrs = json.loads(r.attrs or "{}")
-        except ValueError:
-            attrs = {}
-        entry = {
-            "parent_code": r.parent_code,
-            "kind": r.kind,
-            "tier": r.tier,
-            "name": r.name,
-            "status": r.status,
-            "lat": r.lat,
-            "lon": r.lon,
-            "tags": r.tags.split() if r.tags else [],
-            "attrs": attrs,
-        }
+    entry = None if r.deleted else entry_body(r)
     changed = _utc(r.changed_at) or datetime.now(UTC)
     return CatalogueChange(r.origin_node, r.code, r.version, changed, entry)
 
@@ -286,10 +256,5 @@ class OrgTree:
         ]
 
     async def stop(self) -> None:
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
-        self._tasks = []
+        await cancel_tasks(self._tasks)
         await self.applier.stop()

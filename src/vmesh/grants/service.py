@@ -61,6 +61,7 @@ from vmesh.grants.rules import (
 )
 from vmesh.grants.store import GrantStore, from_wire, period_of, selection_of, to_wire
 from vmesh.identity.codes import division_prefix
+from vmesh.node.tasks import cancel_tasks
 
 if TYPE_CHECKING:
     from vmesh.federation.bus import Bus
@@ -145,12 +146,7 @@ class GrantService:
         log.info("grants node=%s started", self.node)
 
     async def stop(self) -> None:
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
-        self._tasks = []
+        await cancel_tasks(self._tasks)
 
     # --- applications, decisions, revocations (HTTP) ----------------------------------------------
 
