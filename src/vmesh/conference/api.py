@@ -55,11 +55,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal, cast
 
-from fastapi import APIRouter, Depends, Query, Request, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, Depends, Query, Request, WebSocket
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 
 from vmesh.api.pagination import Page, PageParams, page_params
+from vmesh.api.ws import JsonSocket, ws_principal
 from vmesh.auth.deps import current_principal, require_roles
 from vmesh.auth.principal import Principal
 from vmesh.conference import core
@@ -74,7 +75,6 @@ from vmesh.conference.service import (
 )
 from vmesh.conference.store import Conference, ConferenceSpec, ConferenceStore
 from vmesh.errors import InvalidInput, NotFound, VmeshError
-from vmesh.media.api import _same_origin
 from vmesh.media.publish import mark_presence
 from vmesh.media.viewer import Camera, LiveSession
 from vmesh.node.context import NodeContext
@@ -364,13 +364,8 @@ async def attendance(conf_id: int, who: Reader, svc: Svc) -> list[AttendanceOut]
 @router.websocket("/{conf_id}/ws")
 async def conference_ws(ws: WebSocket, conf_id: int) -> None:
     ctx: NodeContext = ws.app.state.ctx
-    if not _same_origin(ws):
-        await ws.close(code=4403, reason="cross-origin WebSocket refused")
-        return
-    try:
-        principal = await current_principal(cast(Request, ws))
-    except VmeshError as e:
-        await ws.close(code=4401, reason=e.detail[:120])
+    principal = await ws_principal(ws)
+    if principal is None:
         return
     svc = service_of(ctx)
     host = ws.query_params.get("host") or ctx.config.node.code
@@ -388,37 +383,9 @@ async def conference_ws(ws: WebSocket, conf_id: int) -> None:
             await ws.close(code=4404 if e.status == 404 else 4409, reason=e.detail[:120])
             return
     await ws.accept()
-    out: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
-
-    async def send(msg: dict[str, Any]) -> None:
-        out.put_nowait(msg)
-
-    async def writer() -> None:
-        while (msg := await out.get()) is not None:
-            await ws.send_text(json.dumps(msg, ensure_ascii=False))
-
-    writer_task = asyncio.create_task(writer(), name="conference-ws-writer")
-    conn = _Connection(ctx, lc, principal, send)
-    handlers: set[asyncio.Task[None]] = set()
-    try:
-        while True:
-            raw = await ws.receive_text()
-            task = asyncio.create_task(conn.handle(raw))
-            handlers.add(task)
-            task.add_done_callback(handlers.discard)
-    except (WebSocketDisconnect, RuntimeError):
-        pass
-    finally:
-        for t in list(handlers):
-            t.cancel()
-        for t in list(handlers):
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
-        await conn.close()
-        out.put_nowait(None)
-        writer_task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await writer_task
+    sock = JsonSocket(ws, "conference-ws")
+    conn = _Connection(ctx, lc, principal, sock.send)
+    await sock.serve(conn.handle, conn.close)
 
 
 class _Connection:

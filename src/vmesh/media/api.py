@@ -11,20 +11,16 @@ Public: ``router``.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import logging
-from typing import Any, cast
-from urllib.parse import urlsplit
+from typing import Any
 
-from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, WebSocket
 from sqlalchemy import select
 
-from vmesh.auth.deps import current_principal
+from vmesh.api.ws import JsonSocket, ws_principal
 from vmesh.auth.principal import Principal
 from vmesh.directory.models import Entry
-from vmesh.errors import VmeshError
 from vmesh.media.publish import Endpoint, PublishSession, mark_presence
 from vmesh.media.publish import parse as parse_message
 from vmesh.media.remote import attrs_of, remote_camera
@@ -36,40 +32,18 @@ log = logging.getLogger(__name__)
 router = APIRouter(tags=["live"])
 
 
-def _same_origin(ws: WebSocket) -> bool:
-    origin = ws.headers.get("origin")
-    if not origin:
-        return True  # not a browser (browsers always send Origin on WebSocket upgrades)
-    return urlsplit(origin).netloc.lower() == ws.headers.get("host", "").lower()
-
-
 @router.websocket("/live/ws")
 async def live_ws(ws: WebSocket) -> None:
     ctx: NodeContext = ws.app.state.ctx
-    if not _same_origin(ws):
-        log.warning(
-            "live ws refused: origin=%s host=%s", ws.headers.get("origin"), ws.headers.get("host")
-        )
-        await ws.close(code=4403, reason="cross-origin WebSocket refused")
-        return
-    try:
-        principal = await current_principal(cast(Request, ws))
-    except VmeshError as e:
-        await ws.close(code=4401, reason=e.detail[:120])
+    principal = await ws_principal(ws)
+    if principal is None:
         return
     media = getattr(ctx, "media", None)
     if media is None:
         await ws.close(code=4503, reason="live video is not enabled on this node ([media] enabled)")
         return
     await ws.accept()
-    out: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
-
-    async def send(msg: dict[str, Any]) -> None:
-        out.put_nowait(msg)
-
-    async def writer() -> None:
-        while (msg := await out.get()) is not None:
-            await ws.send_text(json.dumps(msg, ensure_ascii=False))
+    sock = JsonSocket(ws, "live-ws")
 
     async def lookup(code: str) -> Camera | None:
         async with ctx.db.sessions() as s:
@@ -95,34 +69,22 @@ async def live_ws(ws: WebSocket) -> None:
     async def audit(who: Principal, code: str, result: str, detail: dict[str, Any]) -> None:
         await ctx.audit.write(who, "live.view", code, result, detail)
 
-    session = LiveSession(principal, media, lookup, audit, send, getattr(ctx, "grants", None))
-    publishing = _publish_session(ctx, principal, media, send)
-    writer_task = asyncio.create_task(writer(), name="live-ws-writer")
-    handlers: set[asyncio.Task[None]] = set()
-    try:
-        while True:
-            raw = await ws.receive_text()
-            msg = parse_message(raw)
-            if msg is not None and publishing.wants(msg):
-                task = asyncio.create_task(publishing.handle(msg))
-            else:
-                task = asyncio.create_task(session.handle(raw))
-            handlers.add(task)
-            task.add_done_callback(handlers.discard)
-    except (WebSocketDisconnect, RuntimeError):
-        pass
-    finally:
-        for t in list(handlers):
-            t.cancel()
-        for t in list(handlers):
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
+    grants = getattr(ctx, "grants", None)
+    session = LiveSession(principal, media, lookup, audit, sock.send, grants)
+    publishing = _publish_session(ctx, principal, media, sock.send)
+
+    async def handle(raw: str) -> None:
+        msg = parse_message(raw)
+        if msg is not None and publishing.wants(msg):
+            await publishing.handle(msg)
+        else:
+            await session.handle(raw)
+
+    async def close() -> None:
         await session.close()
         await publishing.close()
-        out.put_nowait(None)
-        writer_task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await writer_task
+
+    await sock.serve(handle, close)
 
 
 def _publish_session(

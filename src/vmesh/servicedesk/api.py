@@ -21,10 +21,10 @@ from fastapi import APIRouter, Depends, FastAPI, Query, Request, WebSocket, WebS
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
+from vmesh.api.ws import ws_principal
 from vmesh.auth.deps import current_principal, require_roles
 from vmesh.auth.principal import Principal
 from vmesh.errors import InvalidInput, NotFound, VmeshError
-from vmesh.media.api import _same_origin  # the live WebSocket's cross-site check
 from vmesh.node.context import NodeContext
 from vmesh.servicedesk import catalogue as cat
 from vmesh.servicedesk import stats as st
@@ -309,13 +309,8 @@ async def stats(
 @router.websocket("/ws")
 async def live(ws: WebSocket) -> None:
     """``?case=ID`` (a kiosk's case) or ``?desk=1`` (the agent's queues): pushes on changes."""
-    if not _same_origin(ws):
-        await ws.close(code=4403, reason="cross-origin WebSocket refused")
-        return
-    try:
-        me = await current_principal(cast(Request, ws))
-    except VmeshError as e:
-        await ws.close(code=4401, reason=e.detail[:120])
+    me = await ws_principal(ws)
+    if me is None:
         return
     desk: ServiceDesk = ws.app.state.servicedesk
     case_param = ws.query_params.get("case")
