@@ -22,14 +22,13 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from vmesh.node.supervisor import ProcessSpec, SupervisedProcess
+from vmesh.node.supervisor import SupervisedProcess
 from vmesh.recording.recorder import (
-    RECORDER_RESTART,
     Stream,
-    _bound,
     _udp_pairs,
-    ffmpeg_argv,
-    sdp_text,
+    reroute_on_listen,
+    segmenter_process,
+    stop_segmenter,
 )
 from vmesh.switch.codecs import Codec
 from vmesh.switch.core import OutputSpec
@@ -73,17 +72,14 @@ class ProgrammeRecorder:
                 )
                 self.streams.append(Stream(out_id, "", codec, port))
                 self.sources[out_id] = None
-            sdp = self.folder / "programme.sdp"
-            sdp.write_text(sdp_text(self.streams), encoding="utf-8")
-            self.process = SupervisedProcess(
-                ProcessSpec(
-                    name=f"programme-{self.conf_id}",
-                    argv=ffmpeg_argv(sdp, self.folder, SEGMENT_SECONDS, self.media.ffmpeg),
-                    log_path=self.folder / "recorder.log",
-                    max_log_bytes=2 * 1024 * 1024,
-                    restart=RECORDER_RESTART,
-                    stop_timeout=5.0,
-                )
+            self.process = segmenter_process(
+                f"programme-{self.conf_id}",
+                self.streams,
+                self.folder / "programme.sdp",
+                self.folder,
+                SEGMENT_SECONDS,
+                self.media.ffmpeg,
+                self.folder / "recorder.log",
             )
             await self.process.start()
         except BaseException:
@@ -109,20 +105,13 @@ class ProgrammeRecorder:
                 t.route(output_id, src)
 
     async def _route_on_start(self) -> None:
-        seen: int | None = None
-        while True:
-            await asyncio.sleep(0.2)
-            proc = self.process
-            if proc is None:
-                return
-            pid = proc.pid
-            if pid is None or pid == seen or not all(_bound(st.port) for st in self.streams):
-                continue
-            seen = pid
+        def reroute(pid: int) -> None:
             for st in self.streams:
                 src = self.sources.get(st.output_id)
                 self._route(st.output_id, None)
                 self._route(st.output_id, src)
+
+        await reroute_on_listen(lambda: self.process, self.streams, reroute, 0.2)
 
     def segments(self) -> list[tuple[Path, bool]]:
         """Every segment file, oldest first, and whether it is complete."""
@@ -134,16 +123,7 @@ class ProgrammeRecorder:
         return [(f, not (running and i == len(files) - 1)) for i, f in enumerate(files)]
 
     async def stop(self) -> None:
-        if self._watch is not None:
-            self._watch.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watch
-            self._watch = None
-        if self.process is not None:
-            await self.process.stop()
-            self.process = None
-        for st in self.streams:
-            with contextlib.suppress(Exception):
-                self.media.transport.remove_output(st.output_id)
-        self.streams.clear()
+        await stop_segmenter(self._watch, self.process, self.media.transport, self.streams)
+        self._watch = None
+        self.process = None
         log.info("conference=%d programme recording stopped", self.conf_id)

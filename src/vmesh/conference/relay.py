@@ -41,6 +41,7 @@ from vmesh.conference.service import (
     REMOTE_POLL,
     VENUE_ROLES,
     ChairPage,
+    FabricFeeds,
     Json,
     VenuePage,
     credential,
@@ -73,10 +74,18 @@ class RelayedConference:
         self.hands: dict[str, bool] = {}  # venue -> a hand raised/lowered not yet reported
         self.reachable: dict[str, bool] = {}
         self._reporters: dict[str, asyncio.Task[None]] = {}
-        self._fabric_in: dict[str, str] = {}  # fabric stream -> its switch input here
-        self._acquiring: set[str] = set()
-        self._tasks: set[asyncio.Task[None]] = set()
         self.lock = asyncio.Lock()
+        self.feeds = FabricFeeds(
+            self._viewer,
+            credential(host, conf_id),
+            f"conference relay {host}/{conf_id}",
+            self._on_feed,
+        )
+
+    async def _on_feed(self) -> None:
+        async with self.lock:
+            for page in list(self.pages.values()):
+                self._route(page)
 
     @property
     def _viewer(self) -> str:
@@ -119,14 +128,7 @@ class RelayedConference:
         old = self.pages.get(page.code)
         self.pages[page.code] = page
         if old is not None and old is not page:
-            with contextlib.suppress(Exception):
-                await old.send(
-                    {"type": "replaced", "reason": "the venue was opened on another page"}
-                )
-            with contextlib.suppress(Exception):
-                await old.publishing.close()
-            with contextlib.suppress(Exception):
-                await old.live.close()
+            await old.retire()
         if page.code not in self._reporters:
             self._reporters[page.code] = asyncio.create_task(
                 self._report_loop(page.code), name=f"conference-relay-{self.conf_id}-{page.code}"
@@ -260,7 +262,7 @@ class RelayedConference:
         fw = b.live.get(src) if isinstance(b, BrowserSources) else None
         if fw is not None:  # publishing at this node
             return fw.audio_input if audio else fw.video_input
-        return self._fabric_in.get(f"{src}/audio" if audio else src)
+        return self.feeds.inputs.get(f"{src}/audio" if audio else src)
 
     def _wanted(self) -> dict[str, str]:
         """Fabric streams the tiles here need -> the node each publishes at."""
@@ -277,35 +279,7 @@ class RelayedConference:
         fabric = self.ctx.media.fabric if self.ctx.media is not None else None
         if fabric is None:
             return
-        wanted = self._wanted()
-        for stream in list(self._fabric_in):
-            if stream not in wanted:
-                del self._fabric_in[stream]
-                with contextlib.suppress(Exception):
-                    await fabric.release(stream, self._viewer)
-        for stream, node in wanted.items():
-            if stream in self._fabric_in or stream in self._acquiring:
-                continue
-            self._acquiring.add(stream)
-            t = asyncio.create_task(self._acquire(fabric, stream, node))
-            self._tasks.add(t)
-            t.add_done_callback(self._tasks.discard)
-
-    async def _acquire(self, fabric: Any, stream: str, node: str) -> None:
-        try:
-            input_id = await fabric.acquire(
-                stream, node, self._viewer, credential(self.host, self.conf_id)
-            )
-        except Exception as e:
-            log.warning("conference relay: stream %s not carried here: %s", stream, e)
-            await asyncio.sleep(2.0)  # retried by a later report
-            self._acquiring.discard(stream)
-            return
-        self._acquiring.discard(stream)
-        self._fabric_in[stream] = input_id
-        async with self.lock:
-            for page in list(self.pages.values()):
-                self._route(page)
+        await self.feeds.sync(fabric, self._wanted())
 
     def _route(self, page: VenuePage) -> list[tuple[str, str, str]]:
         """Route every tile of ``page`` by its layout; (tile, code, name) of each."""
@@ -343,12 +317,7 @@ class RelayedConference:
         for task in list(self._reporters.values()):
             task.cancel()
         self._reporters.clear()
-        fabric = self.ctx.media.fabric if self.ctx.media is not None else None
-        for stream in list(self._fabric_in):
-            del self._fabric_in[stream]
-            if fabric is not None:
-                with contextlib.suppress(Exception):
-                    await fabric.release(stream, self._viewer)
+        await self.feeds.release_all(self.ctx.media.fabric if self.ctx.media is not None else None)
 
 
 def relay(ctx: NodeContext, host: str, conf_id: int) -> RelayedConference:

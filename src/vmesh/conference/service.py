@@ -140,6 +140,19 @@ class VenuePage:
     level: float | None = None  # the microphone level the page measures (0..1)
     last_layout: Json | None = None
 
+    async def retire(self) -> None:
+        """This venue opened on another page: tell this one, end its publication and viewing.
+
+        Each step is best effort: the page may be a dead connection the node has not noticed yet
+        (a venue that rejoins after a cut), and its publication must go all the same, or the new
+        page's would be refused."""
+        with contextlib.suppress(Exception):
+            await self.send({"type": "replaced", "reason": "the venue was opened on another page"})
+        with contextlib.suppress(Exception):
+            await self.publishing.close()
+        with contextlib.suppress(Exception):
+            await self.live.close()
+
 
 @dataclass(eq=False)
 class ChairPage:
@@ -147,6 +160,61 @@ class ChairPage:
     live: LiveSession
     send: Send
     thumbs: dict[str, Channel] = field(default_factory=dict)
+
+
+class FabricFeeds:
+    """The fabric streams a conference's tiles need at this node (``inputs``: stream -> its
+    switch input here), for the host's ``LiveConference`` and a venue node's
+    ``RelayedConference`` alike.
+
+    ``sync(fabric, wanted)`` acquires every wanted stream not yet here in the background (a slow
+    node must not hold the floor; a failure is retried by a later sync, 2 s on), calling
+    ``on_acquired()`` after each, and lets go of those no tile wants any more."""
+
+    def __init__(
+        self, viewer: str, user: str, label: str, on_acquired: Callable[[], Awaitable[None]]
+    ) -> None:
+        self.viewer = viewer
+        self.user = user
+        self.label = label
+        self.on_acquired = on_acquired
+        self.inputs: dict[str, str] = {}
+        self._acquiring: set[str] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def sync(self, fabric: Any, wanted: dict[str, str]) -> None:
+        """``wanted``: stream -> the node it comes from."""
+        for stream in list(self.inputs):
+            if stream not in wanted:
+                del self.inputs[stream]
+                with contextlib.suppress(Exception):
+                    await fabric.release(stream, self.viewer)
+        for stream, node in wanted.items():
+            if stream in self.inputs or stream in self._acquiring:
+                continue
+            self._acquiring.add(stream)
+            t = asyncio.create_task(self._acquire(fabric, stream, node))
+            self._tasks.add(t)
+            t.add_done_callback(self._tasks.discard)
+
+    async def _acquire(self, fabric: Any, stream: str, node: str) -> None:
+        try:
+            input_id = await fabric.acquire(stream, node, self.viewer, self.user)
+        except Exception as e:
+            log.warning("%s: stream %s not carried here: %s", self.label, stream, e)
+            await asyncio.sleep(2.0)  # retried by a later sync
+            self._acquiring.discard(stream)
+            return
+        self._acquiring.discard(stream)
+        self.inputs[stream] = input_id
+        await self.on_acquired()
+
+    async def release_all(self, fabric: Any) -> None:
+        for stream in list(self.inputs):
+            del self.inputs[stream]
+            if fabric is not None:
+                with contextlib.suppress(Exception):
+                    await fabric.release(stream, self.viewer)
 
 
 class LiveConference:
@@ -182,9 +250,16 @@ class LiveConference:
         self.recorder: ProgrammeRecorder | None = None
         self.remote: dict[str, RemoteVenue] = {}
         self.clock: Callable[[], float] = time.monotonic
-        self._fabric_in: dict[str, str] = {}  # fabric stream -> its switch input here
-        self._acquiring: set[str] = set()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self.feeds = FabricFeeds(
+            self._viewer,
+            credential(info.host_node, info.id),
+            f"conference={info.id}",
+            self._on_feed,
+        )
+
+    async def _on_feed(self) -> None:
+        async with self.lock:
+            await self._apply()
 
     def _restore(self, st: dict[str, Any]) -> None:
         """The floor as it was saved (a node restart or a reload keeps mode, mutes, hands)."""
@@ -229,12 +304,7 @@ class LiveConference:
                 await chair.send({"type": "ended", "reason": reason})
         if self.recorder is not None:
             await self.recorder.stop()
-        fabric = self.media.fabric if self.media is not None else None
-        for stream in list(self._fabric_in):
-            del self._fabric_in[stream]
-            if fabric is not None:
-                with contextlib.suppress(Exception):
-                    await fabric.release(stream, self._viewer)
+        await self.feeds.release_all(self.media.fabric if self.media is not None else None)
 
     # --- chair actions ------------------------------------------------------------------------
 
@@ -290,16 +360,7 @@ class LiveConference:
         old = self.pages.get(page.code)
         self.pages[page.code] = page
         if old is not None and old is not page:
-            # The old page may be a dead connection the node has not noticed yet (a venue that
-            # rejoins after a cut): its publication must go, or the new one would be refused.
-            with contextlib.suppress(Exception):
-                await old.send(
-                    {"type": "replaced", "reason": "the venue was opened on another page"}
-                )
-            with contextlib.suppress(Exception):
-                await old.publishing.close()
-            with contextlib.suppress(Exception):
-                await old.live.close()
+            await old.retire()
         await self._push_layout(page, force=True)
         await self._push_chairs()
 
@@ -383,7 +444,7 @@ class LiveConference:
         fw = b.live.get(src) if isinstance(b, BrowserSources) else None
         if fw is not None:
             return fw.audio_input if audio else fw.video_input
-        return self._fabric_in.get(f"{src}/audio" if audio else src)
+        return self.feeds.inputs.get(f"{src}/audio" if audio else src)
 
     def _wanted(self) -> set[str]:
         """Fabric streams the tiles here need: sources of other nodes in this node's tiles."""
@@ -407,31 +468,7 @@ class LiveConference:
         if fabric is None:
             return
         wanted = self._wanted()
-        for stream in list(self._fabric_in):
-            if stream not in wanted:
-                del self._fabric_in[stream]
-                with contextlib.suppress(Exception):
-                    await fabric.release(stream, self._viewer)
-        for stream in wanted - set(self._fabric_in) - self._acquiring:
-            self._acquiring.add(stream)
-            t = asyncio.create_task(self._acquire(fabric, stream))
-            self._tasks.add(t)
-            t.add_done_callback(self._tasks.discard)
-
-    async def _acquire(self, fabric: Any, stream: str) -> None:
-        code = stream.removesuffix("/audio")
-        try:
-            user = credential(self.info.host_node, self.info.id)
-            input_id = await fabric.acquire(stream, self.node_of(code), self._viewer, user)
-        except Exception as e:
-            log.warning("conference=%d stream %s not carried here: %s", self.info.id, stream, e)
-            await asyncio.sleep(2.0)  # retried by the next apply (the monitor's second)
-            self._acquiring.discard(stream)
-            return
-        self._acquiring.discard(stream)
-        self._fabric_in[stream] = input_id
-        async with self.lock:
-            await self._apply()
+        await self.feeds.sync(fabric, {s: self.node_of(s.removesuffix("/audio")) for s in wanted})
 
     async def venue_poll(
         self,

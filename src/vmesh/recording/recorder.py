@@ -17,7 +17,9 @@ replays the camera's GOP and the first segment starts on a keyframe.
 ``collect()`` (called by the service every second) indexes every file of ``.incoming`` except the
 newest one, which ffmpeg is still writing (``vmesh.recording.index.finalize``).
 
-Public: ``Recorder``, ``RECORDING_HOLDER``, ``sdp_text``, ``ffmpeg_argv``.
+Public: ``Recorder``, ``RECORDING_HOLDER``, ``sdp_text``, ``ffmpeg_argv``; ``segmenter_process``,
+``reroute_on_listen`` and ``stop_segmenter`` (also the conference programme's recorder,
+vmesh.conference.programme).
 """
 
 from __future__ import annotations
@@ -28,9 +30,10 @@ import logging
 import random
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from vmesh.node.supervisor import ProcessSpec, ProcessState, RestartPolicy, SupervisedProcess
 from vmesh.recording.index import INCOMING, finalize
@@ -108,6 +111,33 @@ def _udp_pairs(count: int) -> list[int]:
     return out
 
 
+def segmenter_process(
+    name: str,
+    streams: list[Stream],
+    sdp: Path,
+    out: Path,
+    segment_seconds: float,
+    ffmpeg: str,
+    log_path: Path,
+    **spec: Any,
+) -> SupervisedProcess:
+    """Write the SDP of ``streams`` to ``sdp`` and return (not started) the supervised ffmpeg
+    that segments them into ``out`` (``ffmpeg_argv``; restarted with back-off, never giving up).
+    ``spec``: further ``ProcessSpec`` fields (a health check, a start timeout)."""
+    sdp.write_text(sdp_text(streams), encoding="utf-8")
+    return SupervisedProcess(
+        ProcessSpec(
+            name=name,
+            argv=ffmpeg_argv(sdp, out, segment_seconds, ffmpeg),
+            log_path=log_path,
+            max_log_bytes=2 * 1024 * 1024,
+            restart=RECORDER_RESTART,
+            stop_timeout=5.0,
+            **spec,
+        )
+    )
+
+
 def _bound(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         try:
@@ -115,6 +145,49 @@ def _bound(port: int) -> bool:
         except OSError:
             return True
     return False
+
+
+async def reroute_on_listen(
+    process: Callable[[], SupervisedProcess | None],
+    streams: list[Stream],
+    reroute: Callable[[int], None],
+    interval: float,
+) -> None:
+    """Call ``reroute(pid)`` each time a new ffmpeg (a new pid of ``process()``) listens on every
+    stream's port, so that the switch replays the GOP to it; return once ``process()`` is None."""
+    seen: int | None = None
+    while True:
+        await asyncio.sleep(interval)
+        proc = process()
+        if proc is None:
+            return
+        pid = proc.pid
+        if pid is None or pid == seen or not streams:
+            continue
+        if not all(_bound(st.port) for st in streams):
+            continue
+        seen = pid
+        reroute(pid)
+
+
+async def stop_segmenter(
+    watch: asyncio.Task[None] | None,
+    process: SupervisedProcess | None,
+    transport: Any,
+    streams: list[Stream],
+) -> None:
+    """End a segmenter: its re-routing ``watch``, its ffmpeg (which closes its segment), and the
+    switch outputs of its ``streams`` (the list is emptied)."""
+    if watch is not None:
+        watch.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watch
+    if process is not None:
+        await process.stop()
+    for st in streams:
+        with contextlib.suppress(Exception):
+            transport.remove_output(st.output_id)
+    streams.clear()
 
 
 class Recorder:
@@ -173,21 +246,18 @@ class Recorder:
                     )
                 )  # fmt: skip
                 self.streams.append(Stream(out_id, input_id, codec, port))
-            sdp = self.folder / self.code / "recorder.sdp"
-            sdp.write_text(sdp_text(self.streams), encoding="utf-8")
-            self.process = SupervisedProcess(
-                ProcessSpec(
-                    name=f"record-{self.code}",
-                    argv=ffmpeg_argv(sdp, self.incoming, self.segment_seconds, self.ffmpeg),
-                    log_path=self.folder / self.code / "recorder.log",
-                    max_log_bytes=2 * 1024 * 1024,
-                    health=self._health,
-                    health_interval=1.0,
-                    health_failures=1,
-                    start_timeout=self.stall_seconds + self.segment_seconds + 5,
-                    restart=RECORDER_RESTART,
-                    stop_timeout=5.0,
-                )
+            self.process = segmenter_process(
+                f"record-{self.code}",
+                self.streams,
+                self.folder / self.code / "recorder.sdp",
+                self.incoming,
+                self.segment_seconds,
+                self.ffmpeg,
+                self.folder / self.code / "recorder.log",
+                health=self._health,
+                health_interval=1.0,
+                health_failures=1,
+                start_timeout=self.stall_seconds + self.segment_seconds + 5,
             )
             await self.process.start()
         except BaseException:
@@ -209,23 +279,15 @@ class Recorder:
 
     async def _route_on_start(self) -> None:
         """Re-route the outputs whenever a new ffmpeg listens: the GOP is replayed to it."""
-        seen: int | None = None
-        while True:
-            await asyncio.sleep(0.1)
-            proc = self.process
-            if proc is None:
-                return
-            pid = proc.pid
-            if pid is None or pid == seen or not self.streams:
-                continue
-            if not all(_bound(st.port) for st in self.streams):
-                continue
-            seen = pid
+
+        def reroute(pid: int) -> None:
             for st in self.streams:
                 with contextlib.suppress(Exception):
                     self.media.transport.unroute(st.output_id)
                     self.media.transport.route(st.output_id, st.input_id)
             log.info("recording camera=%s ffmpeg pid=%d routed", self.code, pid)
+
+        await reroute_on_listen(lambda: self.process, self.streams, reroute, 0.1)
 
     def _files(self) -> list[Path]:
         try:
@@ -254,17 +316,8 @@ class Recorder:
 
     async def stop(self) -> None:
         """Stop ffmpeg (it closes its segment), index what it wrote, release outputs and source."""
-        if self._watch is not None:
-            self._watch.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watch
-            self._watch = None
-        if self.process is not None:
-            await self.process.stop()
-        for st in self.streams:
-            with contextlib.suppress(Exception):
-                self.media.transport.remove_output(st.output_id)
-        self.streams.clear()
+        await stop_segmenter(self._watch, self.process, self.media.transport, self.streams)
+        self._watch = None
         if self._held:
             self._held = False
             self.media.unhold(self.code, RECORDING_HOLDER)
