@@ -174,7 +174,19 @@ def _row(r: AuditRecord) -> AuditRow:
 async def list_audit(
     p: Reader, ctx: Ctx, f: Filter, page: Annotated[PageParams, Depends(page_params)]
 ) -> Page[AuditRow]:
-    where = and_(*_conditions(f, p))
+    return Page[AuditRow](**await audit_page(ctx, _conditions(f, p), page, _row))
+
+
+async def audit_page(
+    ctx: NodeContext,
+    conds: list[ColumnElement[bool]],
+    page: PageParams,
+    item: Callable[[AuditRecord], Any],
+) -> dict[str, Any]:
+    """One page of the audit rows matching ``conds``, newest first, as ``Page`` fields:
+    ``item(row)`` per row, and the total counted up to ``COUNT_CAP`` (``total_capped`` beyond).
+    Shared with the grants' access report (vmesh.grants.api)."""
+    where = and_(*conds)
     async with ctx.db.sessions() as s:
         capped = select(AuditRecord.id).where(where).limit(COUNT_CAP + 1).subquery()
         total = await s.scalar(select(func.count()).select_from(capped)) or 0
@@ -187,13 +199,13 @@ async def list_audit(
                 .limit(page.limit)
             )
         ).all()
-    return Page[AuditRow](
-        items=[_row(r) for r in rows],
-        total=min(total, COUNT_CAP),
-        total_capped=total > COUNT_CAP,
-        offset=page.offset,
-        limit=page.limit,
-    )
+    return {
+        "items": [item(r) for r in rows],
+        "total": min(total, COUNT_CAP),
+        "total_capped": total > COUNT_CAP,
+        "offset": page.offset,
+        "limit": page.limit,
+    }
 
 
 @router.get(

@@ -29,10 +29,10 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Query
 from fastapi.responses import StreamingResponse
-from sqlalchemy import ColumnElement, and_, func, or_, select
+from sqlalchemy import ColumnElement, and_, or_
 
 from vmesh.api.pagination import Page, PageParams, page_params
-from vmesh.audit.api import _visible, csv_rows
+from vmesh.audit.api import _visible, audit_page, csv_rows
 from vmesh.audit.models import AuditRecord
 from vmesh.auth.deps import node_context, require_roles
 from vmesh.auth.principal import Principal
@@ -136,21 +136,8 @@ async def access_report(
     grant: Annotated[str, Query(max_length=16)] = "",
     department: Annotated[str, Query(max_length=20)] = "",
 ) -> Page[dict[str, Any]]:
-    where = and_(*_report_conditions(p, since, until, username, camera, grant, department))
-    async with ctx.db.sessions() as s:
-        total = await s.scalar(select(func.count()).select_from(AuditRecord).where(where)) or 0
-        rows = (
-            await s.scalars(
-                select(AuditRecord)
-                .where(where)
-                .order_by(AuditRecord.id.desc())
-                .offset(page.offset)
-                .limit(page.limit)
-            )
-        ).all()
-    return Page[dict[str, Any]](
-        items=[_use(r) for r in rows], total=total, offset=page.offset, limit=page.limit
-    )
+    conds = _report_conditions(p, since, until, username, camera, grant, department)
+    return Page[dict[str, Any]](**await audit_page(ctx, conds, page, _use))
 
 
 @router.get(
