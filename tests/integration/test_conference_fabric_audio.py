@@ -9,7 +9,6 @@ the county's venue is an RTP sender of H.264-shaped video and Opus-shaped audio 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import shutil
 import socket
 import struct
@@ -18,7 +17,8 @@ from typing import Any
 
 import pytest
 
-from peers.rtp import RtpCollector, free_tcp_port, wait_until
+from peers.nats_server import local_nats
+from peers.rtp import RtpCollector, wait_until
 from vmesh.errors import NotFound
 from vmesh.fabric.service import FabricService, audio_stream
 from vmesh.federation.bus import Bus, RemoteError
@@ -93,41 +93,31 @@ class Venue:
 
 @pytest.fixture
 async def net() -> AsyncIterator[dict[str, Any]]:
-    port = free_tcp_port()
-    nats = await asyncio.create_subprocess_exec(
-        "nats-server", "-a", "127.0.0.1", "-p", str(port),
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
-    )  # fmt: skip
     out: dict[str, Any] = {}
-    try:
-        for _ in range(100):
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-                break
-            await asyncio.sleep(0.1)
-        for code in (PROV, CITY, COUNTY):
-            tr = SwitchTransport(Switch())
-            await tr.start()
-            bus = await Bus.connect(f"nats://127.0.0.1:{port}", code)
+    async with local_nats() as url:
+        try:
+            for code in (PROV, CITY, COUNTY):
+                tr = SwitchTransport(Switch())
+                await tr.start()
+                bus = await Bus.connect(url, code)
 
-            async def tree(code: str = code) -> tuple[dict[str, str | None], str | None]:
-                return PARENTS, PARENTS[code]
+                async def tree(code: str = code) -> tuple[dict[str, str | None], str | None]:
+                    return PARENTS, PARENTS[code]
 
-            venue = Venue(tr)
-            fab = FabricService(
-                node_code=code, bus=bus, transport=tr, address="127.0.0.1", tree=tree,
-                cameras=venue, linger=0.5,
-            )  # fmt: skip
-            venue.rebind = fab.rebind
-            await fab.start()
-            out[code] = (tr, fab, bus, venue)
-        yield out
-    finally:
-        for tr, fab, bus, _ in out.values():
-            await fab.stop()
-            await bus.close()
-            await tr.close()
-        nats.terminate()
-        await nats.wait()
+                venue = Venue(tr)
+                fab = FabricService(
+                    node_code=code, bus=bus, transport=tr, address="127.0.0.1", tree=tree,
+                    cameras=venue, linger=0.5,
+                )  # fmt: skip
+                venue.rebind = fab.rebind
+                await fab.start()
+                out[code] = (tr, fab, bus, venue)
+            yield out
+        finally:
+            for tr, fab, bus, _ in out.values():
+                await fab.stop()
+                await bus.close()
+                await tr.close()
 
 
 async def _listen(tr: SwitchTransport, name: str, input_id: str, codec: Codec) -> RtpCollector:

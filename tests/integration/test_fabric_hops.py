@@ -10,7 +10,6 @@ sender of H.264-shaped packets (a keyframe a second) into a switch input.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import shutil
 import socket
 import struct
@@ -20,7 +19,8 @@ from typing import Any
 
 import pytest
 
-from peers.rtp import RtpCollector, free_tcp_port, wait_until
+from peers.nats_server import local_nats
+from peers.rtp import RtpCollector, wait_until
 from vmesh.fabric.service import FabricService
 from vmesh.federation.bus import Bus
 from vmesh.switch.codecs import Codec
@@ -91,54 +91,41 @@ class Node:
 
 @pytest.fixture
 async def nodes() -> AsyncIterator[dict[str, Node]]:
-    port = free_tcp_port()
-    nats = await asyncio.create_subprocess_exec(
-        "nats-server",
-        "-a",
-        "127.0.0.1",
-        "-p",
-        str(port),
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
     out: dict[str, Node] = {}
-    try:
-        for _ in range(100):
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-                break
-            await asyncio.sleep(0.1)
-        for code in (PROV, CITY, COUNTY):
-            tr = SwitchTransport(Switch())
-            await tr.start()
-            bus = await Bus.connect(f"nats://127.0.0.1:{port}", code)
-            audit: list[tuple[str, str, str, dict[str, Any]]] = []
+    async with local_nats() as url:
+        try:
+            for code in (PROV, CITY, COUNTY):
+                tr = SwitchTransport(Switch())
+                await tr.start()
+                bus = await Bus.connect(url, code)
+                audit: list[tuple[str, str, str, dict[str, Any]]] = []
 
-            async def tree(code: str = code) -> tuple[dict[str, str | None], str | None]:
-                return PARENTS, PARENTS[code]
+                async def tree(code: str = code) -> tuple[dict[str, str | None], str | None]:
+                    return PARENTS, PARENTS[code]
 
-            async def record(a: str, t: str, r: str, d: dict[str, Any], log: Any = audit) -> None:
-                log.append((a, t, r, d))
+                async def record(
+                    a: str, t: str, r: str, d: dict[str, Any], log: Any = audit
+                ) -> None:
+                    log.append((a, t, r, d))
 
-            fab = FabricService(
-                node_code=code,
-                bus=bus,
-                transport=tr,
-                address="127.0.0.1",
-                tree=tree,
-                cameras=Camera(tr),
-                audit=record,
-                linger=LINGER,
-            )
-            await fab.start()
-            out[code] = Node(code, tr, fab, bus, audit)
-        yield out
-    finally:
-        for n in out.values():
-            await n.fabric.stop()
-            await n.bus.close()
-            await n.transport.close()
-        nats.terminate()
-        await nats.wait()
+                fab = FabricService(
+                    node_code=code,
+                    bus=bus,
+                    transport=tr,
+                    address="127.0.0.1",
+                    tree=tree,
+                    cameras=Camera(tr),
+                    audit=record,
+                    linger=LINGER,
+                )
+                await fab.start()
+                out[code] = Node(code, tr, fab, bus, audit)
+            yield out
+        finally:
+            for n in out.values():
+                await n.fabric.stop()
+                await n.bus.close()
+                await n.transport.close()
 
 
 async def _viewer(node: Node, name: str, input_id: str) -> RtpCollector:
