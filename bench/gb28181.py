@@ -489,7 +489,7 @@ def run_ttff(args: argparse.Namespace) -> dict[str, Any]:
     from playwright.sync_api import sync_playwright
 
     import ttff
-    from e2e.console_node import CHROMIUM, CHROMIUM_ARGS, free_port
+    from e2e.console_node import CHROMIUM, free_port, media_browser_args
     from media_site import VILLAGE, free_udp_block, media_node
     from peers.gb_device_sim import GbDeviceSim, SimThread, h264_clip
 
@@ -519,11 +519,7 @@ def run_ttff(args: argparse.Namespace) -> dict[str, Any]:
         with sync_playwright() as pw:
             browser = pw.chromium.launch(
                 executable_path=str(CHROMIUM),
-                args=[
-                    *CHROMIUM_ARGS,
-                    "--autoplay-policy=no-user-gesture-required",
-                    "--disable-features=WebRtcHideLocalIpsWithMdns",
-                ],
+                args=media_browser_args(),
             )
             try:
                 wall = ttff.Wall(browser, node, "gb")

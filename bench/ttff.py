@@ -54,7 +54,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from e2e.console_node import CHROMIUM, CHROMIUM_ARGS, Node  # noqa: E402
+from e2e.console_node import CHROMIUM, Node, log_in, media_browser_args  # noqa: E402
 from media_site import XIHU_OPERATOR, camera_code, media_node  # noqa: E402
 
 log = logging.getLogger("bench.ttff")
@@ -198,12 +198,7 @@ class Wall:
         self.errors: list[str] = []
         self.page.on("pageerror", lambda e: self.errors.append(str(e)))
         p = self.page
-        p.goto(node.base_url + "/")
-        p.get_by_test_id("login-username").fill(XIHU_OPERATOR[0])
-        p.get_by_test_id("login-password").fill(XIHU_OPERATOR[1])
-        p.get_by_test_id("login-submit").click()
-        p.get_by_test_id("current-user").wait_for()
-        p.goto(node.base_url + "/#/wall")
+        log_in(p, node.base_url, *XIHU_OPERATOR, "#/wall", timeout_ms=30_000)
         p.get_by_test_id("layout-1").click()
         p.get_by_test_id(f"camera-{CAMERA}").wait_for()
 
@@ -358,11 +353,7 @@ def main() -> None:
         with sync_playwright() as pw:
             browser = pw.chromium.launch(
                 executable_path=str(CHROMIUM),
-                args=[
-                    *CHROMIUM_ARGS,
-                    "--autoplay-policy=no-user-gesture-required",
-                    "--disable-features=WebRtcHideLocalIpsWithMdns",
-                ],
+                args=media_browser_args(),
             )
             try:
                 for label, node in nodes.items():

@@ -203,6 +203,19 @@ def login_cookie(node: Node, username: str, password: str) -> str:
     return cookie.split(";", 1)[0]
 
 
+def api(node: Node, cookie: str, method: str, path: str, body: Any = None) -> Any:
+    """``method /api<path>`` as the session ``cookie`` (``login_cookie``), ``body`` as JSON; the
+    JSON reply (None when empty). An error status raises ``urllib.error.HTTPError``."""
+    req = urllib.request.Request(
+        f"{node.base_url}/api{path}",
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"Content-Type": "application/json", "Cookie": cookie},
+        method=method,
+    )
+    with urllib.request.urlopen(req, timeout=20) as r:
+        return json.loads(r.read() or b"null")
+
+
 def ws_url(node: Node) -> str:
     return node.base_url.replace("http://", "ws://") + "/api/live/ws"
 

@@ -2,11 +2,15 @@
 
 ``Node.cli`` runs ``vmesh`` commands against the node's configuration (directory import, users);
 ``Node.start`` launches ``vmesh node run`` on a free loopback port and waits for ``/healthz``;
-``Node.stop`` ends it (SIGTERM, then SIGKILL of its process group).
+``Node.stop`` ends it (SIGTERM, then SIGKILL of its process group). ``media_browser_args`` are
+the Chromium flags of a page that plays (and, with fake devices, captures) live media,
+``launch_chromium`` starts Debian's Chromium with them and ``log_in`` signs a page in through the
+console's login form (``async_log_in`` for Playwright's async API).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -16,6 +20,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +35,11 @@ CHROMIUM_ARGS = [
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
+]
+# Flags of a page that plays live media: autoplay, and host candidates as IPs (not mDNS names).
+MEDIA_ARGS = [
+    "--autoplay-policy=no-user-gesture-required",
+    "--disable-features=WebRtcHideLocalIpsWithMdns",
 ]
 HERE = Path(__file__).parent
 NODE_CODE = "33000000002006000001"
@@ -51,6 +61,65 @@ def vmesh_command() -> list[str]:
     if found:
         return [found]
     return [sys.executable, "-c", "from vmesh.cli import main; main()"]
+
+
+def media_browser_args(*, fake_devices: int = 0) -> list[str]:
+    """Chromium flags for live media; with ``fake_devices`` cameras (Chromium's test pattern) and
+    a fake microphone, granted without a prompt."""
+    args = [*CHROMIUM_ARGS, *MEDIA_ARGS]
+    if fake_devices:
+        device = "--use-fake-device-for-media-stream"
+        if fake_devices > 1:
+            device += f"=device-count={fake_devices}"
+        args += [device, "--use-fake-ui-for-media-stream"]
+    return args
+
+
+@contextlib.contextmanager
+def launch_chromium(args: list[str]) -> Iterator[object]:
+    """Debian's Chromium (Playwright, sync API) with ``args``; closed afterwards."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=str(CHROMIUM), args=args)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+def log_in(
+    page: object,
+    base_url: str,
+    username: str,
+    password: str,
+    hash_: str = "",
+    *,
+    timeout_ms: float | None = None,
+) -> None:
+    """Sign ``page`` in through the console's login form, then open ``hash_`` (e.g. ``#/wall``).
+
+    ``timeout_ms`` bounds the page loads and the wait for the signed-in user (Playwright's
+    defaults when None)."""
+    from playwright.sync_api import expect
+
+    wait = {} if timeout_ms is None else {"timeout": timeout_ms}
+    page.goto(base_url + "/", **wait)  # type: ignore[attr-defined]
+    page.get_by_test_id("login-username").fill(username)  # type: ignore[attr-defined]
+    page.get_by_test_id("login-password").fill(password)  # type: ignore[attr-defined]
+    page.get_by_test_id("login-submit").click()  # type: ignore[attr-defined]
+    expect(page.get_by_test_id("current-user")).to_contain_text(username, **wait)  # type: ignore[attr-defined]
+    if hash_:
+        page.goto(base_url + "/" + hash_, **wait)  # type: ignore[attr-defined]
+
+
+async def async_log_in(page: object, base_url: str, username: str, password: str) -> None:
+    """``log_in`` for a page of Playwright's async API (stays on the console's home view)."""
+    await page.goto(base_url + "/")  # type: ignore[attr-defined]
+    await page.get_by_test_id("login-username").fill(username)  # type: ignore[attr-defined]
+    await page.get_by_test_id("login-password").fill(password)  # type: ignore[attr-defined]
+    await page.get_by_test_id("login-submit").click()  # type: ignore[attr-defined]
+    await page.get_by_test_id("current-user").wait_for()  # type: ignore[attr-defined]
 
 
 def free_port() -> int:

@@ -4,9 +4,10 @@
 WAV of one sine tone; ``browser_args(y4m, wav)`` are the Chromium flags that capture them (each
 browser process has one camera and one microphone, so venues with distinct pictures and tones are
 separate browsers). ``SENSE_JS`` is a script added to a page's context: ``__vm.colour(sel)``
-samples the centre pixel of a ``<video>`` as decoded, ``__vm.tones(sel, freqs)`` the level in dB
-of each frequency in a playing element's stream (WebAudio ``AnalyserNode``), ``__vm.level(sel)``
-the ``audioLevel`` of its connection's inbound audio is left to the page's own stats.
+samples the centre pixel of a ``<video>`` as decoded (``IS_COLOUR_JS`` waits for it to be a given
+palette colour), ``__vm.tones(sel, freqs)`` the level in dB of each frequency in a playing
+element's stream (WebAudio ``AnalyserNode``), ``__vm.level(sel)`` the ``audioLevel`` of its
+connection's inbound audio is left to the page's own stats.
 ``TcpRelay`` puts a cuttable TCP hop between one browser and the node (a venue's network
 failure).
 """
@@ -19,7 +20,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from e2e.console_node import CHROMIUM_ARGS
+from e2e.console_node import media_browser_args
 
 # Colours far apart in YUV, so H.264's rounding never makes one look like another.
 PALETTE = {"red": (220, 30, 30), "green": (30, 200, 30), "blue": (30, 50, 220)}
@@ -52,15 +53,24 @@ def fake_media(folder: Path, name: str, colour: str, tone_hz: int) -> tuple[Path
 
 def browser_args(y4m: Path, wav: Path) -> list[str]:
     return [
-        *CHROMIUM_ARGS,
-        "--autoplay-policy=no-user-gesture-required",
-        "--disable-features=WebRtcHideLocalIpsWithMdns",
-        "--use-fake-device-for-media-stream",
-        "--use-fake-ui-for-media-stream",
+        *media_browser_args(fake_devices=1),
         f"--use-file-for-fake-video-capture={y4m}",
         f"--use-file-for-fake-audio-capture={wav}",
     ]
 
+
+# For ``wait_for_function`` with ``arg=[selector, colour, PALETTE]``: true once the ``<video>``'s
+# centre pixel is nearer ``colour`` than any other colour of the palette (needs ``SENSE_JS``).
+IS_COLOUR_JS = """([sel, want, palette]) => {
+    const c = window.__vm.colour(sel);
+    if (!c) return false;
+    let best = null, bestD = Infinity;
+    for (const [name, rgb] of Object.entries(palette)) {
+      const d = rgb.reduce((s, x, i) => s + (x - c[i]) ** 2, 0);
+      if (d < bestD) { bestD = d; best = name; }
+    }
+    return best === want;
+}"""
 
 SENSE_JS = """
 window.__vm = {

@@ -9,16 +9,14 @@ conference service; the exported timeline lists every action of the log.
 
 from __future__ import annotations
 
-import json
 import re
-import urllib.request
 from collections.abc import Iterator
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import expect
 
-from e2e.console_node import CHROMIUM, CHROMIUM_ARGS, Node
-from media_site import ADMIN, VILLAGE, XIHU, camera_code, login_cookie, media_node
+from e2e.console_node import Node, launch_chromium, log_in, media_browser_args
+from media_site import ADMIN, VILLAGE, XIHU, api, camera_code, login_cookie, media_node
 
 pytestmark = pytest.mark.e2e
 
@@ -35,37 +33,26 @@ FIELD = ("lw_field", "Lw-field-2024!")
 TRACK = [(30.2010, 120.1010), (30.2030, 120.1040)]
 
 
-def call(node: Node, cookie: str, method: str, path: str, body: dict) -> dict:
-    req = urllib.request.Request(
-        f"{node.base_url}/api{path}",
-        data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json", "Cookie": cookie},
-        method=method,
-    )
-    with urllib.request.urlopen(req, timeout=10) as r:
-        return json.loads(r.read() or b"{}")
-
-
 @pytest.fixture(scope="module")
 def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
     n = media_node(tmp_path_factory.mktemp("command"), channels=8, linger=2.0)
     try:
         cookie = login_cookie(n, *ADMIN)
         for i, code in enumerate(NEAR):
-            call(
+            api(
                 n,
                 cookie,
                 "PATCH",
                 f"/directory/entries/{code}",
                 {"lat": POINT[0] + 0.003 * (i + 1), "lon": POINT[1]},
             )
-        call(n, cookie, "PATCH", f"/directory/entries/{FAR}", {"lat": 31.0, "lon": 121.0})
+        api(n, cookie, "PATCH", f"/directory/entries/{FAR}", {"lat": 31.0, "lon": 121.0})
         for code, parent, kind, name in (
             (PHONE, VILLAGE, "field_terminal", "龙坞单兵01"),
             (COUNTY_ROOM, XIHU, "conference_terminal", "西湖区指挥中心"),
             (TOWN_ROOM, TOWN, "conference_terminal", "转塘街道分会场"),
         ):
-            call(
+            api(
                 n,
                 cookie,
                 "POST",
@@ -83,32 +70,8 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=[
-                *CHROMIUM_ARGS,
-                "--autoplay-policy=no-user-gesture-required",
-                "--disable-features=WebRtcHideLocalIpsWithMdns",
-                "--use-fake-device-for-media-stream",
-                "--use-fake-ui-for-media-stream",
-            ],
-        )
-        try:
-            yield b
-        finally:
-            b.close()
-
-
-def log_in(page: Page, node: Node, user: tuple[str, str], hash_: str) -> None:
-    page.goto(node.base_url + "/")
-    page.get_by_test_id("login-username").fill(user[0])
-    page.get_by_test_id("login-password").fill(user[1])
-    page.get_by_test_id("login-submit").click()
-    expect(page.get_by_test_id("current-user")).to_contain_text(user[0], timeout=60_000)
-    page.goto(node.base_url + "/" + hash_)
+    with launch_chromium(media_browser_args(fake_devices=1)) as b:
+        yield b
 
 
 def test_a_commander_runs_an_incident_room(browser, node: Node) -> None:  # type: ignore[no-untyped-def]
@@ -117,7 +80,7 @@ def test_a_commander_runs_an_incident_room(browser, node: Node) -> None:  # type
     room = ctx.new_page()
     errors: list[str] = []
     room.on("pageerror", lambda e: errors.append(str(e)))
-    log_in(room, node, COMMANDER, "#/command")
+    log_in(room, node.base_url, *COMMANDER, "#/command", timeout_ms=60_000)
 
     # The offline map: a click picks the incident's point (then set exactly, for the radius).
     expect(room.get_by_test_id("command-map")).to_have_attribute("data-ready", "true")
@@ -164,7 +127,7 @@ def test_a_commander_runs_an_incident_room(browser, node: Node) -> None:  # type
     )
     fctx.set_default_timeout(20_000)
     phone = fctx.new_page()
-    log_in(phone, node, FIELD, f"#/field/{incident}")
+    log_in(phone, node.base_url, *FIELD, f"#/field/{incident}", timeout_ms=60_000)
     expect(
         phone.get_by_test_id("publish-endpoint").locator(f'option[value="{PHONE}"]')
     ).to_have_count(1)

@@ -20,9 +20,17 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page, expect
 
-from e2e.console_node import CHROMIUM, Node
-from e2e.fake_devices import HEARD_DB, PALETTE, SENSE_JS, TcpRelay, browser_args, fake_media
-from media_site import ADMIN, PROVINCE, XIHU, login_cookie, media_node
+from e2e.console_node import CHROMIUM, Node, log_in
+from e2e.fake_devices import (
+    HEARD_DB,
+    IS_COLOUR_JS,
+    PALETTE,
+    SENSE_JS,
+    TcpRelay,
+    browser_args,
+    fake_media,
+)
+from media_site import ADMIN, PROVINCE, XIHU, api, login_cookie, media_node
 
 pytestmark = pytest.mark.e2e
 
@@ -39,17 +47,6 @@ VENUES = {
 TONES = [v[3] for v in VENUES.values()]
 CHAIR2 = ("chair_b", "Chair-b-2024!")
 AUDIO = ["a0", "a1", "a2", "a3"]
-
-
-def call(node: Node, cookie: str, method: str, path: str, body: Any = None) -> Any:
-    req = urllib.request.Request(
-        f"{node.base_url}/api{path}",
-        data=None if body is None else json.dumps(body).encode(),
-        headers={"Content-Type": "application/json", "Cookie": cookie},
-        method=method,
-    )
-    with urllib.request.urlopen(req, timeout=20) as r:
-        return json.loads(r.read() or b"null")
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +66,7 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
                 "kind": "conference_terminal",
                 "name": name,
             }
-            call(n, cookie, "POST", "/directory/entries", body)
+            api(n, cookie, "POST", "/directory/entries", body)
         n.add_user(*CHAIR2, roles=("chair",), scope=PROVINCE, display_name="第二主席")
         yield n
     finally:
@@ -86,7 +83,7 @@ def conference(node: Node) -> int:
         "chairs": [ADMIN[0], CHAIR2[0]],
         "recording": True,
     }
-    return int(call(node, cookie, "POST", "/conferences", body)["id"])
+    return int(api(node, cookie, "POST", "/conferences", body)["id"])
 
 
 @pytest.fixture(scope="module")
@@ -115,12 +112,7 @@ def open_page(browser: Any, base_url: str, user: tuple[str, str], hash_: str) ->
     page = context.new_page()
     page.errors = []  # type: ignore[attr-defined]
     page.on("pageerror", lambda e: page.errors.append(str(e)))  # type: ignore[attr-defined]
-    page.goto(base_url + "/", timeout=WAIT_MS)
-    page.get_by_test_id("login-username").fill(user[0])
-    page.get_by_test_id("login-password").fill(user[1])
-    page.get_by_test_id("login-submit").click()
-    expect(page.get_by_test_id("current-user")).to_contain_text(user[0], timeout=WAIT_MS)
-    page.goto(base_url + "/" + hash_, timeout=WAIT_MS)
+    log_in(page, base_url, *user, hash_, timeout_ms=WAIT_MS)
     return page
 
 
@@ -174,16 +166,7 @@ def media(tile: str) -> str:
 def wait_colour(page: Page, tile: str, colour: str) -> None:
     """Until ``tile`` of ``page`` decodes ``colour`` (nearest of the palette)."""
     page.wait_for_function(
-        """([sel, want, palette]) => {
-            const c = window.__vm.colour(sel);
-            if (!c) return false;
-            let best = null, bestD = Infinity;
-            for (const [name, rgb] of Object.entries(palette)) {
-              const d = rgb.reduce((s, x, i) => s + (x - c[i]) ** 2, 0);
-              if (d < bestD) { bestD = d; best = name; }
-            }
-            return best === want;
-        }""",
+        IS_COLOUR_JS,
         arg=[media(tile), colour, PALETTE],
         timeout=WAIT_MS,
         polling=250,
@@ -228,9 +211,8 @@ def pc_id(page: Page, tile: str) -> str:
 
 
 def act(node: Node, conference: int, body: dict[str, Any]) -> dict[str, Any]:
-    return call(
-        node, login_cookie(node, *ADMIN), "POST", f"/conferences/{conference}/actions", body
-    )  # type: ignore[no-any-return]
+    path = f"/conferences/{conference}/actions"
+    return api(node, login_cookie(node, *ADMIN), "POST", path, body)  # type: ignore[no-any-return]
 
 
 # --- the tests, in order --------------------------------------------------------------------------
@@ -365,7 +347,7 @@ def test_a_chair_leaves_the_conference_goes_on_and_a_second_chair_takes_over(
     expect(chair2.get_by_test_id("chair-mode")).to_have_attribute("data-mode", "roll_call")
     wait_colour(venues[MAIN], "v0", "green")
     wait_colour(venues[COUNTY], "v0", "green")
-    rows = call(node, login_cookie(node, *ADMIN), "GET", "/audit?action=conference.roll_call")
+    rows = api(node, login_cookie(node, *ADMIN), "GET", "/audit?action=conference.roll_call")
     assert any(r["username"] == CHAIR2[0] for r in rows["items"]), rows
 
 
@@ -387,7 +369,7 @@ def test_a_venue_that_drops_shows_as_dropped_and_rejoins_by_itself(
     expect(row).to_have_attribute("data-status", "joined", timeout=WAIT_MS)
     wait_colour(venues[MAIN], "v0", "green")  # the city kept the floor
     wait_colour(county, "v0", "green")  # and the county receives it again
-    att = call(node, login_cookie(node, *ADMIN), "GET", f"/conferences/{conference}/attendance")
+    att = api(node, login_cookie(node, *ADMIN), "GET", f"/conferences/{conference}/attendance")
     county_rows = [a for a in att if a["venue"] == COUNTY]
     assert len(county_rows) >= 2 and county_rows[0]["left_at"] is not None, att
     assert county_rows[-1]["left_at"] is None
@@ -397,9 +379,9 @@ def test_a_venue_that_drops_shows_as_dropped_and_rejoins_by_itself(
 
 def test_attendance_and_chair_actions_are_recorded(node: Node, conference: int) -> None:
     cookie = login_cookie(node, *ADMIN)
-    att = call(node, cookie, "GET", f"/conferences/{conference}/attendance")
+    att = api(node, cookie, "GET", f"/conferences/{conference}/attendance")
     assert {a["venue"] for a in att} == set(VENUES)
-    rows = call(node, cookie, "GET", "/audit?limit=200")["items"]
+    rows = api(node, cookie, "GET", "/audit?limit=200")["items"]
     actions = {r["action"] for r in rows if r["action"].startswith("conference.")}
     assert {
         "conference.create",
@@ -418,7 +400,7 @@ def test_the_programme_is_recorded_into_mp4_segments(
     node: Node, conference: int, chair2: Page
 ) -> None:
     cookie = login_cookie(node, *ADMIN)
-    segs = call(node, cookie, "GET", f"/conferences/{conference}/recordings")
+    segs = api(node, cookie, "GET", f"/conferences/{conference}/recordings")
     done = [s for s in segs if s["complete"] and s["bytes"] > 0]
     assert done, segs
     req = urllib.request.Request(

@@ -10,14 +10,13 @@ log, and the viewer's tile after the publisher stops.
 from __future__ import annotations
 
 import json
-import urllib.request
 from collections.abc import Iterator
 
 import pytest
 from playwright.sync_api import Page, expect
 
-from e2e.console_node import CHROMIUM, CHROMIUM_ARGS, Node
-from media_site import ADMIN, VILLAGE, XIHU_OPERATOR, login_cookie, media_node
+from e2e.console_node import Node, launch_chromium, log_in, media_browser_args
+from media_site import ADMIN, VILLAGE, XIHU_OPERATOR, api, login_cookie, media_node
 
 pytestmark = pytest.mark.e2e
 
@@ -36,14 +35,7 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
             "kind": "field_terminal",
             "name": "龙坞村单兵终端",
         }
-        req = urllib.request.Request(
-            f"{n.base_url}/api/directory/entries",
-            data=json.dumps(body).encode(),
-            headers={"Content-Type": "application/json", "Cookie": cookie},
-            method="POST",
-        )
-        with urllib.request.urlopen(req, timeout=10) as r:
-            assert r.status == 201
+        api(n, cookie, "POST", "/directory/entries", body)
         yield n
     finally:
         n.stop()
@@ -51,32 +43,8 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=[
-                *CHROMIUM_ARGS,
-                "--autoplay-policy=no-user-gesture-required",
-                "--disable-features=WebRtcHideLocalIpsWithMdns",
-                "--use-fake-device-for-media-stream",
-                "--use-fake-ui-for-media-stream",
-            ],
-        )
-        try:
-            yield b
-        finally:
-            b.close()
-
-
-def log_in(page: Page, node: Node, username: str, password: str, hash_: str) -> None:
-    page.goto(node.base_url + "/")
-    page.get_by_test_id("login-username").fill(username)
-    page.get_by_test_id("login-password").fill(password)
-    page.get_by_test_id("login-submit").click()
-    expect(page.get_by_test_id("current-user")).to_contain_text(username)
-    page.goto(node.base_url + "/" + hash_)
+    with launch_chromium(media_browser_args(fake_devices=1)) as b:
+        yield b
 
 
 def frames(page: Page) -> int:
@@ -99,7 +67,7 @@ def entry_status(page: Page, node: Node) -> str:
 
 def test_one_browser_publishes_a_fake_camera_and_another_watches_it(pages, node: Node) -> None:  # type: ignore[no-untyped-def]
     publisher = pages()
-    log_in(publisher, node, *XIHU_OPERATOR, hash_="#/publish")
+    log_in(publisher, node.base_url, *XIHU_OPERATOR, hash_="#/publish")
     select = publisher.get_by_test_id("publish-endpoint")
     expect(select.locator(f'option[value="{TERMINAL}"]')).to_have_count(1)
     select.select_option(TERMINAL)
@@ -110,7 +78,7 @@ def test_one_browser_publishes_a_fake_camera_and_another_watches_it(pages, node:
     assert entry_status(publisher, node) == "online"
 
     viewer = pages()
-    log_in(viewer, node, *ADMIN, hash_=f"#/wall/{TERMINAL}")
+    log_in(viewer, node.base_url, *ADMIN, hash_=f"#/wall/{TERMINAL}")
     tile = viewer.get_by_test_id("tile-0")
     expect(tile).to_have_attribute("data-state", "playing", timeout=PLAY_TIMEOUT_MS)
     wait_frames_above(viewer, 0)
@@ -140,7 +108,7 @@ def test_one_browser_publishes_a_fake_camera_and_another_watches_it(pages, node:
 
 def test_only_terminals_in_scope_are_offered_for_publishing(pages, node: Node) -> None:  # type: ignore[no-untyped-def]
     page = pages()
-    log_in(page, node, *XIHU_OPERATOR, hash_="#/publish")
+    log_in(page, node.base_url, *XIHU_OPERATOR, hash_="#/publish")
     options = page.get_by_test_id("publish-endpoint").locator("option")
     expect(options.and_(page.locator(f'[value="{TERMINAL}"]'))).to_have_count(1)
     # The village's 20-odd cameras are not publishable: the terminal is the only choice.

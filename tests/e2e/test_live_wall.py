@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Page, expect
 
-from e2e.console_node import CHROMIUM, CHROMIUM_ARGS, Node
+from e2e.console_node import Node, launch_chromium, log_in, media_browser_args
 from media_site import BIG_CAMERA, CAMERAS, XIHU_OPERATOR, camera_code, media_node
 
 pytestmark = pytest.mark.e2e
@@ -34,31 +34,8 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=[
-                *CHROMIUM_ARGS,
-                "--autoplay-policy=no-user-gesture-required",
-                "--disable-features=WebRtcHideLocalIpsWithMdns",
-            ],
-        )
-        try:
-            yield b
-        finally:
-            b.close()
-
-
-def log_in(page: Page, node: Node, username: str, password: str, hash_: str = "") -> None:
-    page.goto(node.base_url + "/")
-    page.get_by_test_id("login-username").fill(username)
-    page.get_by_test_id("login-password").fill(password)
-    page.get_by_test_id("login-submit").click()
-    expect(page.get_by_test_id("current-user")).to_contain_text(username)
-    if hash_:
-        page.goto(node.base_url + "/" + hash_)
+    with launch_chromium(media_browser_args()) as b:
+        yield b
 
 
 def frames(page: Page, tile: str) -> int:
@@ -133,7 +110,7 @@ def wait_patch_of(page: Page, tile: str, code: str, among: list[str]) -> None:
 
 def test_synthetic_camera_plays_at_its_configured_resolution(pages, node: Node) -> None:  # type: ignore[no-untyped-def]
     page = pages()
-    log_in(page, node, *XIHU_OPERATOR, hash_=f"#/dir/{BIG_CAMERA}")
+    log_in(page, node.base_url, *XIHU_OPERATOR, hash_=f"#/dir/{BIG_CAMERA}")
     page.get_by_test_id("detail-watch").click()
     tile = page.get_by_test_id("tile-0")
     expect(tile).to_have_attribute("data-state", "playing", timeout=PLAY_TIMEOUT_MS)
@@ -158,7 +135,7 @@ def test_synthetic_camera_plays_at_its_configured_resolution(pages, node: Node) 
 def test_polling_tile_switches_cameras_on_the_same_peer_connection(pages, node: Node) -> None:  # type: ignore[no-untyped-def]
     red, blue = camera_code(1), camera_code(3)
     page = pages()
-    log_in(page, node, *XIHU_OPERATOR, hash_="#/wall")
+    log_in(page, node.base_url, *XIHU_OPERATOR, hash_="#/wall")
     page.get_by_test_id("layout-1").click()
     page.get_by_test_id("poll-interval").fill("3")
     page.get_by_test_id(f"camera-poll-{red}").check()
@@ -186,7 +163,7 @@ def test_polling_tile_switches_cameras_on_the_same_peer_connection(pages, node: 
 def test_sixteen_tile_wall_decodes_all_sixteen(pages, node: Node) -> None:  # type: ignore[no-untyped-def]
     codes = [camera_code(n) for n in range(1, 17)]
     page = pages()
-    log_in(page, node, *XIHU_OPERATOR, hash_="#/wall")
+    log_in(page, node.base_url, *XIHU_OPERATOR, hash_="#/wall")
     page.get_by_test_id("layout-16").click()
     expect(page.locator("[data-testid^='tile-'][data-state]")).to_have_count(16)
     # Tile 0 by drag and drop; the others by click-to-assign (click the camera, then the tile).
@@ -209,7 +186,7 @@ def test_camera_without_a_source_shows_the_reason(pages, node: Node) -> None:  #
     from media_site import NO_SOURCE_CAMERA
 
     page = pages()
-    log_in(page, node, *XIHU_OPERATOR, hash_=f"#/wall/{NO_SOURCE_CAMERA}")
+    log_in(page, node.base_url, *XIHU_OPERATOR, hash_=f"#/wall/{NO_SOURCE_CAMERA}")
     tile = page.get_by_test_id("tile-0")
     expect(tile).to_have_attribute("data-state", "error", timeout=PLAY_TIMEOUT_MS)
     expect(page.get_by_test_id("tile-0-state")).to_contain_text("no video source")
@@ -222,7 +199,7 @@ def test_a_stopped_tile_is_idle_not_an_error(pages, node: Node) -> None:  # type
         "websocket",
         lambda ws: ws.on("framereceived", lambda f: received.append(json.loads(f))),
     )
-    log_in(page, node, *XIHU_OPERATOR, hash_=f"#/wall/{camera_code(2)}")
+    log_in(page, node.base_url, *XIHU_OPERATOR, hash_=f"#/wall/{camera_code(2)}")
     tile = page.get_by_test_id("tile-0")
     expect(tile).to_have_attribute("data-state", "playing", timeout=PLAY_TIMEOUT_MS)
     wait_frames_above(page, "0", 0)

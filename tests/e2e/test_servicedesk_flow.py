@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import io
 import json
-import urllib.request
 from collections.abc import Iterator
 
 import pytest
@@ -21,8 +20,8 @@ from PIL import Image
 from playwright.sync_api import Page, expect
 from pypdf import PdfReader
 
-from e2e.console_node import CHROMIUM, CHROMIUM_ARGS, Node
-from media_site import ADMIN, BLOCK, VILLAGE, XIHU, free_udp_block, login_cookie, media_node
+from e2e.console_node import Node, launch_chromium, log_in, media_browser_args
+from media_site import ADMIN, BLOCK, VILLAGE, XIHU, api, free_udp_block, login_cookie, media_node
 
 pytestmark = pytest.mark.e2e
 
@@ -32,17 +31,6 @@ SEAT = "33010600004010000001"  # 西湖区政务服务中心 1 号窗口
 KIOSK_USER = ("longwu_room", "Lw-kiosk-2024!")
 AGENT = ("xihu_agent", "Xh-agent-2024!")
 PENSION = "rsj-pension-statement"
-
-
-def _post(node: Node, cookie: str, method: str, path: str, body: object) -> dict:
-    req = urllib.request.Request(
-        f"{node.base_url}{path}",
-        data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json", "Cookie": cookie},
-        method=method,
-    )
-    with urllib.request.urlopen(req, timeout=10) as r:
-        return json.loads(r.read())
 
 
 @pytest.fixture(scope="module")
@@ -62,14 +50,14 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
             (SEAT, XIHU, "西湖区政务服务中心1号窗口"),
         ):
             body = {"code": code, "parent_code": parent, "kind": "service_room", "name": name}
-            _post(n, cookie, "POST", "/api/directory/entries", body)
+            api(n, cookie, "POST", "/directory/entries", body)
         n.add_user(*KIOSK_USER, roles=("operator",), scope=VILLAGE, display_name="龙坞村视频室")
         n.add_user(*AGENT, roles=("agent",), scope=XIHU, display_name="西湖区坐席")
-        _post(
+        api(
             n,
             cookie,
             "PUT",
-            f"/api/servicedesk/agents/{AGENT[0]}",
+            f"/servicedesk/agents/{AGENT[0]}",
             {"groups": {"social": 1, "civil": 2}, "seat_code": SEAT},
         )
         yield n
@@ -79,33 +67,9 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=[
-                *CHROMIUM_ARGS,
-                "--autoplay-policy=no-user-gesture-required",
-                "--disable-features=WebRtcHideLocalIpsWithMdns",
-                # Two fake cameras: the room camera and the document camera (高拍仪).
-                "--use-fake-device-for-media-stream=device-count=2",
-                "--use-fake-ui-for-media-stream",
-            ],
-        )
-        try:
-            yield b
-        finally:
-            b.close()
-
-
-def log_in(page: Page, node: Node, username: str, password: str, hash_: str) -> None:
-    page.goto(node.base_url + "/")
-    page.get_by_test_id("login-username").fill(username)
-    page.get_by_test_id("login-password").fill(password)
-    page.get_by_test_id("login-submit").click()
-    expect(page.get_by_test_id("current-user")).to_contain_text(username)
-    page.goto(node.base_url + "/" + hash_)
+    # Two fake cameras: the room camera and the document camera (高拍仪).
+    with launch_chromium(media_browser_args(fake_devices=2)) as b:
+        yield b
 
 
 def wait_media(page: Page) -> None:
@@ -128,7 +92,7 @@ def jpeg(width: int, height: int) -> bytes:
 
 def test_the_pension_statement_from_kiosk_to_rating(pages, node: Node) -> None:  # type: ignore[no-untyped-def]
     kiosk = pages()
-    log_in(kiosk, node, *KIOSK_USER, hash_="#/kiosk")
+    log_in(kiosk, node.base_url, *KIOSK_USER, hash_="#/kiosk")
     kiosk.get_by_test_id(f"kiosk-item-{PENSION}").click()
     status = kiosk.get_by_test_id("kiosk-status")
     expect(status).to_have_attribute("data-state", "created")
@@ -140,7 +104,7 @@ def test_the_pension_statement_from_kiosk_to_rating(pages, node: Node) -> None: 
     case_id = kiosk.evaluate("() => sessionStorage.getItem('vmesh.kiosk.case')")
 
     desk = pages()
-    log_in(desk, node, *AGENT, hash_="#/desk")
+    log_in(desk, node.base_url, *AGENT, hash_="#/desk")
     expect(desk.get_by_test_id(f"desk-waiting-{case_id}")).to_contain_text("龙坞村")
     desk.get_by_test_id("desk-next").click()
     expect(desk.get_by_test_id("desk-case-state")).to_have_text("办理中")
@@ -246,7 +210,7 @@ def test_the_pension_statement_from_kiosk_to_rating(pages, node: Node) -> None: 
 
     # Both publications and both views of the call are in the audit log.
     admin = pages()
-    log_in(admin, node, *ADMIN, hash_="#/dir")
+    log_in(admin, node.base_url, *ADMIN, hash_="#/dir")
     for code, who in ((KIOSK, KIOSK_USER[0]), (SEAT, AGENT[0])):
         rows = json.loads(admin.request.get(f"{node.base_url}/api/audit?target={code}").body())
         seen = {(x["username"], x["action"], x["result"]) for x in rows["items"]}
