@@ -19,24 +19,23 @@ link returns and both recover.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from e2e.console_node import CHROMIUM
-from e2e.fake_devices import HEARD_DB, PALETTE, SENSE_JS, browser_args, fake_media
+from e2e.console_node import CHROMIUM, async_log_in
+from e2e.fake_devices import HEARD_DB, IS_COLOUR_JS, PALETTE, SENSE_JS, browser_args, fake_media
 from factories import TEST_ACTOR
 from netns.fednodes import wait_until
-from netns.lab import Lab, lab_factory  # noqa: F401 (fixture)
 from netns.vnet import (
     NEEDS_MEDIA_NETWORK,
     PASSWORD,
     Net,
     NodeSpec,
     Topology,
-    start_network,
+    network_fixture,
 )
 from vmesh.directory.store import Directory
 
@@ -80,10 +79,7 @@ async def _venues(name: str, directory: Directory, org: str) -> None:
     )
 
 
-@pytest.fixture
-async def net(tmp_path: Path, lab_factory: Callable[..., Lab]) -> AsyncIterator[Net]:  # noqa: F811
-    lab = lab_factory(*TOPO.nodes)
-    yield await start_network(tmp_path, lab, TOPO, _venues)
+net = network_fixture(TOPO, _venues)
 
 
 def media(tile: str) -> str:
@@ -93,16 +89,7 @@ def media(tile: str) -> str:
 async def wait_colour(page: Any, tile: str, colour: str) -> None:
     """Until ``tile`` of ``page`` decodes ``colour`` (nearest of the palette)."""
     await page.wait_for_function(
-        """([sel, want, palette]) => {
-            const c = window.__vm.colour(sel);
-            if (!c) return false;
-            let best = null, bestD = Infinity;
-            for (const [name, rgb] of Object.entries(palette)) {
-              const d = rgb.reduce((s, x, i) => s + (x - c[i]) ** 2, 0);
-              if (d < bestD) { bestD = d; best = name; }
-            }
-            return best === want;
-        }""",
+        IS_COLOUR_JS,
         arg=[media(tile), colour, PALETTE],
         timeout=WAIT_MS,
         polling=250,
@@ -164,11 +151,7 @@ async def venue_pages(net: Net, conf: int, folder: Path) -> AsyncIterator[dict[s
                 await context.add_init_script(SENSE_JS)
                 page = await context.new_page()
                 base = net.url(name)
-                await page.goto(base + "/")
-                await page.get_by_test_id("login-username").fill(f"admin-{name}")
-                await page.get_by_test_id("login-password").fill(PASSWORD)
-                await page.get_by_test_id("login-submit").click()
-                await page.get_by_test_id("current-user").wait_for()
+                await async_log_in(page, base, f"admin-{name}", PASSWORD)
                 host = "" if name == "prov" else f"/{PROV}"
                 await page.goto(f"{base}/#/venue/{conf}/{code}{host}")
                 pages[name] = page

@@ -19,15 +19,22 @@ every 20 ms (``getVideoPlaybackQuality``); printed, not asserted (a shared 2-cor
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 
 import pytest
 
 from e2e.console_node import CHROMIUM
 from netns.fednodes import wait_until
-from netns.lab import Lab, lab_factory  # noqa: F401 (fixture)
-from netns.vnet import NEEDS_MEDIA_NETWORK, Net, NodeSpec, Topology, camera, console, start_network
+from netns.vnet import (
+    NEEDS_MEDIA_NETWORK,
+    PROV_SPEC,
+    WENZHOU_SPEC,
+    Net,
+    NodeSpec,
+    Topology,
+    camera,
+    console,
+    network_fixture,
+)
 from vmesh.directory.store import Directory
 
 pytestmark = [
@@ -38,10 +45,8 @@ pytestmark = [
 
 TOPO = Topology(
     {
-        "prov": NodeSpec("33000000002006000001", "province", "33000000002166000001", "浙江省"),
-        "city": NodeSpec(
-            "33030000002006000001", "city", "33030000002166000001", "温州市", ("prov",)
-        ),
+        "prov": PROV_SPEC,
+        "city": WENZHOU_SPEC,
         "city2": NodeSpec(
             "33030000002006000002", "city", "33030000002166000002", "温州市备份", ("prov",)
         ),
@@ -77,9 +82,7 @@ async def _camera(name: str, directory: Directory, org: str) -> None:
         await camera(directory, org, CAM, "文成县府门口", color="#e02020")
 
 
-@pytest.fixture
-async def net(tmp_path: Path, lab_factory: Callable[..., Lab]) -> AsyncIterator[Net]:  # noqa: F811
-    yield await start_network(tmp_path, lab_factory(*TOPO.nodes), TOPO, _camera)
+net = network_fixture(TOPO, _camera)
 
 
 async def _parent_at_province(net: Net) -> tuple[str | None, str | None]:

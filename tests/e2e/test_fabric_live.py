@@ -18,7 +18,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 
-from test_fabric_netns import CAM, CAM2, CAMERAS, COUNTY, Net, lab_factory, net  # noqa: F401
+from test_fabric_netns import CAM, CAM2, CAMERAS, COUNTY, Net, net  # noqa: F401
 
 from e2e.console_node import CHROMIUM
 from netns.fednodes import wait_until

@@ -21,40 +21,38 @@ The story, in two Chromium pages (one logged in at the city, one at the county):
 
 from __future__ import annotations
 
-import shutil
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
-from e2e.console_node import CHROMIUM, CHROMIUM_ARGS
+from e2e.console_node import CHROMIUM, async_log_in, media_browser_args
 from factories import TEST_ACTOR
 from netns.fednodes import wait_until
-from netns.lab import Lab, netns_unavailable
-from netns.vnet import Net, NodeSpec, Topology, camera, start_network
+from netns.vnet import (
+    HANGZHOU_SPEC,
+    NEEDS_MEDIA_NETWORK,
+    PROV_SPEC,
+    WENCHENG_SPEC,
+    Net,
+    Topology,
+    camera,
+    network_fixture,
+)
 from vmesh.directory.store import Directory
 
 pytestmark = [
     pytest.mark.e2e,
-    pytest.mark.skipif(netns_unavailable() is not None, reason=str(netns_unavailable())),
-    pytest.mark.skipif(
-        not (shutil.which("nats-server") and shutil.which("janus") and shutil.which("ffmpeg")),
-        reason="needs nats-server, janus and ffmpeg",
-    ),
+    *NEEDS_MEDIA_NETWORK,
     pytest.mark.skipif(not CHROMIUM.exists(), reason=f"needs {CHROMIUM}"),
 ]
 
 TOPOLOGY = Topology(
     {
-        "prov": NodeSpec("33000000002006000001", "province", "33000000002166000001", "浙江省"),
-        "city": NodeSpec(
-            "33010000002006000001", "city", "33010000002166000001", "杭州市", ("prov",)
-        ),
-        "county": NodeSpec(
-            "33032800002006000001", "county", "33032800002166000001", "文成县", ("prov",)
-        ),
+        "prov": PROV_SPEC,
+        "city": HANGZHOU_SPEC,
+        "county": replace(WENCHENG_SPEC, parents=("prov",)),
     },
     media=True,
 )
@@ -77,21 +75,7 @@ async def _setup(name: str, directory: Directory, org: str) -> None:
         )
 
 
-@pytest.fixture
-async def net(tmp_path: Path) -> AsyncIterator[Net]:
-    lab = Lab(list(TOPOLOGY.nodes)).up()
-    try:
-        yield await start_network(tmp_path, lab, TOPOLOGY, setup=_setup)
-    finally:
-        lab.down()
-
-
-async def _login(page: Any, base: str, username: str) -> None:
-    await page.goto(base + "/")
-    await page.get_by_test_id("login-username").fill(username)
-    await page.get_by_test_id("login-password").fill(PASSWORD)
-    await page.get_by_test_id("login-submit").click()
-    await page.get_by_test_id("current-user").wait_for()
+net = network_fixture(TOPOLOGY, _setup)
 
 
 async def test_city_department_watches_a_county_camera_by_grant_until_revoked(net: Net) -> None:
@@ -122,17 +106,13 @@ async def test_city_department_watches_a_county_camera_by_grant_until_revoked(ne
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(
             executable_path=str(CHROMIUM),
-            args=[
-                *CHROMIUM_ARGS,
-                "--autoplay-policy=no-user-gesture-required",
-                "--disable-features=WebRtcHideLocalIpsWithMdns",
-            ],
+            args=media_browser_args(),
         )
         try:
             city = await (await browser.new_context()).new_page()
             county = await (await browser.new_context()).new_page()
-            await _login(city, net.url("city"), "hz-police")
-            await _login(county, net.url("county"), "admin-county")
+            await async_log_in(city, net.url("city"), "hz-police", PASSWORD)
+            await async_log_in(county, net.url("county"), "admin-county", PASSWORD)
 
             # Before any grant the camera is not even known at the city.
             await city.goto(f"{net.url('city')}/#/wall/{CAM}")

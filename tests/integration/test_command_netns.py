@@ -10,27 +10,20 @@
 
 from __future__ import annotations
 
-import shutil
 from collections import Counter
-from collections.abc import AsyncIterator
-from pathlib import Path
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
 from netns.fednodes import wait_until
-from netns.lab import Lab, netns_unavailable
-from netns.vnet import Net, NodeSpec, Topology, start_network
+from netns.vnet import HANGZHOU_SPEC, NEEDS_NETWORK, Net, NodeSpec, Topology, network_fixture
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(netns_unavailable() is not None, reason=str(netns_unavailable())),
-    pytest.mark.skipif(not shutil.which("nats-server"), reason="needs nats-server"),
-]
+pytestmark = [pytest.mark.integration, *NEEDS_NETWORK]
 
 TOPOLOGY = Topology(
     {
-        "city": NodeSpec("33010000002006000001", "city", "33010000002166000001", "杭州市"),
+        "city": replace(HANGZHOU_SPEC, parents=()),
         "county": NodeSpec(
             "33010600002006000001", "county", "33010600002166000001", "西湖区", ("city",)
         ),
@@ -41,13 +34,7 @@ CAM = "33010600001320000001"
 OPEN = {"type": "flood", "title": "西湖区内涝", "severity": "III", "lat": 30.25, "lon": 120.13}
 
 
-@pytest.fixture
-async def net(tmp_path: Path) -> AsyncIterator[Net]:
-    lab = Lab(list(TOPOLOGY.nodes)).up()
-    try:
-        yield await start_network(tmp_path, lab, TOPOLOGY)
-    finally:
-        lab.down()
+net = network_fixture(TOPOLOGY)
 
 
 async def log_at(net: Net, node: str, iid: str) -> list[dict[str, Any]]:

@@ -17,14 +17,19 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 
 import pytest
 
 from netns.fednodes import wait_until
-from netns.lab import Lab, lab_factory  # noqa: F401 (fixture)
-from netns.vnet import NEEDS_MEDIA_NETWORK, Net, NodeSpec, Topology, camera, start_network
+from netns.vnet import (
+    NEEDS_MEDIA_NETWORK,
+    WENZHOU_CHAIN,
+    Net,
+    NodeSpec,
+    Topology,
+    camera,
+    network_fixture,
+)
 from vmesh.directory.store import Directory
 
 pytestmark = [
@@ -34,13 +39,7 @@ pytestmark = [
 
 TOPO = Topology(
     {
-        "prov": NodeSpec("33000000002006000001", "province", "33000000002166000001", "浙江省"),
-        "city": NodeSpec(
-            "33030000002006000001", "city", "33030000002166000001", "温州市", ("prov",)
-        ),
-        "county": NodeSpec(
-            "33032800002006000001", "county", "33032800002166000001", "文成县", ("city",)
-        ),
+        **WENZHOU_CHAIN,
         "town": NodeSpec(
             "33032810002006000001", "township", "33032810002166000001", "玉壶镇", ("county",)
         ),
@@ -57,9 +56,7 @@ async def _camera(name: str, directory: Directory, org: str) -> None:
         await camera(directory, org, CAM, "玉壶镇路口")
 
 
-@pytest.fixture
-async def net(tmp_path: Path, lab_factory: Callable[..., Lab]) -> AsyncIterator[Net]:  # noqa: F811
-    yield await start_network(tmp_path, lab_factory(*TOPO.nodes), TOPO, _camera)
+net = network_fixture(TOPO, _camera)
 
 
 def _channel(m: dict[str, float]) -> float:

@@ -26,15 +26,12 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from netns.fednodes import wait_until
-from netns.lab import Lab, lab_factory  # noqa: F401 (fixture)
-from netns.vnet import NEEDS_MEDIA_NETWORK, Net, NodeSpec, Topology, camera, start_network
+from netns.vnet import NEEDS_MEDIA_NETWORK, WENZHOU_CHAIN, Net, Topology, camera, network_fixture
 from vmesh.directory.store import Directory
 
 pytestmark = [
@@ -43,15 +40,7 @@ pytestmark = [
 ]
 
 TOPO = Topology(
-    {
-        "prov": NodeSpec("33000000002006000001", "province", "33000000002166000001", "浙江省"),
-        "city": NodeSpec(
-            "33030000002006000001", "city", "33030000002166000001", "温州市", ("prov",)
-        ),
-        "county": NodeSpec(
-            "33032800002006000001", "county", "33032800002166000001", "文成县", ("city",)
-        ),
-    },
+    dict(WENZHOU_CHAIN),
     media=True,
     channels=12,
     # Fewer announcements and pings on the links, so the video dominates their bytes.
@@ -79,10 +68,7 @@ async def _cameras(name: str, directory: Directory, org: str) -> None:
             await camera(directory, org, cam, cam_name, color=color, **big)
 
 
-@pytest.fixture
-async def net(tmp_path: Path, lab_factory: Callable[..., Lab]) -> AsyncIterator[Net]:  # noqa: F811
-    lab = lab_factory(*NODES)
-    yield await start_network(tmp_path, lab, TOPO, _cameras)
+net = network_fixture(TOPO, _cameras)
 
 
 def _out(code: str, node: str) -> str:

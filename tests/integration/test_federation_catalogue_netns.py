@@ -16,27 +16,18 @@ ignored). Issue 4 asks for a 60 s cut; here the cut lasts as long as the changes
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from netns.fednodes import wait_until
-from netns.lab import Lab, lab_factory  # noqa: F401 (fixture)
-from netns.vnet import Net, NodeSpec, Topology, start_network
+from netns.vnet import WENZHOU_CHAIN, Net, NodeSpec, Topology, network_fixture
 
 pytestmark = pytest.mark.integration
 
 TOPO = Topology(
     {
-        "prov": NodeSpec("33000000002006000001", "province", "33000000002166000001", "浙江省"),
-        "city": NodeSpec(
-            "33030000002006000001", "city", "33030000002166000001", "温州市", ("prov",)
-        ),
-        "county": NodeSpec(
-            "33032800002006000001", "county", "33032800002166000001", "文成县", ("city",)
-        ),
+        **WENZHOU_CHAIN,
         "county2": NodeSpec(
             "33038100002006000001", "county", "33038100002166000001", "瑞安市", ("city",)
         ),
@@ -45,9 +36,7 @@ TOPO = Topology(
 NODES = TOPO.nodes
 
 
-@pytest.fixture
-async def net(tmp_path: Path, lab_factory: Callable[..., Lab]) -> AsyncIterator[Net]:  # noqa: F811
-    yield await start_network(tmp_path, lab_factory(*NODES), TOPO)
+net = network_fixture(TOPO)
 
 
 async def _nodes(net: Net, node: str) -> dict[str, dict[str, Any]]:

@@ -13,33 +13,30 @@ county of Wencheng (not under Hangzhou).
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from netns.fednodes import wait_until
-from netns.lab import Lab, netns_unavailable
-from netns.vnet import Net, NodeSpec, Topology, start_network
+from netns.vnet import (
+    HANGZHOU_SPEC,
+    NEEDS_NETWORK,
+    PROV_SPEC,
+    WENCHENG_SPEC,
+    Net,
+    Topology,
+    network_fixture,
+)
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(netns_unavailable() is not None, reason=str(netns_unavailable())),
-    pytest.mark.skipif(not shutil.which("nats-server"), reason="needs nats-server"),
-]
+pytestmark = [pytest.mark.integration, *NEEDS_NETWORK]
 
 TOPOLOGY = Topology(
     {
-        "prov": NodeSpec("33000000002006000001", "province", "33000000002166000001", "浙江省"),
-        "city": NodeSpec(
-            "33010000002006000001", "city", "33010000002166000001", "杭州市", ("prov",)
-        ),
-        "county": NodeSpec(
-            "33032800002006000001", "county", "33032800002166000001", "文成县", ("prov",)
-        ),
+        "prov": PROV_SPEC,
+        "city": HANGZHOU_SPEC,
+        "county": replace(WENCHENG_SPEC, parents=("prov",)),
     }
 )
 COUNTY = TOPOLOGY.nodes["county"].code
@@ -47,13 +44,7 @@ COUNTY_ORG = TOPOLOGY.nodes["county"].org
 PURPOSE = "防汛应急值守"
 
 
-@pytest.fixture
-async def net(tmp_path: Path) -> AsyncIterator[Net]:
-    lab = Lab(list(TOPOLOGY.nodes)).up()
-    try:
-        yield await start_network(tmp_path, lab, TOPOLOGY)
-    finally:
-        lab.down()
+net = network_fixture(TOPOLOGY)
 
 
 def _application() -> dict[str, Any]:

@@ -17,10 +17,8 @@ switch and ``[recording] enabled``.
 from __future__ import annotations
 
 import io
-import shutil
 import time
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
+from dataclasses import replace
 from typing import Any
 
 import av
@@ -28,27 +26,25 @@ import httpx
 import pytest
 
 from netns.fednodes import wait_until
-from netns.lab import Lab, lab_factory, netns_unavailable  # noqa: F401 (fixture)
-from netns.vnet import Net, NodeSpec, Topology, camera, start_network
+from netns.vnet import (
+    NEEDS_MEDIA_NETWORK,
+    PROV_SPEC,
+    WENCHENG_SPEC,
+    Net,
+    Topology,
+    camera,
+    network_fixture,
+)
 from vmesh.directory.store import Directory
 from vmesh.ingest.synthetic import patch_rect
 from vmesh.recording.remote import CHUNK
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(netns_unavailable() is not None, reason=str(netns_unavailable())),
-    pytest.mark.skipif(
-        not (shutil.which("nats-server") and shutil.which("janus") and shutil.which("ffmpeg")),
-        reason="needs nats-server, janus and ffmpeg",
-    ),
-]
+pytestmark = [pytest.mark.integration, *NEEDS_MEDIA_NETWORK]
 
 TOPO = Topology(
     {
-        "prov": NodeSpec("33000000002006000001", "province", "33000000002166000001", "浙江省"),
-        "county": NodeSpec(
-            "33032800002006000001", "county", "33032800002166000001", "文成县", ("prov",)
-        ),
+        "prov": PROV_SPEC,
+        "county": replace(WENCHENG_SPEC, parents=("prov",)),
     },
     media=True,
     overrides={
@@ -83,10 +79,7 @@ async def _setup(name: str, directory: Directory, org: str) -> None:
         )  # fmt: skip
 
 
-@pytest.fixture
-async def net(tmp_path: Path, lab_factory: Callable[..., Lab]) -> AsyncIterator[Net]:  # noqa: F811
-    lab = lab_factory(*TOPO.nodes)
-    yield await start_network(tmp_path, lab, TOPO, _setup)
+net = network_fixture(TOPO, _setup)
 
 
 async def _get(net: Net, node: str, path: str, headers: dict[str, str] | None = None,

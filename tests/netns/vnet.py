@@ -9,12 +9,18 @@ namespace and waits until every node serves ``/healthz``. ``Net`` is the test's 
 each node's admin, ``/metrics``, ``/api/live/ws`` viewers, link faults (``blackhole``) and the
 kernel's interface counters of each node's veth (``veth``).
 
-``NEEDS_MEDIA_NETWORK``: the skip marks of a test that runs such a network with media;
+``network_fixture(topo, setup)``: a test module's ``net`` fixture (a lab of the topology's nodes,
+the network started on it, torn down after each test). ``PROV_SPEC``, ``WENZHOU_SPEC``,
+``WENCHENG_SPEC``, ``HANGZHOU_SPEC``: the province, cities and county the tests' topologies are
+made of (``WENZHOU_CHAIN``: province ← 温州市 ← 文成县).
+
+``NEEDS_NETWORK`` / ``NEEDS_MEDIA_NETWORK``: the skip marks of a test that runs such a network
+(with media);
 ``console(net, node)``: Debian's Chromium (root namespace, over the lab's root leg) logged in to a
 node's console as its admin.
 
-Public: ``NodeSpec``, ``Topology``, ``Net``, ``Viewer``, ``start_network``, ``toml``,
-``NEEDS_MEDIA_NETWORK``, ``console``.
+Public: ``NodeSpec``, ``Topology``, ``Net``, ``Viewer``, ``start_network``, ``network_fixture``,
+``toml``, ``NEEDS_NETWORK``, ``NEEDS_MEDIA_NETWORK``, ``console`` and the node specs above.
 """
 
 from __future__ import annotations
@@ -47,8 +53,12 @@ PORT = 8080
 LEAF_PORT = 7422
 PASSWORD = "s3cret-pass"  # factories.add_user's default
 
-NEEDS_MEDIA_NETWORK = [
+NEEDS_NETWORK = [
     pytest.mark.skipif(netns_unavailable() is not None, reason=str(netns_unavailable())),
+    pytest.mark.skipif(not shutil.which("nats-server"), reason="needs nats-server"),
+]
+NEEDS_MEDIA_NETWORK = [
+    NEEDS_NETWORK[0],
     pytest.mark.skipif(
         not (shutil.which("nats-server") and shutil.which("janus") and shutil.which("ffmpeg")),
         reason="needs nats-server, janus and ffmpeg",
@@ -76,6 +86,17 @@ class Topology:
 
     def hub(self, name: str) -> bool:
         return any(name in s.parents for s in self.nodes.values())
+
+
+PROV_SPEC = NodeSpec("33000000002006000001", "province", "33000000002166000001", "浙江省")
+WENZHOU_SPEC = NodeSpec("33030000002006000001", "city", "33030000002166000001", "温州市", ("prov",))
+HANGZHOU_SPEC = NodeSpec(
+    "33010000002006000001", "city", "33010000002166000001", "杭州市", ("prov",)
+)
+WENCHENG_SPEC = NodeSpec(
+    "33032800002006000001", "county", "33032800002166000001", "文成县", ("city",)
+)
+WENZHOU_CHAIN = {"prov": PROV_SPEC, "city": WENZHOU_SPEC, "county": WENCHENG_SPEC}
 
 
 def node_config(tmp: Path, lab: Lab, topo: Topology, name: str) -> dict[str, Any]:
@@ -322,6 +343,25 @@ async def start_network(tmp: Path, lab: Lab, topo: Topology, setup: Setup | None
     return net
 
 
+def network_fixture(topo: Topology, setup: Setup | None = None) -> Any:
+    """A ``net`` fixture for a test module (``net = network_fixture(TOPO, _setup)``): a lab of
+    ``topo``'s nodes, ``start_network`` on it, and the lab torn down (every process in its
+    namespaces ended) after the test, also when it fails. Skips when namespaces are unavailable."""
+
+    @pytest.fixture
+    async def net(tmp_path: Path) -> AsyncIterator[Net]:
+        reason = netns_unavailable()
+        if reason is not None:
+            pytest.skip(f"network-namespace test bed unavailable: {reason}")
+        lab = Lab(list(topo.nodes))
+        try:
+            yield await start_network(tmp_path, lab.up(), topo, setup)
+        finally:
+            lab.down()
+
+    return net
+
+
 async def camera(directory: Directory, parent: str, code: str, name: str, **attrs: Any) -> None:
     """A synthetic camera in ``directory`` under ``parent``."""
     a = {"source": "synthetic", "width": 320, "height": 180, "fps": 25, "gop": 25} | attrs
@@ -338,24 +378,16 @@ async def console(net: Net, node: str) -> AsyncIterator[Any]:
     leg); closed on exit."""
     from playwright.async_api import async_playwright
 
-    from e2e.console_node import CHROMIUM, CHROMIUM_ARGS
+    from e2e.console_node import CHROMIUM, async_log_in, media_browser_args
 
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(
             executable_path=str(CHROMIUM),
-            args=[
-                *CHROMIUM_ARGS,
-                "--autoplay-policy=no-user-gesture-required",
-                "--disable-features=WebRtcHideLocalIpsWithMdns",
-            ],
+            args=media_browser_args(),
         )
         try:
             page = await browser.new_page()
-            await page.goto(net.url(node) + "/")
-            await page.get_by_test_id("login-username").fill(f"admin-{node}")
-            await page.get_by_test_id("login-password").fill(PASSWORD)
-            await page.get_by_test_id("login-submit").click()
-            await page.get_by_test_id("current-user").wait_for()
+            await async_log_in(page, net.url(node), f"admin-{node}", PASSWORD)
             yield page
         finally:
             await browser.close()
