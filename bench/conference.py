@@ -33,7 +33,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import resource
 import statistics
 import struct
@@ -43,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
+from benchinfo import machine
 from switch import stream
 from vmesh.conference.core import Floor, Joined, RollCall
 from vmesh.switch.codecs import Codec
@@ -255,11 +255,7 @@ def main() -> None:
         result["loadavg_before"] = load0
     else:
         result = asyncio.run(run(args.venues, args.calls))
-    result["machine"] = {
-        "cpus": os.cpu_count(),
-        "python": platform.python_version(),
-        "loadavg": [round(x, 2) for x in os.getloadavg()],
-    }
+    result["machine"] = machine()
     print(json.dumps(result, indent=2))
 
 

@@ -43,7 +43,6 @@ import dataclasses
 import json
 import logging
 import os
-import platform
 import random
 import socket
 import statistics
@@ -58,6 +57,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "bench"))
+from benchinfo import machine  # noqa: E402
 
 log = logging.getLogger("bench.fabric")
 
@@ -69,15 +70,6 @@ def percentile(values: list[float], q: float) -> float:
     """Nearest-rank percentile."""
     s = sorted(values)
     return s[max(0, min(len(s) - 1, int(q * len(s) + 0.999999) - 1))]
-
-
-def machine() -> dict[str, Any]:
-    return {
-        "cpus": os.cpu_count(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "loadavg": [round(x, 2) for x in os.getloadavg()],
-    }
 
 
 # --- catalogue ---------------------------------------------------------------------------

@@ -31,7 +31,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import resource
 import statistics
 import struct
@@ -43,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
+from benchinfo import machine
 from switch import stream
 from vmesh.auth.principal import Principal
 from vmesh.config import parse_config
@@ -324,11 +324,7 @@ def main() -> None:
     ap.add_argument("--accepts", type=int, default=100)
     args = ap.parse_args()
     result = asyncio.run(run(args.kiosks, args.agents, args.accepts))
-    result["machine"] = {
-        "cpus": os.cpu_count(),
-        "python": platform.python_version(),
-        "loadavg": [round(x, 2) for x in os.getloadavg()],
-    }
+    result["machine"] = machine()
     print(json.dumps(result, indent=2))
 
 
