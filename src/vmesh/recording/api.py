@@ -44,7 +44,7 @@ from vmesh.directory.models import Entry
 from vmesh.errors import Conflict, Forbidden, InvalidInput
 from vmesh.node.context import NodeContext
 from vmesh.recording import queries
-from vmesh.recording.access import authorise_playback
+from vmesh.recording.access import Playable, authorise_playback
 from vmesh.recording.health import CLASSES, as_csv, online_rate, sample_health
 from vmesh.recording.models import RecordingPlan
 from vmesh.recording.playback import check_range, parse_time
@@ -155,6 +155,11 @@ def _range_headers(code: str, action: str, start: float, end: float) -> dict[str
     return headers
 
 
+def _grant_detail(cam: Playable) -> dict[str, Any]:
+    """The grant a view relied on and its purpose, for the audit row (empty when in scope)."""
+    return {} if cam.grant is None else {"grant": cam.grant, "purpose": cam.purpose}
+
+
 async def _range_file(
     request: Request, code: str, start: str | None, end: str | None, who: Principal, action: str
 ) -> Response:
@@ -164,9 +169,7 @@ async def _range_file(
     t0, t1 = parse_time("start", start), parse_time("end", end)
     check_range(t0, t1)
     cam = await authorise_playback(ctx, who, code, action)
-    detail: dict[str, Any] = {}
-    if cam.grant is not None:
-        detail.update(grant=cam.grant, purpose=cam.purpose)
+    detail = _grant_detail(cam)
     if cam.origin_node is None:
         mp4 = await queries.serve_range(ctx, who, code, t0, t1, action, detail)
         headers = _range_headers(code, action, mp4.start, mp4.end)
@@ -212,11 +215,11 @@ async def run_retention(request: Request, who: Principal = Depends(_ADMIN)) -> A
 async def snapshot(code: str, request: Request, who: Principal = Depends(current_principal)) -> Any:  # noqa: B008
     ctx = _ctx(request)
     cam = await authorise_playback(ctx, who, code, "camera.snapshot")
-    detail: dict[str, Any] = {}
+    detail = _grant_detail(cam)
     if cam.origin_node is not None:
         reply = await _remote(ctx).call(cam, who, "snapshot")
         jpeg = base64.b64decode(reply["jpeg"])
-        detail = {"node": cam.origin_node} | ({"grant": cam.grant} if cam.grant else {})
+        detail["node"] = cam.origin_node
     else:
         jpeg = await queries.snapshot_jpeg(ctx, code, cam.name, cam.attrs)
     await ctx.audit.write(who, "camera.snapshot", code, "ok", {"bytes": len(jpeg)} | detail)

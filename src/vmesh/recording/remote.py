@@ -156,9 +156,6 @@ class CameraNode:
             raise NotFound(f"camera {code} is not a camera of node {self.code}")
         return row.name, row.attrs
 
-    async def _camera(self, code: str) -> None:
-        await self._entry(code)
-
     async def _admit(self, code: str, viewer_node: str, grant: str | None) -> dict[str, Any]:
         """``{}`` or ``{"grant", "purpose"}`` when ``viewer_node`` may play ``code``; else
         ``Forbidden`` naming why."""
@@ -177,7 +174,7 @@ class CameraNode:
         viewer_node = _text(body, "viewer_node")
         who = Actor(f"{user}{ACTOR_SUFFIX}{viewer_node}")
         grant = _text(body, "grant", required=False) or None
-        await self._camera(code)
+        await self._entry(code)  # NotFound unless a camera of this node
         action = {"plan": "recording.plan", "set_plan": "recording.plan"}.get(op, "recording.serve")
         if op == "snapshot":
             action = "camera.snapshot"
