@@ -116,7 +116,7 @@ def ptz_names(sim: GbDeviceSim) -> list[str]:
 
 def test_gb_camera_registers_plays_steers_and_byes(pages, node: Node, ipc: GbDeviceSim) -> None:  # type: ignore[no-untyped-def]
     page: Page = pages()
-    log_in(page, node, *XIHU_OPERATOR, hash_="#/dir")
+    log_in(page, node.base_url, *XIHU_OPERATOR, hash_="#/dir")
     # The channel in the tree, under 龙坞村 (expanded from the operator's root).
     for code in (XIHU, "33010601002166000001", VILLAGE):
         page.get_by_test_id(f"tree-toggle-{code}").click()
@@ -149,7 +149,7 @@ def test_gb_camera_registers_plays_steers_and_byes(pages, node: Node, ipc: GbDev
 
 def test_fixed_camera_has_no_ptz_pad(pages, node: Node) -> None:  # type: ignore[no-untyped-def]
     page: Page = pages()
-    log_in(page, node, *XIHU_OPERATOR, hash_="#/wall/" + "33010601001326000001")
+    log_in(page, node.base_url, *XIHU_OPERATOR, hash_="#/wall/" + "33010601001326000001")
     expect(page.get_by_test_id("tile-0")).to_have_attribute(
         "data-state", "playing", timeout=PLAY_TIMEOUT_MS
     )

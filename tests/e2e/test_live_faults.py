@@ -97,7 +97,7 @@ def test_each_fault_shows_its_state_while_another_tile_keeps_playing(
     pages, node: Node, servers
 ) -> None:  # type: ignore[no-untyped-def]
     page = pages()
-    log_in(page, node, *XIHU_OPERATOR, hash_="#/wall")
+    log_in(page, node.base_url, *XIHU_OPERATOR, hash_="#/wall")
     page.get_by_test_id("layout-9").click()
     assign(page, SYNTHETIC, 0)
     expect(page.get_by_test_id("tile-0")).to_have_attribute(

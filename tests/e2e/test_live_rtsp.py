@@ -71,7 +71,7 @@ def entry(page: Page, node: Node, code: str) -> dict[str, object]:
 
 def test_rtsp_camera_plays_at_the_served_resolution(pages, node: Node) -> None:  # type: ignore[no-untyped-def]
     page = pages()
-    log_in(page, node, *XIHU_OPERATOR, hash_=f"#/dir/{RTSP_CAMERA}")
+    log_in(page, node.base_url, *XIHU_OPERATOR, hash_=f"#/dir/{RTSP_CAMERA}")
     page.get_by_test_id("detail-watch").click()
     tile = page.get_by_test_id("tile-0")
     expect(tile).to_have_attribute("data-state", "playing", timeout=PLAY_TIMEOUT_MS)
@@ -89,7 +89,7 @@ def test_rtsp_camera_plays_at_the_served_resolution(pages, node: Node) -> None: 
 
 def test_camera_pulled_always_is_online_without_a_viewer(pages, node: Node) -> None:  # type: ignore[no-untyped-def]
     page = pages()
-    log_in(page, node, *XIHU_OPERATOR)
+    log_in(page, node.base_url, *XIHU_OPERATOR)
     # Imported as offline; the node pulls it from its start, so the directory soon says online.
     for _ in range(150):  # a readiness bound (30 s), not a performance assertion
         e = entry(page, node, ALWAYS_CAMERA)
