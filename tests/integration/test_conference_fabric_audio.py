@@ -1,9 +1,12 @@
 """The fabric carries audio (issue 6 item 4): a stream ``<code>/audio`` is a lease of its own
 beside ``<code>``, one Opus relay per link, opened hop by hop like video; a local source that
 comes back on new switch inputs (a venue's browser publishing again) is re-bound to the outputs.
+A venue's shared screen (双流) is the stream ``<code>-content``, carried the same way (once per
+link); other stream names are refused naming the field.
 
 Three fabric agents (province ← city ← county) on one real nats-server, each with its own switch;
-the county's venue is an RTP sender of H.264-shaped video and Opus-shaped audio into two inputs.
+the county's venue is an RTP sender of H.264-shaped video, Opus-shaped audio and an H.264-shaped
+content stream (its payload tagged 0xC0) into three inputs.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ pytestmark = [
 
 PROV, CITY, COUNTY = "33000000002006000011", "33030000002006000011", "33032800002006000011"
 VENUE = "33032800001180000001"
+CONTENT = f"{VENUE}-content"
 PARENTS = {PROV: None, CITY: PROV, COUNTY: CITY}
 
 
@@ -50,30 +54,38 @@ class Venue:
     def inputs(self) -> tuple[str, str]:
         return f"{VENUE}/video#{self.gen}", f"{VENUE}/audio#{self.gen}"
 
+    def content_input(self) -> str:
+        return f"{CONTENT}/video#{self.gen}"
+
     async def publish(self) -> None:
         if self.task is not None:
             self.task.cancel()
-            for i in self.inputs():
+            for i in (*self.inputs(), self.content_input()):
                 self.transport.remove_input(i)
         self.gen += 1
         v, a = self.inputs()
         vport = await self.transport.add_input(InputSpec(v, Codec.h264), port=0)
         aport = await self.transport.add_input(InputSpec(a, Codec.opus), port=0)
-        self.task = asyncio.create_task(self._run(vport, aport))
+        c = self.content_input()
+        cport = await self.transport.add_input(InputSpec(c, Codec.h264), port=0)
+        self.task = asyncio.create_task(self._run(vport, aport, cport))
         if self.rebind is not None:
             self.rebind(VENUE, v)
             self.rebind(audio_stream(VENUE), a)
+            self.rebind(CONTENT, c)
 
     async def acquire(self, code: str) -> str:
-        if code not in (VENUE, audio_stream(VENUE)):
+        if code not in (VENUE, audio_stream(VENUE), CONTENT):
             raise NotFound(f"{code} is not publishing at this node")
         v, a = self.inputs()
+        if code == CONTENT:
+            return self.content_input()
         return a if code.endswith("/audio") else v
 
     def release(self, code: str) -> None:
         pass
 
-    async def _run(self, vport: int, aport: int) -> None:
+    async def _run(self, vport: int, aport: int, cport: int) -> None:
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         seq, frame = 0, 0
         try:
@@ -81,6 +93,8 @@ class Venue:
                 nal = 0x65 if frame % 25 == 0 else 0x41
                 hdr = struct.pack("!BBHII", 0x80, 96 | 0x80, seq, frame * 3600, 0xB1DE0)
                 s.sendto(hdr + bytes([nal]) + bytes(600), ("127.0.0.1", vport))
+                chdr = struct.pack("!BBHII", 0x80, 96 | 0x80, seq, frame * 3600, 0xC0C0)
+                s.sendto(chdr + bytes([nal]) + bytes(599) + b"\xc0", ("127.0.0.1", cport))
                 for k in range(2):  # 20 ms Opus packets
                     ahdr = struct.pack("!BBHII", 0x80, 111, seq * 2 + k, frame * 1920, 0xA0D10)
                     s.sendto(ahdr + bytes([0x78]) + bytes(80), ("127.0.0.1", aport))
@@ -171,12 +185,38 @@ async def test_a_venues_audio_and_video_cross_each_link_once_and_survive_a_repub
     assert f"fabric/{VENUE}/audio>{CITY}" not in ktr.switch.snapshot().outputs
 
 
-async def test_a_malformed_stream_is_refused_naming_the_field(net: dict[str, Any]) -> None:
+async def test_a_venues_content_crosses_each_link_once(net: dict[str, Any]) -> None:
+    (ptr, prov, _, _), (ctr, city, _, _) = net[PROV], net[CITY]
+    county, venue = net[COUNTY][1], net[COUNTY][3]
+    await venue.publish()
+    p_in = await prov.acquire(CONTENT, COUNTY, "c", "chair")
+    assert p_in == f"fabric/{CONTENT}"
+    shown = [await _listen(ptr, f"pc{i}", p_in, Codec.h264) for i in range(2)]
+    shown.append(await _listen(ctr, "cc", await city.acquire(CONTENT, COUNTY, "c", ""), Codec.h264))
+    await wait_until(lambda: all(s.frames() >= 10 for s in shown), "10 content frames each")
+    assert all(p.payload[-1] == 0xC0 for s in shown for p in s.packets), "the content, not video"
+    # one copy per link: county→city and city→province, one output each, no camera picture
+    assert list(county.snapshot()[CONTENT]["links_out"]) == [CITY]
+    assert list(city.snapshot()[CONTENT]["links_out"]) == [PROV]
+    assert VENUE not in county.snapshot()
+    await prov.release(CONTENT, "c")
+    await city.release(CONTENT, "c")
+    await wait_until(lambda: all(CONTENT not in n[1].snapshot() for n in net.values()), "gone")
+
+
+@pytest.mark.parametrize(
+    "stream", [f"{VENUE}/subtitles", f"{VENUE}-content/audio", f"{VENUE}-contents", "x-content"]
+)
+async def test_a_malformed_stream_is_refused_naming_the_field(
+    net: dict[str, Any], stream: str
+) -> None:
     _, prov, bus, _ = net[PROV]
-    body = {"op": "open", "stream": f"{VENUE}/subtitles", "camera_node": COUNTY, "from": PROV,
+    body = {"op": "open", "stream": stream, "camera_node": COUNTY, "from": PROV,
             "addr": "127.0.0.1", "port": 40000}  # fmt: skip
-    with pytest.raises(RemoteError, match="stream"):
+    with pytest.raises(RemoteError) as e:
         await bus.call(COUNTY, "fabric", body, timeout=5)
+    assert e.value.status == 422 and e.value.errors[0].field == "stream", e.value.errors
+    assert "-content" in e.value.errors[0].reason
     assert net[COUNTY][1].snapshot() == {}
     # a stream the county does not have: named, nothing left on the way
     with pytest.raises(Exception, match="not publishing"):

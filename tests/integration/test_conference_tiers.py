@@ -98,6 +98,23 @@ async def test_venues_of_other_nodes_report_join_hear_the_roll_call_and_go_unrea
     assert COUNTY_ROOM not in [a["code"] for a in county["audio"]]
     assert COUNTY_ROOM not in [v["code"] for v in county["video"]]
 
+    # the county shares its screen there (双流): the city's content tile is the county's content,
+    # taken from the county's node; the county gets no content tile of its own; it stops: gone
+    await svc.on_rpc(report(COUNTY_ROOM, COUNTY_NODE) | {"content": True})
+    city = await svc.on_rpc(report(CITY_ROOM, CITY_NODE))
+    assert city["content"]["code"] == f"{COUNTY_ROOM}-content", city["content"]
+    assert city["content"]["name"] == "文成县分会场 双流"
+    assert city["nodes"][f"{COUNTY_ROOM}-content"] == COUNTY_NODE
+    assert lc.layout_of(MAIN)["content"]["code"] == f"{COUNTY_ROOM}-content"
+    assert {v["code"]: v["content"] for v in lc.snapshot()["venues"]}[COUNTY_ROOM] is True
+    county = await svc.on_rpc(report(COUNTY_ROOM, COUNTY_NODE) | {"content": True})
+    assert county["content"] is None
+    with pytest.raises(InvalidInput) as e:
+        await svc.on_rpc(report(COUNTY_ROOM, COUNTY_NODE) | {"content": "yes"})
+    assert e.value.errors[0].field == "content"
+    await svc.on_rpc(report(COUNTY_ROOM, COUNTY_NODE))
+    assert (await svc.on_rpc(report(CITY_ROOM, CITY_NODE)))["content"] is None
+
     # the county's node stops reporting (a cut link): unreachable, then back with its report
     now[0] += REMOTE_STALE + 1
     await svc.on_rpc(report(CITY_ROOM, CITY_NODE))

@@ -7,7 +7,8 @@ switch: the media stay local): ``/api/conferences/<id>/ws?host=<host node>``. Th
 - publishes the page's camera and microphone here (``ConferencePublish``, as the host does), so
   the fabric finds the venue's publication (``FabricSources``) when another node takes it;
 - reports to the host every ``REMOTE_POLL`` s over the bus (``vmesh.<host>.rpc.conference``
-  ``{op: "venue", conference, venue, node, live, level, hand}``); the answer is the venue's
+  ``{op: "venue", conference, venue, node, live, content, level, hand}``: ``content`` when the
+  page shares its screen here, as ``<venue>-content``); the answer is the venue's
   layout plus ``nodes`` (where each of its sources publishes). The layout (chair pushes: tiles,
   mode, mute, hand-raise answers, removal) is kept and passed to the page when it changes;
 - feeds the page's tiles (pooled channels, as the host does) from this node's switch: a source
@@ -180,7 +181,7 @@ class RelayedConference:
 
     # --- reports to the host --------------------------------------------------------------------
 
-    async def _report(self, venue: str, *, live: bool) -> Json:
+    async def _report(self, venue: str, *, live: bool, content: bool = False) -> Json:
         fed = self.ctx.federation
         if fed is None or fed.bus is None:
             raise Conflict("this node runs without [federation]: it cannot reach the host")
@@ -191,6 +192,7 @@ class RelayedConference:
             "venue": venue,
             "node": self.here,
             "live": live,
+            "content": content,
             "level": page.level if page is not None else None,
         }
         if venue in self.hands:
@@ -205,8 +207,9 @@ class RelayedConference:
             page = self.pages[venue]
             b = self.ctx.media.browser if self.ctx.media is not None else None
             live = isinstance(b, BrowserSources) and venue in b.live
+            content = isinstance(b, BrowserSources) and venue + CONTENT_SUFFIX in b.live
             try:
-                layout = await self._report(venue, live=live)
+                layout = await self._report(venue, live=live, content=content)
             except RemoteError as e:
                 if e.status in (404, 409, 403, 422):
                     log.info("conference %s/%d refused %s: %s", self.host, self.conf_id, venue, e)

@@ -93,6 +93,7 @@ class RemoteVenue:
     seen_at: float
     live: bool = False
     level: float | None = None
+    content: bool = False  # its page shares its screen there (``<venue>-content``)
 
 
 CREDENTIAL = "conference:"  # the fabric user (and grant field) of a conference's streams
@@ -419,7 +420,8 @@ class LiveConference:
 
     def _live(self) -> set[str]:
         now = self.clock()
-        remote = {v for v, r in self.remote.items() if r.live and now - r.seen_at <= REMOTE_STALE}
+        fresh = [(v, r) for v, r in self.remote.items() if now - r.seen_at <= REMOTE_STALE]
+        remote = {v for v, r in fresh if r.live} | {content_id(v) for v, r in fresh if r.content}
         if self.media is None:
             return remote
         b = self.media.browser
@@ -477,6 +479,7 @@ class LiveConference:
         live: bool,
         level: float | None = None,
         hand: bool | None = None,
+        content: bool = False,
     ) -> Json:
         """A report from the node where ``venue``'s page runs; the venue's layout and where
         each of its sources publishes (``nodes``)."""
@@ -486,11 +489,12 @@ class LiveConference:
         if node != v.node:
             raise Forbidden(f"venue {v.code} publishes at node {v.node}, not {node}")
         r = self.remote.get(v.code)
-        was_live = v.code in self._live()
+        was = self._live()
+        was_live, was_content = v.code in was, content_id(v.code) in was
         if r is None:
             r = self.remote[v.code] = RemoteVenue(node, self.clock())
-        r.seen_at, r.live, r.level = self.clock(), live, level
-        if was_live != live:
+        r.seen_at, r.live, r.level, r.content = self.clock(), live, level, content
+        if was_live != live or was_content != content:
             await self.sync()
         if hand is not None and hand != (v.code in self.floor.hands):
             # the venue's page raised (or lowered) its hand at its node (申请发言)
@@ -777,8 +781,9 @@ class ConferenceService:
 
     async def on_rpc(self, body: dict[str, Any]) -> Json:
         """``vmesh.<host>.rpc.conference``: ``{"op": "venue", "conference": id, "venue": code,
-        "node": <the venue's node>, "live": bool, "level": 0..1 | null}`` from the node where
-        the venue's page runs; answers the venue's layout (``LiveConference.venue_poll``)."""
+        "node": <the venue's node>, "live": bool, "content": bool, "level": 0..1 | null}`` from
+        the node where the venue's page runs (``content``: it shares its screen there); answers
+        the venue's layout (``LiveConference.venue_poll``)."""
         if body.get("op") != "venue":
             raise InvalidInput.one("op", "must be venue", body.get("op"))
         conf_id = body.get("conference")
@@ -793,6 +798,9 @@ class ConferenceService:
         hand = body.get("hand")
         if hand is not None and not isinstance(hand, bool):
             raise InvalidInput.one("hand", "must be true, false or absent", hand)
+        content = body.get("content", False)
+        if not isinstance(content, bool):
+            raise InvalidInput.one("content", "must be true or false", content)
         lc = await self.live(conf_id)
         return await lc.venue_poll(
             body.get("venue"),
@@ -800,6 +808,7 @@ class ConferenceService:
             bool(body.get("live")),
             None if level is None else float(level),
             hand,
+            content,
         )
 
     def running_or_none(self, conf_id: int) -> LiveConference | None:

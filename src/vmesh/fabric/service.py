@@ -60,7 +60,8 @@ log = logging.getLogger(__name__)
 SERVICE = "fabric"
 _CODE = re.compile(r"^\d{20}$")
 AUDIO_SUFFIX = "/audio"
-_STREAM = re.compile(r"^\d{20}(/audio)?$")
+CONTENT_SUFFIX = "-content"  # a venue's shared screen (双流), a video stream of its own
+_STREAM = re.compile(r"^\d{20}(/audio|-content)?$")
 
 
 def audio_stream(code: str) -> str:
@@ -74,10 +75,13 @@ def is_audio(stream: str) -> bool:
 
 
 def _stream(body: dict[str, Any]) -> str:
-    """The ``stream`` field: a 20-digit code (its video) or ``<code>/audio`` (its audio)."""
+    """The ``stream`` field: a 20-digit code (its video), ``<code>/audio`` (its audio) or
+    ``<code>-content`` (the content a conference venue shares, video)."""
     v = body.get("stream")
     if not isinstance(v, str) or not _STREAM.match(v):
-        raise InvalidInput.one("stream", "must be a 20-digit code, or one followed by /audio", v)
+        raise InvalidInput.one(
+            "stream", "must be a 20-digit code, or one followed by /audio or -content", v
+        )
     return v
 
 
