@@ -19,10 +19,12 @@ from vmesh.command import api as command_api
 from vmesh.conference import api as conference_api
 from vmesh.directory import api as directory_api
 from vmesh.federation import api as network_api
+from vmesh.gb28181 import alarm_api as gb_alarm_api
 from vmesh.gb28181 import api as gb_api
 from vmesh.grants import api as grants_api
 from vmesh.media import api as live_api
 from vmesh.node.context import NodeContext
+from vmesh.petition import api as petition_api
 from vmesh.recording import api as recording_api
 from vmesh.servicedesk import api as servicedesk_api
 from vmesh.web import console
@@ -46,8 +48,10 @@ def create_app(ctx: NodeContext) -> FastAPI:
     app.include_router(live_api.router, prefix="/api")
     app.include_router(network_api.router, prefix="/api")
     app.include_router(gb_api.router, prefix="/api")
+    app.include_router(gb_alarm_api.router, prefix="/api")
     app.include_router(conference_api.router, prefix="/api")
     servicedesk_api.install(app, ctx)
+    petition_api.install(app, ctx)
     app.include_router(recording_api.router, prefix="/api")
     app.include_router(grants_api.router, prefix="/api")
     command_api.install(app)

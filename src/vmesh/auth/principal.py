@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-ROLES = ("admin", "operator", "viewer", "chair", "agent", "commander")
+ROLES = ("admin", "operator", "viewer", "chair", "agent", "commander", "petition")
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,8 @@ from vmesh.federation.models import (
 )
 from vmesh.gb28181.store import GbDeviceRow
 from vmesh.grants.models import GrantOutbox, GrantRow
+from vmesh.petition.models import Evidence as PetitionEvidence
+from vmesh.petition.models import Petition, PetitionEvent, RecordParagraph
 from vmesh.recording.models import HealthSample, RecordingPlan, Segment
 from vmesh.servicedesk.models import Agent as ServiceAgent
 from vmesh.servicedesk.models import Case as ServiceCase
@@ -47,6 +49,10 @@ __all__ = [
     "KnownNode",
     "LogRow",
     "LoginSession",
+    "Petition",
+    "PetitionEvent",
+    "PetitionEvidence",
+    "RecordParagraph",
     "RecordingPlan",
     "Segment",
     "ServiceAgent",
