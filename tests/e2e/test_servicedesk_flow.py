@@ -15,6 +15,7 @@ import io
 import json
 from collections.abc import Iterator
 
+import av
 import pytest
 from PIL import Image
 from playwright.sync_api import Page, expect
@@ -88,6 +89,21 @@ def jpeg(width: int, height: int) -> bytes:
     buf = io.BytesIO()
     Image.new("RGB", (width, height), "#f0e8d0").save(buf, "JPEG")
     return buf.getvalue()
+
+
+def assert_both_sides(mp4: bytes) -> None:
+    """The call's MP4 holds the kiosk's and the agent's video and audio, each decodable, with a
+    duration."""
+    with av.open(io.BytesIO(mp4)) as f:
+        videos = [s for s in f.streams if s.type == "video"]
+        audios = [s for s in f.streams if s.type == "audio"]
+        assert len(videos) == 2 and len(audios) == 2, f.streams
+        assert f.duration is not None and f.duration > 0
+        decoded = {s.index: 0 for s in videos}
+        for packet in f.demux(*videos):
+            for _frame in packet.decode():
+                decoded[packet.stream.index] += 1
+        assert all(n > 10 for n in decoded.values()), decoded
 
 
 def test_the_pension_statement_from_kiosk_to_rating(pages, node: Node) -> None:  # type: ignore[no-untyped-def]
@@ -208,6 +224,16 @@ def test_the_pension_statement_from_kiosk_to_rating(pages, node: Node) -> None: 
     for m in final["materials"]:
         assert desk.request.get(node.base_url + m["url"]).status == 200
 
+    # The call's recording, both sides from the switch, is listed on the case at the desk.
+    expect(desk.get_by_test_id("desk-recordings")).to_be_visible(timeout=CALL_TIMEOUT_MS)
+    final = json.loads(desk.request.get(f"{node.base_url}/api/servicedesk/cases/{case_id}").body())
+    assert len(final["recordings"]) == 1, final["recordings"]
+    mp4 = desk.request.get(node.base_url + final["recordings"][0]["url"])
+    assert mp4.status == 200 and mp4.headers["content-type"] == "video/mp4"
+    assert_both_sides(mp4.body())
+    refused = kiosk.request.get(node.base_url + final["recordings"][0]["url"])
+    assert refused.status == 403  # the kiosk does not get the recording
+
     # Both publications and both views of the call are in the audit log.
     admin = pages()
     log_in(admin, node.base_url, *ADMIN, hash_="#/dir")
@@ -215,4 +241,13 @@ def test_the_pension_statement_from_kiosk_to_rating(pages, node: Node) -> None: 
         rows = json.loads(admin.request.get(f"{node.base_url}/api/audit?target={code}").body())
         seen = {(x["username"], x["action"], x["result"]) for x in rows["items"]}
         assert (who, "live.publish", "ok") in seen, rows
+    rows = json.loads(
+        admin.request.get(f"{node.base_url}/api/audit?target={final['number']}").body()
+    )
+    actions = {(x["username"], x["action"]) for x in rows["items"]}
+    assert {
+        ("servicedesk", "servicedesk.recording.start"),
+        ("servicedesk", "servicedesk.recording.stop"),
+        (AGENT[0], "servicedesk.recording.view"),
+    } <= actions, actions
     assert kiosk.errors == [] and desk.errors == []

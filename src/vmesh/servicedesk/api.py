@@ -18,7 +18,7 @@ import json
 from typing import Any, cast
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request, WebSocket, WebSocketDisconnect
-from fastapi.responses import Response
+from fastapi.responses import FileResponse, Response
 from pydantic import BaseModel, Field
 
 from vmesh.api.ws import ws_principal
@@ -287,6 +287,15 @@ async def result_pdf(case_id: int, me: Principal = Me, desk: ServiceDesk = Desk)
             "Cache-Control": "private, no-cache",
         },
     )
+
+
+@router.get("/cases/{case_id}/recordings/{name}")
+async def recording(
+    case_id: int, name: str, me: Principal = Me, desk: ServiceDesk = Desk
+) -> FileResponse:
+    """One recording of the case's call (``video/mp4``, both sides; range requests for seeking)."""
+    path = await desk.recording_file(me, case_id, name)
+    return FileResponse(path, media_type="video/mp4", filename=f"{case_id}-{name}")
 
 
 @router.get("/stats")

@@ -60,6 +60,7 @@ from vmesh.servicedesk.queues import (
     next_case,
     positions,
 )
+from vmesh.servicedesk.recording import RECORDING_NAME, CallRecording
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,8 @@ KIOSK_KIND = "service_room"
 AGENT_ROLES = ("agent",)
 _IMAGE_TYPES = {b"\xff\xd8\xff": "image/jpeg", b"\x89PNG\r\n\x1a\n": "image/png"}
 Who = Principal | Actor
+# The states of a call: recorded from accept until the result is out and the villager has rated.
+RECORDED = LIVE | {State.submitted}
 
 
 def _now() -> datetime:
@@ -123,6 +126,9 @@ class ServiceDesk:
         self._changed = asyncio.Event()
         self._pusher: asyncio.Task[None] | None = None
         self._timers: dict[tuple[str, object], asyncio.Task[None]] = {}
+        self._recordings: dict[int, CallRecording] = {}
+        self._recording_lock = asyncio.Lock()
+        self._background: set[asyncio.Task[None]] = set()
 
     # --- start ------------------------------------------------------------------------------
 
@@ -621,6 +627,7 @@ class ServiceDesk:
             "case=%s event=%s state=%s by=%s", case.number, event.value, state.value, who.username
         )
         self._kick()
+        self._spawn(self._follow_recording(case_id))
 
     def _check_side(self, who: Who, case: Case, side: str) -> None:
         """``kiosk``/``any``: the case's kiosk in scope; ``desk-any``: an agent too; ``desk``:
@@ -646,6 +653,103 @@ class ServiceDesk:
     async def _load(self, case_id: int) -> Case:
         async with self.db.sessions() as s:
             return await self._case(s, case_id)
+
+    # --- the call's recording -----------------------------------------------------------------
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        t = asyncio.ensure_future(coro)
+        self._background.add(t)
+        t.add_done_callback(self._background.discard)
+
+    def _call_inputs(self, case: Case) -> Callable[[], dict[str, str | None]]:
+        """The switch inputs of the call's two sides here (publications of this node)."""
+        kiosk, seat = case.kiosk_code, case.agent_seat
+
+        def inputs() -> dict[str, str | None]:
+            return {
+                "kiosk/video": f"{kiosk}/video",
+                "kiosk/audio": f"{kiosk}/audio",
+                "agent/video": f"{seat}/video" if seat else None,
+                "agent/audio": f"{seat}/audio" if seat else None,
+            }
+
+        return inputs
+
+    async def _follow_recording(self, case_id: int) -> None:
+        """Record a case's call while it is in a call (``RECORDED``); stop when it leaves it.
+        Audited as ``servicedesk.recording.start`` / ``.stop`` (with the files) on the case."""
+        async with self._recording_lock:
+            try:
+                case = await self._load(case_id)
+                rec = self._recordings.get(case_id)
+                media = self.ctx.media
+                if case.state in RECORDED and rec is None and media is not None:
+                    rec = CallRecording(
+                        case.number, media, self._call_folder(case.number), self._call_inputs(case)
+                    )
+                    await rec.start()
+                    self._recordings[case_id] = rec
+                    await self.audit.write(
+                        SYSTEM,
+                        "servicedesk.recording.start",
+                        case.number,
+                        "ok",
+                        {"kiosk": case.kiosk_code, "seat": case.agent_seat},
+                    )
+                elif case.state not in RECORDED and rec is not None:
+                    del self._recordings[case_id]
+                    await rec.stop()
+                    await self.audit.write(
+                        SYSTEM,
+                        "servicedesk.recording.stop",
+                        case.number,
+                        "ok",
+                        {"files": [f.name for f in rec.files()], "state": case.state},
+                    )
+                    self._kick()  # the desk lists the recording now
+            except Exception:
+                log.exception("case=%s call recording failed", case_id)
+
+    def _call_folder(self, number: str) -> Path:
+        return self.files / number / "call"
+
+    def _recording_files(self, case: Case) -> list[Path]:
+        rec = self._recordings.get(case.id)
+        if rec is not None:
+            return rec.files()
+        folder = self._call_folder(case.number)
+        try:
+            return sorted(p for p in folder.iterdir() if RECORDING_NAME.match(p.name))
+        except FileNotFoundError:
+            return []
+
+    def _recordings_json(self, case: Case) -> list[dict[str, Any]]:
+        return [
+            {
+                "name": f.name,
+                "size": f.stat().st_size,
+                "url": f"/api/servicedesk/cases/{case.id}/recordings/{f.name}",
+            }
+            for f in self._recording_files(case)
+        ]
+
+    async def recording_file(self, who: Principal, case_id: int, name: str) -> Path:
+        """One recording of the case's call (the desk side only), audited as
+        ``servicedesk.recording.view``."""
+        if not RECORDING_NAME.match(name):
+            raise InvalidInput.one("name", "must be a name like 20261129T130210.mp4", name)
+        case = await self._load(case_id)
+        if not who.covers(case.kiosk_path):
+            raise NotFound(f"case {case_id} not found")
+        if not who.has("admin", *AGENT_ROLES):
+            raise Forbidden(f"recordings are for the desk; you have {who.roles_text or 'none'}")
+        for f in self._recording_files(case):
+            if f.name == name:
+                await self.audit.write(
+                    who, "servicedesk.recording.view", case.number, "ok", {"file": name}
+                )
+                return f
+        raise NotFound(f"case {case.number} has no recording {name}")
 
     # --- files ------------------------------------------------------------------------------
 
@@ -739,6 +843,7 @@ class ServiceDesk:
             "note": case.note,
             **pos,
             "materials": [self._material_json(m) for m in mats],
+            "recordings": self._recordings_json(case) if desk else [],
             "events": [
                 {
                     "seq": e.seq,
@@ -1020,6 +1125,12 @@ class ServiceDesk:
     async def stop(self) -> None:
         for key in list(self._timers):
             self._cancel(key)
+        for t in list(self._background):
+            t.cancel()
+        for rec in list(self._recordings.values()):
+            with contextlib.suppress(Exception):
+                await rec.stop()
+        self._recordings.clear()
         if self._pusher is not None:
             self._pusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -199,6 +199,12 @@ export function create() {
         h("li", { dataset: { event: e.event, to: e.to } }, `${formatTime(e.at)} · ${t(`sd.state.${e.to}`)} · ${e.actor}`),
       )),
       c.result_url ? h("a", { href: c.result_url, testid: "desk-result", target: "_blank", rel: "noopener" }, t("desk.result")) : null,
+      // The call's recording (both sides, recorded from the switch at this node), once closed.
+      (c.recordings || []).length ? h("div", { class: "sd-recordings", testid: "desk-recordings" },
+        h("h3", {}, t("desk.recordings")),
+        c.recordings.map((r) => h("div", { testid: `desk-recording-${r.name}` },
+          h("video", { src: r.url, controls: true, preload: "metadata", class: "sd-recording" }),
+          h("a", { href: r.url, download: r.name, testid: "desk-recording-download" }, `${r.name} · ${Math.ceil(r.size / 1024)} KB`)))) : null,
     );
   }
 
