@@ -330,6 +330,7 @@ export default {
   "desk.queues": "My queues",
   "desk.recapture": "Ask to recapture",
   "desk.result": "Result document (PDF)",
+  "desk.recordings": "Call recording (both sides)",
   "desk.rotate": "Rotate",
   "desk.stats": "Statistics",
   "desk.submit": "Issue result",

@@ -330,6 +330,7 @@ export default {
   "desk.queues": "我的队列",
   "desk.recapture": "请重拍",
   "desk.result": "结果文书（PDF）",
+  "desk.recordings": "通话录像（双方）",
   "desk.rotate": "旋转",
   "desk.stats": "统计",
   "desk.submit": "出具结果",
