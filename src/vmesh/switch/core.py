@@ -22,6 +22,12 @@ Model
   cannot decode) and a keyframe request goes to the new input if it accepts them. If the output
   is in the middle of a frame of its old input, the splice waits for that frame's end (marker bit or
   a new timestamp), at most ``SwitchConfig.splice_deadline`` seconds (``tick`` enforces it).
+- ``route(..., replay=Replay.keyframe)`` (conference splices, where one roll call re-routes a
+  hundred outputs at once) replays only the cached GOP's keyframe — the new picture at once, a few
+  packets instead of the whole GOP per output — then asks the input for a keyframe and holds the
+  output on that picture until the next keyframe arrives, where it goes live (no delta frame whose
+  reference was skipped is ever sent). A source that sends none within
+  ``SwitchConfig.keyframe_wait`` seconds gets the ``Replay.gop`` splice after all.
 - At a splice the sequence offset is chosen so the output's numbers go on with no gap and no
   duplicate (late packets of the new input from before the splice are dropped), and the timestamp
   offset so the output's clock advances by the wall-clock time since its last packet (at least one
@@ -37,8 +43,8 @@ Model
 - Malformed datagrams are counted on their input or output and dropped; they never raise.
   Unknown ids and contradictory configuration raise ``NotFound`` / ``Conflict`` / ``InvalidInput``.
 
-Public: ``Switch``, ``SwitchConfig``, ``InputSpec``, ``OutputSpec``, ``KeyframeRequest``, ``Send``,
-``InputStats``, ``OutputStats``, ``SwitchSnapshot``.
+Public: ``Switch``, ``SwitchConfig``, ``InputSpec``, ``OutputSpec``, ``KeyframeRequest``,
+``Replay``, ``Send``, ``InputStats``, ``OutputStats``, ``SwitchSnapshot``.
 """
 
 from __future__ import annotations
@@ -93,6 +99,14 @@ class Send(NamedTuple):
     data: bytes
 
 
+class Replay(StrEnum):
+    """What a video splice sends first (see the module docstring): the cached GOP, or only its
+    keyframe and then live from the source's next keyframe (which is asked for)."""
+
+    gop = "gop"
+    keyframe = "keyframe"
+
+
 class KeyframeRequest(StrEnum):
     """How to ask a source for a keyframe; ``none`` for sources that ignore RTCP (most cameras)."""
 
@@ -109,6 +123,7 @@ class SwitchConfig:
     keyframe_request_interval: float = 0.5
     rtcp_interval: float = 1.0
     splice_deadline: float = 0.1
+    keyframe_wait: float = 1.0  # Replay.keyframe: then replay the GOP if no keyframe came
 
 
 @dataclass(frozen=True)
@@ -229,7 +244,7 @@ class _Input:
         "received",
         "received_prior",
         "restarts",
-        "rr_at",
+        "rr_due",
         "spec",
         "sr_at",
         "sr_mid",
@@ -281,7 +296,7 @@ class _Input:
         self.fir_seq = 0
         self.sr_mid = 0
         self.sr_at = 0.0
-        self.rr_at: float | None = None
+        self.rr_due: float | None = None  # when the next RR is due (tick: RFC 3550 timing)
 
     def ready(self) -> bool:
         """Whether an output can start on this input now (audio always; video on a cached GOP)."""
@@ -343,6 +358,8 @@ class _Output:
         "guard",
         "history",
         "input",
+        "key_wait",
+        "key_wait_since",
         "kind",
         "last_in_ts",
         "last_sent_at",
@@ -357,6 +374,7 @@ class _Output:
         "pending_since",
         "plis",
         "pt",
+        "replay",
         "replayed",
         "retransmitted",
         "rr_fraction",
@@ -368,7 +386,7 @@ class _Output:
         "seq_offset",
         "spec",
         "splices",
-        "sr_at",
+        "sr_due",
         "sr_mid",
         "ssrc",
         "synced",
@@ -413,9 +431,13 @@ class _Output:
         size = 1 << (spec.nack_history - 1).bit_length() if spec.nack_history > 0 else 0
         self.history: list[bytes | None] | None = [None] * size if size else None
         self.mask = size - 1
-        self.sr_at: float | None = None
+        self.sr_due: float | None = None  # when the next SR is due (tick: RFC 3550 timing)
         self.sr_mid = 0
         self.ever_routed = False
+        self.replay = Replay.gop  # of the splice being made
+        # Replay.keyframe: the input whose keyframe (by its count) was shown, waiting for the next
+        self.key_wait: tuple[_Input, int] | None = None
+        self.key_wait_since = 0.0
 
 
 class Switch:
@@ -447,6 +469,7 @@ class Switch:
             o.mid_frame = False
         for o in inp.waiting:
             o.pending = None
+            o.key_wait = None
         del self._inputs[input_id]
 
     def add_output(self, spec: OutputSpec) -> None:
@@ -476,8 +499,11 @@ class Switch:
 
     # -- routing -------------------------------------------------------------------------------
 
-    def route(self, output_id: str, input_id: str, now: float) -> list[Send]:
-        """Make ``input_id`` feed ``output_id`` as soon as it can be decoded (see module doc)."""
+    def route(
+        self, output_id: str, input_id: str, now: float, replay: Replay = Replay.gop
+    ) -> list[Send]:
+        """Make ``input_id`` feed ``output_id`` as soon as it can be decoded (see module doc);
+        ``replay``: what a video splice sends first."""
         o = self._output(output_id)
         inp = self._input(input_id)
         if inp.spec.codec is not o.spec.codec:
@@ -497,8 +523,10 @@ class Switch:
         if o.pending is not None:
             o.pending.waiting.remove(o)
             o.pending = None
+        o.key_wait = None
         if o.input is inp:  # back to the current input before the splice happened
             return []
+        o.replay = replay
         o.pending = inp
         o.pending_since = now
         inp.waiting.append(o)
@@ -519,16 +547,28 @@ class Switch:
         if o.pending is not None:
             o.pending.waiting.remove(o)
             o.pending = None
+        o.key_wait = None
 
     def _activate(self, o: _Output, inp: _Input, now: float, out: list[Send]) -> None:
-        """Switch ``o`` to ``inp`` now, replaying ``inp``'s GOP cache if it is video."""
+        """Switch ``o`` to ``inp`` now, replaying ``inp``'s GOP cache if it is video (or, for
+        ``Replay.keyframe``, only its keyframe while the GOP has more: ``_show_keyframe``)."""
+        if o.replay is Replay.keyframe and inp.video and inp.gop:
+            if o.key_wait is not None and o.key_wait[0] is inp:
+                waiting = o.key_wait[1] == inp.keyframes  # no new keyframe yet
+                if waiting and now - o.key_wait_since < self.config.keyframe_wait:
+                    return
+            elif inp.gop[-1][1] != inp.gop[0][1]:  # more than the keyframe: show it, wait
+                self._show_keyframe(o, inp, now, out)
+                return
+        shown = o.key_wait is not None  # the splice was counted with the keyframe shown
+        o.key_wait = None
         old = o.input
         if old is not None:
             old.fanout = tuple(x for x in old.fanout if x is not o)
         if o.pending is not None:
             o.pending.waiting.remove(o)
             o.pending = None
-        if o.ever_routed:
+        if o.ever_routed and not shown:
             o.splices += 1
         o.ever_routed = True
         o.input = inp
@@ -550,6 +590,31 @@ class Switch:
         o.replayed += len(inp.gop)
         o.last_in_ts = last_ts
         o.mid_frame = not inp.gop[-1][2][1] & 0x80
+
+    def _show_keyframe(self, o: _Output, inp: _Input, now: float, out: list[Send]) -> None:
+        """``Replay.keyframe``: send the cached GOP's keyframe (its first frame) now, leave the
+        old input, stay pending on ``inp`` until its next keyframe, and ask for one."""
+        old = o.input
+        if old is not None:
+            old.fanout = tuple(x for x in old.fanout if x is not o)
+            o.input = None
+        if o.ever_routed:
+            o.splices += 1
+        o.ever_routed = True
+        key_ts = inp.gop[0][1]
+        self._sync(o, inp, inp.gop[0][0], key_ts, now, 0)
+        n = 0
+        for seq, ts, data, plen in inp.gop:
+            if ts != key_ts:
+                break
+            self._emit(o, data, seq, (ts + o.ts_offset) & 0xFFFFFFFF, plen, now, out)
+            n += 1
+        o.replayed += n
+        o.last_in_ts = key_ts
+        o.mid_frame = False
+        o.key_wait = (inp, inp.keyframes)
+        o.key_wait_since = now
+        self._request_keyframe(inp, now, out)
 
     def _sync(self, o: _Output, inp: _Input, seq: int, ts: int, now: float, extra: int) -> None:
         """Choose offsets so input ``seq`` is the output's next number and input ``ts`` lands one
@@ -893,17 +958,31 @@ class Switch:
         for inp in self._inputs.values():
             if inp.kf_pending:
                 self._request_keyframe(inp, now, out)
-            due = inp.rr_at is None or now - inp.rr_at >= cfg.rtcp_interval
-            if inp.spec.rtcp_dest is not None and inp.ssrc is not None and due:
-                inp.rr_at = now
+            if inp.spec.rtcp_dest is None or inp.ssrc is None:
+                continue
+            if inp.rr_due is None:
+                inp.rr_due = now + self._rtcp_delay(first=True)
+            elif now >= inp.rr_due:
+                inp.rr_due = now + self._rtcp_delay()
                 out.append(Send(inp.spec.rtcp_dest, self._input_rr(inp, now)))
         for o in self._outputs.values():
             if o.spec.rtcp_dest is None or o.last_sent_at is None:
                 continue
-            if o.sr_at is None or now - o.sr_at >= cfg.rtcp_interval:
-                o.sr_at = now
+            if o.sr_due is None:
+                o.sr_due = now + self._rtcp_delay(first=True)
+            elif now >= o.sr_due:
+                o.sr_due = now + self._rtcp_delay()
                 out.append(Send(o.spec.rtcp_dest, self._output_sr(o, now)))
         return out
+
+    def _rtcp_delay(self, first: bool = False) -> float:
+        """RFC 3550 §6.2/§6.3 timing of one stream's reports: the first a random part of half an
+        interval after it can be made (a hundred outputs routed at once do not all report in one
+        tick), then every interval times a random factor in [0.5, 1.5] (they never fall back into
+        step). Each tick then makes a few reports, not one for every stream."""
+        r = self._rng.random()
+        interval = self.config.rtcp_interval
+        return interval * 0.5 * r if first else interval * (0.5 + r)
 
     def _output_sr(self, o: _Output, now: float) -> bytes:
         assert o.last_sent_at is not None

@@ -44,7 +44,7 @@ import time
 from collections.abc import Callable, Hashable
 from typing import Any, NamedTuple, cast
 
-from vmesh.switch.core import InputSpec, OutputSpec, Send, Switch
+from vmesh.switch.core import InputSpec, OutputSpec, Replay, Send, Switch
 
 DataPlane: Any
 try:
@@ -337,9 +337,9 @@ class SwitchTransport:
             if ep.transport is not None:
                 ep.transport.close()
 
-    def route(self, output_id: str, input_id: str) -> None:
+    def route(self, output_id: str, input_id: str, replay: Replay = Replay.gop) -> None:
         with self._lock:
-            self._send(self.switch.route(output_id, input_id, self.clock()))
+            self._send(self.switch.route(output_id, input_id, self.clock(), replay))
 
     def unroute(self, output_id: str) -> None:
         with self._lock:
