@@ -70,7 +70,7 @@ def _channel(m: dict[str, float]) -> float:
 def _prov_input(m: dict[str, float]) -> tuple[float, float]:
     """(packets received, packets lost) of the camera's video input at the province."""
     inputs = [k.split("{", 1)[1] for k in m if k.startswith("vmesh_switch_input_packets_total{")]
-    key = next((k for k in inputs if f"fabric/{CAM}\"" in k), None)
+    key = next((k for k in inputs if f'fabric/{CAM}"' in k), None)
     assert key is not None, f"no fabric input for {CAM} at the province: {inputs}"
     return m["vmesh_switch_input_packets_total{" + key], m["vmesh_switch_input_lost_packets{" + key]
 
