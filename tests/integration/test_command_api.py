@@ -225,10 +225,15 @@ async def test_a_parent_reopens_a_room_from_a_childs_replicated_log(
     assert (r.json()["host"], r.json()["reachable"]) == (child, False)  # no link to it here
     r = await client.post(
         f"/api/command/incidents/{opened.incident}/actions",
-        json={"action": "note", "text": "x"},
+        json={"action": "severity", "severity": "I"},
         headers=h,
     )
     assert r.status_code == 409 and child in r.json()["detail"]
+    # Taking the room over asks its host, which needs the federation: refused, audited.
+    r = await client.post(f"/api/command/incidents/{opened.incident}/take_over", json={}, headers=h)
+    assert r.status_code == 409 and "federation" in r.json()["detail"]
+    rows = await client.get("/api/audit?action=command.take_over", headers=bearer(site["admin"]))
+    assert [x["result"] for x in rows.json()["items"]] == ["refused"]
     r = await client.post(
         f"/api/command/incidents/{opened.incident}/actions",
         json={"action": "reopen", "reason": "乡镇节点失联"},

@@ -82,7 +82,11 @@ def test_status_follows_its_table_and_a_closed_room_refuses_actions() -> None:
 def test_only_the_host_acts_and_another_node_may_reopen() -> None:
     inc = core.fold("inc1", log_of())  # handed to the city
     with pytest.raises(Conflict, match="hosted at node " + CITY):
-        core.check(inc, "note", {"text": "x"}, here=HERE)
+        core.check(inc, "severity", {"severity": "I"}, here=HERE)
+    with pytest.raises(Conflict, match="hosted at node " + CITY):
+        core.check(inc, "feed_on", {"code": CAM}, here=HERE)
+    # The old host follows the room: it may still report (a note), which reaches the host.
+    assert core.check(inc, "note", {"text": "县里续报"}, here=HERE) == {"text": "县里续报"}
     assert core.check(inc, "note", {"text": "城市接管"}, here=CITY) == {"text": "城市接管"}
     d = core.check(inc, "reopen", {"reason": "county node lost"}, here="33000000002000000001")
     assert d["to"] == "33000000002000000001" and d["from"] == CITY

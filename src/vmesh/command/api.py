@@ -14,6 +14,7 @@ is an entry of the incident's log and an audit row (``command.<action>``), refus
     POST /api/command/incidents/{id}/position {code, lat, lon}          -> incident (field)
     POST /api/command/incidents/{id}/convene {main, venues[], chairs?}  -> {conference, ...}
     POST /api/command/incidents/{id}/hand_over {direction: up|down, to?, reason?} -> incident
+    POST /api/command/incidents/{id}/take_over {reason?}                -> incident (here now)
     GET  /api/command/incidents/{id}/nearby?km=                         -> [resource]
     GET  /api/command/incidents/{id}/export.html | export.pdf           -> the timeline
     GET  /api/command/inbox                                             -> feeds pushed to me
@@ -255,6 +256,16 @@ async def hand_over(
     incident_id: str, who: Commander, ctx: Ctx, body: Annotated[dict[str, Any], Body()]
 ) -> dict[str, Any]:
     inc = await service_of(ctx).hand_over(who, incident_id, body)
+    return await _view(ctx, inc)
+
+
+@router.post(
+    "/incidents/{incident_id}/take_over", summary="Take a child's room over (host hands it up)"
+)
+async def take_over(
+    incident_id: str, who: Commander, ctx: Ctx, body: Annotated[dict[str, Any], Body()]
+) -> dict[str, Any]:
+    inc = await service_of(ctx).take_over(who, incident_id, body)
     return await _view(ctx, inc)
 
 

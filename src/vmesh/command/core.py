@@ -7,6 +7,9 @@ a unit joined, a conference convened). ``check`` validates one action against th
 and returns the entry's detail, or raises ``InvalidInput``/``Conflict`` naming what was wrong, so
 nothing is written for a refused action. Entries carry a globally unique id: a copy of the log
 elsewhere (the parent's) applies each entry once by id, in any order, and folds the same state.
+Only the hosting node commands the room; a node holding a copy (the old host after a hand-over,
+the parent of a child's room) follows it and may still write ``note`` entries (reports), which
+reach the host with the log.
 
 Public: ``TYPES``, ``SEVERITIES``, ``STATUSES``, ``ACTIONS``, ``Entry``, ``Incident``, ``fold``,
 ``check``, ``new_id``, ``distance_km``.
@@ -208,7 +211,7 @@ def check(inc: Incident | None, action: str, body: dict[str, Any], *, here: str)
         if inc.host == here:
             raise Conflict(f"incident {inc.id} is already hosted here")
         return {"to": here, "from": inc.host, "reason": _reason(body)}
-    if inc.host != here:
+    if inc.host != here and action != "note":  # a node following the room still reports
         raise Conflict(f"incident {inc.id} is hosted at node {inc.host}; act there")
     if inc.status == "closed" and action not in ("status", "note"):
         raise Conflict(f"incident {inc.id} is closed; reopen it (status open) first")

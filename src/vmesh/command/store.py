@@ -201,6 +201,27 @@ class CommandStore:
             ).all()
         return list(rows), int(total or 0)
 
+    async def held(self, incident_ids: set[str]) -> set[str]:
+        """Which of these incidents this node holds a log of."""
+        if not incident_ids:
+            return set()
+        async with self.db.sessions() as s:
+            q = select(LogRow.incident_id).where(LogRow.incident_id.in_(incident_ids)).distinct()
+            return set((await s.scalars(q)).all())
+
+    async def shared(self, incident_ids: set[str]) -> set[str]:
+        """Which of these incidents have entries written at another node (their log is held
+        elsewhere too: below, when this node took the room over or reports on a child's)."""
+        if not incident_ids:
+            return set()
+        async with self.db.sessions() as s:
+            q = (
+                select(LogRow.incident_id)
+                .where(LogRow.incident_id.in_(incident_ids), LogRow.node != self.node)
+                .distinct()
+            )
+            return set((await s.scalars(q)).all())
+
     async def unpublished(self, limit: int = 200) -> list[core.Entry]:
         async with self.db.sessions() as s:
             rows = (
