@@ -46,7 +46,8 @@ from benchinfo import machine
 from switch import stream
 from vmesh.conference.core import Floor, Joined, RollCall
 from vmesh.switch.codecs import Codec
-from vmesh.switch.core import InputSpec, OutputSpec, Switch
+from vmesh.switch.core import InputSpec, KeyframeRequest, OutputSpec, Replay, Switch
+from vmesh.switch.rtcp import RtcpPli, parse_compound
 from vmesh.switch.transport import SwitchTransport
 
 FPS = 25
@@ -55,46 +56,144 @@ SOURCES = ["main", "spk1", "spk2"]
 DATAPLANE = os.environ.get("VMESH_DATAPLANE", "1") != "0"
 
 
-class Venue(asyncio.DatagramProtocol):
-    """A receive-only venue: notes when the awaited speaker's first packet arrives."""
+class Receivers:
+    """The light receive-only venues, in a process of their own (so their Python receive loop
+    does not share a core's time slice with the switch): one UDP socket per venue, drained with
+    a selector. For each roll call (``want(tag)``) every venue notes its **first frame** (the
+    first packet of the new speaker's picture) and its **live** picture (the first packet of a
+    later frame of that speaker, by RTP timestamp: after the replayed keyframe, the live
+    stream)."""
 
-    def __init__(self) -> None:
-        self.want: int | None = None
-        self.t0 = 0.0
-        self.got: asyncio.Future[float] | None = None
-        self.bytes = 0
-        self.tags: set[int] = set()
+    def __init__(self, n: int) -> None:
+        import multiprocessing
+
+        ctx = multiprocessing.get_context("fork")
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=self._main, args=(n, child), daemon=True)
+        self.proc.start()
+        self.ports: list[int] = self.conn.recv()
+
+    @staticmethod
+    def _main(n: int, conn: Any) -> None:
+        import selectors
+        import socket
+
+        socks = []
+        for _ in range(n):
+            so = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            so.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+            so.bind(("127.0.0.1", 0))
+            so.setblocking(False)
+            socks.append(so)
+        conn.send([so.getsockname()[1] for so in socks])
+        sel = selectors.DefaultSelector()
+        for i, so in enumerate(socks):
+            sel.register(so, selectors.EVENT_READ, i)
+        sel.register(conn, selectors.EVENT_READ, -1)
+        received = [0] * n
+        tags: list[set[int]] = [set() for _ in range(n)]
+        want: int | None = None
+        t0 = deadline = 0.0
+        first: list[float | None] = [None] * n
+        live: list[float | None] = [None] * n
+        first_ts = [0] * n
+        while True:
+            for key, _ in sel.select(0.05):
+                i = key.data
+                if i == -1:
+                    msg = conn.recv()
+                    if msg[0] == "stop":
+                        usage = resource.getrusage(resource.RUSAGE_SELF)
+                        cpu = usage.ru_utime + usage.ru_stime
+                        conn.send((received, [sorted(t) for t in tags], cpu, usage.ru_maxrss))
+                        return
+                    if msg[0] == "reset":
+                        received = [0] * n
+                        continue
+                    want, t0 = msg[1], msg[2]
+                    deadline = time.perf_counter() + 10
+                    first, live = [None] * n, [None] * n
+                    continue
+                so = socks[i]
+                while True:
+                    try:
+                        data = so.recv(2048)
+                    except BlockingIOError:
+                        break
+                    now = time.perf_counter()
+                    received[i] += len(data)
+                    tag = data[-1]
+                    tags[i].add(tag)
+                    if want is None or tag != want:
+                        continue
+                    ts = struct.unpack_from("!I", data, 4)[0]
+                    if first[i] is None:
+                        first[i], first_ts[i] = now, ts
+                    elif live[i] is None and 1800 <= (ts - first_ts[i]) & 0xFFFFFFFF < 1 << 31:
+                        live[i] = now
+            if want is not None and (all(live) or time.perf_counter() > deadline):
+                conn.send(
+                    (
+                        [None if x is None else x - t0 for x in first],
+                        [None if x is None else x - t0 for x in live],
+                    )
+                )
+                want = None
+
+    async def roll_call(self, tag: int, t0: float) -> tuple[list[float | None], list[float | None]]:
+        self.conn.send(("want", tag, t0))
+        return await asyncio.to_thread(self.conn.recv)
+
+    def reset(self) -> None:
+        self.conn.send(("reset",))
+
+    def stop(self) -> tuple[list[int], list[list[int]], float, int]:
+        self.conn.send(("stop",))
+        out = self.conn.recv()
+        self.proc.join(5)
+        return out  # type: ignore[no-any-return]
+
+
+class Sender(asyncio.DatagramProtocol):
+    """A publishing venue: loops ``packets`` as one endless stream (sequence numbers and
+    timestamps carried on, so the switch never sees a source restart), tagged with ``tag`` in the
+    last payload byte, and answers a PLI with a keyframe at its next frame (as a browser behind
+    Janus does; ``--no-pli``: it ignores them, as most cameras do)."""
+
+    def __init__(self, answer_pli: bool) -> None:
+        self.answer_pli = answer_pli
+        self.key_next = False
+        self.plis = 0
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
-        self.bytes += len(data)
-        tag = data[-1]
-        self.tags.add(tag)
-        if self.want is not None and tag == self.want and self.got and not self.got.done():
-            self.got.set_result(time.perf_counter() - self.t0)
+        if any(isinstance(p, RtcpPli) for p in parse_compound(data)):
+            self.plis += 1
+            self.key_next = self.answer_pli
 
-
-async def send(port: int, tag: int, packets: list[bytes], stop: asyncio.Event) -> int:
-    """Loop ``packets`` as one endless stream (sequence numbers and timestamps carried on, so the
-    switch never sees a source restart), tagged with ``tag`` in the last payload byte."""
-    loop = asyncio.get_running_loop()
-    tr, _ = await loop.create_datagram_endpoint(
-        asyncio.DatagramProtocol, remote_addr=("127.0.0.1", port)
-    )
-    sent = 0
-    start = time.perf_counter()
-    i = 0
-    while not stop.is_set():
-        for _ in range(PER_FRAME):
-            p = bytearray(packets[i % len(packets)])
-            p[-1] = tag
-            struct.pack_into("!HI", p, 2, i & 0xFFFF, (i // PER_FRAME * 3600) & 0xFFFFFFFF)
-            tr.sendto(p)
-            sent += len(p)
-            i += 1
-        frame = i // PER_FRAME
-        await asyncio.sleep(max(0.0, start + frame / FPS - time.perf_counter()))
-    tr.close()
-    return sent
+    async def send(self, port: int, tag: int, packets: list[bytes], stop: asyncio.Event) -> int:
+        assert self.transport is not None
+        sent = 0
+        start = time.perf_counter()
+        frame = 0
+        seq = 0
+        while not stop.is_set():
+            base = (frame % (len(packets) // PER_FRAME)) * PER_FRAME
+            if self.key_next:  # the stream's first frame is a keyframe
+                base, self.key_next = 0, False
+            for k in range(PER_FRAME):
+                p = bytearray(packets[base + k])
+                p[-1] = tag
+                struct.pack_into("!HI", p, 2, seq & 0xFFFF, (frame * 3600) & 0xFFFFFFFF)
+                self.transport.sendto(p, ("127.0.0.1", port))
+                sent += len(p)
+                seq += 1
+            frame += 1
+            await asyncio.sleep(max(0.0, start + frame / FPS - time.perf_counter()))
+        return sent
 
 
 def pct(xs: list[float], q: float) -> float:
@@ -102,18 +201,33 @@ def pct(xs: list[float], q: float) -> float:
     return s[min(len(s) - 1, max(0, round(q * len(s) + 0.5) - 1))]
 
 
-async def run(n_venues: int, calls: int) -> dict[str, Any]:
+def spread(xs: list[float]) -> dict[str, float]:
+    return {
+        "p50": round(statistics.median(xs), 1),
+        "p99": round(pct(xs, 0.99), 1),
+        "max": round(max(xs), 1),
+    }
+
+
+async def run(n_venues: int, calls: int, replay: Replay, answer_pli: bool) -> dict[str, Any]:
     t = SwitchTransport(Switch(), dataplane=DATAPLANE)
     await t.start()
     loop = asyncio.get_running_loop()
-    ports = {}
+    rx = Receivers(n_venues)
+    ports, senders = {}, {}
     for s in SOURCES:
-        ports[s] = await t.add_input(InputSpec(f"{s}/video", Codec.h264), port=0)
-    venues: list[Venue] = []
-    for i in range(n_venues):
-        v = Venue()
-        tr, _ = await loop.create_datagram_endpoint(lambda v=v: v, local_addr=("127.0.0.1", 0))
-        port = tr.get_extra_info("sockname")[1]
+        tr, snd = await loop.create_datagram_endpoint(
+            lambda: Sender(answer_pli), local_addr=("127.0.0.1", 0)
+        )
+        senders[s] = snd
+        spec = InputSpec(
+            f"{s}/video",
+            Codec.h264,
+            keyframe_request=KeyframeRequest.pli,
+            rtcp_dest=("127.0.0.1", tr.get_extra_info("sockname")[1]),
+        )
+        ports[s] = await t.add_input(spec, port=0)
+    for i, port in enumerate(rx.ports):
         await t.add_output(
             OutputSpec(
                 f"venue-{i}/video",
@@ -123,42 +237,47 @@ async def run(n_venues: int, calls: int) -> dict[str, Any]:
                 payload_type=96,
             )
         )
-        venues.append(v)
     floor = Floor("main", ["spk1", "spk2"] + [f"venue-{i}" for i in range(n_venues)], layout="1")
     for s in SOURCES:
         floor.apply(Joined(s))
     packets = stream(FPS * 8)
     stop = asyncio.Event()
-    senders = [asyncio.create_task(send(ports[s], n, packets, stop)) for n, s in enumerate(SOURCES)]
+    sending = [
+        asyncio.create_task(senders[s].send(ports[s], n, packets, stop))
+        for n, s in enumerate(SOURCES)
+    ]
 
     def apply() -> None:
         plan = floor.plan()
         for i in range(n_venues):
             src = plan.venues[f"venue-{i}"].video[0]
-            t.route(f"venue-{i}/video", f"{src}/video")
+            t.route(f"venue-{i}/video", f"{src}/video", replay)
 
     apply()
     await asyncio.sleep(2.5)  # every source has a GOP in the switch's cache
-    cpu0, wall0 = time.process_time(), time.perf_counter()
-    for v in venues:
-        v.bytes = 0
-    lat: list[float] = []
+    usage0 = resource.getrusage(resource.RUSAGE_SELF)
+    cpu0, wall0 = usage0.ru_utime + usage0.ru_stime, time.perf_counter()
+    rx.reset()
+    first: list[float] = []
+    live: list[float] = []
+    missing = 0
     for c in range(calls):
         speaker = SOURCES[1 + c % 2]
         tag = SOURCES.index(speaker)
         t0 = time.perf_counter()
-        for v in venues:
-            v.want, v.t0, v.got = tag, t0, loop.create_future()
         floor.apply(RollCall(speaker))  # the chair's roll call …
         apply()  # … becomes one route per venue tile
-        got = await asyncio.wait_for(asyncio.gather(*(v.got for v in venues if v.got)), 10)
-        lat += [x * 1000 for x in got]
+        f, lv = await rx.roll_call(tag, t0)
+        first += [x * 1000 for x in f if x is not None]
+        live += [x * 1000 for x in lv if x is not None]
+        missing += sum(x is None for x in lv)
         await asyncio.sleep(0.3 + (c % 7) * 0.1)  # another GOP phase next time
     wall = time.perf_counter() - wall0
-    cpu = time.process_time() - cpu0
+    usage1 = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = usage1.ru_utime + usage1.ru_stime - cpu0
     stop.set()
-    sent = await asyncio.gather(*senders)
-    received = [v.bytes for v in venues]
+    sent = await asyncio.gather(*sending)
+    received, tags, rx_cpu, rx_rss = rx.stop()
     outs = t.switch.snapshot().outputs.values()
     replayed = sum(o.replayed for o in outs)
     send_errors = sum(o.send_errors for o in outs)
@@ -166,21 +285,34 @@ async def run(n_venues: int, calls: int) -> dict[str, Any]:
     return {
         "venues": n_venues,
         "roll_calls": calls,
-        "switch_ms": {
-            "p50": round(statistics.median(lat), 2),
-            "p99": round(pct(lat, 0.99), 2),
-            "max": round(max(lat), 2),
-        },
+        "replay": str(replay),
+        "sources_answer_pli": answer_pli,
+        # the chair's roll call -> the new speaker's first frame at each venue, and its live
+        # picture (the first later frame), over every venue and roll call
+        "first_frame_ms": spread(first),
+        "live_ms": spread(live) if live else None,
+        "venues_without_live_picture_within_10s": missing,
         "bytes_per_venue_per_s": {
             "min": round(min(received) / wall),
             "max": round(max(received) / wall),
         },
-        # GOP replays at the splices, and copies the kernel refused (full socket buffer).
-        "replayed_packets": replayed,
+        # one copy of one stream per venue: its bytes over one source's (replays add a little);
+        # the sources (tags) each venue received over the run
+        "copies_per_venue": round(min(received) / wall / (statistics.mean(sent) / (wall + 2.5)), 2),
+        "sources_seen_per_venue": sorted({len(x) for x in tags}),
+        # packets sent at the splices, and copies the kernel refused (full socket buffer)
+        "replayed_packets_per_venue_per_roll_call": round(replayed / n_venues / (calls + 1), 1),
         "send_errors": send_errors,
+        "keyframe_requests_answered": sum(x.plis for x in senders.values()),
         "bytes_in_per_source_per_s": round(statistics.mean(sent) / (wall + 2.5)),
-        "cpu_share_of_one_core": round(cpu / wall, 3),
-        "max_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "switch_process": {
+            "cpu_share_of_one_core": round(cpu / wall, 3),
+            "max_rss_mb": round(usage1.ru_maxrss / 1024, 1),
+        },
+        "receivers_process": {
+            "cpu_share_of_one_core": round(rx_cpu / (wall + 2.5), 3),
+            "max_rss_mb": round(rx_rss / 1024, 1),
+        },
         "dataplane": t.use_dataplane,
     }
 
@@ -248,13 +380,19 @@ def main() -> None:
     ap.add_argument("--calls", type=int, default=40)
     ap.add_argument("--tiers", action="store_true", help="bytes per link across three tiers")
     ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument(
+        "--replay", choices=[r.value for r in Replay], default="keyframe",
+        help="the splice: keyframe (what conferences use) or gop (the ordinary viewers' one)",
+    )  # fmt: skip
+    ap.add_argument("--no-pli", action="store_true", help="sources ignore keyframe requests")
     args = ap.parse_args()
     load0 = [round(x, 2) for x in os.getloadavg()]
     if args.tiers:
         result = asyncio.run(tiers(args.seconds))
         result["loadavg_before"] = load0
     else:
-        result = asyncio.run(run(args.venues, args.calls))
+        result = asyncio.run(run(args.venues, args.calls, Replay(args.replay), not args.no_pli))
+        result["loadavg_before"] = load0
     result["machine"] = machine()
     print(json.dumps(result, indent=2))
 

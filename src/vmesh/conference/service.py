@@ -13,7 +13,8 @@ from its saved floor state). A ``LiveConference`` owns:
   tile of the layout), ``a0``…``a3`` (audio slots), ``c`` (content). Each tile is a pooled channel
   (``MediaService.lend``) shown through ``LiveSession.open_channel``; applying a plan re-routes the
   channels' switch outputs (``SwitchTransport.route``): the browser's connection stays, the
-  picture and sound change at the next keyframe (the switch replays its GOP cache at once). Video
+  picture changes at once (the switch sends the new source's cached keyframe, asks it for a new
+  one and goes live there: ``feed_channel``), the sound at once. Video
   tiles never carry audio, audio slots never carry video;
 - the chair pages (``ChairPage``), pushed the state and every venue's status once a second.
 
@@ -72,6 +73,7 @@ from vmesh.media.channels import Channel
 from vmesh.media.publish import BrowserSources, Endpoint, PublishSession
 from vmesh.media.service import MediaService
 from vmesh.media.viewer import LiveSession
+from vmesh.switch.core import Replay
 
 log = logging.getLogger(__name__)
 
@@ -733,13 +735,20 @@ class LiveConference:
 
 def feed_channel(t: Any, ch: Channel, input_id: str | None, audio: bool) -> None:
     """Route switch input ``input_id`` into ``ch``'s audio (or video) output, nothing into the
-    other half (video tiles carry no audio, audio slots no video); ``None``: nothing at all."""
+    other half (video tiles carry no audio, audio slots no video); ``None``: nothing at all.
+
+    A video splice is ``Replay.keyframe``: a roll call re-routes every venue's tile at once, and
+    each gets the new speaker's cached keyframe (a few packets) at once instead of its whole GOP,
+    then live from the keyframe the switch asks the speaker for (through Janus, or through the
+    fabric to the speaker's node)."""
     t.unroute(ch.video_output if audio else ch.audio_output)
     out = ch.audio_output if audio else ch.video_output
-    if input_id is not None:
+    if input_id is None:
+        t.unroute(out)
+    elif audio:
         t.route(out, input_id)
     else:
-        t.unroute(out)
+        t.route(out, input_id, Replay.keyframe)
 
 
 def tile_ok(tile: str) -> bool:
