@@ -255,6 +255,8 @@ class Gb28181Config(_Strict):
     # How live media comes (a channel's attrs.gb_media overrides): udp, tcp_passive (devices
     # connect to a port of media_port_range), tcp_active (we connect to the device).
     media_transport: Literal["udp", "tcp_passive", "tcp_active"] = "udp"
+    # After the 200 to a device's alarm, also send it a Response CmdType=Alarm MESSAGE.
+    alarm_response: bool = True
 
     @field_validator("domain")
     @classmethod
@@ -361,6 +363,10 @@ class CommandConfig(_Strict):
     nearby_km: Annotated[float, Field(gt=0, le=500)] = 5.0
     # How often entries written here are put in this node's CMD_ stream when nothing wakes it.
     publish_seconds: Annotated[float, Field(ge=0.05, le=3600)] = 1.0
+    # GB/T 28181 alarms of these priorities (1 = highest .. 4) open an incident; empty: none.
+    alarm_priorities: list[Annotated[int, Field(ge=1, le=4)]] = []
+    # ... and of these AlarmMethods only (1 telephone .. 7 other); empty: any method.
+    alarm_methods: list[Annotated[int, Field(ge=1, le=7)]] = []
 
 
 class NodeConfig(_Strict):

@@ -15,7 +15,8 @@ and registers again when the platform answers 403 (what a device does after a pl
 ``SimThread`` runs simulators on an event loop of their own in a background thread, for
 synchronous (browser) tests.
 
-Everything it saw is kept for assertions: ``ptz`` (commands), ``invites``, ``byes``, ``acks``.
+Everything it saw is kept for assertions: ``ptz`` (commands), ``invites``, ``byes``, ``acks``,
+``alarm_responses`` (the platform's Response/Alarm to ``send_alarm``).
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ from typing import Any, TypeVar
 from vmesh.gb28181.digest import answer_challenge
 from vmesh.gb28181.manscdp import (
     CONTENT_TYPE,
+    AlarmNotify,
+    AlarmResponse,
     CatalogItem,
     CatalogNotify,
     CatalogQuery,
@@ -119,6 +122,7 @@ class GbDeviceSim:
     subscription: tuple[Address, str, str, int] | None = None
     subscribes: int = 0
     reregistrations: int = 0
+    alarm_responses: list[AlarmResponse] = field(default_factory=list)
     streams: dict[str, Stream] = field(default_factory=dict)
     _sn: int = 1
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
@@ -218,6 +222,15 @@ class GbDeviceSim:
             req.headers.add("Subscription-State", "active")
         resp = await self.endpoint.request(req, self.platform)
         return resp.status
+
+    async def send_alarm(self, alarm: AlarmNotify, body: bytes | None = None) -> SipResponse:
+        """MESSAGE Notify/Alarm (or ``body`` as it is, for malformed ones); a new transaction
+        each time, as a device repeating an alarm that got no Response does."""
+        assert self.endpoint is not None
+        wire = body if body is not None else encode_manscdp(alarm, "GB2312")
+        return await self.endpoint.request(
+            self._request("MESSAGE", wire, CONTENT_TYPE), self.platform
+        )
 
     async def _send(self, message: object) -> SipResponse:
         assert self.endpoint is not None
@@ -352,6 +365,8 @@ class GbDeviceSim:
                     record="OFF",
                 )
             )
+        elif isinstance(msg, AlarmResponse):
+            self.alarm_responses.append(msg)
         elif isinstance(msg, PtzControl):
             self.ptz.append((msg.device_id, msg.command))
             await self._send(DeviceControlResponse(self.device_id, msg.sn, "OK"))

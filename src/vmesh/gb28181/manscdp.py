@@ -18,8 +18,10 @@ Messages (root element / CmdType): :class:`Keepalive` (Notify), :class:`CatalogQ
 ``Event``), :class:`DeviceInfoQuery`/:class:`DeviceInfoResponse`,
 :class:`DeviceStatusQuery`/:class:`DeviceStatusResponse`, :class:`PtzControl` (Control /
 DeviceControl with ``PTZCmd``), :class:`DeviceControlResponse`,
-:class:`RecordInfoQuery`/:class:`RecordInfoResponse`, :class:`AlarmNotify`; anything else decodes
-to :class:`UnknownMessage` with its fields kept.
+:class:`RecordInfoQuery`/:class:`RecordInfoResponse`, :class:`AlarmNotify` (its Longitude/Latitude
+must be numbers when present), :class:`AlarmResponse` (the platform's ``Result`` MESSAGE) and
+:class:`AlarmQuery` (the body of an alarm SUBSCRIBE); anything else decodes to
+:class:`UnknownMessage` with its fields kept.
 
 :class:`PtzCommand` is the 8-byte front-end command (A5 0F addr cmd d1 d2 d3|addr_hi checksum)
 with builders :func:`ptz_move`, :func:`ptz_stop`, :func:`preset_set`, :func:`preset_call`,
@@ -385,6 +387,23 @@ class AlarmNotify:
 
 
 @dataclass(slots=True)
+class AlarmResponse:
+    ROOT: ClassVar[str] = "Response"
+    CMD: ClassVar[str] = "Alarm"
+    device_id: str
+    sn: int
+    result: str = "OK"
+
+
+@dataclass(slots=True)
+class AlarmQuery:
+    ROOT: ClassVar[str] = "Query"
+    CMD: ClassVar[str] = "Alarm"
+    device_id: str
+    sn: int
+
+
+@dataclass(slots=True)
 class UnknownMessage:
     root: str
     cmd_type: str
@@ -407,6 +426,8 @@ Message = (
     | RecordInfoQuery
     | RecordInfoResponse
     | AlarmNotify
+    | AlarmResponse
+    | AlarmQuery
     | UnknownMessage
 )
 
@@ -447,6 +468,8 @@ _FLAT: dict[type, dict[str, str]] = {
         "longitude": "Longitude",
         "latitude": "Latitude",
     },
+    AlarmResponse: {"result": "Result"},
+    AlarmQuery: {},
 }
 
 _CLASSES: dict[tuple[str, str], type] = {
@@ -465,6 +488,8 @@ _CLASSES: dict[tuple[str, str], type] = {
         RecordInfoQuery,
         RecordInfoResponse,
         AlarmNotify,
+        AlarmResponse,
+        AlarmQuery,
     )
 }
 
@@ -636,6 +661,12 @@ def decode_manscdp(body: bytes) -> Decoded:
         if cls is AlarmNotify:
             info = root.find("Info")
             kw["alarm_type"] = _child(info, "AlarmType") if info is not None else None
+            for tag, lim in (("Longitude", 180.0), ("Latitude", 90.0)):
+                raw = _child(root, tag)
+                if raw is not None and kw[tag.lower()] is None:
+                    raise ManscdpError(tag, "must be a number", raw)
+                if kw[tag.lower()] is not None and not -lim <= kw[tag.lower()] <= lim:
+                    raise ManscdpError(tag, f"must be between -{lim:g} and {lim:g}", raw)
         kw = {k: v for k, v in kw.items() if v is not None}
         for f in fields(cls):
             if f.name not in kw and f.name not in ("device_id", "sn") and _no_default(f):

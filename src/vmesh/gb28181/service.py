@@ -31,6 +31,10 @@ It owns the node's SIP endpoint (UDP, ``[gb28181] sip_host:sip_port``) and:
   service; the SSRC allocator's count is ``vmesh_gb28181_ssrcs_in_use`` on ``/metrics``.
 - **PTZ.** ``ptz(channel, command, speed)`` sends DeviceControl ``PTZCmd`` to the channel's
   device.
+- **Alarms.** ``MESSAGE`` ``Notify CmdType=Alarm`` from a registered device: checked
+  (``alarms.alarm_from_notify``; 400 naming the element when wrong, nothing stored), stored once
+  by ``alarms.AlarmDesk`` (``self.alarms``), then 200 and, with ``alarm_response``, a
+  ``Response CmdType=Alarm`` MESSAGE back; new alarms go to ``self.alarms.listeners``.
 
 Public: ``GbService``, ``Device``, ``PTZ_COMMANDS``.
 """
@@ -54,10 +58,13 @@ from prometheus_client.registry import Collector
 from vmesh.audit.log import Actor, AuditLog
 from vmesh.config import Gb28181Config
 from vmesh.errors import Conflict, InvalidInput, NotFound, VmeshError
+from vmesh.gb28181.alarms import Alarm, AlarmDesk, alarm_from_notify
 from vmesh.gb28181.devices import DeviceDirectory, device_kind
 from vmesh.gb28181.digest import DigestServer, Verdict
 from vmesh.gb28181.manscdp import (
     CONTENT_TYPE,
+    AlarmNotify,
+    AlarmResponse,
     CatalogAssembler,
     CatalogItem,
     CatalogNotify,
@@ -178,6 +185,7 @@ class GbService:
         self._media_out: asyncio.DatagramTransport | None = None
         self._used_ports: set[int] = set()
         self.ptz_sent: int = 0
+        self.alarms = AlarmDesk(db, audit, metrics)
         self._metrics = metrics
         self._collector = _GbCollector(self)
         if metrics is not None:
@@ -267,6 +275,7 @@ class GbService:
             self.endpoint = None
         if self._media_out is not None:
             self._media_out.close()
+        self.alarms.close()
         if self._metrics is not None:
             with contextlib.suppress(KeyError):
                 self._metrics.unregister(self._collector)
@@ -535,6 +544,9 @@ class GbService:
             self._reply(txn, req, 403)
             return
         dev.charset = decoded.charset if decoded.charset != "GB18030" else "GB2312"
+        if isinstance(msg, AlarmNotify):
+            self._alarm(req, source, txn, dev, msg)
+            return
         self._reply(txn, req, 200)
         if isinstance(msg, CatalogNotify):
             self._spawn(self._catalog_events(dev, msg.items), f"gb-notify-{dev.code}")
@@ -548,6 +560,44 @@ class GbService:
                 fut = self._waiters.get((msg.device_id, msg.sn))
             if fut is not None and not fut.done():
                 fut.set_result(msg)
+
+    def _alarm(
+        self,
+        req: SipRequest,
+        source: Address,
+        txn: ServerTransaction,
+        dev: Device,
+        msg: AlarmNotify,
+    ) -> None:
+        """An alarm: 400 naming what is wrong (nothing stored), or stored then 200, then the
+        ``Response CmdType=Alarm`` MESSAGE when ``alarm_response`` (``vmesh.gb28181.alarms``)."""
+        try:
+            alarm = alarm_from_notify(msg, dev.code)
+        except ManscdpError as e:
+            self.alarms.invalid(source, e)
+            self._reply_status(txn, req, 400, f"Bad Request ({e.field}: {e.reason})")
+            return
+        self._spawn(self._store_alarm(req, source, txn, dev, alarm), f"gb-alarm-{dev.code}")
+
+    async def _store_alarm(
+        self, req: SipRequest, source: Address, txn: ServerTransaction, dev: Device, alarm: Alarm
+    ) -> None:
+        try:
+            await self.alarms.receive(alarm, source[0])
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("gb alarm of %s not stored", dev.code)
+            if not txn.terminated:
+                self._reply(txn, req, 500)  # the device sends it again
+            return
+        if not txn.terminated:
+            self._reply(txn, req, 200)
+        if self.config.alarm_response:
+            try:
+                await self._send_message(dev, AlarmResponse(alarm.channel, alarm.sn, "OK"))
+            except (TimeoutError, VmeshError) as e:
+                log.info("gb alarm response to %s not delivered: %s", dev.code, e)
 
     def _notify(self, req: SipRequest, source: Address, txn: ServerTransaction) -> None:
         """NOTIFY of a catalogue subscription: 200, then its items' events applied."""

@@ -89,6 +89,9 @@ async def serve_async(config: NodeConfig) -> None:
         from vmesh.command.service import start_command
 
         ctx.command = await start_command(ctx)
+        from vmesh.gb28181.alarms import wire_alarms
+
+        wire_alarms(ctx)  # GB/T 28181 alarms → alarm recording plans, incidents
         from vmesh.recording.remote import serve_recordings
 
         await serve_recordings(ctx)  # other nodes play back this node's recordings

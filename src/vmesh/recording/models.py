@@ -20,6 +20,8 @@ class RecordingPlan(Base):
     retention_days: Mapped[int] = mapped_column(Integer)
     updated_by: Mapped[str] = mapped_column(String(64), default="")
     updated_at: Mapped[float] = mapped_column(Float)
+    # Alarm plans: seconds recorded after an alarm (migration 0012; None: the default).
+    post_alarm_seconds: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class Segment(Base):

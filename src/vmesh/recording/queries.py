@@ -20,7 +20,7 @@ from vmesh.errors import Conflict
 from vmesh.node.context import NodeContext
 from vmesh.recording import timeline
 from vmesh.recording.models import RecordingPlan
-from vmesh.recording.plans import parse_plan
+from vmesh.recording.plans import DEFAULT_POST_ALARM_SECONDS, parse_plan
 from vmesh.recording.playback import RangeMp4, range_mp4, segments_in
 
 
@@ -38,7 +38,8 @@ async def plan_body(ctx: NodeContext, code: str) -> dict[str, Any]:
         return {"camera_code": code, "mode": "off", "retention_days": days, "schedule": [],
                 "state": _state(ctx, code)}  # fmt: skip
     return {"camera_code": code, "mode": p.mode, "retention_days": p.retention_days,
-            "schedule": json.loads(p.schedule or "[]"), "state": _state(ctx, code)}  # fmt: skip
+            "schedule": json.loads(p.schedule or "[]"), "state": _state(ctx, code),
+            "post_alarm_seconds": p.post_alarm_seconds or DEFAULT_POST_ALARM_SECONDS}  # fmt: skip
 
 
 async def save_plan(
@@ -56,6 +57,7 @@ async def save_plan(
         row.mode = plan.mode
         row.retention_days = plan.retention_days
         row.schedule = json.dumps(plan.schedule_json())
+        row.post_alarm_seconds = plan.post_alarm_seconds
         row.updated_by = who.username
         row.updated_at = time.time()
         ctx.audit.record(s, who, "recording.plan", code, "ok",

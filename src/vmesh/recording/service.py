@@ -7,7 +7,8 @@ they completed; every ``retention_interval_seconds`` it applies retention (by ag
 pressure: ``vmesh.recording.retention``), deleting files and rows and writing one audit row
 ``recording.retention`` summarising what went; every ``health_sample_seconds`` it samples the
 online rate (``vmesh.recording.health``). ``stop`` stops the recorders (each closes and indexes
-its last segment).
+its last segment). ``on_alarm`` (a GB/T 28181 alarm, ``vmesh.gb28181.alarms``) opens a camera's
+alarm window when its plan is ``alarm``: it records until the window ends, then stops.
 
 May call: ``vmesh.media.service.MediaService`` (hold/unhold sources, switch outputs), the
 database, the audit log. Public: ``RecordingService``.
@@ -37,7 +38,7 @@ from vmesh.recording import retention
 from vmesh.recording.health import sample_health
 from vmesh.recording.index import reconcile
 from vmesh.recording.models import RecordingPlan, Segment
-from vmesh.recording.plans import Plan, plan_from_row
+from vmesh.recording.plans import Plan, alarm_window, plan_from_row
 from vmesh.recording.recorder import Recorder
 from vmesh.storage.db import Database
 
@@ -47,6 +48,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SYSTEM = Actor("system:recording")
+# An alarm's recording is linked from this many seconds before it (the GOP replayed at start).
+ALARM_LOOKBACK_SECONDS = 10.0
 
 
 class RecordingService:
@@ -72,6 +75,8 @@ class RecordingService:
         self.ffprobe = ffprobe
         self.recorders: dict[str, Recorder] = {}
         self.failures: dict[str, str] = {}
+        # Alarm plans: camera → UNIX time its alarm window ends (``on_alarm``).
+        self.alarm_until: dict[str, float] = {}
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
 
@@ -128,16 +133,35 @@ class RecordingService:
             rows = (await s.execute(select(RecordingPlan))).scalars().all()
         return {
             r.camera_code: plan_from_row(
-                r.camera_code, r.mode, json.loads(r.schedule or "[]"), r.retention_days
+                r.camera_code, r.mode, json.loads(r.schedule or "[]"), r.retention_days,
+                r.post_alarm_seconds,
             )
             for r in rows
-        }
+        }  # fmt: skip
+
+    async def on_alarm(self, code: str, at: float) -> tuple[float, float] | None:
+        """An alarm on camera ``code`` at ``at`` (UNIX seconds): with an alarm plan, record it
+        until ``at`` + the plan's post-alarm seconds (a later alarm extends the window); the
+        span to link to the alarm (from the GOP's seconds before it), else None."""
+        until = alarm_window((await self.plans()).get(code), at, self.alarm_until.get(code))
+        if until is None:
+            return None
+        self.alarm_until[code] = until
+        self.poke()
+        log.info("recording camera=%s alarm: recording until %.0f", code, until)
+        return at - ALARM_LOOKBACK_SECONDS, until
 
     async def _apply_plans(self) -> None:
         if self.media is None:
             return
         now = datetime.now()
-        wanted = {c for c, p in (await self.plans()).items() if p.records_at(now)}
+        plans = await self.plans()
+        wanted = {c for c, p in plans.items() if p.records_at(now)}
+        for c, until in list(self.alarm_until.items()):  # alarm plans: inside an alarm's window
+            if until <= time.time() or c not in plans or plans[c].mode != "alarm":
+                del self.alarm_until[c]
+            else:
+                wanted.add(c)
         for code in list(self.recorders):
             if code not in wanted:
                 # stopped before it leaves the dict: if the node stops meanwhile, stop() finishes it
