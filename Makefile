@@ -2,17 +2,18 @@
 # Debian packages and .venv, only what is missing or changed), so both work on a fresh Debian 12/13.
 SHELL := /bin/bash
 VENV := .venv
-# Extra arguments: make demo DEMO_ARGS="--size medium"; make test PYTEST_ARGS="-m unit -x"
+# Extra arguments: make demo DEMO_ARGS="--villages 1000"; make test PYTEST_ARGS="-m unit -x"
 DEMO_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: all setup test demo lint format typecheck unit clean-demo help
+.PHONY: all setup test demo demo-node lint format typecheck unit clean-demo help
 
 all: test
 
 help:
 	@echo "make test   set up, then ruff, mypy and pytest (unit, integration, e2e) with a summary"
-	@echo "make demo   set up, then generate a Zhejiang sample network and start a node on it"
+	@echo "make demo   set up, then run a sample Zhejiang network: 7 federated nodes on this machine"
+	@echo "make demo-node  the same sample network on one node (every application, no federation)"
 	@echo "make setup  only the set-up (Debian packages, .venv)"
 
 setup:
@@ -22,6 +23,9 @@ test: setup
 	@scripts/test.sh $(PYTEST_ARGS)
 
 demo: setup
+	$(VENV)/bin/vmesh demo --network $(DEMO_ARGS)
+
+demo-node: setup
 	$(VENV)/bin/vmesh demo $(DEMO_ARGS)
 
 lint: setup
@@ -38,4 +42,4 @@ unit: setup
 	$(VENV)/bin/pytest -m unit $(PYTEST_ARGS)
 
 clean-demo:
-	rm -rf demo-data
+	rm -rf demo-data demo-network

@@ -12,7 +12,8 @@ it is. A folder left by an interrupted run is completed: the import is all or no
 either there or not, and a user that exists gets a new password.
 
 Calls: ``vmesh.demo.generate``, ``vmesh.directory.transfer``, ``vmesh.auth.service``.
-Public: ``DemoSite``, ``Login``, ``prepare``, ``write_config``.
+Public: ``DemoSite``, ``Login``, ``prepare``, ``populate``, ``new_password``, ``rows_as_csv``,
+``write_config``.
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ class DemoSite:
         return sum(self.counts.values())
 
 
-def _password(length: int = 12) -> str:
+def new_password(length: int = 12) -> str:
     """Letters and digits without look-alikes (0/O, 1/l/I), easy to type from the screen."""
     alphabet = "abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789"
     return "".join(secrets.choice(alphabet) for _ in range(length))
@@ -165,9 +166,9 @@ def _load_state(data_dir: Path) -> DemoSite | None:
         return None
 
 
-async def _import(ctx: NodeContext, data: bytes, progress: Progress | None) -> None:
+async def _import(ctx: NodeContext, data: bytes, root: str, progress: Progress | None) -> None:
     async with ctx.db.sessions() as s:
-        present = await s.scalar(select(Entry.id).where(Entry.code == PROVINCE_CODE))
+        present = await s.scalar(select(Entry.id).where(Entry.code == root))
     if present is not None:
         log.info("demo directory already imported; keeping it")
         return
@@ -217,10 +218,13 @@ def prepare(
     write_atomic(data_dir / DIRECTORY_FILE, csv_text, 0o644)
     county = next(r for r in rows if r["tier"] == "county" and r["name"] == OPERATOR_COUNTY)
     logins = [
-        Login("admin", _password(), ["admin"], PROVINCE_CODE, "浙江省"),
-        Login("xihu", _password(), ["operator"], county["code"], OPERATOR_COUNTY),
+        Login("admin", new_password(), ["admin"], PROVINCE_CODE, "浙江省"),
+        Login("xihu", new_password(), ["operator"], county["code"], OPERATOR_COUNTY),
     ]
-    asyncio.run(_populate(load_config(config_path), csv_text.encode("utf-8"), logins, progress))
+    users = [(logins[0], "演示管理员"), (logins[1], "西湖区值班员")]
+    asyncio.run(
+        populate(load_config(config_path), csv_text.encode("utf-8"), PROVINCE_CODE, users, progress)
+    )
 
     site = DemoSite(data_dir, config_path, villages, seed, count_kinds(rows), logins, reused=False)
     state = {
@@ -237,13 +241,19 @@ def prepare(
     return site
 
 
-async def _populate(
-    config: NodeConfig, csv_data: bytes, logins: list[Login], progress: Progress | None
+async def populate(
+    config: NodeConfig,
+    csv_data: bytes,
+    root: str,
+    users: list[tuple[Login, str]],
+    progress: Progress | None,
 ) -> None:
+    """Import ``csv_data`` into the node of ``config`` unless ``root`` (its first org unit) is
+    already there, and create (or re-password) ``users`` with their display names."""
     ctx = await NodeContext.open(config)
     try:
-        await _import(ctx, csv_data, progress)
-        await _ensure_user(ctx, logins[0], "演示管理员")
-        await _ensure_user(ctx, logins[1], "西湖区值班员")
+        await _import(ctx, csv_data, root, progress)
+        for login, display_name in users:
+            await _ensure_user(ctx, login, display_name)
     finally:
         await ctx.close()
