@@ -23,6 +23,7 @@ import * as grantsView from "./views/grants.js";
 import * as recordingsView from "./views/recordings.js";
 import * as commandView from "./views/command.js";
 import * as fieldView from "./views/field.js";
+import * as alarmsView from "./views/alarms.js";
 
 const root = document.getElementById("app");
 const state = { me: null, page: null, view: null };
@@ -40,6 +41,7 @@ const PAGES = {
   recordings: { module: recordingsView, nav: "nav.recordings", roles: ["admin", "operator", "viewer"] },
   network: { module: networkView, nav: "nav.network" },
   command: { module: commandView, nav: "nav.command" },
+  alarms: { module: alarmsView, nav: "nav.alarms" },
   field: { module: fieldView, nav: "nav.field", roles: ["admin", "operator", "commander"] },
   kiosk: { module: kioskView, nav: "nav.kiosk", roles: ["admin", "operator"] },
   desk: { module: deskView, nav: "nav.desk", roles: ["admin", "agent"] },
