@@ -1,5 +1,11 @@
 """``bench/switch.py --udp``: the switch's UDP transport and Janus VideoRoom ``rtp_forward`` side
-by side through real loopback sockets (see that file's docstring). Not run alone."""
+by side through real loopback sockets (see that file's docstring). Not run alone.
+
+Latency probe: the sender writes CLOCK_REALTIME into each packet just before ``sendto``; the sink
+takes the kernel's receive timestamp of output 0's copy (``SO_TIMESTAMPNS``), so the figure is
+the forwarder's wake-up, work and send plus two loopback hops, and not when the bench's Python
+sink thread got round to reading it (that is kept as ``app_latency_*``). ``direct`` is the same
+probe with no forwarder (sender straight to the sink): the floor of the measurement."""
 
 from __future__ import annotations
 
@@ -24,11 +30,17 @@ SWITCH_IN = 40000
 JANUS_IN = 40010
 STAMP = struct.Struct("!Q")
 STAMP_AT = 12 + 2 + 8  # after the RTP header and the FU/STAP header bytes: inside the payload
+SO_TIMESTAMPNS = 35  # Linux (asm-generic/socket.h); the cmsg type is the same number
+TIMESPEC = struct.Struct("@qq")
 
 
-def serve_switch(in_port: int, sink_base: int, n: int, dataplane: bool = True) -> None:
+def serve_switch(
+    in_port: int, sink_base: int, n: int, dataplane: bool = True, rtcp: bool = False
+) -> None:
     """Child process: a SwitchTransport with one input and ``n`` outputs, until killed
-    (``dataplane=False``: the pure-Python asyncio path, as without the C extension)."""
+    (``dataplane=False``: the pure-Python asyncio path, as without the C extension; ``rtcp``:
+    each output has an RTCP destination, as the node's media channels do, so ``tick`` makes a
+    sender report per output per interval; the sink drops them)."""
     from vmesh.switch.codecs import Codec
     from vmesh.switch.core import InputSpec, OutputSpec, Switch
     from vmesh.switch.transport import SwitchTransport, use_uvloop
@@ -40,8 +52,11 @@ def serve_switch(in_port: int, sink_base: int, n: int, dataplane: bool = True) -
         await t.start()
         await t.add_input(InputSpec("cam", Codec.h264), port=in_port)
         for i in range(n):
+            dest = ("127.0.0.1", sink_base + i)
             await t.add_output(
-                OutputSpec(f"o{i}", Codec.h264, ssrc=i + 1, dest=("127.0.0.1", sink_base + i))
+                OutputSpec(
+                    f"o{i}", Codec.h264, ssrc=i + 1, dest=dest, rtcp_dest=dest if rtcp else None
+                )
             )
             t.route(f"o{i}", "cam")
         print(
@@ -53,7 +68,8 @@ def serve_switch(in_port: int, sink_base: int, n: int, dataplane: bool = True) -
 
 
 class Sink:
-    """Counts packets on ``n`` ports; latency samples of port 0 (ns)."""
+    """Counts RTP packets on ``n`` ports (RTCP is dropped); latency samples of port 0 (ns): by
+    the kernel's receive timestamp (``lat``) and when this thread read it (``app_lat``)."""
 
     def __init__(self, n: int) -> None:
         self.socks = []
@@ -61,29 +77,39 @@ class Sink:
         for i in range(n):
             s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+            s.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
             s.bind(("127.0.0.1", SINK_BASE + i))
             s.setblocking(False)
             self.sel.register(s, selectors.EVENT_READ, i)
             self.socks.append(s)
         self.count = 0
         self.lat: list[int] = []
+        self.app_lat: list[int] = []
         self.stop = False
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
 
     def _run(self) -> None:
-        now = time.monotonic_ns
+        now = time.time_ns
+        space = socket.CMSG_SPACE(TIMESPEC.size)
         while not self.stop:
             for key, _ in self.sel.select(0.1):
                 s: socket.socket = key.fileobj  # type: ignore[assignment]
                 while True:
                     try:
-                        data = s.recv(2048)
+                        data, anc, _, _ = s.recvmsg(2048, space)
                     except BlockingIOError:
                         break
+                    if len(data) >= 2 and 192 <= data[1] <= 223:
+                        continue  # RTCP (--rtcp: the switch's sender reports)
                     self.count += 1
                     if key.data == 0 and len(data) >= STAMP_AT + 8:
-                        self.lat.append(now() - STAMP.unpack_from(data, STAMP_AT)[0])
+                        sent = STAMP.unpack_from(data, STAMP_AT)[0]
+                        self.app_lat.append(now() - sent)
+                        for level, kind, cdata in anc:
+                            if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
+                                sec, nsec = TIMESPEC.unpack_from(cdata)
+                                self.lat.append(sec * 1_000_000_000 + nsec - sent)
 
     def close(self) -> None:
         self.stop = True
@@ -102,7 +128,7 @@ def send(packets: list[bytes], port: int, rate: int, seconds: float) -> int:
     while time.monotonic() - start < seconds:
         for _ in range(per_tick):
             p = bytearray(packets[n % len(packets)])
-            STAMP.pack_into(p, STAMP_AT, time.monotonic_ns())
+            STAMP.pack_into(p, STAMP_AT, time.time_ns())
             s.sendto(p, ("127.0.0.1", port))
             n += 1
         tick += 0.01
@@ -127,6 +153,7 @@ def measure(
         time.sleep(0.2)
         sink.count = 0
         sink.lat.clear()
+        sink.app_lat.clear()
         c0 = proc.cpu_times()
         t0 = time.monotonic()
         sent = send(packets, port, rate, seconds)
@@ -146,11 +173,25 @@ def measure(
         "packets_per_core_second": round(sink.count / cpu) if cpu > 0 else None,
         "latency_p50_ms": _pct(sink.lat, 0.5),
         "latency_p99_ms": _pct(sink.lat, 0.99),
+        "latency_p999_ms": _pct(sink.lat, 0.999),
+        "app_latency_p50_ms": _pct(sink.app_lat, 0.5),
+        "app_latency_p99_ms": _pct(sink.app_lat, 0.99),
     }
 
 
+def direct(packets: list[bytes], rate: int, seconds: float) -> dict[str, Any]:
+    """The probe with no forwarder: sender straight to sink port 0 (latency only)."""
+    r = measure(psutil.Process(), packets, SINK_BASE, 1, rate, seconds)
+    return {k: v for k, v in r.items() if "latency" in k or k in ("sent", "delivered")}
+
+
 def run_switch(
-    packets: list[bytes], n: int, rate: int, seconds: float, dataplane: bool = True
+    packets: list[bytes],
+    n: int,
+    rate: int,
+    seconds: float,
+    dataplane: bool = True,
+    rtcp: bool = False,
 ) -> dict[str, Any]:
     child = subprocess.Popen(
         [
@@ -161,6 +202,7 @@ def run_switch(
             str(SINK_BASE),
             str(n),
             *([] if dataplane else ["--no-dataplane"]),
+            *(["--rtcp"] if rtcp else []),
         ],
         stdout=subprocess.PIPE,
         text=True,
@@ -227,12 +269,14 @@ def side_by_side(
     seconds: float,
     fanouts: tuple[int, ...],
     also_python: bool = False,
+    with_rtcp: bool = False,
 ) -> dict[str, Any]:
     from vmesh.edge.service import JanusEdge
 
     # The remote publisher demultiplexes by SSRC 1000 + 10 * mindex.
     jpackets = [p[:8] + struct.pack("!I", 1000) + p[12:] for p in packets]
     out: dict[str, Any] = {"rate_in_pps": rate, "seconds": seconds, "results": []}
+    out["direct"] = direct(packets, rate, seconds)
     loop = asyncio.new_event_loop()
     with tempfile.TemporaryDirectory() as tmp:
         edge = JanusEdge.for_data_dir(
@@ -249,6 +293,7 @@ def side_by_side(
             for k, n in enumerate(fanouts):
                 py = run_switch(packets, n, rate, seconds, False) if also_python else None
                 sw = run_switch(packets, n, rate, seconds)
+                swr = run_switch(packets, n, rate, seconds, rtcp=True) if with_rtcp else None
                 session, _, _ = loop.run_until_complete(_janus_setup(edge, n, 101 + k))
                 # Janus's port of this publisher (JANUS_IN + 2 * (id % 4)).
                 port = JANUS_IN + 2 * ((101 + k) % 4)
@@ -259,6 +304,8 @@ def side_by_side(
                 if sw["packets_per_core_second"] and ja["packets_per_core_second"]:
                     ratio = round(sw["packets_per_core_second"] / ja["packets_per_core_second"], 3)
                 row = {"fanout": n, "switch": sw, "janus": ja, "switch_to_janus_per_core": ratio}
+                if swr is not None:
+                    row["switch_with_rtcp"] = swr
                 if py is not None:
                     row["switch_python_path"] = py
                     if py["packets_per_core_second"] and ja["packets_per_core_second"]:

@@ -97,13 +97,20 @@ def main() -> None:
         action="store_true",
         help="with --udp: also the switch without its C data plane (the pure-Python path)",
     )
+    ap.add_argument(
+        "--with-rtcp",
+        action="store_true",
+        help="with --udp: also the switch with an RTCP destination per output (sender reports "
+        "every interval, as the node's media channels have)",
+    )
     ap.add_argument("--serve-switch", nargs=3, type=int, metavar=("IN", "SINK", "N"))
     ap.add_argument("--no-dataplane", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--rtcp", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.serve_switch:
         from bench_switch_udp import serve_switch
 
-        serve_switch(*args.serve_switch, dataplane=not args.no_dataplane)
+        serve_switch(*args.serve_switch, dataplane=not args.no_dataplane, rtcp=args.rtcp)
         return
     packets = stream(0x10000 // PER_FRAME)
     results = [run(f, packets, args.seconds) for f in (1, 10, 100)]
@@ -112,7 +119,12 @@ def main() -> None:
         from bench_switch_udp import side_by_side
 
         udp = side_by_side(
-            packets, args.rate, args.udp_seconds, (1, 10, 100), also_python=args.also_python
+            packets,
+            args.rate,
+            args.udp_seconds,
+            (1, 10, 100),
+            also_python=args.also_python,
+            with_rtcp=args.with_rtcp,
         )
     print(
         json.dumps(

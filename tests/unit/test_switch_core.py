@@ -360,25 +360,58 @@ def test_sender_reports_for_outputs_and_receiver_reports_for_sources() -> None:
     feed(sw, "a", [lost[0], lost[2]], t + 0.04)
     src_sr = RtcpSenderReport(0xA, 0x1234_5678_9ABC_0000, 0, 5, 500).serialize()
     sw.on_input_rtcp("a", src_sr, t + 0.05)
-    sends = sw.tick(t + 0.1)
-    by_dest = {s.dest: parse_compound(s.data) for s in sends}
-    sr, sdes = by_dest["o1-rtcp"]
+    # Ticks every 50 ms: the first SR and RR come within half an RTCP interval (RFC 3550 §6.2).
+    by_dest: dict[Hashable, tuple[float, list[object]]] = {}
+    for k in range(1, 12):
+        for s in sw.tick(t + 0.05 * k):
+            assert s.dest not in by_dest, "a second report within half an interval"
+            by_dest[s.dest] = (t + 0.05 * k, parse_compound(s.data))
+    sr, sdes = by_dest["o1-rtcp"][1]
     assert isinstance(sr, RtcpSenderReport) and isinstance(sdes, RtcpSdes)
     assert sr.ssrc == 0x1111 and sr.packet_count == 5
     forwarded = [*sent, parse_rtp(lost[0]), parse_rtp(lost[2])]
     assert sr.octet_count == sum(len(p.payload) for p in forwarded)
     assert sdes.chunks[0].cname == "vmesh-switch"
-    rr = by_dest["cam-a-rtcp"][0]
+    rr_at, (rr, *_) = by_dest["cam-a-rtcp"]
     assert isinstance(rr, RtcpReceiverReport)
     (block,) = rr.reports
     assert (block.ssrc, block.cumulative_lost, block.fraction_lost) == (0xA, 1, 256 // 6)
-    assert block.lsr == 0x5678_9ABC and block.dlsr == round(0.05 * 65536)
-    assert sw.tick(t + 0.5) == []  # not due before the RTCP interval
+    assert block.lsr == 0x5678_9ABC and block.dlsr == round((rr_at - t - 0.05) * 65536)
     # The receiver's report about our output is kept.
     block_back = ReportBlock(0x1111, 128, 3, 1000, 900)
     sw.on_rtcp("o1", serialize_compound([RtcpReceiverReport(42, (block_back,))]), t + 0.6)
     out = sw.snapshot().outputs["o1"]
     assert (out.receiver_fraction_lost, out.receiver_lost, out.receiver_jitter) == (0.5, 3, 0.01)
+
+
+def test_reports_of_many_outputs_are_spread_over_ticks_and_each_keeps_its_rate() -> None:
+    """RFC 3550 §6.3 randomised intervals: a hundred outputs routed at once report in many
+    different ticks (a tick never makes all hundred SRs at once, which would hold up the packets
+    behind it), and each output still reports about once per interval, with its own counts."""
+    sw, clock, cam = Switch(rng=random.Random(5)), Clock(), Camera("a", 0xA)
+    sw.add_input(InputSpec("a", Codec.h264))
+    for i in range(100):
+        sw.add_output(OutputSpec(f"o{i}", Codec.h264, ssrc=i + 1, dest=i, rtcp_dest=f"r{i}"))
+        sw.route(f"o{i}", "a", clock.now)
+    per_tick: list[int] = []
+    srs: dict[Hashable, list[RtcpSenderReport]] = {}
+    for k in range(500):  # 20 s: a frame every 40 ms, a tick after each
+        now = clock.frame()
+        feed(sw, "a", cam.frame(key=k % 25 == 0), now)
+        sends = sw.tick(now)
+        per_tick.append(len(sends))
+        for s in sends:
+            sr = parse_compound(s.data)[0]
+            assert isinstance(sr, RtcpSenderReport)
+            srs.setdefault(s.dest, []).append(sr)
+    assert max(per_tick) < 40  # spread: all 100 in one tick was the old behaviour
+    assert sum(1 for n in per_tick if n) > 250
+    assert sorted(srs) == sorted(f"r{i}" for i in range(100))
+    for dest, got in srs.items():
+        assert 13 <= len(got) <= 40, (dest, len(got))  # once per 0.5-1.5 s over 20 s
+        assert [sr.packet_count for sr in got] == sorted(sr.packet_count for sr in got)
+    snap = sw.snapshot()
+    assert {o.packets for o in snap.outputs.values()} == {snap.inputs["a"].packets}
 
 
 def test_source_restart_with_new_ssrc_waits_for_its_keyframe() -> None:
