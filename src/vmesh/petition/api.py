@@ -106,7 +106,7 @@ async def _form_text(form: Any, name: str, limit: int = 4000) -> str:
 @router.post("/petitions", status_code=201)
 async def book(request: Request, me: Principal = Me, svc: PetitionService = Svc) -> Json:
     ctype = request.headers.get("content-type", "")
-    if not ctype.startswith("multipart/form-data"):
+    if not ctype.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
         raise InvalidInput.one("Content-Type", "must be multipart/form-data", ctype or None)
     limit = MAX_EVIDENCE_BYTES * (MAX_EVIDENCE + 1)
     if int(request.headers.get("content-length") or 0) > limit:
