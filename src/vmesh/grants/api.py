@@ -4,10 +4,16 @@
 
     POST /api/grants  {grantee: unit|department, org?, tags?, codes?, purpose, from, until}
          -> 201 grant (sent to the owner node and stored at both ends)      (operator or viewer)
+         decider?: owner (default) | province | <node code above the owner>: where it is decided
+    POST /api/grants/direct  {grantee: unit|department, grantee_code, org?, tags?, codes?,
+                              purpose, from, until}
+         -> 201 grant, approved here (admin or operator at the owner or an ancestor of it whose
+            scope covers the cameras); delivered to the grantee's node and the owner
     GET  /api/grants?view=mine|queue|active|all&offset=&limit=  -> Page[grant]
+         (queue: applications waiting for this node's decision)
     GET  /api/grants/{id}  -> grant
     POST /api/grants/{id}/decision  {decision: approve|reject, reason, from?, until?}
-         -> grant                 (admin or operator at the owner node, cameras in scope)
+         -> grant                 (admin or operator at the deciding node, cameras in scope)
     POST /api/grants/{id}/revoke  {reason}  -> grant                      (same as decision)
     GET  /api/grants/report?since=&until=&username=&camera=&grant=&department=&offset=&limit=
          -> Page[{at, user, action, camera, node, grant, purpose, department, result, ...}]
@@ -88,6 +94,15 @@ async def apply_grant(
     return _view(await _service(ctx).apply(p, body))
 
 
+@router.post(
+    "/grants/direct", status_code=201, summary="Grant cameras to another unit directly (decider)"
+)
+async def grant_direct(
+    p: Decider, ctx: Ctx, body: Annotated[dict[str, Any], Body()]
+) -> dict[str, Any]:
+    return _view(await _service(ctx).grant_direct(p, body))
+
+
 @router.get("/grants", summary="Grants known at this node")
 async def list_grants(
     p: Applicant,
@@ -109,7 +124,7 @@ async def list_grants(
     if view == "mine":
         where = [mine]
     elif view == "queue":
-        where = [GrantRow.owner_node == here, GrantRow.status == Status.applied.value]
+        where = [GrantRow.decider_node == here, GrantRow.status == Status.applied.value]
     elif view == "active":
         where = [GrantRow.status == Status.approved.value]
         if not operator:
@@ -264,14 +279,14 @@ async def get_grant(p: Applicant, ctx: Ctx, grant_id: str) -> dict[str, Any]:
     return _view(await _service(ctx).store.get(grant_id))
 
 
-@router.post("/grants/{grant_id}/decision", summary="Approve or reject (owner node)")
+@router.post("/grants/{grant_id}/decision", summary="Approve or reject (deciding node)")
 async def decide_grant(
     p: Decider, ctx: Ctx, grant_id: str, body: Annotated[dict[str, Any], Body()]
 ) -> dict[str, Any]:
     return _view(await _service(ctx).decide(p, grant_id, body))
 
 
-@router.post("/grants/{grant_id}/revoke", summary="Revoke an approved grant (owner node)")
+@router.post("/grants/{grant_id}/revoke", summary="Revoke an approved grant (deciding node)")
 async def revoke_grant(
     p: Decider, ctx: Ctx, grant_id: str, body: Annotated[dict[str, Any], Body()]
 ) -> dict[str, Any]:

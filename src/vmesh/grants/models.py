@@ -1,5 +1,5 @@
-"""Grant tables (migration 0007): every grant this node knows — applied here, owned here, or
-replicated here — and the outbox of grant versions still to be delivered to other nodes."""
+"""Grant tables (migrations 0007, 0011): every grant this node knows — applied here, owned or
+decided here, or replicated here — and the outbox of grant versions still to be delivered."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from vmesh.storage.db import Base
 
 
 class GrantRow(Base):
-    """One grant at its latest version known here (only ``owner_node`` writes new versions)."""
+    """One grant at its latest version known here (only ``decider_node`` writes new versions:
+    the owner node, or an ancestor of it that the application named or that granted directly)."""
 
     __tablename__ = "grants"
 
@@ -24,6 +25,8 @@ class GrantRow(Base):
     grantee_code: Mapped[str] = mapped_column(String(20))
     applicant_user: Mapped[str] = mapped_column(String(64))
     owner_node: Mapped[str] = mapped_column(String(20))
+    decider_node: Mapped[str] = mapped_column(String(20), default="")
+    decider_scope: Mapped[str] = mapped_column(String(20), default="")  # the decider's scope
     sel_org: Mapped[str | None] = mapped_column(String(20))
     sel_tags: Mapped[str] = mapped_column(Text, default="")  # space-separated
     sel_codes: Mapped[str] = mapped_column(Text, default="")  # space-separated
@@ -44,6 +47,7 @@ class GrantRow(Base):
     __table_args__ = (
         Index("ix_grants_owner_status", "owner_node", "status"),
         Index("ix_grants_applicant", "applicant_node", "grantee_code"),
+        Index("ix_grants_decider_status", "decider_node", "status"),
     )
 
 

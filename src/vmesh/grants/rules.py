@@ -19,9 +19,16 @@ out of the subtree or untagged stops being covered.
 Grantee: ``unit`` (the applicant's scope org unit: users whose scope lies inside it) or
 ``department`` (users whose ``department_code`` is it).
 
+Authority (``above``, ``decider_refusal``): a grant is decided (approved, rejected, granted
+directly, revoked) by its owner node — the cameras' own node — or by an ancestor of it: a node
+whose division strictly holds the owner's (the province, or the city above a county: the same
+division rule by which the fabric serves a province or its city without a grant). The deciding
+user's scope must cover every selected root (org or camera code) by division too. Every node that
+receives a decided version checks this before storing it.
+
 Public: ``Status``, ``Selection``, ``CameraFacts``, ``Period``, ``Application``,
 ``parse_application``, ``parse_decision``, ``transition``, ``effective``, ``ended_reason``,
-``grantee_includes``, ``new_grant_id``.
+``grantee_includes``, ``new_grant_id``, ``above``, ``decider_refusal``.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ from typing import Any
 
 from vmesh.auth.principal import Principal
 from vmesh.errors import Conflict, ErrorList, FieldError, InvalidInput
+from vmesh.identity.codes import division_prefix
 
 _CODE = re.compile(r"^\d{20}$")
 _GRANT_ID = re.compile(r"^G[0-9a-f]{12}$")
@@ -242,12 +250,23 @@ def _selection(body: dict[str, Any], errors: ErrorList) -> Selection | None:
     return Selection(org=org, tags=tuple(sorted({t.strip() for t in tags})))
 
 
-def parse_application(body: dict[str, Any], principal: Principal, now: datetime) -> Application:
-    """Validate an application; ``InvalidInput`` lists every field that is wrong."""
+def parse_application(
+    body: dict[str, Any], principal: Principal, now: datetime, *, direct: bool = False
+) -> Application:
+    """Validate an application; ``InvalidInput`` lists every field that is wrong. ``direct``: a
+    grant given by a decider, naming the grantee's org unit or department in ``grantee_code``."""
     errors = ErrorList()
     grantee = body.get("grantee") or "unit"
     code = ""
-    if grantee == "unit":
+    if direct:
+        code = str(body.get("grantee_code") or "")
+        if grantee not in ("unit", "department"):
+            errors.add(FieldError("grantee", "must be unit or department", str(grantee)))
+        if not _CODE.match(code):
+            errors.add(
+                FieldError("grantee_code", "must be the 20-digit code of the grantee", code[:60])
+            )
+    elif grantee == "unit":
         code = principal.scope_code
     elif grantee == "department":
         if not principal.department_code:
@@ -359,3 +378,42 @@ def grantee_includes(kind: str, code: str, grantee_path: str | None, principal: 
     if principal.scope_code == code:
         return True
     return grantee_path is not None and principal.scope_path.startswith(grantee_path)
+
+
+def _division(code: str) -> str:
+    return division_prefix(code[:8])
+
+
+def above(upper: str, lower: str) -> bool:
+    """True when node ``upper`` is an ancestor of node ``lower``: its division strictly holds
+    ``lower``'s (330000 above 330300 and 330328; 330100 is not above 330328, nor is a node above
+    itself or a node of the same division)."""
+    up, low = _division(upper), _division(lower)
+    return len(up) < len(low) and low.startswith(up)
+
+
+def decider_refusal(
+    *, decider_node: str, decider_user: str, decider_scope: str, owner_node: str,
+    roots: tuple[str, ...],
+) -> str | None:  # fmt: skip
+    """Why a decision taken at ``decider_node`` by ``decider_user`` (scope ``decider_scope``)
+    over cameras of ``owner_node`` must not be honoured; ``None`` when it may.
+
+    The owner's own decisions are checked at the owner against its directory (``None`` here);
+    any other decider must be an ancestor of the owner (``above``) and the user's scope must hold
+    every root by division."""
+    if decider_node == owner_node:
+        return None
+    if not above(decider_node, owner_node):
+        return (
+            f"node {decider_node} is not above node {owner_node}: only the cameras' own node "
+            "or a node whose division holds it decides a grant of its cameras"
+        )
+    scope = _division(decider_scope) if decider_scope else ""
+    outside = [r for r in roots if not scope or not r.startswith(scope)]
+    if outside:
+        return (
+            f"{decider_user or 'the decider'}'s scope {decider_scope or '(none)'} at node "
+            f"{decider_node} does not cover {', '.join(outside)}"
+        )
+    return None

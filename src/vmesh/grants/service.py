@@ -12,6 +12,17 @@ subject)::
     <- {"applied": true | false}          false: this version (or a newer one) was already here
     -> {"op": "camera", "code": "<camera code>"}             (viewer's node → owner)
     <- {"code", "name", "kind", "tags", "ancestors", "node"}
+    -> {"op": "root"}                                         (a child → its parent)
+    <- {"root": "<the top node of this node's chain>"}
+
+Deciding node (``decider_node``): an application goes to the owner (the default) or to the node it
+names in ``decider`` — ``"province"`` (the top of the applicant's chain) or a node code — which
+must be an ancestor of the owner (``rules.above``); that node checks the cameras are the owner's in
+its catalogue, stores the application and decides it. An operator at an ancestor may also grant
+directly (``grant_direct``: grantee unit or department of another node, located through the
+catalogues). The decider's versions go to the applicant's node, the owner and its own parent;
+every receiving node checks the decider's authority (``store.refusal``) and refuses with 403 and an
+audit row when it has none; a refused delivery is dropped at the sender, not retried.
 
 Delivery of decisions: each new version is written, in the decision's own transaction, to the
 ``grant_outbox`` for the applicant's node and this node's parent; a node that applies a newer
@@ -48,10 +59,12 @@ from typing import TYPE_CHECKING, Any
 
 from vmesh.auth.principal import Principal
 from vmesh.errors import Forbidden, InvalidInput, NotFound, VmeshError
-from vmesh.grants.models import GrantRow
+from vmesh.federation.bus import RemoteError
+from vmesh.grants.models import GrantOutbox, GrantRow
 from vmesh.grants.rules import (
     CameraFacts,
     Status,
+    above,
     ended_reason,
     grantee_includes,
     new_grant_id,
@@ -129,6 +142,7 @@ class GrantService:
         # (user, camera) → grant used for the view, for the fabric's open/record (credentials).
         self._creds: dict[tuple[str, str], str] = {}
         self._fact_cache: dict[str, CameraFacts] = {}
+        self._root: str | None = None
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         # Called with a grant id when it ends here (the fabric closes what it serves under it).
@@ -153,13 +167,57 @@ class GrantService:
     async def apply(self, p: Principal, body: dict[str, Any]) -> GrantRow:
         app = parse_application(body, p, self.clock())
         owner = await self._owner(app.selection.roots(), "codes" if app.selection.codes else "org")
-        g = self.store.new_row(new_grant_id(), app, p.username, owner)
+        decider = await self._decider(body.get("decider"), owner)
+        g = self.store.new_row(new_grant_id(), app, p.username, owner, decider)
+        if decider == self.node and owner == self.node:
+            await self.store.check_owned(app.selection, p.username)
+        elif decider == self.node:
+            await self.store.check_catalogued(app.selection, owner)
+        else:
+            await self._call(decider, {"op": "apply", "grant": to_wire(g)})
+        await self.store.store_application(g, p)
+        return g
+
+    async def grant_direct(self, p: Principal, body: dict[str, Any]) -> GrantRow:
+        """Grant ``body``'s cameras to another unit or department directly, decided here (the
+        owner, or an ancestor of it whose scope covers them)."""
+        app = parse_application(body, p, self.clock(), direct=True)
+        owner = await self._owner(app.selection.roots(), "codes" if app.selection.codes else "org")
+        grantee_node = await self._owner((app.grantee_code,), "grantee_code")
         if owner == self.node:
             await self.store.check_owned(app.selection, p.username)
         else:
-            await self._call(owner, {"op": "apply", "grant": to_wire(g)})
-        await self.store.store_application(g, p)
+            await self.store.check_catalogued(app.selection, owner)
+        g = self.store.new_row(new_grant_id(), app, p.username, owner, self.node)
+        g.applicant_node = grantee_node
+        g = await self.store.grant_direct(g, p, self._targets(g))
+        self._wake.set()
         return g
+
+    async def _decider(self, v: object, owner: str) -> str:
+        """The node named by an application's ``decider``: the owner (default), the province
+        (``"province"``: the top of this node's chain) or a node code above the owner."""
+        if v in (None, "", "owner"):
+            return owner
+        node = await self.root() if v == "province" else v
+        if not isinstance(node, str) or len(node) != 20 or not node.isdigit():
+            raise InvalidInput.one("decider", "must be owner, province or a node code", str(v))
+        if node != owner and not above(node, owner):
+            raise InvalidInput.one(
+                "decider",
+                f"node {node} is not above the owner node {owner}; it cannot decide",
+                node,
+            )
+        return node
+
+    async def root(self) -> str:
+        """The top node of this node's chain of parents (this node when it has none)."""
+        parent = self.parent()
+        if parent is None or self.bus is None:
+            return self.node
+        if self._root is None:
+            self._root = str((await self._call(parent, {"op": "root"}))["root"])
+        return self._root
 
     async def decide(self, p: Principal, grant_id: str, body: dict[str, Any]) -> GrantRow:
         g = await self.store.get(grant_id)
@@ -177,7 +235,7 @@ class GrantService:
         return g
 
     def _targets(self, g: GrantRow) -> list[str]:
-        return [t for t in (g.applicant_node, self.parent()) if t]
+        return [t for t in (g.applicant_node, g.owner_node, self.parent()) if t]
 
     async def _owner(self, roots: tuple[str, ...], field: str) -> str:
         owners = await self.store.owner_of(roots)
@@ -216,15 +274,29 @@ class GrantService:
                     up = await self._call(self.parent() or "", {"op": "locate", "codes": missing})
                     owners.update(up.get("owners") or {})
             return {"owners": owners}
+        if op == "root":
+            return {"root": await self.root()}
         if op == "apply":
             g = from_wire(body.get("grant") or {})
-            if g.owner_node != self.node or g.status != Status.applied or g.version != 1:
+            if g.decider_node != self.node or g.status != Status.applied or g.version != 1:
                 raise InvalidInput.one("grant", f"not an application to node {self.node}", g.id)
-            await self.store.check_owned(selection_of(g), g.applicant_user)
+            if g.owner_node == self.node:
+                await self.store.check_owned(selection_of(g), g.applicant_user)
+            elif above(self.node, g.owner_node):
+                await self.store.check_catalogued(selection_of(g), g.owner_node)
+            else:
+                raise InvalidInput.one(
+                    "decider", f"node {self.node} is not above the owner node {g.owner_node}"
+                )
             await self.store.store_application(g, _remote_actor(g))
             return {"stored": True}
         if op == "sync":
             g = from_wire(body.get("grant") or {})
+            why = await self.store.refusal(g, str(body.get("from") or ""))
+            if why is not None:
+                raise Forbidden(
+                    f"grant {g.id} version {g.version} refused at node {self.node}: {why}"
+                )
             applied = await self.store.receive(
                 g, str(body.get("from") or ""), [t for t in (self.parent(),) if t]
             )
@@ -238,7 +310,7 @@ class GrantService:
             if facts is None or facts.node != self.node:
                 raise NotFound(f"camera {code} is not in the directory of node {self.node}")
             return facts.as_dict()
-        raise InvalidInput.one("op", "must be locate, apply, sync or camera", op)
+        raise InvalidInput.one("op", "must be locate, root, apply, sync or camera", op)
 
     # --- the viewer's node ------------------------------------------------------------------------
 
@@ -384,17 +456,28 @@ class GrantService:
                 await self._call(
                     item.target_node, {"op": "sync", "grant": to_wire(g), "from": self.node}
                 )
-            except VmeshError as e:
-                wait = min(RETRY_MAX, RETRY_MIN * 2 ** min(item.attempts, 4))
-                await self.store.retry_later(item, e.detail, self.clock() + timedelta(seconds=wait))
-                log.info(
-                    "grants node=%s grant=%s v%d to %s not delivered (retry in %.1fs): %s",
-                    self.node, g.id, item.version, item.target_node, wait, e.detail,
+            except RemoteError as e:
+                if e.status != 403:
+                    await self._retry(item, g, e)
+                    continue
+                log.warning(
+                    "grants node=%s grant=%s v%d refused by %s, dropped: %s",
+                    self.node, g.id, item.version, item.target_node, e.detail,
                 )  # fmt: skip
+            except VmeshError as e:
+                await self._retry(item, g, e)
                 continue
             await self.store.delivered(item)
             n += 1
         return n
+
+    async def _retry(self, item: GrantOutbox, g: GrantRow, e: VmeshError) -> None:
+        wait = min(RETRY_MAX, RETRY_MIN * 2 ** min(item.attempts, 4))
+        await self.store.retry_later(item, e.detail, self.clock() + timedelta(seconds=wait))
+        log.info(
+            "grants node=%s grant=%s v%d to %s not delivered (retry in %.1fs): %s",
+            self.node, g.id, item.version, item.target_node, wait, e.detail,
+        )  # fmt: skip
 
     async def _sweep_loop(self) -> None:
         while True:

@@ -7,6 +7,11 @@ them). Versions: the applicant writes version 1 (``applied``); only the owner no
 ones (decision 2, revocation 3); ``expired`` is stored by each node on its own clock without a new
 version. ``receive`` applies another node's version only when it is newer (idempotent).
 
+Deciding node: ``decider_node`` writes versions 2 and 3 — the owner, or an ancestor of it named by
+the application or granting directly (``grant_direct``: one transaction storing version 2,
+approved). ``receive`` refuses a decided version whose decider has no authority over the cameras
+(``rules.decider_refusal``), audits ``grant.refuse`` ``denied`` with the reason and stores nothing.
+
 ``camera_facts`` reads a camera's facts (ancestors, tags) from this node's directory, else from
 its catalogue (walking ``parent_code``).
 
@@ -36,6 +41,7 @@ from vmesh.grants.rules import (
     Period,
     Selection,
     Status,
+    decider_refusal,
     transition,
     valid_grant_id,
 )
@@ -50,8 +56,8 @@ _TIMES = (
 )  # fmt: skip
 _FIELDS = (
     "id", "version", "status", "applicant_node", "grantee_kind", "grantee_code", "applicant_user",
-    "owner_node", "sel_org", "sel_tags", "sel_codes", "purpose", "decided_by", "decision_reason",
-    "revoked_by", "revoke_reason", *_TIMES,
+    "owner_node", "decider_node", "decider_scope", "sel_org", "sel_tags", "sel_codes", "purpose",
+    "decided_by", "decision_reason", "revoked_by", "revoke_reason", *_TIMES,
 )  # fmt: skip
 
 
@@ -85,6 +91,8 @@ def from_wire(d: dict[str, Any]) -> GrantRow:
         for f in ("sel_tags", "sel_codes", "decided_by", "decision_reason", "revoked_by"):
             kw[f] = kw[f] or ""
         kw["revoke_reason"] = kw["revoke_reason"] or ""
+        kw["decider_node"] = kw["decider_node"] or kw["owner_node"]  # before 0011: the owner
+        kw["decider_scope"] = kw["decider_scope"] or ""
     except (ValueError, TypeError) as e:
         raise InvalidInput.one("grant", f"not a grant record: {e}") from None
     return GrantRow(**kw)
@@ -107,6 +115,7 @@ def audit_detail(g: GrantRow, **more: Any) -> dict[str, Any]:
         "grantee": g.grantee_code,
         "applicant_node": g.applicant_node,
         "owner_node": g.owner_node,
+        "decider_node": g.decider_node,
         "cameras": selection_of(g).describe(),
     }
     d.update(more)
@@ -233,7 +242,27 @@ class GrantStore:
                 raise InvalidInput.one(field, f"{code} is a {rows[code]}, not a camera", code)
         log.debug("grants node=%s selection checked for %s", self.node, who)
 
-    def new_row(self, grant_id: str, app: Application, user: str, owner: str) -> GrantRow:
+    async def check_catalogued(self, sel: Selection, owner: str) -> None:
+        """At an ancestor deciding for ``owner``: every root of ``sel`` is in this node's
+        catalogue as ``owner``'s (and listed codes are cameras); ``InvalidInput`` otherwise."""
+        async with self.db.sessions() as s:
+            q = select(CatalogueEntry.code, CatalogueEntry.origin_node, CatalogueEntry.kind).where(
+                CatalogueEntry.code.in_(sel.roots()), CatalogueEntry.deleted.is_(False)
+            )
+            rows = {c: (n, k) for c, n, k in (await s.execute(q)).all()}
+        field = "codes" if sel.codes else "org"
+        for code in sel.roots():
+            if code not in rows or rows[code][0] != owner:
+                raise InvalidInput.one(
+                    field, f"{code} is not in the catalogue of node {self.node} as node {owner}'s",
+                    code,
+                )  # fmt: skip
+            if sel.codes and rows[code][1] != "camera":
+                raise InvalidInput.one(field, f"{code} is a {rows[code][1]}, not a camera", code)
+
+    def new_row(
+        self, grant_id: str, app: Application, user: str, owner: str, decider: str = ""
+    ) -> GrantRow:
         now = datetime.now(UTC)
         return GrantRow(
             id=grant_id,
@@ -244,6 +273,8 @@ class GrantStore:
             grantee_code=app.grantee_code,
             applicant_user=user,
             owner_node=owner,
+            decider_node=decider or owner,
+            decider_scope="",
             sel_org=app.selection.org,
             sel_tags=" ".join(app.selection.tags),
             sel_codes=" ".join(app.selection.codes),
@@ -282,6 +313,7 @@ class GrantStore:
             now = datetime.now(UTC)
             g.version += 1
             g.decided_by, g.decided_at, g.decision_reason = p.username, now, decision.reason
+            g.decider_scope = p.scope_code
             if decision.period is not None:
                 g.valid_from, g.valid_until = decision.period.start, decision.period.end
             g.updated_at = now
@@ -304,6 +336,7 @@ class GrantStore:
             now = datetime.now(UTC)
             g.version += 1
             g.revoked_by, g.revoked_at, g.revoke_reason, g.updated_at = p.username, now, reason, now
+            g.decider_scope = p.scope_code
             self.audit.record(
                 s, p, "grant.revoke", g.sel_org or "", "ok", audit_detail(g, reason=reason)
             )
@@ -315,13 +348,28 @@ class GrantStore:
         g = await s.get(GrantRow, grant_id, with_for_update=True)
         if g is None:
             raise NotFound(f"grant {grant_id} is not known at node {self.node}")
-        if g.owner_node != self.node:
+        if g.decider_node != self.node:
             raise Forbidden(
-                f"grant {grant_id} belongs to owner node {g.owner_node}; "
+                f"grant {grant_id} is decided at node {g.decider_node}; "
                 "only an administrator or operator there decides or revokes it"
             )
-        await self.check_scope(s, selection_of(g), p)
+        await self.check_authority(s, g.owner_node, selection_of(g), p)
         return g
+
+    async def check_authority(
+        self, s: AsyncSession, owner: str, sel: Selection, p: Principal
+    ) -> None:
+        """May ``p`` decide a grant of ``owner``'s cameras ``sel`` here? At the owner: its
+        directory holds them inside ``p``'s scope; at an ancestor: ``rules.decider_refusal``."""
+        if owner == self.node:
+            await self.check_scope(s, sel, p)
+            return
+        why = decider_refusal(
+            decider_node=self.node, decider_user=p.username, decider_scope=p.scope_code,
+            owner_node=owner, roots=sel.roots(),
+        )  # fmt: skip
+        if why is not None:
+            raise Forbidden(why)
 
     async def check_scope(self, s: AsyncSession, sel: Selection, p: Principal) -> None:
         paths = (await s.scalars(select(Entry.path).where(Entry.code.in_(sel.roots())))).all()
@@ -330,6 +378,47 @@ class GrantStore:
                 f"{sel.describe()} are not all inside your scope {p.scope_code}; "
                 "an administrator or operator whose scope holds them decides"
             )
+
+    async def grant_direct(self, g: GrantRow, p: Principal, targets: Sequence[str]) -> GrantRow:
+        """Store ``g`` (built by ``new_row`` for the grantee's node) as decided here: version 2,
+        approved for its requested period, with its audit row and outbox, in one transaction."""
+        async with self.audit.transaction() as s:
+            await self.check_authority(s, g.owner_node, selection_of(g), p)
+            if await s.get(GrantRow, g.id) is not None:
+                raise InvalidInput.one("grant", f"grant id {g.id} is taken", g.id)
+            now = datetime.now(UTC)
+            g.version, g.status = 2, Status.approved.value
+            g.decided_by, g.decided_at, g.decider_scope = p.username, now, p.scope_code
+            g.valid_from, g.valid_until = g.requested_from, g.requested_until
+            s.add(g)
+            detail = audit_detail(
+                g,
+                direct=True,
+                **{"from": g.valid_from.isoformat(), "until": g.valid_until.isoformat()},
+            )
+            self.audit.record(s, p, "grant.approve", g.sel_org or "", "ok", detail)
+            self._outbox(s, g, targets)
+        return g
+
+    async def refusal(self, g: GrantRow, from_node: str) -> str | None:
+        """Why a decided version received from ``from_node`` must not be stored here (audited as
+        ``grant.refuse`` ``denied``); ``None`` when its decider has authority over the cameras."""
+        if g.version < 2:
+            return None
+        why = decider_refusal(
+            decider_node=g.decider_node, decider_user=g.revoked_by or g.decided_by,
+            decider_scope=g.decider_scope, owner_node=g.owner_node, roots=selection_of(g).roots(),
+        )  # fmt: skip
+        held = await self.find(g.id)
+        if why is None and held is not None and held.decider_node != g.decider_node:
+            why = f"grant {g.id} is decided at node {held.decider_node}, not {g.decider_node}"
+        if why is not None:
+            await self.audit.write(
+                ACTOR, "grant.refuse", g.sel_org or "", "denied",
+                audit_detail(g, version=g.version, status=g.status, replica_of=from_node,
+                             by=g.revoked_by or g.decided_by, reason=why),
+            )  # fmt: skip
+        return why
 
     async def receive(self, g: GrantRow, from_node: str, targets: Sequence[str]) -> bool:
         """Apply another node's version of a grant if newer; audited; True when applied."""
@@ -424,5 +513,10 @@ def visible_to(p: Principal, node: str) -> Any:
         GrantRow.grantee_code == (p.department_code or "-"),
     )
     if p.has("admin", "operator"):
-        return or_(mine, GrantRow.owner_node == node, GrantRow.applicant_node != node)
+        return or_(
+            mine,
+            GrantRow.owner_node == node,
+            GrantRow.decider_node == node,
+            GrantRow.applicant_node != node,
+        )
     return mine
