@@ -39,6 +39,7 @@ import contextlib
 import logging
 import os
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Hashable
@@ -56,6 +57,9 @@ log = logging.getLogger(__name__)
 
 Address = tuple[str, int]
 RECEIVE_BUFFER = 4 * 1024 * 1024
+GIL_INTERVAL = 0.0005  # s: the longest the data plane waits for the GIL held by other Python code
+# Data planes running in this process that lowered the switch interval, and its value before.
+_gil = {"users": 0, "saved": 0.0}
 
 
 class Latched(NamedTuple):
@@ -117,6 +121,7 @@ class SwitchTransport:
         tick_interval: float = 0.05,
         clock: Callable[[], float] = time.time,
         dataplane: bool = True,
+        gil_interval: float | None = GIL_INTERVAL,
     ) -> None:
         self.switch = switch
         self.host = host
@@ -141,6 +146,9 @@ class SwitchTransport:
         self._plane_socks: dict[str, socket.socket] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread = 0
+        # While the data plane runs: sys.setswitchinterval at most this (None: leave it alone).
+        self.gil_interval = gil_interval
+        self._gil_user = False
 
     async def _bind(self, port: int, handler: Callable[[bytes, Any], None]) -> _Endpoint:
         loop = asyncio.get_running_loop()
@@ -167,6 +175,16 @@ class SwitchTransport:
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
         if self.use_dataplane:
+            # A batch of packets needs the GIL. Python code running on another thread (the
+            # node's event loop) is asked to let it go only after the switch interval, 5 ms by
+            # default: that wait is a forwarding delay. The data plane holds the GIL for
+            # microseconds per batch, so a shorter interval costs the other threads little.
+            if self.gil_interval is not None:
+                if _gil["users"] == 0:
+                    _gil["saved"] = sys.getswitchinterval()
+                _gil["users"] += 1
+                self._gil_user = True
+                sys.setswitchinterval(min(self.gil_interval, sys.getswitchinterval()))
             self._plane = DataPlane(
                 self.switch,
                 self._out_sock.fileno(),
@@ -191,6 +209,11 @@ class SwitchTransport:
             self._plane.stop()
             await asyncio.to_thread(self._plane_thread.join)
             self._plane_thread = None
+        if self._gil_user:  # the last data plane to stop puts the interval back
+            self._gil_user = False
+            _gil["users"] -= 1
+            if _gil["users"] == 0:
+                sys.setswitchinterval(_gil["saved"])
         for sock in self._plane_socks.values():
             sock.close()
         self._plane_socks.clear()
