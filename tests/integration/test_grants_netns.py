@@ -9,12 +9,29 @@ county of Wencheng (not under Hangzhou).
    to its outbox);
 3. the link returns: the approval reaches the city and the province, once each (idempotent by
    grant id and version, although it travels county→city, county→province and city→province).
+
+Decisions at the province (the same three nodes with media and fabric, a camera at the county):
+
+4. the city applies naming the province as the decider: it waits in the province's queue, not at
+   the county, and the province's rejection reaches the city;
+5. the province grants the county camera to the city's unit directly: the grant reaches the city
+   and the county; the city's admin watches the camera (the watch accepted at the city, served by
+   the county's fabric under the grant: ``live.view`` and ``fabric.serve`` rows with the purpose);
+6. the province revokes: the city's tile stops naming the revocation, the county closes its side
+   (``fabric.stop``), a new view is refused with the reason at the city and a view presented at
+   the county under the grant is refused there with it (``fabric.serve`` ``denied``);
+7. a decision forged at Hangzhou (not above Wencheng) and sent over the bus to the county is
+   refused there with the reason, audited (``grant.refuse``) and not stored.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
+import sys
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,13 +39,16 @@ import pytest
 from netns.fednodes import wait_until
 from netns.vnet import (
     HANGZHOU_SPEC,
+    NEEDS_MEDIA_NETWORK,
     NEEDS_NETWORK,
     PROV_SPEC,
     WENCHENG_SPEC,
     Net,
     Topology,
+    camera,
     network_fixture,
 )
+from vmesh.directory.store import Directory
 
 pytestmark = [pytest.mark.integration, *NEEDS_NETWORK]
 
@@ -45,6 +65,20 @@ PURPOSE = "防汛应急值守"
 
 
 net = network_fixture(TOPOLOGY)
+
+MEDIA_TOPOLOGY = replace(TOPOLOGY, media=True)
+CITY, PROV = TOPOLOGY.nodes["city"].code, TOPOLOGY.nodes["prov"].code
+CITY_ORG = TOPOLOGY.nodes["city"].org
+CAM = "33032800001320000001"
+PROBE = str(Path(__file__).resolve().parents[1] / "netns" / "busprobe.py")
+
+
+async def _camera_at_county(name: str, directory: Directory, org: str) -> None:
+    if name == "county":
+        await camera(directory, org, CAM, "文成县府门口")
+
+
+media_net = network_fixture(MEDIA_TOPOLOGY, _camera_at_county)
 
 
 def _application() -> dict[str, Any]:
@@ -119,3 +153,118 @@ async def test_a_decision_taken_during_a_cut_arrives_when_the_link_returns(net: 
         rows = (await net.get(node, "/api/audit", action="grant.approve"))["items"]
         assert [(r["detail"]["grant"], r["detail"]["purpose"]) for r in rows] == [(gid, PURPOSE)]
         assert rows[0]["detail"]["by"] == "admin-county"
+
+
+async def _probe(net: Net, node: str, dst: str, service: str, body: dict[str, Any]) -> Any:
+    """One bus request sent from inside ``node``'s namespace as that node (``busprobe``)."""
+    argv = [sys.executable, PROBE, "call", "nats://127.0.0.1:4222", net.code(node), dst, service]
+    r = await asyncio.to_thread(net.lab.run, node, [*argv, json.dumps(body), "5"])
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+async def _rows(net: Net, node: str, action: str, **params: Any) -> list[dict[str, Any]]:
+    return list((await net.get(node, "/api/audit", action=action, **params))["items"])
+
+
+@NEEDS_MEDIA_NETWORK[1]
+async def test_the_province_grants_a_county_camera_to_the_city_and_revokes_it(
+    media_net: Net,
+) -> None:
+    net = media_net
+
+    async def ready() -> bool:
+        page = await net.get("prov", "/api/network/catalogue", code_prefix=CAM)
+        nodes = (await net.get("prov", "/api/network"))["nodes"]["items"]
+        up = {n["code"] for n in nodes if n["link"]["state"] == "up"}
+        return page["total"] == 1 and {CITY, COUNTY} <= up
+
+    await wait_until(ready, "the county camera at the province, city and county linked", within=90)
+
+    # 4. An application naming the province waits there, not at the county; rejected there.
+    applied = await net.send(
+        "city", "POST", "/api/grants", _application() | {"decider": "province"}
+    )
+    assert (applied["owner_node"], applied["decider_node"]) == (COUNTY, PROV)
+    queue = await net.get("prov", "/api/grants", view="queue")
+    assert [x["id"] for x in queue["items"]] == [applied["id"]]
+    assert (await net.request("county", "GET", f"/api/grants/{applied['id']}")).status_code == 404
+    await net.send(
+        "prov", "POST", f"/api/grants/{applied['id']}/decision",
+        {"decision": "reject", "reason": "请向文成县申请"},
+    )  # fmt: skip
+
+    async def rejected_at_city() -> bool:
+        g = await net.get("city", f"/api/grants/{applied['id']}")
+        return g["state"] == "rejected" and "请向文成县申请" in g["reason"]
+
+    await wait_until(rejected_at_city, "the province's rejection at the city")
+
+    # 5. The province grants the camera to the city's unit directly.
+    body = _application() | {"grantee_code": CITY_ORG, "org": None, "codes": [CAM]}
+    g = await net.send("prov", "POST", "/api/grants/direct", body)
+    gid = g["id"]
+    assert (g["state"], g["applicant_node"], g["decider_node"]) == ("active", CITY, PROV)
+    for node in ("city", "county"):
+
+        async def active(n: str = node) -> bool:
+            r = await net.request(n, "GET", f"/api/grants/{gid}")
+            return r.status_code == 200 and r.json()["state"] == "active"
+
+        await wait_until(active, f"the province's grant at the {node}")
+
+    async with net.live("city") as viewer:
+        offer = await viewer.watch("0", CAM)
+        assert offer["type"] == "offer", offer
+
+        async def served() -> list[dict[str, Any]]:
+            rows = await _rows(net, "county", "fabric.serve", result="ok")
+            return [r for r in rows if r["detail"].get("grant") == gid]
+
+        rows = await wait_until(served, "the view served by the county under the grant")
+        assert (rows[0]["detail"]["purpose"], rows[0]["detail"]["viewer_node"]) == (PURPOSE, CITY)
+        views = await _rows(net, "city", "live.view", result="ok")
+        assert [(v["detail"]["grant"], v["detail"]["purpose"]) for v in views] == [(gid, PURPOSE)]
+
+        # 6. The province revokes: the tile stops with the reason; the county closes its side.
+        await net.send("prov", "POST", f"/api/grants/{gid}/revoke", {"reason": "汛期结束"})
+
+        def stopped() -> dict[str, Any] | None:
+            last = viewer.last_state("0")
+            return last if last and last["state"] == "error" else None
+
+        last = await wait_until(stopped, "the city's tile stopped by the revocation")
+        assert f"grant {gid} revoked at" in last["reason"], last
+        assert "admin-prov" in last["reason"] and "汛期结束" in last["reason"], last
+
+        async def closed() -> list[dict[str, Any]]:
+            return await _rows(net, "county", "fabric.stop")
+
+        stops = await wait_until(closed, "the county closing the stream it served under the grant")
+        assert stops[0]["detail"]["grant"] == gid and "汛期结束" in stops[0]["detail"]["reason"]
+
+        again = await viewer.watch("1", CAM)
+        assert again["state"] == "error" and f"grant {gid} revoked at" in again["reason"], again
+
+    presented = await _probe(
+        net, "city", COUNTY, "fabric",
+        {"op": "record", "stream": CAM, "viewer_node": CITY, "user": "admin-city", "grant": gid},
+    )  # fmt: skip
+    assert presented["ok"] is False and f"grant {gid} revoked at" in presented["detail"], presented
+    denied = await _rows(net, "county", "fabric.serve", result="denied")
+    assert denied and f"grant {gid} revoked at" in denied[0]["detail"]["reason"], denied
+    for node in ("city", "county"):
+        revokes = await _rows(net, node, "grant.revoke")
+        assert [(r["detail"]["grant"], r["detail"]["by"]) for r in revokes] == [(gid, "admin-prov")]
+
+    # 7. A decision forged at Hangzhou for the county's camera: refused at the county.
+    forged = dict(g, id="G0123456789ab", decider_node=CITY, decider_scope=CITY_ORG)
+    forged |= {"decided_by": "admin-city", "version": 2}
+    answer = await _probe(
+        net, "city", COUNTY, "grants", {"op": "sync", "grant": forged, "from": CITY}
+    )
+    assert answer["ok"] is False and f"node {CITY} is not above node {COUNTY}" in answer["detail"]
+    refused = await _rows(net, "county", "grant.refuse")
+    assert [(r["result"], r["detail"]["grant"]) for r in refused] == [("denied", "G0123456789ab")]
+    assert f"node {CITY} is not above" in refused[0]["detail"]["reason"]
+    assert (await net.request("county", "GET", "/api/grants/G0123456789ab")).status_code == 404
