@@ -634,6 +634,7 @@ class PetitionService:
         paras = await self._paragraphs(s, p.id)
         return {
             **_summary(p),
+            "node": self.node,
             "petitioner_id": p.petitioner_id if full_id else masked(p.petitioner_id),
             "room_code": p.room_code,
             "booked_by": p.booked_by,
@@ -718,7 +719,7 @@ class PetitionService:
     async def remote(self, who: Principal, origin: str, pid: int) -> dict[str, Any]:
         """The session of petition ``pid`` of node ``origin`` as ``who`` (an official) sees it."""
         body = {"op": "session", "petition": pid, "node": self.node, "username": who.username}
-        return await self._call(origin, body)
+        return {**await self._call(origin, body), "here": self.node}
 
     async def remote_evidence(
         self, who: Principal, origin: str, pid: int, eid: int
