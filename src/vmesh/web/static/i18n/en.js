@@ -83,6 +83,9 @@ export default {
   "tree.collapse": "Collapse",
   "tree.counts": "{online}/{total} online",
   "tree.empty": "(no children)",
+  "tree.above": "Above:",
+  "tree.siblings": "Alongside ({n})",
+  "tree.fromNode": "from node {node}",
 
   "search.title": "Directory search",
   "search.q": "Name (substring, Chinese works)",
@@ -338,6 +341,7 @@ export default {
   "network.state.none": "—",
   // Remote service desk (kiosk, desk, statistics)
   "nav.kiosk": "Kiosk",
+  "nav.petition": "Petition",
   "nav.desk": "Desk",
   "desk.check": "Materials checked",
   "desk.close": "Close case",
@@ -591,6 +595,9 @@ export default {
   "command.action.reopen": "reopened",
   "command.reopen": "Take the room over here",
   "command.reopenReason": "Why (the host is unreachable)",
+  "command.following": "Command is at node {host}: this room follows it (log and wall); notes still go in.",
+  "command.takeOver": "Take command here",
+  "command.takeOverReason": "taken over by the higher level",
   "field.title": "Field terminal",
   "field.incident": "Incident",
   "field.join": "Join, publish and send GPS",

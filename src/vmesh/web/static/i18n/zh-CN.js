@@ -83,6 +83,9 @@ export default {
   "tree.collapse": "收起",
   "tree.counts": "在线 {online}/{total}",
   "tree.empty": "（无下级）",
+  "tree.above": "上级：",
+  "tree.siblings": "同级单位（{n}）",
+  "tree.fromNode": "来自节点 {node}",
 
   "search.title": "目录检索",
   "search.q": "名称（支持中文模糊匹配）",
@@ -338,6 +341,7 @@ export default {
   "network.state.none": "—",
   // 远程申办（服务台、村级申办、坐席、统计）
   "nav.kiosk": "村级申办",
+  "nav.petition": "远程接访",
   "nav.desk": "坐席",
   "desk.check": "材料核验完成",
   "desk.close": "结案",
@@ -591,6 +595,9 @@ export default {
   "command.action.reopen": "接管重开",
   "command.reopen": "在本节点接管",
   "command.reopenReason": "接管原因（主持节点不可达）",
+  "command.following": "指挥权在节点 {host}：本节点跟随（日志与视频墙同步），仍可续报记录。",
+  "command.takeOver": "由本级接管指挥",
+  "command.takeOverReason": "上级接管",
   "field.title": "单兵终端",
   "field.incident": "事件",
   "field.join": "加入、上传画面并发送位置",

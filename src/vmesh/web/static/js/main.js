@@ -23,6 +23,7 @@ import * as grantsView from "./views/grants.js";
 import * as recordingsView from "./views/recordings.js";
 import * as commandView from "./views/command.js";
 import * as fieldView from "./views/field.js";
+import * as petitionView from "./views/petition.js";
 import * as alarmsView from "./views/alarms.js";
 
 const root = document.getElementById("app");
@@ -46,6 +47,7 @@ const PAGES = {
   kiosk: { module: kioskView, nav: "nav.kiosk", roles: ["admin", "operator"] },
   desk: { module: deskView, nav: "nav.desk", roles: ["admin", "agent"] },
   sdstats: { module: sdStatsView, roles: ["admin", "agent", "operator"] },
+  petition: { module: petitionView, nav: "nav.petition", roles: ["admin", "operator", "petition", "chair"] },
 };
 
 function parseHash() {
