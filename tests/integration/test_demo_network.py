@@ -2,7 +2,8 @@
 杭州市, 温州市 and four counties — each its own ``vmesh node run`` with its own nats-server and
 Janus, federated on loopback. The province's network map lists every node with its link up, the
 province's catalogue holds the counties' cameras, and the province watches a county camera that
-comes through its city (the fabric). SIGTERM stops every process the demo started.
+comes through its city (the fabric), and 西湖区's console (Chromium) shows 浙江省 › 杭州市 above its
+tree and 上城区 beside it (passed down from the city). SIGTERM stops every process the demo started.
 """
 
 from __future__ import annotations
@@ -129,12 +130,35 @@ async def test_network_demo_federates_seven_nodes_and_the_province_watches_a_cou
             city_metrics = (await asyncio.to_thread(httpx.get, city + "metrics", timeout=10)).text
             assert f'input="fabric/{cam}"' in city_metrics  # it came through 杭州市
 
+        # 西湖区's console shows the regions above it and beside it, passed down from 杭州市.
+        await _tree_above(nodes[XIHU_NODE], password)
+
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0, err.read_text()[-3000:]
         for pid in node_pids:  # every node process ended (each stops its Janus and nats-server)
             assert not _alive(pid), pid
     finally:
         _kill(proc, node_pids)
+
+
+async def _tree_above(base: str, password: str) -> None:
+    from playwright.async_api import async_playwright, expect
+
+    from e2e.console_node import CHROMIUM, CHROMIUM_ARGS, async_log_in
+
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = await browser.new_page()
+            await async_log_in(page, base.rstrip("/"), "admin", password)
+            await page.goto(base + "#/dir")
+            path = page.get_by_test_id("around-path")
+            await expect(path).to_contain_text("浙江省", timeout=60_000)
+            await expect(path).to_contain_text("杭州市 › 西湖区")
+            await page.get_by_test_id("around-siblings").locator("summary").click()
+            await expect(page.get_by_test_id("around-siblings")).to_contain_text("上城区")
+        finally:
+            await browser.close()
 
 
 def _start(data: Path, base: int, out: Path, err: Path) -> subprocess.Popen[bytes]:

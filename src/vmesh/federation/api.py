@@ -18,6 +18,11 @@ province's administrator all of them). 503 when the node runs without ``[federat
         -> Page[same items]: the org units (region, department, virtual_org) this node holds:
            its subtree's and those passed down from above (its ancestors' and siblings', see
            federation/orgtree.py), shown to every signed-in user of the node for browsing
+    GET /api/network/orgs/around/{code}
+        -> {ancestors: [item], siblings: [item]}: the regions above the region ``code`` (the
+           province first) and beside it (same tier, same parent division), from the org units
+           this node holds; the console shows them over its tree (a county sees 浙江省 › 杭州市
+           and 杭州市's other counties). 422 when ``code`` is not a valid code.
 
 Public: ``router``.
 """
@@ -36,7 +41,7 @@ from vmesh.auth.principal import Principal
 from vmesh.errors import VmeshError
 from vmesh.federation import catalogue, orgtree
 from vmesh.federation.node import Federation
-from vmesh.identity.codes import division_prefix
+from vmesh.identity.codes import division_prefix, parse_code
 from vmesh.node.context import NodeContext
 
 router = APIRouter(prefix="/network", tags=["network"])
@@ -207,3 +212,40 @@ async def org_units(
         limit=page.limit,
     )
     return {"items": items, "total": total, "offset": page.offset, "limit": page.limit}
+
+
+AROUND_SIBLINGS = 200
+
+
+class OrgsAround(BaseModel):
+    ancestors: list[CatalogueItem]
+    siblings: list[CatalogueItem]
+
+
+@router.get("/orgs/around/{code}", response_model=OrgsAround)
+async def orgs_around(p: Reader, ctx: Ctx, code: str) -> dict[str, Any]:
+    _federation(ctx)
+    center = parse_code(code, "code").text[:8]
+    div = division_prefix(center)
+    ancestors: list[dict[str, Any]] = []
+    for depth in range(1, len(div) // 2):
+        prefix = div[: 2 * depth].ljust(8, "0")
+        items, _ = await catalogue.search(
+            ctx.db, code_prefix_scope="", code_prefix=prefix, kind="region", limit=20
+        )
+        ancestors += [i for i in items if i["code"][:8] == prefix][:1]
+    siblings: list[dict[str, Any]] = []
+    if len(div) > 2:
+        me, _ = await catalogue.search(ctx.db, code_prefix_scope="", code_prefix=code, limit=1)
+        tier = me[0]["tier"] if me else ""
+        if tier:
+            items, _ = await catalogue.search(
+                ctx.db,
+                code_prefix_scope="",
+                code_prefix=div[:-2],
+                kind="region",
+                tier=tier,
+                limit=AROUND_SIBLINGS,
+            )
+            siblings = [i for i in items if i["code"] != code]
+    return {"ancestors": ancestors, "siblings": siblings}

@@ -679,6 +679,7 @@ async def search(
     origin: str = "",
     kind: str = "",
     kinds: Iterable[str] = (),
+    tier: str = "",
     offset: int = 0,
     limit: int = 50,
 ) -> tuple[list[dict[str, Any]], int]:
@@ -703,6 +704,8 @@ async def search(
         conds.append(CatalogueEntry.kind == kind)
     if kinds:
         conds.append(CatalogueEntry.kind.in_(list(kinds)))
+    if tier:
+        conds.append(CatalogueEntry.tier == tier)
     async with db.sessions() as s:
         total = int(
             await s.scalar(select(func.count()).select_from(CatalogueEntry).where(*conds)) or 0

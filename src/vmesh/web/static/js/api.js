@@ -68,6 +68,7 @@ export const api = {
     request("GET", `/directory/entries/${enc(code)}/children`, { params: { offset, limit } }),
   entry: (code) => request("GET", `/directory/entries/${enc(code)}`),
   search: (params) => request("GET", "/directory/search", { params }),
+  orgsAround: (code) => request("GET", `/network/orgs/around/${enc(code)}`),
 
   users: (params) => request("GET", "/users", { params }),
   createUser: (body) => request("POST", "/users", { body }),

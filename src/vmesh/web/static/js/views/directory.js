@@ -2,7 +2,8 @@
 //
 // The tree loads one level at a time from /api/directory/entries/{code}/children, TREE_PAGE rows
 // per request, with a "more…" row for big levels. #/dir/<code> opens an entry's details without
-// rebuilding the tree or the search results.
+// rebuilding the tree or the search results. On a federated node the regions above the tree's
+// root and beside it (passed down from the parent, /api/network/orgs/around) are shown over it.
 import { api } from "../api.js";
 import { clear, h } from "../dom.js";
 import { formatTime, t, tOr } from "../i18n.js";
@@ -13,6 +14,7 @@ const SEARCH_PAGE = 50;
 
 export function create(ctx) {
   const treeBox = h("ul", { class: "tree", role: "tree", testid: "tree" });
+  const aroundBox = h("div", { class: "tree-around", testid: "tree-around", hidden: true });
   const detailBox = h("section", { class: "detail panel", testid: "detail-panel" });
   const search = searchPanel(ctx);
   let selected = null;
@@ -20,12 +22,12 @@ export function create(ctx) {
   const el = h(
     "div",
     { class: "dir-layout" },
-    h("section", { class: "tree-panel panel" }, h("h2", {}, t("tree.title")), treeBox),
+    h("section", { class: "tree-panel panel" }, h("h2", {}, t("tree.title")), aroundBox, treeBox),
     search.el,
     detailBox,
   );
 
-  loadRoots(treeBox, ctx);
+  loadRoots(treeBox, ctx).then((roots) => loadAround(aroundBox, roots));
 
   function update(args) {
     selected = args[0] || null;
@@ -47,9 +49,38 @@ async function loadRoots(treeBox, ctx) {
     const roots = await api.roots();
     clear(treeBox, roots.map((n) => treeNode(n, ctx)));
     if (!roots.length) treeBox.append(h("li", { class: "muted" }, t("common.empty")));
+    return roots;
   } catch (err) {
     clear(treeBox, h("li", {}, problemBox(err, { testid: "tree-error" })));
+    return [];
   }
+}
+
+// The regions above the first root and its siblings, as received from the parent node. Read-only:
+// they live in other nodes' directories (their node is in the tooltip). Nothing is shown on a node
+// without federation or at the top of the network.
+async function loadAround(box, roots) {
+  if (roots.length !== 1 || roots[0].kind !== "region") return;
+  let around;
+  try {
+    around = await api.orgsAround(roots[0].code);
+  } catch {
+    return; // federation off (503) or the catalogue not there yet: the tree alone is right
+  }
+  if (!around.ancestors.length && !around.siblings.length) return;
+  const unit = (u, testid) =>
+    h("span", { class: "around-unit", testid, title: `${u.code} · ${t("tree.fromNode", { node: u.origin_node })}` }, u.name);
+  const crumbs = [];
+  for (const u of around.ancestors) crumbs.push(unit(u, `around-up-${u.code}`), h("span", { class: "muted" }, " › "));
+  crumbs.push(h("strong", {}, roots[0].name));
+  const parts = [h("div", { class: "around-path", testid: "around-path" }, t("tree.above"), " ", ...crumbs)];
+  if (around.siblings.length) {
+    parts.push(h("details", { class: "around-siblings", testid: "around-siblings" },
+      h("summary", {}, t("tree.siblings", { n: around.siblings.length })),
+      h("ul", {}, around.siblings.map((u) => h("li", {}, unit(u, `around-sibling-${u.code}`))))));
+  }
+  clear(box, parts);
+  box.hidden = false;
 }
 
 function counts(node) {
