@@ -43,6 +43,9 @@ def install(app: FastAPI, ctx: NodeContext) -> None:
     app.state.servicedesk_reader = SimulatedReader()
     app.include_router(router, prefix="/api")
     app.router.on_shutdown.append(desk.stop)  # its timers and live-update task
+    with contextlib.suppress(RuntimeError):  # no loop: an app made outside the node (tests)
+        # Kiosks of child nodes whose items this node serves (vmesh.servicedesk.tiers).
+        desk.rpc = asyncio.get_running_loop().create_task(desk.tiers.serve())
 
 
 def desk_of(request: Request) -> ServiceDesk:
@@ -334,7 +337,10 @@ async def live(ws: WebSocket) -> None:
         await ws.close(code=4404, reason=str(getattr(e, "detail", e))[:120])
         return
     await ws.accept()
-    desk.subscribe(sub)
+    if sub.case_id is not None:
+        await desk.watch_case(sub)  # a case served by another node: relayed from it
+    else:
+        desk.subscribe(sub)
 
     async def reader() -> None:
         with contextlib.suppress(WebSocketDisconnect, RuntimeError):

@@ -86,6 +86,12 @@ class Case(Base):
     signature_file: Mapped[str] = mapped_column(String(255), default="")
     result_file: Mapped[str] = mapped_column(String(255), default="")
     note: Mapped[str] = mapped_column(Text, default="")
+    # Across tiers (migration 0015, vmesh.servicedesk.tiers). At the serving node: the node of a
+    # kiosk of another node (None: this node's kiosk). At the kiosk's node: the node serving the
+    # case and its id there (None: served here); the row mirrors the state it had there.
+    kiosk_node: Mapped[str | None] = mapped_column(String(20))
+    served_by: Mapped[str | None] = mapped_column(String(20))
+    remote_id: Mapped[int | None] = mapped_column(Integer)
 
 
 class CaseEvent(Base):

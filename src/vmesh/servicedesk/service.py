@@ -33,7 +33,7 @@ import io
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -45,6 +45,7 @@ from vmesh.audit.log import Actor
 from vmesh.auth.principal import Principal
 from vmesh.directory.models import Entry
 from vmesh.errors import Conflict, Forbidden, InvalidInput, NotFound
+from vmesh.federation.models import CatalogueEntry
 from vmesh.node.context import NodeContext
 from vmesh.node.files import write_atomic
 from vmesh.servicedesk import catalogue as cat
@@ -61,6 +62,7 @@ from vmesh.servicedesk.queues import (
     positions,
 )
 from vmesh.servicedesk.recording import RECORDING_NAME, CallRecording
+from vmesh.servicedesk.tiers import CHUNK, Tiers, _b64
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +131,8 @@ class ServiceDesk:
         self._recordings: dict[int, CallRecording] = {}
         self._recording_lock = asyncio.Lock()
         self._background: set[asyncio.Task[None]] = set()
+        self.tiers = Tiers(self)
+        self.rpc: asyncio.Task[None] | None = None  # serving kiosks of child nodes
 
     # --- start ------------------------------------------------------------------------------
 
@@ -192,8 +196,10 @@ class ServiceDesk:
     # --- cases: the kiosk side --------------------------------------------------------------
 
     async def create(self, who: Principal, kiosk_code: str, item_code: str) -> dict[str, Any]:
+        """A new case at this kiosk; forwarded to the serving node when the item is served at
+        another tier (``vmesh.servicedesk.tiers``), this node keeping a mirror of it."""
         await self.ready()
-        async with self._lock, self.audit.transaction() as s:
+        async with self.db.sessions() as s:
             kiosk = await s.scalar(select(Entry).where(Entry.code == kiosk_code))
             if kiosk is None or not who.covers(kiosk.path):
                 raise InvalidInput.one("kiosk_code", "no such kiosk in your scope", kiosk_code)
@@ -205,6 +211,97 @@ class ServiceDesk:
             if item is None:
                 raise InvalidInput.one("item_code", "no such item in the catalogue", item_code)
             parent = await s.scalar(select(Entry.name).where(Entry.id == kiosk.parent_id))
+        village = parent or kiosk.name
+        serving = self.tiers.serving_node(item)
+        if serving is None:
+            case_id = await self._insert(who, item_code, kiosk_code, kiosk.path, village)
+            return await self.case_json(who, case_id)
+        remote = await self.tiers.call(
+            serving,
+            "create",
+            who,
+            kiosk_code=kiosk_code,
+            kiosk_name=kiosk.name,
+            village=village,
+            item_code=item_code,
+        )
+        async with self._lock, self.audit.transaction() as s:
+            mirror = Case(
+                number=str(remote["number"]),
+                item_code=item_code,
+                state=str(remote["state"]),
+                kiosk_code=kiosk_code,
+                kiosk_path=kiosk.path,
+                village=village,
+                kiosk_user=who.username,
+                created_at=_now(),
+                served_by=serving,
+                remote_id=int(remote["id"]),
+            )
+            s.add(mirror)
+            await s.flush()
+            self.audit.record(
+                s,
+                who,
+                "servicedesk.forward",
+                mirror.number,
+                "ok",
+                {"item": item_code, "to": serving, "remote_id": mirror.remote_id},
+            )
+        return await self.tiers.remember(mirror, remote)
+
+    async def create_remote(
+        self, node: str, user: str, kiosk_code: str, item_code: str
+    ) -> dict[str, Any]:
+        """A case for a kiosk of node ``node`` (a child of this one) whose item this node serves.
+
+        The kiosk must be a service room of that node in this node's catalogue; the case is put
+        at the path of this node's org unit, so that this node's agents see it in their queues."""
+        await self.ready()
+        async with self.db.sessions() as s:
+            kiosk = await s.get(CatalogueEntry, kiosk_code)
+            if kiosk is None or kiosk.deleted or kiosk.origin_node != node:
+                raise InvalidInput.one(
+                    "kiosk_code", f"no kiosk of node {node} in this node's catalogue", kiosk_code
+                )
+            if kiosk.kind != KIOSK_KIND:
+                raise InvalidInput.one(
+                    "kiosk_code", f"{kiosk.name} is a {kiosk.kind}, not a {KIOSK_KIND}", kiosk_code
+                )
+            item = await s.get(Item, item_code)
+            if item is None:
+                raise InvalidInput.one("item_code", "no such item in the catalogue", item_code)
+            if item.centre_tier != self.tiers.tier:
+                raise InvalidInput.one(
+                    "item_code",
+                    f"{item.name} is served by a {item.centre_tier} centre, this node is a "
+                    f"{self.tiers.tier}",
+                    item_code,
+                )
+            village = kiosk.name
+            if kiosk.parent_code:
+                up = await s.get(CatalogueEntry, kiosk.parent_code)
+                village = up.name if up is not None else village
+            root = await s.scalar(
+                select(Entry.path).where(Entry.parent_id.is_(None)).order_by(Entry.id).limit(1)
+            )
+        if root is None:
+            raise Conflict("this node has no org unit to serve cases under")
+        who = self.tiers._kiosk(Case(kiosk_code=kiosk_code, kiosk_path=root), user, node)
+        case_id = await self._insert(who, item_code, kiosk_code, root, village, kiosk_node=node)
+        return await self.case_json(who, case_id)
+
+    async def _insert(
+        self,
+        who: Principal,
+        item_code: str,
+        kiosk_code: str,
+        kiosk_path: str,
+        village: str,
+        *,
+        kiosk_node: str | None = None,
+    ) -> int:
+        async with self._lock, self.audit.transaction() as s:
             now = _now()
             number = await self._next_number(s, now.date())
             case = Case(
@@ -212,10 +309,11 @@ class ServiceDesk:
                 item_code=item_code,
                 state=State.created.value,
                 kiosk_code=kiosk_code,
-                kiosk_path=kiosk.path,
-                village=parent or kiosk.name,
+                kiosk_path=kiosk_path,
+                village=village,
                 kiosk_user=who.username,
                 created_at=now,
+                kiosk_node=kiosk_node,
             )
             s.add(case)
             await s.flush()
@@ -231,10 +329,67 @@ class ServiceDesk:
                     detail=json.dumps({"item": item_code}, ensure_ascii=False),
                 )
             )
-            self.audit.record(s, who, "servicedesk.create", number, "ok", {"item": item_code})
+            detail: dict[str, Any] = {"item": item_code}
+            if kiosk_node:
+                detail["kiosk_node"] = kiosk_node
+            self.audit.record(s, who, "servicedesk.create", number, "ok", detail)
             case_id = case.id
         self._kick()
-        return await self.case_json(who, case_id)
+        return case_id
+
+    # --- mirrors of cases served by another node (vmesh.servicedesk.tiers) --------------------
+
+    async def _mirror(self, who: Principal, case_id: int) -> Case | None:
+        """The mirror row ``case_id`` (a case served by another node) in ``who``'s scope."""
+        case = await self._load(case_id)
+        if case.served_by is None:
+            return None
+        if not who.covers(case.kiosk_path):
+            raise NotFound(f"case {case_id} not found")
+        return case
+
+    async def mirror_state(self, case_id: int, state: str) -> None:
+        async with self.db.sessions() as s, s.begin():
+            await s.execute(
+                update(Case)
+                .where(Case.id == case_id, Case.served_by.is_not(None))
+                .values(state=state)
+                .execution_options(synchronize_session=False)
+            )
+
+    def kick(self) -> None:
+        self._kick()
+
+    def watching(self, case_id: int) -> bool:
+        return any(x.case_id == case_id for x in self._subs)
+
+    def tell(self, case_id: int, msg: dict[str, Any]) -> None:
+        for sub in list(self._subs):
+            if sub.case_id == case_id:
+                sub.queue.put_nowait(msg)
+
+    def kiosk_seen(self, case_id: int) -> None:
+        """A kiosk of another node asked about its case: it is still there."""
+        self._later(
+            ("kiosk", case_id),
+            self.cfg.kiosk_resume_seconds,
+            lambda: self._kiosk_gone_case(case_id),
+        )
+
+    async def kiosk_message(self, case_id: int) -> dict[str, Any]:
+        async with self.db.sessions() as s:
+            snap = await self._snapshot(s)
+            c = await self._case(s, case_id)
+            mats = (await s.scalars(select(Material).where(Material.case_id == case_id))).all()
+        return self._kiosk_msg(c, snap, list(mats))
+
+    async def watch_case(self, sub: Subscriber) -> None:
+        """Subscribe a kiosk page; a mirror's updates are relayed from its serving node."""
+        assert sub.case_id is not None
+        self.subscribe(sub)
+        case = await self._load(sub.case_id)
+        if case.served_by is not None:
+            self.tiers.follow(sub, case)
 
     async def _next_number(self, s: AsyncSession, day: date) -> str:
         prefix = case_number(self.division, day, 1)[:-6]
@@ -243,6 +398,8 @@ class ServiceDesk:
         return case_number(self.division, day, serial)
 
     async def identify(self, who: Principal, case_id: int, card: IdCard) -> dict[str, Any]:
+        if (m := await self._mirror(who, case_id)) is not None:
+            return await self.tiers.forward(who, m, "identify", card=asdict(card))
         await self._move(
             who,
             case_id,
@@ -254,16 +411,25 @@ class ServiceDesk:
         return await self.case_json(who, case_id)
 
     async def enqueue(self, who: Principal, case_id: int) -> dict[str, Any]:
+        if (m := await self._mirror(who, case_id)) is not None:
+            return await self.tiers.forward(who, m, "enqueue")
         await self._move(who, case_id, Event.enqueue, side="kiosk", values={"enqueued_at": _now()})
         return await self.case_json(who, case_id)
 
     async def abandon(self, who: Who, case_id: int, reason: str) -> None:
+        if isinstance(who, Principal) and (m := await self._mirror(who, case_id)) is not None:
+            await self.tiers.forward(who, m, "abandon")
+            return
         await self._move(who, case_id, Event.abandon, side="kiosk", detail={"reason": reason})
 
     async def sign(self, who: Principal, case_id: int, png: bytes) -> dict[str, Any]:
         kind, _w, _h = image_info(png)
         if kind != "image/png":
             raise InvalidInput.one("image", "a signature must be a PNG")
+        if (m := await self._mirror(who, case_id)) is not None:
+            if len(png) > CHUNK:
+                raise InvalidInput.one("image", f"a signature must be under {CHUNK} bytes")
+            return await self.tiers.forward(who, m, "sign", data=_b64(png))
         case = await self._load(case_id)
         name = self._store(case.number, "signature.png", png)
         await self._move(
@@ -281,6 +447,8 @@ class ServiceDesk:
             raise InvalidInput.one("grade", "must be 1 (非常不满意) to 5 (非常满意)", grade)
         if len(comment) > 500:
             raise InvalidInput.one("comment", "must be at most 500 characters")
+        if (m := await self._mirror(who, case_id)) is not None:
+            return await self.tiers.forward(who, m, "rate", grade=grade, comment=comment)
         await self._move(
             who,
             case_id,
@@ -306,6 +474,8 @@ class ServiceDesk:
         if len(data) > limit:
             raise InvalidInput.one("image", f"is larger than {self.cfg.max_image_mb:g} MB")
         media_type, width, height = image_info(data)
+        if (mirror := await self._mirror(who, case_id)) is not None:
+            return await self.tiers.upload(who, mirror, upload_id, kind, name, data)
         async with self._lock, self.audit.transaction() as s:
             case = await self._case(s, case_id)
             self._check_side(who, case, "kiosk")
@@ -572,6 +742,8 @@ class ServiceDesk:
         async with self._lock, self.audit.transaction() as s:
             case = await self._case(s, case_id)
             self._check_side(who, case, side)
+            if case.served_by is not None:
+                raise Conflict(f"case {case.number} is served by node {case.served_by}")
             events = [event] if then is None else [event, then]
             state = State(case.state)
             seq = int(
@@ -774,6 +946,8 @@ class ServiceDesk:
         case = await self._load(case_id)
         if not who.covers(case.kiosk_path):
             raise NotFound(f"case {case_id} not found")
+        if case.served_by is not None:
+            return await self.tiers.result(who, case), case.number
         if not case.result_file:
             raise NotFound(f"case {case.number} has no result document yet")
         return self._read(case.number, case.result_file), case.number
@@ -799,6 +973,8 @@ class ServiceDesk:
         }
 
     async def case_json(self, who: Principal, case_id: int) -> dict[str, Any]:
+        if (m := await self._mirror(who, case_id)) is not None:
+            return await self.tiers.get(who, m)
         async with self.db.sessions() as s:
             case = await self._case(s, case_id)
             if not who.covers(case.kiosk_path):
@@ -868,7 +1044,7 @@ class ServiceDesk:
         self, s: AsyncSession, who: Principal | None = None
     ) -> tuple[list[Waiting], dict[str, str]]:
         q = select(Case.id, Case.item_code, Case.enqueued_at, Case.at_head, Case.kiosk_path).where(
-            Case.state.in_([st.value for st in WAITING])
+            Case.state.in_([st.value for st in WAITING]), Case.served_by.is_(None)
         )
         rows = (await s.execute(q)).all()
         groups = dict((await s.execute(select(Item.code, Item.agent_group))).all())
@@ -1040,12 +1216,15 @@ class ServiceDesk:
 
     async def _kiosk_gone(self, sub: Subscriber) -> None:
         assert sub.case_id is not None
+        await self._kiosk_gone_case(sub.case_id)
+
+    async def _kiosk_gone_case(self, case_id: int) -> None:
         try:
-            case = await self._load(sub.case_id)
-            if case.state in WAITING or case.state in LIVE:
-                await self.abandon(SYSTEM, sub.case_id, "the kiosk page went away")
+            case = await self._load(case_id)
+            if case.served_by is None and (case.state in WAITING or case.state in LIVE):
+                await self.abandon(SYSTEM, case_id, "the kiosk page went away")
         except Exception:
-            log.exception("case=%s abandoning after the kiosk left failed", sub.case_id)
+            log.exception("case=%s abandoning after the kiosk left failed", case_id)
 
     async def _agent_gone(self, sub: Subscriber) -> None:
         async with self.db.sessions() as s:
@@ -1093,36 +1272,33 @@ class ServiceDesk:
         for sub in subs:
             if sub.case_id is not None and sub.case_id in cases:
                 c = cases[sub.case_id]
-                pos = snap["kiosk"].get(c.id, {"position": None, "expected_wait_minutes": None})
-                sub.queue.put_nowait(
-                    {
-                        "type": "kiosk",
-                        "id": c.id,
-                        "number": c.number,
-                        "state": c.state,
-                        "agent_seat": c.agent_seat,
-                        "agent": c.agent_user,
-                        **pos,
-                        "result_url": f"/api/servicedesk/cases/{c.id}/result.pdf"
-                        if c.result_file
-                        else None,
-                        "materials": [
-                            {
-                                "id": m.id,
-                                "name": m.name,
-                                "kind": m.kind,
-                                "status": m.status,
-                                "note": m.note,
-                            }
-                            for m in sorted(mats.get(c.id, []), key=lambda m: m.id)
-                        ],
-                        "at": _now().isoformat(),
-                    }
-                )
+                if c.served_by is None:  # a mirror's updates come from its serving node
+                    sub.queue.put_nowait(self._kiosk_msg(c, snap, mats.get(c.id, [])))
             elif sub.agent is not None:
                 sub.queue.put_nowait({"type": "desk", "at": _now().isoformat()})
 
+    @staticmethod
+    def _kiosk_msg(c: Case, snap: dict[str, Any], mats: list[Material]) -> dict[str, Any]:
+        """What a kiosk page is pushed about its case."""
+        pos = snap["kiosk"].get(c.id, {"position": None, "expected_wait_minutes": None})
+        return {
+            "type": "kiosk",
+            "id": c.id,
+            "number": c.number,
+            "state": c.state,
+            "agent_seat": c.agent_seat,
+            "agent": c.agent_user,
+            **pos,
+            "result_url": f"/api/servicedesk/cases/{c.id}/result.pdf" if c.result_file else None,
+            "materials": [
+                {"id": m.id, "name": m.name, "kind": m.kind, "status": m.status, "note": m.note}
+                for m in sorted(mats, key=lambda m: m.id)
+            ],
+            "at": _now().isoformat(),
+        }
+
     async def stop(self) -> None:
+        await self.tiers.stop()
         for key in list(self._timers):
             self._cancel(key)
         for t in list(self._background):

@@ -69,7 +69,11 @@ async def compute(db: Database, who: Principal, by: str) -> list[dict[str, Any]]
         items = {i.code: i for i in (await s.scalars(select(Item))).all()}
         deps = {d.code: d.name for d in (await s.scalars(select(Department))).all()}
         cases = (
-            await s.scalars(select(Case).where(Case.kiosk_path.startswith(who.scope_path)))
+            await s.scalars(
+                select(Case).where(
+                    Case.kiosk_path.startswith(who.scope_path), Case.served_by.is_(None)
+                )
+            )
         ).all()
         abandoned_ids = set(
             (
