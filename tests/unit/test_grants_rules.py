@@ -1,6 +1,7 @@
 """The pure rules of grants (``vmesh.grants.rules``): every state and event of the state machine,
 the effective state over time, why a grant cannot be used, which cameras a selection covers, who
-a grantee includes, and the validation of applications and decisions."""
+a grantee includes, the validation of applications and decisions, and who may decide a grant of
+another node's cameras (``above``, ``decider_refusal``)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from vmesh.grants.rules import (
     Period,
     Selection,
     Status,
+    above,
+    decider_refusal,
     effective,
     ended_reason,
     grantee_includes,
@@ -247,3 +250,68 @@ def test_decisions() -> None:
     assert parse_revocation({"reason": " 汛期结束 "}) == "汛期结束"
     with pytest.raises(InvalidInput):
         parse_revocation({})
+
+
+# Node codes: the province, two cities, Wencheng county (under Wenzhou) and a township of it.
+N_PROV, N_WZ, N_HZ, N_WC, N_TOWN = (
+    "33000000002006000001",
+    "33030000002006000001",
+    "33010000002006000001",
+    "33032800002006000001",
+    "33032810002006000001",
+)
+
+
+def test_a_node_is_above_the_nodes_its_division_strictly_holds() -> None:
+    assert above(N_PROV, N_WC) and above(N_WZ, N_WC) and above(N_PROV, N_WZ)
+    assert above(N_WC, N_TOWN) and above(N_PROV, N_TOWN)
+    assert not above(N_HZ, N_WC)  # another city
+    assert not above(N_WC, N_WC) and not above(N_WC, N_WZ) and not above(N_WC, N_PROV)
+    assert not above(N_WC, "33032800002006000002")  # a second node of the same county
+
+
+def _refusal(decider: str, scope: str, roots: tuple[str, ...] = (CAM,)) -> str | None:
+    return decider_refusal(
+        decider_node=decider, decider_user="alice", decider_scope=scope, owner_node=N_WC,
+        roots=roots,
+    )  # fmt: skip
+
+
+def test_an_ancestor_whose_scope_covers_the_cameras_may_decide() -> None:
+    assert _refusal(N_PROV, PROV) is None
+    assert _refusal(N_WZ, "33030000002166000001", (CAM, WC)) is None
+    assert _refusal(N_PROV, "33030000002156000001") is None  # a Wenzhou department's scope
+    # The owner's own decisions are checked against its directory, not here.
+    assert _refusal(N_WC, "") is None
+
+
+def test_a_node_not_above_the_owner_is_refused_naming_both() -> None:
+    why = _refusal(N_HZ, "33010000002166000001")
+    assert why is not None and f"node {N_HZ} is not above node {N_WC}" in why
+    why = _refusal(N_TOWN, TOWN)  # below the owner, not above it
+    assert why is not None and "is not above" in why
+
+
+def test_a_decider_whose_scope_does_not_cover_every_root_is_refused_naming_them() -> None:
+    hz_scope = "33010000002166000001"
+    why = _refusal(N_PROV, hz_scope, (CAM, OTHER))
+    assert why is not None
+    assert f"alice's scope {hz_scope} at node {N_PROV} does not cover {CAM}, {OTHER}" in why
+    why = _refusal(N_PROV, "33030000002166000001", (CAM, OTHER))
+    assert why is not None and why.endswith(f"does not cover {OTHER}")
+    why = _refusal(N_PROV, "")
+    assert why is not None and "scope (none)" in why
+
+
+def test_a_direct_grant_names_its_grantee_code() -> None:
+    p = Principal(1, "prov-op", frozenset({"operator"}), PROV, "/1/")
+    body = {
+        "grantee": "unit", "grantee_code": "33010000002166000001", "codes": [CAM],
+        "purpose": "联合执法", "from": NOW.isoformat(), "until": (NOW + H).isoformat(),
+    }  # fmt: skip
+    app = parse_application(body, p, NOW, direct=True)
+    assert (app.grantee_kind, app.grantee_code) == ("unit", "33010000002166000001")
+    for bad, field in (({"grantee_code": "hz"}, "grantee_code"), ({"grantee": "x"}, "grantee")):
+        with pytest.raises(InvalidInput) as e:
+            parse_application(body | bad, p, NOW, direct=True)
+        assert {fe.field for fe in e.value.errors} == {field}
