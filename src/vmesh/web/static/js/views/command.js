@@ -9,6 +9,9 @@
 // and logs feed_on; "convene" calls the conference service with the ticked venues; "push" sends
 // a feed to another room or a person; hand up/down moves the room to the parent or a child. The
 // log is listed newest first; the timeline exports as HTML and PDF.
+// A room hosted elsewhere is followed: its log and wall (the incident's feeds, pulled through the
+// fabric) keep updating and notes still go in, but commanding needs the host. A parent following
+// a child's room may take it over here (the host hands it up); with the host unreachable, reopen.
 import { request } from "../api.js";
 import { clear, h } from "../dom.js";
 import { t } from "../i18n.js";
@@ -136,6 +139,7 @@ function room(ctx, id) {
   const pushTo = h("input", { testid: "push-to", placeholder: t("command.pushTo") });
   const pushKind = h("select", { testid: "push-kind" }, ["user", "room"].map((k) => h("option", { value: k }, t(`command.pushKind.${k}`))));
   const note = h("input", { testid: "note-text", placeholder: t("command.note") });
+  const downTo = h("select", { testid: "hand-down-to", title: t("command.handDownTo") });
   const exportLinks = h("span", {},
     h("a", { href: `/api/command/incidents/${id}/export.html`, target: "_blank", testid: "export-html" }, t("command.exportHtml")), " · ",
     h("a", { href: `/api/command/incidents/${id}/export.pdf`, testid: "export-pdf" }, t("command.exportPdf")));
@@ -145,18 +149,22 @@ function room(ctx, id) {
       h("h3", {}, t("command.nearby")), nearby,
       h("h3", {}, t("command.convene")),
       h("label", {}, t("command.mainVenue"), " ", mainVenue), venues,
-      h("button", { type: "button", testid: "convene", onclick: convene }, t("command.conveneButton")),
+      h("button", { type: "button", testid: "convene", dataset: { commands: "" }, onclick: convene }, t("command.conveneButton")),
       h("h3", {}, t("command.push")),
-      h("div", {}, pushCode, pushKind, pushTo, h("button", { type: "button", testid: "push", onclick: push }, t("command.pushButton"))),
+      h("div", {}, pushCode, pushKind, pushTo, h("button", { type: "button", testid: "push", dataset: { commands: "" }, onclick: push }, t("command.pushButton"))),
       h("h3", {}, t("command.handOver")),
       h("div", {},
-        h("button", { type: "button", testid: "hand-up", onclick: () => handOver("up") }, t("command.handUp")),
-        h("button", { type: "button", testid: "hand-down", onclick: () => handOver("down") }, t("command.handDown"))),
+        h("button", { type: "button", testid: "hand-up", dataset: { commands: "" }, onclick: () => handOver("up") }, t("command.handUp")),
+        downTo,
+        h("button", { type: "button", testid: "hand-down", dataset: { commands: "" }, onclick: () => handOver("down") }, t("command.handDown"))),
       h("h3", {}, t("command.log")),
       h("form", { onsubmit: (ev) => { ev.preventDefault(); act({ action: "note", text: note.value }).then(() => { note.value = ""; }); } }, note),
       exportLinks, logList),
     h("section", { class: "panel room-main" }, mapBox, wall.el));
   const markers = new Map();
+  const onWall = new Set();
+  let hosting = false;
+  let parentCode;
   let map = null;
   let timer = null;
   let shown = 0;
@@ -172,8 +180,19 @@ function room(ctx, id) {
   }
 
   async function pull(code, name) {
+    onWall.add(code);
     wall.pull(code, name);
     await act({ action: "feed_on", code, name });
+  }
+
+  async function takeOver() {
+    clear(problem);
+    try {
+      await request("POST", `/command/incidents/${id}/take_over`, { body: { reason: t("command.takeOverReason") } });
+      await refresh();
+    } catch (err) {
+      clear(problem, problemBox(err, { testid: "take-over-error" }));
+    }
   }
 
   async function convene() {
@@ -195,7 +214,7 @@ function room(ctx, id) {
   async function handOver(direction) {
     clear(problem);
     const body = { direction };
-    if (direction === "down") body.to = window.prompt(t("command.handDownTo")) || "";
+    if (direction === "down") body.to = downTo.value;
     try {
       await request("POST", `/command/incidents/${id}/hand_over`, { body });
       await refresh();
@@ -221,12 +240,28 @@ function room(ctx, id) {
     const inc = await request("GET", `/command/incidents/${id}`);
     head.dataset.host = inc.host;
     head.dataset.hostedHere = String(inc.hosted_here);
+    head.dataset.mode = inc.hosted_here ? "host" : "following";
+    el.dataset.mode = head.dataset.mode;
+    hosting = inc.hosted_here;
+    // Only the host's parent takes a room over (the host hands it up); not known until loaded.
+    const below = parentCode !== undefined && inc.host !== parentCode;
     clear(head,
       h("h2", {}, inc.title),
       h("div", { class: "muted" }, `${t(`command.type.${inc.type}`)} · ${inc.severity} · ${t(`command.status.${inc.status}`)} · ${t("command.host")} ${inc.host}`),
-      inc.hosted_here ? null : h("div", { class: "state-error", testid: "room-not-here" }, t("command.notHere", { host: inc.host }),
-        inc.reachable === false ? h("button", { type: "button", testid: "room-reopen",
-          onclick: () => act({ action: "reopen", reason: window.prompt(t("command.reopenReason")) || "" }) }, t("command.reopen")) : null));
+      inc.hosted_here ? null : h("div", { class: "state-error", testid: "room-not-here", dataset: { host: inc.host } },
+        t("command.following", { host: inc.host }),
+        inc.reachable === false
+          ? h("button", { type: "button", testid: "room-reopen",
+            onclick: () => act({ action: "reopen", reason: window.prompt(t("command.reopenReason")) || "" }) }, t("command.reopen"))
+          : below ? h("button", { type: "button", class: "primary", testid: "room-take-over", onclick: takeOver }, t("command.takeOver")) : null));
+    for (const b of el.querySelectorAll("[data-commands]")) b.disabled = !inc.hosted_here;
+    syncDownTo(inc);
+    for (const f of inc.feeds) {
+      if (!onWall.has(f.code)) {
+        onWall.add(f.code);
+        wall.pull(f.code);
+      }
+    }
     if (inc.log.length !== shown) {
       shown = inc.log.length;
       logList.dataset.count = String(shown);
@@ -240,6 +275,15 @@ function room(ctx, id) {
       if (m) m.options.title = u.name;
     }
     return inc;
+  }
+
+  // Hand down: to the nodes below that wrote in this room (the one it came from first).
+  function syncDownTo(inc) {
+    const before = inc.log.filter((e) => e.action === "hand_over" || e.action === "reopen").map((e) => e.detail.from);
+    const codes = [...new Set([inc.origin, ...before])].filter((c) => c && c !== inc.host);
+    if (downTo.dataset.codes === codes.join(",")) return;
+    downTo.dataset.codes = codes.join(",");
+    clear(downTo, codes.map((c) => h("option", { value: c }, c)));
   }
 
   function summary(e) {
@@ -256,7 +300,7 @@ function room(ctx, id) {
       return h("li", { testid: `nearby-${r.code}`, dataset: { kind: r.kind, distance: String(r.distance_km) } },
         `${r.name} · ${t(`command.kind.${r.kind}`)} · ${r.distance_km} km `,
         r.kind === "camera" || r.kind === "field_terminal" || r.kind === "field_unit"
-          ? h("button", { type: "button", testid: `pull-${r.code}`, onclick: () => pull(r.code, r.name) }, t("command.pull")) : null);
+          ? h("button", { type: "button", testid: `pull-${r.code}`, dataset: { commands: "" }, disabled: !hosting, onclick: () => pull(r.code, r.name) }, t("command.pull")) : null);
     }));
     if (!items.length) nearby.append(h("li", { class: "muted" }, t("command.noneNearby")));
     nearby.dataset.count = String(items.length);
@@ -274,6 +318,7 @@ function room(ctx, id) {
     try {
       const inc = await refresh();
       const settings = await request("GET", "/command/map");
+      parentCode = settings.node.parent;
       map = await makeMap(mapBox, settings, [inc.lat, inc.lon]);
       place("incident", inc.lat, inc.lon, { radius: 11, color: "#c00", fillOpacity: 0.6 }, inc.title);
       await loadNearby(inc);
