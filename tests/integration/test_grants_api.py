@@ -2,7 +2,8 @@
 Wencheng county's cameras, Wencheng's operator decides, the grant lets the Hangzhou user watch
 (``GrantService.authorise``, what the live WebSocket asks) until it is revoked; bad input is
 refused with the field and the reason and leaves nothing behind (no grant, no outbox row, no audit
-row); the access report reads the audit rows of uses.
+row); the access report reads the audit rows of uses. This node is the province, so it may also
+decide grants of other nodes' cameras it holds in its catalogue.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ CAM2 = "33032800001320000002"
 CAM3 = "33032810001320000003"  # under the town, tagged "river"
 FAR_A = "33048300001320000001"  # in the catalogue, owned by two other nodes
 FAR_B = "33080300001320000001"
+HZ_NODE = "33010000002006000001"
 
 
 @pytest.fixture
@@ -430,3 +432,78 @@ async def test_camera_node_admission_and_the_playback_hook(
     assert [(x["result"], "revoked" in x["detail"]["reason"]) for x in page["items"]] == [
         ("denied", True)
     ]
+
+
+async def test_the_province_grants_another_nodes_camera_within_its_authority(
+    ctx: NodeContext, client: httpx.AsyncClient, node: dict[str, Any]
+) -> None:
+    """This node is the province; FAR_A is a camera of node 330483 (its catalogue): the province's
+    operator grants it to Hangzhou directly (decided here, sent to the owner), a Hangzhou operator
+    may not (scope), an application may not name a decider that is not above the owner, and a
+    decision forged by a node not above the owner is refused and audited where it arrives."""
+    far_node = "33048300002006000001"
+    prov = bearer(await add_user(ctx, "prov-op", ["operator"], PROV))
+    direct = _application(grantee="unit", grantee_code=HZ, org=None, codes=[FAR_A])
+    before = await _counts(ctx)
+    r = await client.post("/api/grants/direct", json=direct, headers=bearer(node["hz"]))
+    assert r.status_code == 403 and f"does not cover {FAR_A}" in r.json()["detail"], r.text
+    for bad, field in (
+        ({"grantee_code": "hz"}, "grantee_code"),
+        ({"grantee_code": "33990000002166000001"}, "grantee_code"),  # in no catalogue
+        ({"codes": [FAR_A, FAR_B]}, "codes"),  # two owners
+        ({"purpose": " "}, "purpose"),
+    ):
+        r = await client.post("/api/grants/direct", json=direct | bad, headers=prov)
+        assert r.status_code == 422 and field in _fields(r), (bad, r.text)
+    r = await client.post(
+        "/api/grants",
+        json=_application(org=None, codes=[FAR_A], decider=HZ_NODE),
+        headers=bearer(node["hz"]),
+    )
+    assert r.status_code == 422 and "is not above the owner" in _fields(r)["decider"], r.text
+    assert await _counts(ctx) == before  # nothing half-written
+
+    r = await client.post("/api/grants/direct", json=direct, headers=prov)
+    assert r.status_code == 201, r.text
+    g = r.json()
+    assert (g["state"], g["version"], g["decider_node"], g["owner_node"]) == (
+        "active", 2, ctx.config.node.code, far_node,
+    )  # fmt: skip
+    async with ctx.db.sessions() as s:
+        targets = (await s.scalars(select(GrantOutbox.target_node))).all()
+    assert targets == [far_node]  # the grantee (Hangzhou) is this node's own unit
+    rows = (await client.get("/api/audit", params={"action": "grant.approve"}, headers=prov)).json()
+    assert [(x["detail"]["grant"], x["detail"]["direct"]) for x in rows["items"]] == [
+        (g["id"], True)
+    ]
+    hzv = await _principal(ctx, client, node["hzv"])
+    svc = ctx.grants
+    assert svc is not None
+    found = await svc.authorise_code(hzv, FAR_A)
+    assert found is not None and found[1].grant == g["id"]
+    # Only the deciding node's operators with the cameras in scope revoke it.
+    r = await client.post(
+        f"/api/grants/{g['id']}/revoke", json={"reason": "x"}, headers=bearer(node["hz"])
+    )
+    assert r.status_code == 403, r.text
+    r = await client.post(f"/api/grants/{g['id']}/revoke", json={"reason": "结束"}, headers=prov)
+    assert r.status_code == 200 and r.json()["state"] == "revoked", r.text
+    with pytest.raises(Forbidden, match=f"grant {g['id']} revoked at .* by prov-op: 结束"):
+        await svc.authorise_code(hzv, FAR_A)
+
+    # A decision forged at Hangzhou over node 330483's camera, arriving here.
+    forged = dict(g, id="G00000000beef", decider_node=HZ_NODE, decider_scope=HZ, version=2)
+    forged |= {"status": "approved", "revoked_by": "", "revoked_at": None, "revoke_reason": ""}
+    with pytest.raises(Forbidden, match=f"node {HZ_NODE} is not above node {far_node}"):
+        await svc._on_rpc({"op": "sync", "grant": forged, "from": HZ_NODE})
+    assert (await client.get("/api/grants/G00000000beef", headers=prov)).status_code == 404
+    admin = bearer(await add_user(ctx, "prov-admin", ["admin"], PROV))
+    rows = (await client.get("/api/audit", params={"action": "grant.refuse"}, headers=admin)).json()
+    assert [(x["result"], x["detail"]["grant"]) for x in rows["items"]] == [
+        ("denied", "G00000000beef")
+    ]
+    # A later version of the province's grant claiming another decider is refused too.
+    other = dict(forged, id=g["id"], version=4, decider_node="33040000002006000001")
+    other["decider_scope"] = region_code("33040000")
+    with pytest.raises(Forbidden, match=f"decided at node {ctx.config.node.code}, not"):
+        await svc._on_rpc({"op": "sync", "grant": other, "from": "33040000002006000001"})

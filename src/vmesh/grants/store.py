@@ -414,7 +414,7 @@ class GrantStore:
             why = f"grant {g.id} is decided at node {held.decider_node}, not {g.decider_node}"
         if why is not None:
             await self.audit.write(
-                ACTOR, "grant.refuse", g.sel_org or "", "denied",
+                ACTOR, "grant.refuse", (*selection_of(g).roots(), "")[0], "denied",
                 audit_detail(g, version=g.version, status=g.status, replica_of=from_node,
                              by=g.revoked_by or g.decided_by, reason=why),
             )  # fmt: skip
