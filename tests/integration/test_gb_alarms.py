@@ -27,7 +27,17 @@ import httpx
 import pytest
 from prometheus_client import generate_latest
 from sqlalchemy import func, select
-from test_gb_device import IPC, IPC_CHANNEL, REGION, audit_rows, device, entry, eventually, start_gb
+from test_gb_device import (
+    IPC,
+    IPC_CHANNEL,
+    REGION,
+    audit_rows,
+    device,
+    entry,
+    eventually,
+    node,  # noqa: F401 (the fixture)
+    start_gb,
+)
 
 from factories import add_user, bearer
 from peers.gb_device_sim import GbDeviceSim, h264_clip
@@ -150,34 +160,15 @@ async def test_an_alarm_is_stored_once_answered_listed_and_bad_ones_refused(
         await gb.stop()
 
 
-@pytest.fixture
-async def node(tmp_path: Path) -> AsyncIterator[NodeContext]:
-    from conftest import make_config
-
-    ctx = await NodeContext.open(make_config(tmp_path))
-    cmd = ctx.config.command.model_copy(update={"alarm_priorities": [1]})
-    ctx.config = ctx.config.model_copy(update={"command": cmd})
-    await Directory(ctx.db, ctx.audit).create(
-        Actor("test"), {"code": REGION, "name": "浙江省", "kind": "region", "tier": "province"}
-    )
-    try:
-        yield ctx
-    finally:
-        if ctx.recording is not None:
-            await ctx.recording.stop()
-        if ctx.gb28181 is not None:
-            await ctx.gb28181.stop()
-        if ctx.media is not None:
-            await ctx.media.transport.close()
-        await ctx.close()
-
-
 @pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg is not installed")
 async def test_an_alarm_records_its_camera_and_opens_an_incident(
-    node: NodeContext, tmp_path: Path
+    node: NodeContext,  # noqa: F811 (the fixture)
+    tmp_path: Path,
 ) -> None:
     from vmesh.media.service import MediaService
 
+    cmd = node.config.command.model_copy(update={"alarm_priorities": [1]})
+    node.config = node.config.model_copy(update={"command": cmd})
     gb = await start_gb(node)
     media = MediaService(
         MediaConfig(source_linger_seconds=0.2, input_port_range=(38400, 38499)), tmp_path / "m"
@@ -255,3 +246,5 @@ async def test_an_alarm_records_its_camera_and_opens_an_incident(
         assert entries[2].detail["code"] == IPC_CHANNEL and IPC_CHANNEL in inc.feeds
     finally:
         await ipc.close()
+        await rec.stop()
+        await media.transport.close()
