@@ -1,8 +1,12 @@
 // Grants page (#/grants): apply for another unit's cameras, follow my applications, decide the
 // applications sent to this node (approve / reject), revoke active grants, and the access report
 // (who watched which camera, when, for what purpose, under which grant) with filters and CSV.
-// Decisions and revocations are refused by the server unless this node owns the cameras and the
-// user's scope holds them; the page shows the server's reason.
+// An application may name where it is decided: the owner node (default) or the province (an
+// ancestor of the owner). Operators here may also grant directly to another unit or department
+// (POST /grants/direct) when this node owns the cameras or is above their node. The queue lists
+// the applications waiting for this node's decision; every list shows which node decides.
+// Decisions and revocations are refused by the server unless this node is the deciding node and
+// the user's scope holds the cameras; the page shows the server's reason.
 import { queryString, request } from "../api.js";
 import { clear, h } from "../dom.js";
 import { formatTime, t, tOr } from "../i18n.js";
@@ -36,6 +40,9 @@ export function create(ctx) {
     org: h("input", { name: "org", inputmode: "numeric", maxlength: "20", testid: "grants-apply-org" }),
     tags: h("input", { name: "tags", testid: "grants-apply-tags" }),
     codes: h("input", { name: "codes", testid: "grants-apply-codes" }),
+    decider: select("decider", [["owner", t("grants.decider.owner")], ["province", t("grants.decider.province")]],
+      "owner", "grants-apply-decider"),
+    granteeCode: h("input", { name: "grantee_code", inputmode: "numeric", maxlength: "20", testid: "grants-direct-grantee" }),
     purpose: h("input", { name: "purpose", class: "wide", testid: "grants-apply-purpose" }),
     from: h("input", { type: "datetime-local", name: "from", value: localValue(now), testid: "grants-apply-from" }),
     until: h("input", { type: "datetime-local", name: "until",
@@ -48,7 +55,7 @@ export function create(ctx) {
     active: h("div", { testid: "grants-active" }),
   };
 
-  async function apply(ev) {
+  async function apply(ev, direct = false) {
     ev.preventDefault();
     const body = {
       grantee: f.grantee.value,
@@ -63,9 +70,14 @@ export function create(ctx) {
       const tags = f.tags.value.split(/[\s,]+/).filter(Boolean);
       if (tags.length) body.tags = tags;
     }
+    if (direct) body.grantee_code = f.granteeCode.value.trim();
+    else if (f.decider.value !== "owner") body.decider = f.decider.value;
     try {
-      const g = await request("POST", "/grants", { body });
-      clear(applyOut, notice(t("grants.applied", { id: g.id, node: g.owner_node }), "grants-apply-ok"));
+      const g = await request("POST", direct ? "/grants/direct" : "/grants", { body });
+      const msg = direct
+        ? t("grants.granted", { id: g.id, node: g.applicant_node })
+        : t("grants.applied", { id: g.id, node: g.decider_node || g.owner_node });
+      clear(applyOut, notice(msg, direct ? "grants-direct-ok" : "grants-apply-ok"));
       loadAll();
     } catch (err) {
       clear(applyOut, problemBox(err, { testid: "grants-apply-error" }));
@@ -86,7 +98,7 @@ export function create(ctx) {
   function table(page, view) {
     if (!page.items.length) return h("p", { class: "muted", testid: `grants-${view}-empty` }, t("common.empty"));
     const cols = ["grants.id", "grants.state", "grants.grantee", "grants.cameras", "grants.purpose",
-      "grants.period", "grants.owner", "grants.reason", "common.actions"];
+      "grants.period", "grants.owner", "grants.decider", "grants.reason", "common.actions"];
     return h("table", { class: "grid" },
       h("thead", {}, h("tr", {}, cols.map((k) => h("th", {}, t(k))))),
       h("tbody", {}, page.items.map((g) => {
@@ -110,6 +122,7 @@ export function create(ctx) {
           h("td", {}, g.purpose),
           h("td", { class: "nowrap small" }, `${formatTime(from)} – ${formatTime(until)}`),
           h("td", { class: "mono small" }, g.owner_node),
+          h("td", { class: "mono small", testid: "grant-decider" }, g.decider_node || g.owner_node),
           h("td", { class: "small", testid: "grant-reason-text" }, g.reason || g.decision_reason || ""),
           h("td", {}, buttons.length ? [reason, h("div", { class: "form-actions" }, buttons)] : null, out),
         );
@@ -193,8 +206,13 @@ export function create(ctx) {
         field("grants.purpose", f.purpose),
         field("grants.from", f.from),
         field("grants.until", f.until),
+        field("grants.decider", f.decider),
+        operator ? field("grants.directTo", f.granteeCode) : null,
         h("div", { class: "form-actions" },
-          h("button", { type: "submit", class: "primary", testid: "grants-apply-submit" }, t("grants.apply")))),
+          h("button", { type: "submit", class: "primary", testid: "grants-apply-submit" }, t("grants.apply")),
+          operator
+            ? h("button", { type: "button", testid: "grants-direct-submit", onclick: (ev) => apply(ev, true) }, t("grants.grantDirect"))
+            : null)),
       applyOut),
     h("section", { class: "panel" }, h("h2", {}, t("grants.mine")), lists.mine),
     operator ? h("section", { class: "panel" }, h("h2", {}, t("grants.queue")), lists.queue) : null,
