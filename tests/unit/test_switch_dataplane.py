@@ -201,3 +201,61 @@ def test_nothing_routed_and_unknown_destinations_are_declined_or_empty() -> None
     [(dest, data)] = dataplane.forward_for_test(plane, "d", src.next(), 1.4)
     assert dest == ("127.0.0.1", 20004)
     assert int.from_bytes(data[8:12], "big") == 1004
+
+
+def test_aggregation_packets_stay_on_the_fast_path_with_the_same_keyframe_answer() -> None:
+    """A keyframe's first packet is often a STAP-A (H.264) or AP (H.265) carrying the parameter
+    sets: the C path tests them itself (it used to hand them to Python, a slow packet per GOP),
+    and finds a keyframe exactly where ``codecs.starts_keyframe`` does, malformed ones included."""
+    cfg = SwitchConfig()
+    ref, fast = build(cfg), build(cfg)
+    plane = dataplane.DataPlane(fast, 0, threading.Lock(), print, print, 0.05)
+    for sw in (ref, fast):
+        sw.route("v1", "a", 1.0)
+        sw.route("h1", "c", 1.0)
+    plane.set_dest(("127.0.0.1", 20000), "127.0.0.1", 20000)
+    plane.set_dest(("127.0.0.1", 20003), "127.0.0.1", 20003)
+    seq = {"a": 100, "c": 500}
+    ts = {"a": 0, "c": 0}
+    h264_fu = (b"\x7c\x85", b"\x7c\x05", b"\x7c\x45")  # IDR start, middle, end
+    h265_fu = (b"\x62\x01\x93", b"\x62\x01\x13", b"\x62\x01\x53")  # IDR_W_RADL (19)
+    stap_a = b"\x18\x00\x02\x67\x42\x00\x02\x68\xce"  # SPS + PPS: a keyframe
+    stap_a_bad = b"\x18\x00\x09\x67\x42"  # a size beyond the packet: not a keyframe
+    stap_a_delta = b"\x18\x00\x02\x09\x10\x00\x02\x06\x05"  # AUD + SEI: not a keyframe
+    ap = b"\x60\x01\x00\x03\x40\x01\x0c\x00\x03\x42\x01\x01"  # VPS + SPS: a keyframe
+    ap_delta = b"\x60\x01\x00\x03\x46\x01\x50"  # AUD only
+
+    def frame(name: str, first: bytes, now: float, python: bool = False) -> list[bool]:
+        """One frame (``first``, then a whole FU fragmented NAL unit) to both switches; whether
+        the fast path took each packet."""
+        fu = h264_fu if name == "a" else h265_fu
+        taken = []
+        for i, head in enumerate((first, *fu)):
+            marker = i == 3
+            pkt = RtpPacket(96, seq[name], ts[name], 0xA0 if name == "a" else 0xC0, marker,
+                            payload=head + bytes(40)).serialize()  # fmt: skip
+            seq[name] = (seq[name] + 1) & 0xFFFF
+            want = [(s.dest, s.data) for s in ref.on_rtp(name, pkt, now)]
+            got = None if python else dataplane.forward_for_test(plane, name, pkt, now)
+            taken.append(got is not None)
+            if got is None:
+                got = [(s.dest, s.data) for s in fast.on_rtp(name, pkt, now)]
+            assert got == want
+            assert state(fast) == state(ref)
+        ts[name] = (ts[name] + 3600) & 0xFFFFFFFF
+        return taken
+
+    # The first frames go through Python (first packet, outputs syncing on the keyframe).
+    frame("a", stap_a, 1.0, python=True)
+    frame("c", ap, 1.0, python=True)
+    frame("a", h264_fu[1], 1.04, python=True)  # a delta frame's worth of packets
+    frame("c", h265_fu[1], 1.04, python=True)
+    keys = (fast._inputs["a"].keyframes, fast._inputs["c"].keyframes)
+    for k, (head_a, head_c) in enumerate(
+        [(stap_a_bad, ap_delta), (stap_a_delta, ap_delta), (stap_a, ap), (stap_a, ap)]
+    ):
+        now = 1.1 + k * 0.04
+        assert all(frame("a", head_a, now)), head_a  # every packet: C, same bytes, same state
+        assert all(frame("c", head_c, now)), head_c
+    assert (fast._inputs["a"].keyframes, fast._inputs["c"].keyframes) == (keys[0] + 4, keys[1] + 4)
+    assert ref.snapshot() == fast.snapshot()

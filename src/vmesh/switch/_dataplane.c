@@ -7,7 +7,7 @@
  *
  * core.py stays the reference: anything that is not the steady state (first packet, new SSRC,
  * out-of-order or lost-and-confirmed sequence numbers, RTCP on the RTP port, a header with CSRCs,
- * extension or padding, an aggregation packet's keyframe test, an output pending or unsynced or
+ * extension or padding, an output pending or unsynced or
  * with a NACK history, a held keyframe request, a destination the plane has no address for) is
  * handed to the Python callback `slow(input_id, data, addr, now)`, which runs forward_rtp. The fast
  * path checks everything before it changes anything, and then makes exactly the changes
@@ -170,23 +170,36 @@ static int add_ll(PyObject *o, int name, long long d) {
     return set_ll(o, name, v + d);
 }
 
-static int is_key_h264(const unsigned char *p, int *known) {
+/* codecs.starts_keyframe on a payload of n >= 3 bytes, aggregation packets included (a
+ * keyframe's first packet is often a STAP-A/AP with the parameter sets: kept on the fast path) */
+static int h264_key(int t) { return t == 5 || t == 7; }
+
+static int is_key_h264(const unsigned char *p, Py_ssize_t n) {
     int t = p[0] & 0x1F;
-    *known = 1;
-    if (t == 28) { int fu = p[1]; return (fu & 0x80) && ((fu & 0x1F) == 5 || (fu & 0x1F) == 7); }
-    if (t >= 1 && t <= 23) return t == 5 || t == 7;
-    *known = 0;
+    if (t == 28) return (p[1] & 0x80) && h264_key(p[1] & 0x1F);
+    if (t >= 1 && t <= 23) return h264_key(t);
+    if (t != 24) return 0;
+    for (Py_ssize_t pos = 1; pos + 2 < n;) { /* STAP-A: 16-bit size, NAL unit, ... */
+        Py_ssize_t size = (p[pos] << 8) | p[pos + 1];
+        if (size == 0 || pos + 2 + size > n) return 0;
+        if (h264_key(p[pos + 2] & 0x1F)) return 1;
+        pos += 2 + size;
+    }
     return 0;
 }
 
 static int h265_key(int t) { return (t >= 16 && t <= 21) || (t >= 32 && t <= 34); }
 
-static int is_key_h265(const unsigned char *p, int *known) {
+static int is_key_h265(const unsigned char *p, Py_ssize_t n) {
     int t = (p[0] >> 1) & 0x3F;
-    *known = 1;
-    if (t == 49) { int fu = p[2]; return (fu & 0x80) && h265_key(fu & 0x3F); }
+    if (t == 49) return (p[2] & 0x80) && h265_key(p[2] & 0x3F);
     if (t != 48) return h265_key(t);
-    *known = 0;
+    for (Py_ssize_t pos = 2; pos + 3 < n;) { /* AP: 16-bit size, NAL unit, ... */
+        Py_ssize_t size = (p[pos] << 8) | p[pos + 1];
+        if (size < 2 || pos + 2 + size > n) return 0;
+        if (h265_key((p[pos + 2] >> 1) & 0x3F)) return 1;
+        pos += 2 + size;
+    }
     return 0;
 }
 
@@ -234,12 +247,12 @@ static int fast_forward(DataPlane *self, PyObject *inp, PyObject *cfg, unsigned 
     int video = get_bool(inp, F_video);
     if (video < 0) return -1;
     Py_ssize_t start = 12, plen = n - 12;
-    int key = 0, known = 1;
+    int key = 0;
     if (video) {
         long long kt;
         if (plen < 3 || get_ll(inp, F_keytest, &kt) < 0) return plen < 3 ? 0 : -1;
-        if (kt == 1) key = is_key_h264(data + start, &known);
-        else if (kt == 2) key = is_key_h265(data + start, &known);
+        if (kt == 1) key = is_key_h264(data + start, plen);
+        else if (kt == 2) key = is_key_h265(data + start, plen);
         else return 0;
     }
     PyObject *fanout = getf(inp, F_fanout);
@@ -277,9 +290,6 @@ static int fast_forward(DataPlane *self, PyObject *inp, PyObject *cfg, unsigned 
     if (video) {
         if ((cur_none = get_opt(inp, F_cur_ts, &cur_ts)) < 0) goto error;
         if ((cur_key = get_bool(inp, F_cur_key)) < 0) goto error;
-        /* the keyframe test only matters if this packet may start one: aggregation -> Python */
-        int new_frame = cur_none || ts != cur_ts;
-        if (!known && (new_frame || !cur_key)) { Py_DECREF(fanout); return 0; }
     }
     /* -- from here on, the changes forward_rtp makes -- */
     if (seq < max_seq && add_ll(inp, F_cycles, 0x10000) < 0) goto error;
