@@ -11,9 +11,10 @@ the province over the bus, tiles fed from their own switch with the sources carr
 
 One story: every venue joins (the chair's view at the host says so); the county is roll-called:
 the main and city venues decode blue in their big tile and hear 1320 Hz on the same connection
-(no renegotiation), the county hears the main venue and never itself; the city↔province link is
-cut: the city's page says the host is unreachable and the host shows the city unreachable; the
-link returns and both recover.
+(no renegotiation), the county hears the main venue and never itself; the county shares its
+screen and the main and city venues decode it (the content crosses the links as
+``<county>-content``); the city↔province link is cut: the city's page says the host is
+unreachable and the host shows the city unreachable; the link returns and both recover.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ TOPO = Topology(
         ),
     },
     media=True,
-    channels=12,  # a venue page at 1+1: 2 video tiles + 4 audio slots
+    channels=12,  # a venue page at 1+1: 2 video tiles + 4 audio slots (+1 content tile)
 )
 PROV = TOPO.nodes["prov"].code
 # venue code, its node, name, colour, tone
@@ -114,6 +115,11 @@ async def never_hears(page: Any, tone: int, samples: int = 12) -> None:
         )
         assert all(slot[i] <= HEARD_DB for slot in levels), levels
         await page.wait_for_timeout(250)
+
+
+# A tile decoded more than 5 frames (the content: Chromium's fake screen, whatever it shows).
+FRAMES_DECODED_JS = """(tile) => Number(document.querySelector(
+    `[data-testid="venue-tile-${tile}"]`)?.dataset.framesDecoded || 0) > 5"""
 
 
 async def pc_id(page: Any, tile: str) -> str:
@@ -220,6 +226,18 @@ async def test_three_tier_conference_roll_call_the_county(net: Net, tmp_path: Pa
         )
         await wait_hears(county, 440)  # it hears the main venue…
         await never_hears(county, 1320)  # …and never itself
+
+        # The county shares its screen (双流): the province and the city decode it in their
+        # content tile, carried by the fabric as <county>-content; it stops: the tile goes.
+        await county.get_by_test_id("venue-share").click()
+        for n in ("prov", "city"):
+            tile = pages[n].get_by_test_id("venue-tile-c")
+            await tile.wait_for()
+            assert await tile.get_attribute("data-code") == f"{COUNTY}-content"
+            await pages[n].wait_for_function(FRAMES_DECODED_JS, arg="c", timeout=WAIT_MS)
+        assert await county.get_by_test_id("venue-tile-c").count() == 0
+        await county.get_by_test_id("venue-share").click()
+        await pages["prov"].get_by_test_id("venue-tile-c").wait_for(state="detached")
 
         # The city's link to the province is cut: the page says so, the host shows it.
         net.blackhole("city", "prov", "add")

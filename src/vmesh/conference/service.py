@@ -382,6 +382,7 @@ class LiveConference:
         page.tiles[tile] = ch
         code, name = self._route_tile(page.code, tile, ch)
         await page.live.open_channel(tile, ch, code, name)
+        await self._fetch_remote()  # a source of another node: its fabric stream (routed when in)
 
     async def close_tile(self, page: VenuePage, tile: str) -> None:
         page.tiles.pop(tile, None)  # the LiveSession gives the channel back
@@ -412,6 +413,7 @@ class LiveConference:
         else:
             self._feed(ch, code, audio=False)
             await chair.live.relabel(tile, code, self._name(code))
+        await self._fetch_remote()
 
     # --- plan → switch --------------------------------------------------------------------------
 
