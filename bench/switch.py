@@ -7,7 +7,8 @@ With ``--udp`` (``bench_switch_udp.py``) it then runs the real thing: the switch
 and Janus VideoRoom ``rtp_forward`` side by side over loopback at the same fan-outs, in the same
 run (packets per core-second of each forwarder process, the ratio, one-way latency p50/p99).
 
-Run: ``.venv/bin/python bench/switch.py [--seconds 3] [--udp --udp-seconds 20]``; prints JSON.
+Run: ``.venv/bin/python bench/switch.py [--seconds 3] [--udp --udp-seconds 20] [--also-python]
+[--with-rtcp] [--nice -10]``; prints JSON (docs/BENCHMARKS.md has the exact commands).
 """
 
 from __future__ import annotations
@@ -103,6 +104,14 @@ def main() -> None:
         help="with --udp: also the switch with an RTCP destination per output (sender reports "
         "every interval, as the node's media channels have)",
     )
+    ap.add_argument(
+        "--nice",
+        type=int,
+        default=None,
+        help="with --udp: run everything (sender, sinks, Janus, the switch) at this nice value "
+        "(negative: root); the same for every forwarder, so on a busy machine the latency is "
+        "the forwarders' and less the CPU queue's",
+    )
     ap.add_argument("--serve-switch", nargs=3, type=int, metavar=("IN", "SINK", "N"))
     ap.add_argument("--no-dataplane", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--rtcp", action="store_true", help=argparse.SUPPRESS)
@@ -112,6 +121,8 @@ def main() -> None:
 
         serve_switch(*args.serve_switch, dataplane=not args.no_dataplane, rtcp=args.rtcp)
         return
+    if args.nice is not None:  # inherited by the threads and processes started from here on
+        os.setpriority(os.PRIO_PROCESS, 0, args.nice)
     packets = stream(0x10000 // PER_FRAME)
     results = [run(f, packets, args.seconds) for f in (1, 10, 100)]
     udp = None
@@ -137,6 +148,7 @@ def main() -> None:
                 "results": results,
                 "udp": udp,
                 "loadavg": os.getloadavg(),
+                "nice": os.getpriority(os.PRIO_PROCESS, 0),
             },
             indent=2,
         )

@@ -2,16 +2,19 @@
 
 What a receiver notices: every RTP copy arrives on every output, and every output's RTCP socket
 gets sender reports about that output (its SSRC, counts that never go back), now that reports
-are spread over ticks (RFC 3550 randomised intervals) instead of all made in one tick. And the
+are spread over ticks (RFC 3550 randomised intervals) instead of all made in one tick. The
 process's GIL switch interval is lowered while a data plane runs (so other Python code yields
-the GIL to it sooner) and put back when the last one stops.
+the GIL to it sooner) and put back when the last one stops; the data plane thread runs at the
+nice value it was given.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import sys
+import threading
 
 import pytest
 
@@ -48,7 +51,9 @@ async def test_every_output_gets_its_copies_and_its_sender_reports() -> None:
     assert before > GIL_INTERVAL  # the interpreter's default, 5 ms
     other = SwitchTransport(Switch())
     await other.start()
-    t = SwitchTransport(Switch())
+    base = os.getpriority(os.PRIO_PROCESS, 0)  # this (the test's) thread
+    nice = min(19, base + 3)  # raising it needs no privilege
+    t = SwitchTransport(Switch(), nice=nice)
     await t.start()
     rtp = [_sock() for _ in range(OUTPUTS)]
     rtcp = [_sock() for _ in range(OUTPUTS)]
@@ -92,6 +97,9 @@ async def test_every_output_gets_its_copies_and_its_sender_reports() -> None:
             copies[i] += len(_drain(rtp[i]))
         assert copies == [sent] * OUTPUTS  # loopback: nothing lost
         assert t.switch.snapshot().outputs["o0"].packets == sent
+        assert t.plane_tid is not None and t.plane_tid != threading.get_native_id()
+        assert os.getpriority(os.PRIO_PROCESS, t.plane_tid) == nice
+        assert os.getpriority(os.PRIO_PROCESS, 0) == base  # only that thread
         await t.close()
         assert sys.getswitchinterval() == GIL_INTERVAL  # the other data plane still runs
     finally:

@@ -122,6 +122,7 @@ class SwitchTransport:
         clock: Callable[[], float] = time.time,
         dataplane: bool = True,
         gil_interval: float | None = GIL_INTERVAL,
+        nice: int | None = None,
     ) -> None:
         self.switch = switch
         self.host = host
@@ -149,6 +150,10 @@ class SwitchTransport:
         # While the data plane runs: sys.setswitchinterval at most this (None: leave it alone).
         self.gil_interval = gil_interval
         self._gil_user = False
+        # The data plane thread's nice value (None: inherited). A negative one needs root or
+        # CAP_SYS_NICE (systemd: Nice= or AmbientCapabilities=); refused, the thread keeps its own.
+        self.nice = nice
+        self.plane_tid: int | None = None  # the data plane thread's kernel id, once it runs
 
     async def _bind(self, port: int, handler: Callable[[bytes, Any], None]) -> _Endpoint:
         loop = asyncio.get_running_loop()
@@ -194,7 +199,7 @@ class SwitchTransport:
                 self.tick_interval,
             )
             self._plane_thread = threading.Thread(
-                target=self._plane.run, name="switch-dataplane", daemon=True
+                target=self._run_plane, name="switch-dataplane", daemon=True
             )
             self._plane_thread.start()
         else:
@@ -372,6 +377,17 @@ class SwitchTransport:
         """``(fast, slow)``: datagrams the C data plane forwarded itself and handed to
         ``Switch.forward_rtp``; ``None`` when it is not running."""
         return None if self._plane is None else self._plane.counts()
+
+    def _run_plane(self) -> None:
+        """The data plane thread: on a busy machine a forwarder that waits for a CPU is late by
+        the wait, so it may run at a higher priority (``nice``) than the node's other work."""
+        self.plane_tid = threading.get_native_id()
+        if self.nice is not None:
+            try:
+                os.setpriority(os.PRIO_PROCESS, self.plane_tid, self.nice)
+            except OSError as e:
+                log.warning("switch data plane: nice %d refused (%s); left as it was", self.nice, e)
+        self._plane.run()
 
     def _plane_slow(self, input_id: str, data: bytes, addr: Any, now: float) -> None:
         """The data plane's thread, lock held: a datagram that is not the steady state."""
