@@ -25,9 +25,9 @@ from typing import Any
 
 import psutil
 
-SINK_BASE = 41000
-SWITCH_IN = 40000
-JANUS_IN = 40010
+SINK_BASE = 29100  # below the ephemeral range (32768-60999): no port-0 socket lands on a sink
+SWITCH_IN = 29000
+JANUS_IN = 29010
 STAMP = struct.Struct("!Q")
 STAMP_AT = 12 + 2 + 8  # after the RTP header and the FU/STAP header bytes: inside the payload
 SO_TIMESTAMPNS = 35  # Linux (asm-generic/socket.h); the cmsg type is the same number
