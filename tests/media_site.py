@@ -198,7 +198,8 @@ def login_cookie(node: Node, username: str, password: str) -> str:
         headers={"Content-Type": "application/json"},
         method="POST",
     )
-    with urllib.request.urlopen(req, timeout=10) as r:
+    # argon2id verification takes seconds on a loaded 2-core machine: a readiness bound only
+    with urllib.request.urlopen(req, timeout=60) as r:
         cookie = r.headers.get("set-cookie", "")
     return cookie.split(";", 1)[0]
 

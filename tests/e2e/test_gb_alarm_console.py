@@ -120,6 +120,9 @@ def test_an_alarm_is_recorded_opens_a_room_and_shows_in_the_console(
     expect(page.get_by_test_id(f"alarm-recording-{a['id']}")).to_have_attribute(
         "href", a["recording"]["play"]
     )
+    page.goto(f"{node.base_url}/#/recordings/{IPC}")
+    expect(page.get_by_test_id("rec-alarm").first).to_be_attached()  # the timeline's alarm mark
+    page.goto(f"{node.base_url}/#/alarms")
     page.get_by_test_id(f"alarm-incident-{a['id']}").click()
     expect(page.get_by_text("GB alarm: 龙坞国标枪机").first).to_be_visible()
     expect(page.get_by_text(f"alarm #{a['id']}").first).to_be_visible()

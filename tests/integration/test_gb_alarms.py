@@ -222,6 +222,12 @@ async def test_an_alarm_records_its_camera_and_opens_an_incident(
         ops = bearer(await add_user(node, "ops", ["operator"], REGION))
         async with api:
             items = (await api.get("/api/gb28181/alarms", headers=ops)).json()["items"]
+            t0, t1 = segs[0].start_at - 60, segs[-1].end_at + 60
+            tl = await api.get(
+                f"/api/recordings/{IPC_CHANNEL}/timeline?start={t0}&end={t1}", headers=ops
+            )
+        marks = tl.json()["alarms"]  # the timeline's alarm marks
+        assert [(m["id"], m["priority"]) for m in marks] == [(r.id, int(r.priority)) for r in rows]
         by_sn = {a["sn"]: a for a in items}
         linked = by_sn[4711]["recording"]
         assert linked is not None and linked["segments"], linked

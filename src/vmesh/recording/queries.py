@@ -4,7 +4,8 @@ it as one MP4 (``range_mp4``, audited). One implementation, two callers: a reque
 this node, or one relayed by a viewer's node for one of its users. Also a JPEG of the camera's live
 picture (``snapshot_jpeg``), for the same two callers.
 
-Public: ``plan_body``, ``save_plan``, ``timeline_body``, ``serve_range``, ``snapshot_jpeg``.
+Public: ``plan_body``, ``save_plan``, ``timeline_body``, ``alarm_marks``, ``serve_range``,
+``snapshot_jpeg``.
 """
 
 from __future__ import annotations
@@ -14,9 +15,12 @@ import json
 import time
 from typing import Any
 
+from sqlalchemy import select
+
 from vmesh.audit.log import Actor
 from vmesh.auth.principal import Principal
 from vmesh.errors import Conflict
+from vmesh.gb28181.alarms import AlarmRow
 from vmesh.node.context import NodeContext
 from vmesh.recording import timeline
 from vmesh.recording.models import RecordingPlan
@@ -69,7 +73,7 @@ async def save_plan(
 
 
 async def timeline_body(ctx: NodeContext, code: str, t0: float, t1: float) -> dict[str, Any]:
-    """Spans, gaps and recorded seconds per hour of ``[t0, t1)``."""
+    """Spans, gaps, recorded seconds per hour and alarm marks of ``[t0, t1)``."""
     segs = await segments_in(ctx.db, code, t0, t1)
     merged = timeline.spans([(a, b) for a, b, _ in segs])
     clipped = [timeline.Span(max(s.start, t0), min(s.end, t1)) for s in merged]
@@ -84,7 +88,24 @@ async def timeline_body(ctx: NodeContext, code: str, t0: float, t1: float) -> di
         ],
         "recorded_seconds": round(sum(s.seconds for s in clipped), 1),
         "segments": len(segs),
+        "alarms": await alarm_marks(ctx, code, t0, t1),
     }
+
+
+async def alarm_marks(ctx: NodeContext, code: str, t0: float, t1: float) -> list[dict[str, Any]]:
+    """The camera's GB/T 28181 alarms received in ``[t0, t1)`` (``vmesh.gb28181.alarms``): the
+    timeline's alarm marks."""
+    async with ctx.db.sessions() as s:
+        rows = await s.execute(
+            select(AlarmRow.id, AlarmRow.received_at, AlarmRow.priority, AlarmRow.description)
+            .where(
+                AlarmRow.channel_code == code,
+                AlarmRow.received_at >= t0,
+                AlarmRow.received_at < t1,
+            )
+            .order_by(AlarmRow.received_at)
+        )
+        return [{"id": i, "at": at, "priority": p, "description": d} for i, at, p, d in rows.all()]
 
 
 async def serve_range(

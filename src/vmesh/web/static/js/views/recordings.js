@@ -144,6 +144,7 @@ export function create(ctx) {
     clear(bar,
       tl ? tl.gaps.map((g) => part("rec-gap", g, "rec-gap")) : null,
       tl ? tl.spans.map((s) => part("rec-span", s, "rec-span")) : null,
+      tl ? (tl.alarms || []).map((a) => part("rec-alarm", { start: a.at, end: a.at + (to - from) / 400 }, "rec-alarm")) : null,
       cursor);
     bar.cursor = cursor;
   }
