@@ -39,6 +39,7 @@ from netns.vnet import (
     Topology,
     camera,
     network_fixture,
+    wait_linked,
 )
 from vmesh.directory.store import Directory
 
@@ -95,13 +96,7 @@ async def test_city_department_watches_a_county_camera_by_grant_until_revoked(ne
         },
     )
 
-    async def ready() -> bool:
-        page = await net.get("prov", "/api/network/catalogue", code_prefix=CAM)
-        nodes = (await net.get("prov", "/api/network"))["nodes"]["items"]
-        up = {n["code"] for n in nodes if n["link"]["state"] == "up"}
-        return page["total"] == 1 and {CITY, COUNTY} <= up
-
-    await wait_until(ready, "the county camera at the province, city and county linked", within=90)
+    await wait_linked(net, "prov", CAM, ("city", "county"))
 
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(

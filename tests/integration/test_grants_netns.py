@@ -50,6 +50,7 @@ from netns.vnet import (
     Topology,
     camera,
     network_fixture,
+    wait_linked,
 )
 from vmesh.directory.store import Directory
 
@@ -175,13 +176,7 @@ async def _rows(net: Net, node: str, action: str, **params: Any) -> list[dict[st
 
 
 async def _the_province_grants_a_county_camera_to_the_city_and_revokes_it(net: Net) -> None:
-    async def ready() -> bool:
-        page = await net.get("prov", "/api/network/catalogue", code_prefix=CAM)
-        nodes = (await net.get("prov", "/api/network"))["nodes"]["items"]
-        up = {n["code"] for n in nodes if n["link"]["state"] == "up"}
-        return page["total"] == 1 and {CITY, COUNTY} <= up
-
-    await wait_until(ready, "the county camera at the province, city and county linked", within=90)
+    await wait_linked(net, "prov", CAM, ("city", "county"))
 
     # 1. An application naming the province waits there, not at the county; rejected there.
     applied = await net.send(

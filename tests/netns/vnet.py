@@ -16,11 +16,13 @@ made of (``WENZHOU_CHAIN``: province ← 温州市 ← 文成县).
 
 ``NEEDS_NETWORK`` / ``NEEDS_MEDIA_NETWORK``: the skip marks of a test that runs such a network
 (with media);
+``wait_linked(net, hub, code, nodes)``: until a code is in a hub's catalogue and the nodes linked;
 ``console(net, node)``: Debian's Chromium (root namespace, over the lab's root leg) logged in to a
 node's console as its admin.
 
 Public: ``NodeSpec``, ``Topology``, ``Net``, ``Viewer``, ``start_network``, ``network_fixture``,
-``toml``, ``NEEDS_NETWORK``, ``NEEDS_MEDIA_NETWORK``, ``console`` and the node specs above.
+``toml``, ``NEEDS_NETWORK``, ``NEEDS_MEDIA_NETWORK``, ``console``, ``wait_linked`` and the node
+specs above.
 """
 
 from __future__ import annotations
@@ -360,6 +362,20 @@ def network_fixture(topo: Topology, setup: Setup | None = None) -> Any:
             lab.down()
 
     return net
+
+
+async def wait_linked(net: Net, hub: str, code: str, nodes: tuple[str, ...]) -> None:
+    """Wait until ``code`` is in ``hub``'s catalogue and the links of ``nodes`` (lab names) to it
+    are up (readiness, not a performance bound)."""
+    codes = {net.code(n) for n in nodes}
+
+    async def ready() -> bool:
+        page = await net.get(hub, "/api/network/catalogue", code_prefix=code)
+        found = (await net.get(hub, "/api/network"))["nodes"]["items"]
+        up = {n["code"] for n in found if n["link"]["state"] == "up"}
+        return page["total"] == 1 and codes <= up
+
+    await wait_until(ready, f"{code} at {hub}, {', '.join(nodes)} linked", within=90)
 
 
 async def camera(directory: Directory, parent: str, code: str, name: str, **attrs: Any) -> None:
