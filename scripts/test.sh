@@ -21,8 +21,9 @@ step() {
 step "ruff check" "$BIN/ruff" check src tests bench
 step "ruff format" "$BIN/ruff" format --check src tests bench
 step "mypy" "$BIN/mypy"
-# --durations: the slowest tests are listed, to keep the suite under its 20-minute budget
-step "pytest" "$BIN/pytest" --durations=25 "$@"
+# --durations: the slowest tests are listed, to keep the suite under its 20-minute budget.
+# Two workers: root-namespace tests in one, network-namespace tests beside them (tests/conftest.py).
+step "pytest" "$BIN/pytest" -n 2 --dist loadgroup --durations=25 "$@"
 
 failed=0
 printf '\n==> summary\n'
