@@ -257,6 +257,8 @@ class Gb28181Config(_Strict):
     media_transport: Literal["udp", "tcp_passive", "tcp_active"] = "udp"
     # After the 200 to a device's alarm, also send it a Response CmdType=Alarm MESSAGE.
     alarm_response: bool = True
+    # Alarm SUBSCRIBE to every online device (Expires, renewed); 0: no subscription.
+    alarm_subscribe_seconds: Annotated[int, Field(ge=0, le=86400)] = 0
 
     @field_validator("domain")
     @classmethod

@@ -1,7 +1,8 @@
 """GB/T 28181 alarms end to end on a node's registrar with the project's simulated device
 (tests/peers/gb_device_sim.py) over real UDP.
 
-- An alarm a device sends twice (two transactions: it got no answer the first time, as devices
+- The node SUBSCRIBEs to the device's alarms (``alarm_subscribe_seconds``). An alarm a device
+  sends twice (two transactions: it got no answer the first time, as devices
   do) is stored, audited and published once, answered 200 and with a Response/Alarm MESSAGE
   each time, counted on /metrics and listed by the API to users whose scope holds the camera
   only; bad alarms get a 400 naming the element and store nothing (SQLite and PostgreSQL).
@@ -98,11 +99,16 @@ async def test_an_alarm_is_stored_once_answered_listed_and_bad_ones_refused(
     d = Directory(ctx.db, ctx.audit)
     for code, name, tier in ((REGION, "浙江省", "province"), (OTHER_REGION, "杭州市", "city")):
         await d.create(Actor("test"), {"code": code, "name": name, "kind": "region", "tier": tier})
-    gb = await start_gb(ctx)
+    gb = await start_gb(ctx, alarm_subscribe_seconds=30)
     heard: list[AlarmEvent] = []
     gb.alarms.listeners.append(heard.append)
     ipc = await registered_ipc(ctx, gb)
     try:
+
+        async def subscribed() -> bool:
+            return ipc.alarm_subscribes == ["presence"]
+
+        await eventually(subscribed, "the node's alarm SUBSCRIBE at the device")
         # The device repeats the alarm in a new transaction: both answered, stored once.
         assert (await ipc.send_alarm(ALARM)).status == 200
         assert (await ipc.send_alarm(ALARM)).status == 200

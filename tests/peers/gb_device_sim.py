@@ -16,7 +16,7 @@ and registers again when the platform answers 403 (what a device does after a pl
 synchronous (browser) tests.
 
 Everything it saw is kept for assertions: ``ptz`` (commands), ``invites``, ``byes``, ``acks``,
-``alarm_responses`` (the platform's Response/Alarm to ``send_alarm``).
+``alarm_responses`` (the platform's Response/Alarm to ``send_alarm``), ``alarm_subscribes``.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from vmesh.gb28181.digest import answer_challenge
 from vmesh.gb28181.manscdp import (
     CONTENT_TYPE,
     AlarmNotify,
+    AlarmQuery,
     AlarmResponse,
     CatalogItem,
     CatalogNotify,
@@ -123,6 +124,7 @@ class GbDeviceSim:
     subscribes: int = 0
     reregistrations: int = 0
     alarm_responses: list[AlarmResponse] = field(default_factory=list)
+    alarm_subscribes: list[str] = field(default_factory=list)  # their Event headers
     streams: dict[str, Stream] = field(default_factory=dict)
     _sn: int = 1
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
@@ -279,6 +281,11 @@ class GbDeviceSim:
             resp.headers.add("Contact", f"<sip:{self.device_id}@{self.local[0]}:{self.local[1]}>")
             resp.headers.add("Content-Type", "APPLICATION/SDP")
             resp.body = answer.encode().encode()
+            self.endpoint.respond(txn, resp)
+        elif req.method == "SUBSCRIBE" and isinstance(decode_manscdp(req.body).message, AlarmQuery):
+            self.alarm_subscribes.append(req.headers.get("Event") or "")
+            resp = make_response(req, 200, to_tag=secrets.token_hex(4))
+            resp.headers.add("Expires", str(req.expires if req.expires is not None else 3600))
             self.endpoint.respond(txn, resp)
         elif req.method == "SUBSCRIBE":
             self.subscribes += 1

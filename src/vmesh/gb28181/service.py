@@ -34,7 +34,9 @@ It owns the node's SIP endpoint (UDP, ``[gb28181] sip_host:sip_port``) and:
 - **Alarms.** ``MESSAGE`` ``Notify CmdType=Alarm`` from a registered device: checked
   (``alarms.alarm_from_notify``; 400 naming the element when wrong, nothing stored), stored once
   by ``alarms.AlarmDesk`` (``self.alarms``), then 200 and, with ``alarm_response``, a
-  ``Response CmdType=Alarm`` MESSAGE back; new alarms go to ``self.alarms.listeners``.
+  ``Response CmdType=Alarm`` MESSAGE back; new alarms go to ``self.alarms.listeners``. With
+  ``alarm_subscribe_seconds``, each online device is SUBSCRIBEd to (``Event: presence``, a
+  ``Query CmdType=Alarm`` body) by the watchdog and renewed before it ends.
 
 Public: ``GbService``, ``Device``, ``PTZ_COMMANDS``.
 """
@@ -64,6 +66,7 @@ from vmesh.gb28181.digest import DigestServer, Verdict
 from vmesh.gb28181.manscdp import (
     CONTENT_TYPE,
     AlarmNotify,
+    AlarmQuery,
     AlarmResponse,
     CatalogAssembler,
     CatalogItem,
@@ -146,6 +149,8 @@ class Device:
     password: str | None = None
     # expires_at as last written to gb_devices (loop time).
     saved_expires_at: float = 0.0
+    # Loop time the alarm subscription is (re)sent (``alarm_subscribe_seconds``; inf: under way).
+    alarm_next: float = 0.0
 
 
 class GbService:
@@ -496,6 +501,7 @@ class GbService:
         await self._save(dev)
         self._reply(txn, req, 200, Expires=str(expires), Date=time.strftime("%Y-%m-%dT%H:%M:%S"))
         if fresh:
+            dev.alarm_next = 0.0  # a device that registers anew has lost its subscriptions
             log.info("gb device registered code=%s addr=%s:%s", code, *source)
             await self.audit.write(
                 actor, "gb28181.register", code, "ok", {"addr": f"{source[0]}:{source[1]}"}
@@ -507,6 +513,7 @@ class GbService:
         if dev is not None:
             dev.online = False
             dev.subscribed_until = None
+            dev.alarm_next = 0.0  # subscribe again once it is back
             dev.password = None
             await self.store.set_online(code, False)
         for s in [s for s in self.sessions.values() if s.spec.device == code]:
@@ -667,6 +674,35 @@ class GbService:
         await self._save(dev)
         log.info("gb catalog subscribed device=%s expires=%s", dev.code, granted)
 
+    async def subscribe_alarm(self, dev: Device) -> None:
+        """SUBSCRIBE (``Event: presence``, a ``Query CmdType=Alarm`` body) to the device's alarms
+        for ``alarm_subscribe_seconds``; renewed a fifth before it ends, retried after 60 s when
+        refused or unanswered. The alarms themselves come as MESSAGE/NOTIFY like any other."""
+        expires = self.config.alarm_subscribe_seconds
+        loop = asyncio.get_running_loop()
+        try:
+            req = self.make_request(
+                "SUBSCRIBE",
+                dev,
+                to_user=dev.code,
+                body=encode_manscdp(AlarmQuery(dev.code, self.next_sn()), dev.charset),
+                content_type=CONTENT_TYPE,
+            )
+            req.headers.add("Event", "presence")
+            req.headers.add("Expires", str(expires))
+            resp = await self.endpoint_request(req, dev.addr)
+        except (TimeoutError, VmeshError) as e:
+            dev.alarm_next = loop.time() + 60.0
+            log.info("gb alarm subscribe device=%s failed: %s", dev.code, e)
+            return
+        if resp.status >= 300:
+            dev.alarm_next = loop.time() + 60.0
+            log.info("gb alarm subscribe device=%s refused: %s", dev.code, resp.status)
+            return
+        granted = resp.expires if resp.expires is not None else expires
+        dev.alarm_next = loop.time() + max(1.0, granted * 0.8)
+        log.info("gb alarm subscribed device=%s expires=%s", dev.code, granted)
+
     def _finish_catalog(self, result: CatalogResult) -> None:
         fut = self._catalogs.get((result.device_id, result.sn))
         if fut is not None and not fut.done():
@@ -766,6 +802,9 @@ class GbService:
                 ):
                     dev.subscribed_until = None  # one refresh at a time
                     self._spawn(self._resubscribe(dev), f"gb-subscribe-{dev.code}")
+                if c.alarm_subscribe_seconds > 0 and now >= dev.alarm_next:
+                    dev.alarm_next = float("inf")  # one at a time
+                    self._spawn(self.subscribe_alarm(dev), f"gb-alarm-subscribe-{dev.code}")
                 silent = now - dev.last_seen > c.keepalive_interval_seconds * c.keepalive_missed
                 if silent or now > dev.expires_at:
                     dev.online = False
