@@ -777,7 +777,7 @@ class PetitionService:
             chairs=[str(body.get("chair"))],
             starts_at=None,
             recording=True,
-            layout="2x2",
+            layout="1+1" if len(body.get("venues") or []) <= 2 else "2x2",
         )
         c = await svc.store.create(self._node_principal(body.get("origin")), spec)
         return {"conference": c.id, "started_at": _iso(c.started_at) or _now().isoformat()}
