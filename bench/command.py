@@ -49,6 +49,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from benchinfo import machine  # noqa: E402
+from fabric import FIRST_FRAME_JS  # noqa: E402
 from factories import TEST_ACTOR, add_entry, add_region, add_user, bearer  # noqa: E402
 from vmesh.api.app import create_app  # noqa: E402
 from vmesh.config import parse_config  # noqa: E402
@@ -149,26 +150,13 @@ async def run(units: int, runs: int, entries: int, cameras: int) -> dict[str, An
 # --- across tiers ---------------------------------------------------------------------------
 
 POINT = (27.80, 119.95)  # near 文成县
-PULL_JS = """async (code) => {
-  const old = document.querySelector('[data-testid="tile-0-video"]');
-  const prev = old ? old.srcObject : null;
-  const t0 = performance.now();
-  document.querySelector(`[data-testid="pull-${code}"]`).click();
-  for (;;) {
-    await new Promise((r) => requestAnimationFrame(r));
-    const v = document.querySelector('[data-testid="tile-0-video"]');
-    if (v && v.srcObject && v.srcObject !== prev) {
-      return await new Promise((resolve) => {
-        const timer = setTimeout(() => resolve(null), 30000);
-        v.requestVideoFrameCallback((now, md) => {
-          clearTimeout(timer);
-          resolve(md.presentationTime - t0);
-        });
-      });
-    }
-    if (performance.now() - t0 > 30000) return null;
-  }
-}"""
+# The first frame of tile 0's new stream after clicking a camera's pull button: the same
+# measure as ``bench/fabric.py ttff`` (which sets the wall's hash instead of clicking).
+PULL_JS = FIRST_FRAME_JS.replace(
+    'location.hash = "#/wall/" + code;',
+    'document.querySelector(`[data-testid="pull-${code}"]`).click();',
+)
+assert PULL_JS != FIRST_FRAME_JS
 
 
 def _venue(node: str, i: int) -> str:

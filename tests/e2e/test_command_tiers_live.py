@@ -19,7 +19,9 @@ city takes the room over in Chromium and the log flows both ways.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import Counter
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
 
@@ -92,6 +94,22 @@ async def same_logs(net: Net, iid: str, n: int) -> list[dict[str, Any]] | None:
     return city
 
 
+@contextlib.asynccontextmanager
+async def cut(net: Net, watcher: str, iid: str) -> AsyncIterator[None]:
+    """The county↔city link cut until the block ends, from when ``watcher`` lists the incident as
+    unreachable (its host cut off)."""
+    net.blackhole("county", "city", "add")
+    try:
+
+        async def unreachable() -> bool:
+            return await reachable_at(net, watcher, iid) is False
+
+        await wait_until(unreachable, f"{watcher} showing the incident unreachable", within=60)
+        yield
+    finally:
+        net.blackhole("county", "city", "del")
+
+
 async def _consoles(net: Net, browser: Any) -> tuple[Any, Any, list[str]]:
     """A city and a county page, logged in as each node's admin; the page errors seen."""
     city = await (await browser.new_context(locale="zh-CN")).new_page()
@@ -117,21 +135,13 @@ async def _room_through_a_cut(net: Net) -> str:
     await wait_until(lambda: copied(2), "the city's copy of the first two entries", within=60)
 
     # 2. The county's uplink is cut: its room works alone; the city catches up afterwards.
-    net.blackhole("county", "city", "add")
-    try:
-
-        async def unreachable() -> bool:
-            return await reachable_at(net, "city", iid) is False
-
-        await wait_until(unreachable, "the city showing the incident unreachable", within=60)
+    async with cut(net, "city", iid):
         for i in range(5):
             await note(net, "county", iid, f"断网期间记录 {i}")
         body = {"action": "severity", "severity": "II"}
         await net.send("county", "POST", f"/api/command/incidents/{iid}/actions", body)
         assert len(await log_at(net, "county", iid)) == 8  # the room works alone
         assert len(await log_at(net, "city", iid)) == 2
-    finally:
-        net.blackhole("county", "city", "del")
     first = await wait_until(lambda: same_logs(net, iid, 8), "the city's copy catching up", 90)
     assert [e["node"] for e in first] == [net.code("county")] * 8
 
@@ -199,18 +209,10 @@ async def test_the_city_takes_a_county_room_over_and_the_log_flows_both_ways(net
             assert "调派排涝车三台" in (await county.get_by_test_id("room-log").inner_text())
 
             # 4. Cut again: what the city logs meanwhile reaches the county after the return.
-            net.blackhole("county", "city", "add")
-            try:
-
-                async def cut_off() -> bool:
-                    return await reachable_at(net, "county", iid) is False
-
-                await wait_until(cut_off, "the county seeing the city unreachable", within=60)
+            async with cut(net, "county", iid):
                 for i in range(3):
                     await note(net, "city", iid, f"市级断链期间 {i}")
                 assert len(await log_at(net, "county", iid)) == 11
-            finally:
-                net.blackhole("county", "city", "del")
             final = await wait_until(lambda: same_logs(net, iid, 14), "the county catching up", 90)
             assert [e["action"] for e in final].count("hand_over") == 1
             await county.wait_for_selector(f'{log}[data-count="14"]', timeout=WAIT_MS)
