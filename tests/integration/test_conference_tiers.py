@@ -2,10 +2,13 @@
 the catalogue, their node's reports (``ConferenceService.on_rpc``, what arrives over the bus as
 ``vmesh.<host>.rpc.conference``) making them joined, the layout each gets back (nobody hears
 itself; where each source publishes), and a venue whose node stops reporting shown unreachable
-until it reports again. SQLite and PostgreSQL (the ``ctx`` fixture)."""
+until it reports again; a venue node's content; the host pushing a chair's roll call to a venue's
+node over a real bus (nats-server). SQLite and PostgreSQL (the ``ctx`` fixture)."""
 
 from __future__ import annotations
 
+import asyncio
+import shutil
 from datetime import UTC, datetime
 
 import httpx
@@ -13,10 +16,12 @@ import pytest
 from sqlalchemy import func, select
 
 from factories import add_entry, add_region, add_user, bearer
+from peers.nats_server import local_nats
 from vmesh.conference.api import service_of
 from vmesh.conference.models import ConferenceRow
 from vmesh.conference.service import REMOTE_STALE
-from vmesh.errors import Forbidden, InvalidInput
+from vmesh.errors import Forbidden, InvalidInput, NotFound
+from vmesh.federation.bus import Bus
 from vmesh.federation.models import CatalogueEntry
 from vmesh.node.context import NodeContext
 
@@ -135,4 +140,60 @@ async def test_venues_of_other_nodes_report_join_hear_the_roll_call_and_go_unrea
     with pytest.raises(InvalidInput) as e:
         await svc.on_rpc(report(CITY_ROOM, CITY_NODE) | {"level": 7})
     assert e.value.errors[0].field == "level"
+    await svc.stop()
+
+
+@pytest.mark.skipif(shutil.which("nats-server") is None, reason="needs nats-server")
+async def test_a_chairs_roll_call_is_pushed_to_the_venues_node_at_once(
+    client: httpx.AsyncClient, ctx: NodeContext, site: dict[str, str]
+) -> None:
+    """The host tells a venue's node its new layout over the bus as soon as the chair acts (a
+    roll call need not wait for the node's next report); a newer plan has a newer version."""
+    r = await client.post("/api/conferences", json=BODY, headers=bearer(site["chair"]))
+    conf = r.json()["id"]
+    svc = service_of(ctx)
+    pushed: asyncio.Queue[dict] = asyncio.Queue()
+
+    async def city_node(body: dict) -> dict:  # the city node's conference service, as the bus
+        await pushed.put(body)  # delivers it; its relay is tests/e2e/test_conference_tiers_live
+        return {"applied": True}
+
+    async with local_nats() as url:
+        host_bus = await Bus.connect(url, PROVINCE)
+        city_bus = await Bus.connect(url, CITY_NODE)
+        try:
+            await city_bus.serve("conference", city_node)
+            svc.bus = host_bus
+            lc = await svc.live(conf)
+            report = {"op": "venue", "conference": conf, "node": CITY_NODE, "live": True}
+            first = await svc.on_rpc(report | {"venue": CITY_ROOM})
+            await svc.on_rpc(report | {"venue": COUNTY_ROOM, "node": COUNTY_NODE})
+            r = await client.post(
+                f"/api/conferences/{conf}/actions",
+                json={"action": "roll_call", "venue": COUNTY_ROOM},
+                headers=bearer(site["chair"]),
+            )
+            assert r.status_code == 200, r.text
+            while True:  # no report since: what arrives is the host's push
+                body = await asyncio.wait_for(pushed.get(), 10)
+                if body["layout"]["featured"] == COUNTY_ROOM:
+                    break
+            assert (body["op"], body["host"], body["conference"], body["venue"]) == (
+                "layout", lc.info.host_node, conf, CITY_ROOM,
+            )  # fmt: skip
+            assert body["layout"]["nodes"][COUNTY_ROOM] == COUNTY_NODE
+            assert body["layout"]["version"] > first["version"]
+        finally:
+            await host_bus.close()
+            await city_bus.close()
+    # a push for a page this node does not have, or a malformed one: refused naming it
+    with pytest.raises(NotFound):
+        await svc.on_rpc({"op": "layout", "host": PROVINCE, "conference": conf,
+                          "venue": CITY_ROOM, "layout": {"version": 1}})  # fmt: skip
+    with pytest.raises(InvalidInput) as e:
+        await svc.on_rpc({"op": "layout", "host": PROVINCE, "conference": conf, "layout": []})
+    assert e.value.errors[0].field == "layout"
+    with pytest.raises(InvalidInput) as e:
+        await svc.on_rpc({"op": "push", "conference": conf})
+    assert e.value.errors[0].field == "op"
     await svc.stop()

@@ -97,6 +97,7 @@ def service_of(ctx: NodeContext) -> ConferenceService:
         ctx.conferences = svc
         admit_conference_streams(ctx, svc)  # venues' streams to the other venues' nodes
         bus = ctx.federation.bus if ctx.federation is not None else None
+        svc.bus = bus  # hosts push layouts to their venues' nodes
         if bus is not None:  # venues of other nodes report here (ConferenceService.on_rpc)
             svc.rpc = asyncio.get_running_loop().create_task(bus.serve("conference", svc.on_rpc))
     return cast(ConferenceService, svc)

@@ -6,6 +6,9 @@ switch: the media stay local): ``/api/conferences/<id>/ws?host=<host node>``. Th
 
 - publishes the page's camera and microphone here (``ConferencePublish``, as the host does), so
   the fabric finds the venue's publication (``FabricSources``) when another node takes it;
+- takes the layouts the host pushes at once (``pushed``: ``{op: "layout"}`` on this node's
+  ``conference`` bus service, sent when a chair's action changes them), newest plan version
+  first, so a roll call does not wait for the next report;
 - reports to the host every ``REMOTE_POLL`` s over the bus (``vmesh.<host>.rpc.conference``
   ``{op: "venue", conference, venue, node, live, content, level, hand}``: ``content`` when the
   page shares its screen here, as ``<venue>-content``); the answer is the venue's
@@ -297,8 +300,17 @@ class RelayedConference:
             out.append((tile, src or "", name))
         return out
 
+    async def pushed(self, venue: str, layout: Json) -> None:
+        """The host pushed ``venue``'s new layout (a chair's action): apply it now."""
+        page = self.pages.get(venue)
+        if page is not None:
+            async with self.lock:
+                await self._apply(page, layout)
+
     async def _apply(self, page: VenuePage, layout: Json) -> None:
         old = self.layouts.get(page.code)
+        if old is not None and int(layout.get("version") or 0) < int(old.get("version") or 0):
+            return  # a report's answer older than a layout pushed since
         self.layouts[page.code] = layout
         if old == layout:
             self._route(page)  # a fabric input may have come since
@@ -310,7 +322,7 @@ class RelayedConference:
         await self._push(page, layout)
 
     async def _push(self, page: VenuePage, layout: Json, force: bool = False) -> None:
-        msg = {k: v for k, v in layout.items() if k != "nodes"}
+        msg = {k: v for k, v in layout.items() if k not in ("nodes", "version")}
         if force or msg != page.last_layout:
             page.last_layout = msg
             with contextlib.suppress(Exception):

@@ -253,6 +253,11 @@ class LiveConference:
         self.recorder: ProgrammeRecorder | None = None
         self.remote: dict[str, RemoteVenue] = {}
         self.clock: Callable[[], float] = time.monotonic
+        self.bus: Any = None  # the federation bus (set by the service): layout pushes
+        # of the plan, at each _apply: wall-clock ns at least (a restarted host's come later)
+        self.version = time.time_ns()
+        self._pushed: dict[str, Json] = {}  # venue of another node -> the layout last pushed
+        self._pushes: set[asyncio.Task[None]] = set()
         self.feeds = FabricFeeds(
             self._viewer,
             credential(info.host_node, info.id),
@@ -506,12 +511,42 @@ class LiveConference:
             ev: Event = RaiseHand(v.code) if hand else LowerHand(v.code)
             with contextlib.suppress(InvalidInput, Conflict):  # refused: audited, reply as is
                 await self.act(who, "hand" if hand else "lower_hand", ev, v.code)
-        msg = self.layout_of(v.code)
+        return self.remote_layout(v.code)
+
+    def remote_layout(self, venue: str) -> Json:
+        """``layout_of`` for a venue of another node, plus ``nodes`` (where each of its sources
+        publishes) and ``version`` (of the plan: a venue node keeps the newest it was told)."""
+        msg = self.layout_of(venue)
         codes = [e["code"] for e in msg["video"] + msg["audio"] if e["code"]]
         if msg["content"]:
             codes.append(msg["content"]["code"])
         msg["nodes"] = {c: self.node_of(c) for c in codes}
+        msg["version"] = self.version
         return msg
+
+    def _push_remote(self) -> None:
+        """Tell the node of each reporting venue of another node its new layout at once
+        (``{op: "layout"}`` over the bus, in the background), rather than at its next report:
+        a roll call reaches those venues without waiting for ``REMOTE_POLL``. A push that fails
+        changes nothing: the next report's answer carries the layout all the same."""
+        if self.bus is None:
+            return
+        for code, r in self.remote.items():
+            msg = self.remote_layout(code)
+            if {**msg, "version": 0} == {**self._pushed.get(code, {}), "version": 0}:
+                continue
+            self._pushed[code] = msg
+            body = {"op": "layout", "host": self.info.host_node, "conference": self.info.id,
+                    "venue": code, "layout": msg}  # fmt: skip
+            t = asyncio.create_task(self._push_to(r.node, body))
+            self._pushes.add(t)
+            t.add_done_callback(self._pushes.discard)
+
+    async def _push_to(self, node: str, body: Json) -> None:
+        try:
+            await self.bus.call(node, "conference", body, timeout=REMOTE_POLL * 4)
+        except Exception as e:  # the venue's next report gets it
+            log.info("conference=%d layout push to node %s failed: %s", self.info.id, node, e)
 
     def _feed(self, ch: Channel, src: str | None, *, audio: bool) -> None:
         """Route ``src``'s video (or audio) into ``ch`` and nothing into the other half."""
@@ -554,6 +589,8 @@ class LiveConference:
     async def _apply(self) -> None:
         """Route every page's tiles by the current plan and push layouts and state."""
         self.plan = self.floor.plan()
+        self.version = max(self.version + 1, time.time_ns())
+        self._push_remote()
         await self._fetch_remote()
         self._programme()
         for page in list(self.pages.values()):
@@ -773,6 +810,7 @@ class ConferenceService:
         self.running: dict[int, LiveConference] = {}
         self._lock = asyncio.Lock()
         self.rpc: asyncio.Task[Any] | None = None  # the bus subscription being made
+        self.bus: Any = None  # the federation bus, when the node has one
         # Conferences hosted elsewhere with venue pages here (vmesh.conference.relay).
         self.relays: dict[tuple[str, int], Any] = {}
 
@@ -786,6 +824,7 @@ class ConferenceService:
             if info.status != "active":
                 raise Conflict(f"conference {conf_id} is {info.status}, not active")
             lc = LiveConference(info, self.store, self.audit, self.media)
+            lc.bus = self.bus
             self.running[conf_id] = lc
             await lc.start()
             return lc
@@ -794,12 +833,20 @@ class ConferenceService:
         """``vmesh.<host>.rpc.conference``: ``{"op": "venue", "conference": id, "venue": code,
         "node": <the venue's node>, "live": bool, "content": bool, "level": 0..1 | null}`` from
         the node where the venue's page runs (``content``: it shares its screen there); answers
-        the venue's layout (``LiveConference.venue_poll``)."""
-        if body.get("op") != "venue":
-            raise InvalidInput.one("op", "must be venue", body.get("op"))
+        the venue's layout (``LiveConference.venue_poll``).
+
+        ``{"op": "layout", "host": <node>, "conference": id, "venue": code, "layout": {...}}``
+        from a host to the node where one of its venues' page runs (``_push_remote``): the relay
+        applies it at once (``RelayedConference.pushed``); ``NotFound`` when no such page is
+        here."""
+        op = body.get("op")
+        if op not in ("venue", "layout"):
+            raise InvalidInput.one("op", "must be venue or layout", op)
         conf_id = body.get("conference")
         if not isinstance(conf_id, int) or isinstance(conf_id, bool):
             raise InvalidInput.one("conference", "must be a conference id", conf_id)
+        if op == "layout":
+            return await self._on_layout(conf_id, body)
         node = body.get("node")
         if not isinstance(node, str) or not node:
             raise InvalidInput.one("node", "must be the reporting node's code", node)
@@ -821,6 +868,18 @@ class ConferenceService:
             hand,
             content,
         )
+
+    async def _on_layout(self, conf_id: int, body: dict[str, Any]) -> Json:
+        host, venue, layout = body.get("host"), body.get("venue"), body.get("layout")
+        if not isinstance(host, str) or not host:
+            raise InvalidInput.one("host", "must be the host node's code", host)
+        if not isinstance(layout, dict) or not isinstance(layout.get("version"), int):
+            raise InvalidInput.one("layout", "must be a venue's layout with its version", layout)
+        r = self.relays.get((host, conf_id))
+        if r is None or not isinstance(venue, str) or venue not in r.pages:
+            raise NotFound(f"no page of venue {venue} of conference {host}/{conf_id} here")
+        await r.pushed(venue, layout)
+        return {"applied": True}
 
     def running_or_none(self, conf_id: int) -> LiveConference | None:
         return self.running.get(conf_id)
