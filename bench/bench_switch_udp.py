@@ -34,6 +34,21 @@ SO_TIMESTAMPNS = 35  # Linux (asm-generic/socket.h); the cmsg type is the same n
 TIMESPEC = struct.Struct("@qq")
 
 
+def set_nice(nice: int) -> str | None:
+    """This thread at ``nice`` (inherited by what it starts) and, where the kernel groups CPU time
+    by session (``sched_autogroup``: every other engineer's shell is a group that gets an equal
+    share, whatever the nice of the threads inside), this session's group too. Returns what
+    ``/proc/self/autogroup`` says afterwards (None: no autogroups)."""
+    os.setpriority(os.PRIO_PROCESS, 0, nice)
+    try:
+        with open("/proc/self/autogroup", "w") as f:
+            f.write(str(nice))
+        with open("/proc/self/autogroup") as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
 def serve_switch(
     in_port: int, sink_base: int, n: int, dataplane: bool = True, rtcp: bool = False
 ) -> None:
@@ -90,6 +105,12 @@ class Sink:
         self.thread.start()
 
     def _run(self) -> None:
+        # Below the forwarders (--nice): the kernel's receive timestamp does not depend on when
+        # this thread reads, and 4 MB buffers hold seconds of packets, so it may read late.
+        with contextlib.suppress(OSError):
+            prio = os.getpriority(os.PRIO_PROCESS, 0)
+            if prio < 0:
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), min(19, prio + 5))
         now = time.time_ns
         space = socket.CMSG_SPACE(TIMESPEC.size)
         while not self.stop:
