@@ -39,7 +39,7 @@ import logging
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +57,9 @@ from vmesh.petition.core import Event, State
 from vmesh.petition.models import Evidence, Petition, PetitionEvent, RecordParagraph
 from vmesh.petition.record import RecordDoc, render
 from vmesh.servicedesk.idcard import IdCard, masked
-from vmesh.servicedesk.service import image_info
+
+# The service desk's time helpers and image check: one way to read stored times and images.
+from vmesh.servicedesk.service import _aware, _iso, _now, image_info
 
 log = logging.getLogger(__name__)
 
@@ -76,19 +78,6 @@ MAX_EVIDENCE_BYTES = 10 * 1024 * 1024
 MAX_OFFICIALS = 6
 CHUNK = 256 * 1024  # evidence over the bus, base64 below NATS's 1 MB message limit
 Who = Principal | Actor
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _aware(t: datetime | None) -> datetime | None:
-    return None if t is None else (t if t.tzinfo else t.replace(tzinfo=UTC))
-
-
-def _iso(t: datetime | None) -> str | None:
-    t = _aware(t)
-    return None if t is None else t.isoformat()
 
 
 @dataclass(frozen=True)
@@ -335,22 +324,25 @@ class PetitionService:
         res = await fed.bus.call(node, "petition", body, timeout=15.0)
         return dict(res)
 
-    async def start(self, who: Principal, pid: int) -> dict[str, Any]:
+    async def _session(self, who: Principal, pid: int, event: Event, title: str) -> None:
+        """``start`` or ``follow_up``: the session's conference at its host, then the move."""
         p = await self._staff_row(who, pid)
-        core.step(p.state, Event.start)
-        host, conf, started = await self._host_session(p, f"远程接访 {p.number}")
-        await self._move(
-            who,
-            pid,
-            Event.start,
-            staff=True,
-            detail={"host": host, "conference": conf},
-            values={
+        core.step(p.state, event)
+        host, conf, started = await self._host_session(p, f"{title} {p.number}")
+        if event == Event.start:
+            values = {
                 "host_node": host,
                 "conference_id": conf,
                 "session_started_at": datetime.fromisoformat(started),
-            },
+            }
+        else:
+            values = {"followup_conference_id": conf}
+        await self._move(
+            who, pid, event, staff=True, detail={"host": host, "conference": conf}, values=values
         )
+
+    async def start(self, who: Principal, pid: int) -> dict[str, Any]:
+        await self._session(who, pid, Event.start, "远程接访")
         return await self.get(who, pid)
 
     async def end(self, who: Principal, pid: int) -> dict[str, Any]:
@@ -481,17 +473,7 @@ class PetitionService:
 
     async def follow_up(self, who: Principal, pid: int) -> dict[str, Any]:
         """The follow-up session (回访): a new conference with the same parties."""
-        p = await self._staff_row(who, pid)
-        core.step(p.state, Event.follow_up)
-        host, conf, _ = await self._host_session(p, f"回访 {p.number}")
-        await self._move(
-            who,
-            pid,
-            Event.follow_up,
-            staff=True,
-            detail={"host": host, "conference": conf},
-            values={"followup_conference_id": conf},
-        )
+        await self._session(who, pid, Event.follow_up, "回访")
         return await self.get(who, pid)
 
     async def answer(self, who: Principal, pid: int, outcome: str) -> dict[str, Any]:
