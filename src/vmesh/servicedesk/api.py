@@ -43,6 +43,7 @@ def install(app: FastAPI, ctx: NodeContext) -> None:
     app.state.servicedesk_reader = SimulatedReader()
     app.include_router(router, prefix="/api")
     app.router.on_shutdown.append(desk.stop)  # its timers and live-update task
+    desk.tiers.admit_streams()  # a kiosk of a child node watches its agent's seat here
     with contextlib.suppress(RuntimeError):  # no loop: an app made outside the node (tests)
         # Kiosks of child nodes whose items this node serves (vmesh.servicedesk.tiers).
         desk.rpc = asyncio.get_running_loop().create_task(desk.tiers.serve())

@@ -28,7 +28,7 @@ import contextlib
 import logging
 import random
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -72,8 +72,9 @@ class CallRecording:
         self.process: SupervisedProcess | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
-    async def start(self) -> None:
-        """Add the outputs and wait (in the background) for both sides before running ffmpeg."""
+    async def start(self, hold: Awaitable[None] | None = None) -> None:
+        """Add the outputs and wait (in the background) for both sides before running ffmpeg;
+        ``hold``: what brings a side here (run in the background, cancelled by ``stop``)."""
         self.folder.mkdir(parents=True, exist_ok=True)
         ports = _udp_pairs(len(SIDES) * len(KINDS))
         try:
@@ -94,6 +95,8 @@ class CallRecording:
         except BaseException:
             await self.stop()
             raise
+        if hold is not None:
+            self._tasks.append(asyncio.ensure_future(hold))
         self._tasks.append(asyncio.create_task(self._run(), name=f"sd-record-{self.number}"))
 
     def _sync(self) -> bool:

@@ -44,7 +44,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from vmesh.audit.log import Actor
 from vmesh.auth.principal import Principal
 from vmesh.directory.models import Entry
-from vmesh.errors import Conflict, Forbidden, InvalidInput, NotFound
+from vmesh.errors import Conflict, Forbidden, InvalidInput, NotFound, VmeshError
 from vmesh.federation.models import CatalogueEntry
 from vmesh.node.context import NodeContext
 from vmesh.node.files import write_atomic
@@ -61,8 +61,8 @@ from vmesh.servicedesk.queues import (
     next_case,
     positions,
 )
-from vmesh.servicedesk.recording import RECORDING_NAME, CallRecording
-from vmesh.servicedesk.tiers import CHUNK, Tiers, _b64
+from vmesh.servicedesk.recording import RECORDING_NAME, CallRecording, Inputs
+from vmesh.servicedesk.tiers import CALL, CHUNK, Tiers, _b64
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +71,7 @@ KIOSK_KIND = "service_room"
 AGENT_ROLES = ("agent",)
 _IMAGE_TYPES = {b"\xff\xd8\xff": "image/jpeg", b"\x89PNG\r\n\x1a\n": "image/png"}
 Who = Principal | Actor
-# The states of a call: recorded from accept until the result is out and the villager has rated.
-RECORDED = LIVE | {State.submitted}
+RECORDED = CALL  # the call is recorded in these states
 
 
 def _now() -> datetime:
@@ -124,6 +123,7 @@ class ServiceDesk:
         self.division = ctx.config.node.code[:6]
         self._lock = asyncio.Lock()
         self._ready = False
+        self._ready_lock = asyncio.Lock()
         self._subs: set[Subscriber] = set()
         self._changed = asyncio.Event()
         self._pusher: asyncio.Task[None] | None = None
@@ -140,12 +140,15 @@ class ServiceDesk:
         """Load the sample catalogue once when configured and the catalogue is empty."""
         if self._ready:
             return
-        self._ready = True
-        if self.cfg.sample_catalogue:
-            async with self.db.sessions() as s:
-                n = await s.scalar(select(func.count()).select_from(Item))
-            if not n:
-                await cat.import_catalogue(self.audit, SYSTEM, cat.load_sample())
+        async with self._ready_lock:  # callers at the same time all wait for the one import
+            if self._ready:
+                return
+            if self.cfg.sample_catalogue:
+                async with self.db.sessions() as s:
+                    n = await s.scalar(select(func.count()).select_from(Item))
+                if not n:
+                    await cat.import_catalogue(self.audit, SYSTEM, cat.load_sample())
+            self._ready = True
 
     # --- agents -----------------------------------------------------------------------------
 
@@ -833,19 +836,41 @@ class ServiceDesk:
         self._background.add(t)
         t.add_done_callback(self._background.discard)
 
-    def _call_inputs(self, case: Case) -> Callable[[], dict[str, str | None]]:
-        """The switch inputs of the call's two sides here (publications of this node)."""
+    def _call_inputs(self, case: Case) -> tuple[Inputs, Awaitable[None] | None]:
+        """The switch inputs of the call's two sides here: publications of this node; a kiosk of
+        another node's through the fabric, held for the recording by the returned coroutine
+        (which keeps trying until the kiosk publishes)."""
         kiosk, seat = case.kiosk_code, case.agent_seat
+        held: dict[str, str | None] = {"video": f"{kiosk}/video", "audio": f"{kiosk}/audio"}
+        fabric, node = self.ctx.fabric, case.kiosk_node
+        hold = None
+        if node is not None and fabric is not None:
+            held = {"video": None, "audio": None}
+            holder = f"servicedesk-{case.number}"
+
+            async def hold_remote() -> None:
+                while held["video"] is None or held["audio"] is None:
+                    try:
+                        for kind, stream in (("video", kiosk), ("audio", f"{kiosk}/audio")):
+                            if held[kind] is None:
+                                held[kind] = await fabric.acquire(
+                                    stream, node, holder, SYSTEM.username
+                                )
+                    except VmeshError as e:
+                        log.debug("case=%s kiosk not carried yet: %s", case.number, e)
+                        await asyncio.sleep(1.0)
+
+            hold = hold_remote()
 
         def inputs() -> dict[str, str | None]:
             return {
-                "kiosk/video": f"{kiosk}/video",
-                "kiosk/audio": f"{kiosk}/audio",
+                "kiosk/video": held["video"],
+                "kiosk/audio": held["audio"],
                 "agent/video": f"{seat}/video" if seat else None,
                 "agent/audio": f"{seat}/audio" if seat else None,
             }
 
-        return inputs
+        return inputs, hold
 
     async def _follow_recording(self, case_id: int) -> None:
         """Record a case's call while it is in a call (``RECORDED``); stop when it leaves it.
@@ -856,10 +881,9 @@ class ServiceDesk:
                 rec = self._recordings.get(case_id)
                 media = self.ctx.media
                 if case.state in RECORDED and rec is None and media is not None:
-                    rec = CallRecording(
-                        case.number, media, self._call_folder(case.number), self._call_inputs(case)
-                    )
-                    await rec.start()
+                    inputs, hold = self._call_inputs(case)
+                    rec = CallRecording(case.number, media, self._call_folder(case.number), inputs)
+                    await rec.start(hold)
                     self._recordings[case_id] = rec
                     await self.audit.write(
                         SYSTEM,
@@ -871,6 +895,9 @@ class ServiceDesk:
                 elif case.state not in RECORDED and rec is not None:
                     del self._recordings[case_id]
                     await rec.stop()
+                    if case.kiosk_node is not None and self.ctx.fabric is not None:
+                        for stream in (case.kiosk_code, f"{case.kiosk_code}/audio"):
+                            await self.ctx.fabric.release(stream, f"servicedesk-{case.number}")
                     await self.audit.write(
                         SYSTEM,
                         "servicedesk.recording.stop",

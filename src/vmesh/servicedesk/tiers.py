@@ -37,7 +37,8 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from vmesh.auth.principal import Principal
-from vmesh.errors import Conflict, InvalidInput, NotFound, VmeshError
+from vmesh.errors import Conflict, Forbidden, InvalidInput, NotFound, VmeshError
+from vmesh.servicedesk.cases import LIVE, State
 from vmesh.servicedesk.models import Case, Item
 
 if TYPE_CHECKING:
@@ -51,6 +52,9 @@ POLL = 0.5  # a relay's watch interval
 CHUNK = 512 * 1024  # bytes of an image, signature or PDF per request
 TIMEOUT = 5.0  # one request
 Json = dict[str, Any]
+CREDENTIAL = "servicedesk:"
+# The states of a call: from accept until the result is out and the villager has rated.
+CALL = LIVE | {State.submitted}
 _RANK = {"village": 0, "township": 1, "county": 2, "city": 3, "province": 4}
 
 
@@ -81,6 +85,8 @@ class Tiers:
         self._parts: dict[tuple[str, int, str], dict[int, bytes]] = {}
         self._relays: dict[int, asyncio.Task[None]] = {}
         self.last: dict[int, Json] = {}  # mirror id -> the case as last seen there
+        # (kiosk user, agent's seat) -> (serving node, credential) while a mirror is in a call
+        self.seats: dict[tuple[str, str], tuple[str, str]] = {}
 
     # --- where ----------------------------------------------------------------------------------
 
@@ -133,6 +139,11 @@ class Tiers:
         """Keep what the serving node said (the mirror's state follows it)."""
         self.last[mirror.id] = remote
         state = remote.get("state")
+        seat = remote.get("agent_seat")
+        for key in [k for k, v in self.seats.items() if v[1] == self.credential(mirror)]:
+            del self.seats[key]
+        if state in CALL and isinstance(seat, str):
+            self.seats[(mirror.kiosk_user, seat)] = (str(mirror.served_by), self.credential(mirror))
         if isinstance(state, str) and state != mirror.state:
             await self.desk.mirror_state(mirror.id, state)
             mirror.state = state
@@ -200,6 +211,56 @@ class Tiers:
             body += _unb64("data", r["data"])
             if len(body) >= int(r["total"]) or not r["data"]:
                 return body
+
+    # --- the call's media through the fabric ---------------------------------------------------
+
+    @staticmethod
+    def credential(mirror: Case) -> str:
+        """What the kiosk's node carries to view the seat of the case's agent at the serving
+        node: ``servicedesk:<serving node>:<case id there>`` (the fabric's grant field)."""
+        return f"{CREDENTIAL}{mirror.served_by}:{mirror.remote_id}"
+
+    def remote_seat(self, who: Principal, code: str) -> tuple[str, str] | None:
+        """(serving node, a name) when ``code`` is the seat of the agent of another node serving
+        ``who``'s kiosk now (the kiosk page may watch it: ``vmesh.media.api``)."""
+        hit = self.seats.get((who.username, code))
+        return None if hit is None else (hit[0], "坐席")
+
+    def admit_streams(self) -> None:
+        """Wrap the fabric's ``credentials`` and ``admit`` (as the grants' and conferences' are):
+        at the kiosk's node, a kiosk user's view of its agent's seat carries the case's
+        credential; at the serving node, that credential admits the seat's video and audio to
+        the case's kiosk node while the case is in a call. Anything else goes on as before."""
+        fabric = self.desk.ctx.fabric
+        if fabric is None or getattr(fabric, "servicedesk_admission", False):
+            return
+        fabric.servicedesk_admission = True  # type: ignore[attr-defined]
+        creds, admit = fabric.credentials, fabric.admit
+
+        def credentials(stream: str, user: str) -> dict[str, Any]:
+            hit = self.seats.get((user, stream.removesuffix("/audio")))
+            if hit is not None:
+                return {"grant": hit[1]}
+            return creds(stream, user) if creds is not None else {}
+
+        async def admit_stream(stream: str, viewer_node: str, grant: str | None) -> Any:
+            if grant is None or not grant.startswith(CREDENTIAL):
+                return await admit(stream, viewer_node, grant) if admit is not None else None
+            host, _, case_id = grant[len(CREDENTIAL) :].partition(":")
+            if host == self.here and case_id.isdigit():
+                async with self.desk.db.sessions() as s:
+                    case = await s.get(Case, int(case_id))
+                if (
+                    case is not None
+                    and case.kiosk_node == viewer_node
+                    and case.state in CALL
+                    and stream.removesuffix("/audio") == case.agent_seat
+                ):
+                    return None
+            raise Forbidden(f"{stream} is not the seat of a call of case {case_id} of {host}")
+
+        fabric.credentials = credentials
+        fabric.admit = admit_stream
 
     # --- live updates at the kiosk's node -----------------------------------------------------
 
