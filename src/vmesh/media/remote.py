@@ -57,6 +57,7 @@ class RemoteSpec:
 
     code: str
     node: str  # the camera's node (the catalogue entry's origin)
+    audio: bool = False  # a browser publication: its audio (``<code>/audio``) carried too
 
 
 class FabricHooks(Protocol):

@@ -57,7 +57,7 @@ from vmesh.edge.streaming import (
     create_mountpoint,
     destroy_mountpoint,
 )
-from vmesh.errors import Conflict
+from vmesh.errors import Conflict, VmeshError
 from vmesh.ingest.ffmpeg import RtpTarget
 from vmesh.ingest.rtsp import RtspCamera, RtspSettings
 from vmesh.ingest.runner import FfmpegSource
@@ -147,6 +147,7 @@ class _Remote:
     node: str
     since: float
     channels: set[int] = field(default_factory=set)
+    audio: bool = False  # its audio carried too (a browser publication, RemoteSpec.audio)
 
 
 class MediaService:
@@ -401,7 +402,19 @@ class MediaService:
         r.channels.add(ch.index)
         previous = ch.source
         self.transport.route(ch.video_output, input_id)
-        self.transport.unroute(ch.audio_output)  # the fabric carries video only
+        audio = None
+        if spec.audio:  # a browser publication's audio is a stream of its own (<code>/audio)
+            r.audio = True
+            try:
+                audio = await self.fabric.acquire(
+                    f"{code}/audio", spec.node, f"channel-{ch.index}", user
+                )
+            except VmeshError as e:
+                log.warning("media channel=%d remote=%s no audio: %s", ch.index, code, e)
+        if audio is not None:
+            self.transport.route(ch.audio_output, audio)
+        else:
+            self.transport.unroute(ch.audio_output)  # a camera's video only
         ch.source = code
         if previous is not None:
             self._release_source(previous, ch.index)
@@ -414,9 +427,10 @@ class MediaService:
         if not r.channels and self._remote.get(r.code) is r:
             del self._remote[r.code]
         if self.fabric is not None:
-            t = asyncio.ensure_future(self.fabric.release(r.code, f"channel-{channel}"))
-            self._background.add(t)
-            t.add_done_callback(self._background.discard)
+            for stream in (r.code, f"{r.code}/audio") if r.audio else (r.code,):
+                t = asyncio.ensure_future(self.fabric.release(stream, f"channel-{channel}"))
+                self._background.add(t)
+                t.add_done_callback(self._background.discard)
 
     def _remote_signal(self, r: _Remote) -> SourceSignal:
         sig = self.fabric.signal(r.code) if self.fabric is not None else None

@@ -179,7 +179,11 @@ class LiveSession:
             raise InvalidInput.one("code", "must be a 20-digit camera code", code)
         cam = await self.lookup(code)
         if cam is not None and cam.origin_node is not None:
-            covered = covers_remote(self.principal, cam.code)
+            # In the user's division, or vouched for by the lookup with the user's own scope
+            # path (vmesh.servicedesk: the seat of the agent of another node serving a kiosk).
+            covered = (
+                covers_remote(self.principal, cam.code) or cam.path == self.principal.scope_path
+            )
         else:
             covered = cam is not None and self.principal.covers(cam.path)
         use = None
@@ -195,6 +199,8 @@ class LiveSession:
             why = "not in the directory" if cam is None else "outside the user's scope"
             await self.audit(self.principal, code, "denied", {"tile": tile, "reason": why})
             raise InvalidInput.one("code", f"camera {code} not found", code)
+        if cam.kind in PUBLISHABLE_KINDS and cam.origin_node is not None:  # through the fabric
+            return cam, RemoteSpec(code, cam.origin_node, audio=True)  # type: ignore[return-value]
         if cam.kind in PUBLISHABLE_KINDS:  # a browser camera (vmesh.media.publish)
             return cam, BrowserSpec(code)  # type: ignore[return-value]
         if cam.kind != "camera":
