@@ -34,16 +34,22 @@ SO_TIMESTAMPNS = 35  # Linux (asm-generic/socket.h); the cmsg type is the same n
 TIMESPEC = struct.Struct("@qq")
 
 
-def set_nice(nice: int) -> str | None:
-    """This thread at ``nice`` (inherited by what it starts) and, where the kernel groups CPU time
-    by session (``sched_autogroup``: every other engineer's shell is a group that gets an equal
-    share, whatever the nice of the threads inside), this session's group too. Returns what
-    ``/proc/self/autogroup`` says afterwards (None: no autogroups)."""
-    os.setpriority(os.PRIO_PROCESS, 0, nice)
+# --nice: the nice value of the forwarders' scheduler groups (None: left alone)
+NICE: dict[str, int | None] = {"value": None}
+
+
+def set_nice(nice: int, pid: int | str = "self") -> str | None:
+    """Where the kernel shares CPU time out by session first (``sched_autogroup``: each session,
+    e.g. each other engineer's test run, gets an equal share whatever the nice values of the
+    threads inside), set the nice value of ``pid``'s session group; for this process also this
+    thread's, inherited by what it starts. Returns what ``/proc/<pid>/autogroup`` says afterwards
+    (None: no autogroups or not allowed)."""
+    if pid == "self":
+        os.setpriority(os.PRIO_PROCESS, 0, nice)
     try:
-        with open("/proc/self/autogroup", "w") as f:
+        with open(f"/proc/{pid}/autogroup", "w") as f:
             f.write(str(nice))
-        with open("/proc/self/autogroup") as f:
+        with open(f"/proc/{pid}/autogroup") as f:
             return f.read().strip()
     except OSError:
         return None
@@ -227,8 +233,13 @@ def run_switch(
         ],
         stdout=subprocess.PIPE,
         text=True,
+        # A session of its own, as Janus has under the node's supervisor: with sched_autogroup
+        # each gets its own share of the CPU and neither shares one with the bench's sink thread.
+        start_new_session=True,
     )
     try:
+        if NICE["value"] is not None:
+            set_nice(NICE["value"], child.pid)
         assert child.stdout is not None
         line = child.stdout.readline().strip()
         assert line == "ready", (
@@ -310,6 +321,8 @@ def side_by_side(
         loop.run_until_complete(edge.start())
         try:
             jproc = psutil.Process(edge.process.pid)
+            if NICE["value"] is not None:
+                out["janus_autogroup"] = set_nice(NICE["value"], jproc.pid)
             out["janus"] = edge.version
             for k, n in enumerate(fanouts):
                 py = run_switch(packets, n, rate, seconds, False) if also_python else None

@@ -108,10 +108,10 @@ def main() -> None:
         "--nice",
         type=int,
         default=None,
-        help="with --udp: this process's scheduler autogroup and every thread and process "
-        "started from it (sender, Janus, the switch) at this nice value, the sink threads 5 "
-        "lower (negative: root); the same for both forwarders, so on a busy machine the "
-        "latency is the forwarders' and less the CPU queue's",
+        help="with --udp: every thread and process started from here (sender, Janus, the "
+        "switch) and the scheduler autogroups of this session, Janus's and the switch's at this "
+        "nice value, the sink threads 5 lower (negative: root); the same for both forwarders, "
+        "so on a busy machine the latency is the forwarders' and less the CPU queue's",
     )
     ap.add_argument("--serve-switch", nargs=3, type=int, metavar=("IN", "SINK", "N"))
     ap.add_argument("--no-dataplane", action="store_true", help=argparse.SUPPRESS)
@@ -124,8 +124,9 @@ def main() -> None:
         return
     autogroup = None
     if args.nice is not None:  # inherited by the threads and processes started from here on
-        from bench_switch_udp import set_nice
+        from bench_switch_udp import NICE, set_nice
 
+        NICE["value"] = args.nice  # the switch's and Janus's sessions get it too
         autogroup = set_nice(args.nice)
     try:
         report(args, autogroup)
