@@ -282,6 +282,7 @@ def _center_depth(center: str) -> int | None:
     return division_depth(center)
 
 
+_VALUE: dict[Any, str | None] = {None: None, **{m: m.value for m in (*Kind, *Tier)}}
 _parent_kind_why = lru_cache(maxsize=None)(v.check_parent_kind)  # a few kinds, a million rows
 
 
@@ -436,6 +437,7 @@ class _Import:
         errors, known, in_db, scope = self.errors, self.known, self.in_db, self.scope
         sqlite = self.db.is_sqlite
         entries, tags, names = self.entries, self.tags, self.names
+        next_id, write, name_tokens = self.next_id, self.write, v.name_tokens
         for r in rows:
             f, n = r.f, r.n
             existing = known.get(r.code) if r.code in in_db else None
@@ -520,13 +522,13 @@ class _Import:
                 self.updates.append(r)
                 continue
             # A new entry: later rows may hang under it.
-            eid = self.next_id
-            self.next_id += 1
+            eid = next_id
+            next_id += 1
             path = f"{parent.path if parent else '/'}{eid}/"
-            tier = f.tier.value if f.tier else None
-            known[r.code] = _Known(f.kind.value, tier, eid, path)
-            self.created += 1
-            if errors or not self.write:
+            tier = _VALUE[f.tier]
+            kind = _VALUE[f.kind]
+            known[r.code] = _Known(kind, tier, eid, path)
+            if errors or not write:
                 continue
             entries.append(
                 (
@@ -534,7 +536,7 @@ class _Import:
                     r.code,
                     parent.id if parent else None,
                     path,
-                    f.kind.value,
+                    kind,
                     tier,
                     f.name,
                     f.lat,
@@ -550,7 +552,9 @@ class _Import:
             for t in f.tags:
                 tags.append((eid, t))
             if sqlite:
-                names.append((eid, v.name_tokens(f.name)))
+                names.append((eid, name_tokens(f.name)))
+        self.created += next_id - self.next_id
+        self.next_id = next_id
 
     def _bulk_threshold(self) -> int:
         # As many new rows as ``BULK_REBUILD_ROWS`` and half the entries there are: cheaper to

@@ -282,6 +282,7 @@ def path_range(path: str) -> tuple[str, str]:
 
 
 KINDS = {k.value: k for k in Kind}
+_STATUS_SET = frozenset(STATUSES)
 TIERS = {t.value: t for t in Tier}
 
 
@@ -292,23 +293,27 @@ def fast_fields(raw: Mapping[str, object]) -> EntryFields | None:
     never explains; a ``None`` sends the row through ``check_fields``, which names every problem
     (and also accepts valid rows this path is too simple for).
     """
-    kind_s, tier_s = raw.get("kind"), raw.get("tier") or None
-    kind = KINDS.get(kind_s) if isinstance(kind_s, str) else None
-    if kind is None:
+    get = raw.get
+    try:  # a value of the wrong type (a JSON list or number) finds nothing and says None
+        kind = KINDS.get(get("kind"))  # type: ignore[arg-type]
+        tier_s = get("tier") or None
+        tier = None if tier_s is None else TIERS.get(tier_s)  # type: ignore[arg-type]
+        status = get("status") or "unknown"
+        if kind is None or status not in _STATUS_SET or (get("attrs") or "{}") != "{}":
+            return None
+    except TypeError:  # unhashable
         return None
-    tier = None
     if tier_s is not None:
-        tier = TIERS.get(tier_s) if isinstance(tier_s, str) else None
         if tier is None or kind is not Kind.region:
             return None
     elif kind is Kind.region:
         return None
-    name = raw.get("name")
+    name = get("name")
     if not isinstance(name, str) or not name or len(name) > NAME_MAX or not name.isprintable():
         return None
     if name[0] == " " or name[-1] == " " or "  " in name:
         return None
-    lat_s, lon_s = raw.get("lat") or None, raw.get("lon") or None
+    lat_s, lon_s = get("lat") or None, get("lon") or None
     lat = lon = None
     if lat_s is not None or lon_s is not None:
         if not isinstance(lat_s, str) or not isinstance(lon_s, str):
@@ -319,23 +324,17 @@ def fast_fields(raw: Mapping[str, object]) -> EntryFields | None:
             return None
         if not (-90 <= lat <= 90 and -180 <= lon <= 180):  # also false for NaN
             return None
-    tags_s = raw.get("tags") or ""
-    if not isinstance(tags_s, str) or not tags_s.isprintable():
-        return None
+    tags_s = get("tags") or ""
     tags: tuple[str, ...] = ()
     if tags_s:
+        if not isinstance(tags_s, str) or not tags_s.isprintable():
+            return None
         parts = tags_s.split()
         if len(parts) > TAGS_MAX or any(len(t) > TAG_MAX for t in parts):
             return None
         tags = tuple(sorted(set(parts)))
-    status = raw.get("status") or "unknown"
-    if status not in STATUSES:
-        return None
-    attrs = raw.get("attrs") or "{}"
-    if attrs != "{}":
-        return None
-    code = raw.get("code")
-    parent = raw.get("parent_code") or None
+    code = get("code")
+    parent = get("parent_code") or None
     if not isinstance(code, str) or not (parent is None or isinstance(parent, str)):
         return None
     return EntryFields(code, parent, kind, tier, name, lat, lon, tags, str(status), "{}")
