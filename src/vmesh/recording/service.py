@@ -8,7 +8,8 @@ pressure: ``vmesh.recording.retention``), deleting files and rows and writing on
 ``recording.retention`` summarising what went; every ``health_sample_seconds`` it samples the
 online rate (``vmesh.recording.health``). ``stop`` stops the recorders (each closes and indexes
 its last segment). ``on_alarm`` (a GB/T 28181 alarm, ``vmesh.gb28181.alarms``) opens a camera's
-alarm window when its plan is ``alarm``: it records until the window ends, then stops.
+alarm window when its plan is ``alarm``: it records until the window ends (at least the plan's
+post-alarm seconds after its recorder started), then stops.
 
 May call: ``vmesh.media.service.MediaService`` (hold/unhold sources, switch outputs), the
 database, the audit log. Public: ``RecordingService``.
@@ -197,6 +198,9 @@ class RecordingService:
                 continue
             self.failures.pop(code, None)
             self.recorders[code] = rec
+            if code in self.alarm_until:  # the post-alarm seconds count from the recorder's start
+                post = plans[code].post_alarm_seconds
+                self.alarm_until[code] = max(self.alarm_until[code], time.time() + post)
 
     def state_of(self, code: str) -> str:
         rec = self.recorders.get(code)
