@@ -32,6 +32,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
+from itertools import chain
 from typing import Any
 
 from sqlalchemy import delete, func, insert, select, text, update
@@ -576,15 +577,32 @@ class _Import:
             await self.pending
         e, t, n = self.entries, self.tags, self.names
         self.entries, self.tags, self.names = [], [], []
-        self.pending = asyncio.ensure_future(self._write_chunk(e, t, n))
+        if self.db.is_sqlite:
+            # Every statement of the chunk is queued in aiosqlite's thread now, in order (tasks
+            # start in the order they are made): queued one after another, the tags and the
+            # name index would each wait for this thread to come back from its checks.
+            driver = await _driver(self.s)
+            self.pending = asyncio.gather(
+                *(
+                    driver.executemany(sql, p) if many else driver.execute(sql, p)
+                    for table, cols, recs in (
+                        ("directory_entries", _ENTRY_COLUMNS, e),
+                        ("entry_tags", ("entry_id", "tag"), t),
+                        ("directory_name_fts", ("rowid", "tokens"), n),
+                    )
+                    for sql, p, many in _sqlite_inserts(table, cols, recs)
+                )
+            )
+        else:
+            self.pending = asyncio.ensure_future(self._copy_chunk(e, t))
         await asyncio.sleep(0)  # let the chunk reach the driver before going on
 
-    async def _write_chunk(self, e: list[Any], t: list[Any], n: list[Any]) -> None:
-        s, db = self.s, self.db
-        await _bulk_insert(s, db, "directory_entries", _ENTRY_COLUMNS, e)
-        await _bulk_insert(s, db, "entry_tags", ("entry_id", "tag"), t)
-        if db.is_sqlite:
-            await _bulk_insert(s, db, "directory_name_fts", ("rowid", "tokens"), n)
+    async def _copy_chunk(self, e: list[Any], t: list[Any]) -> None:
+        driver = await _driver(self.s)
+        await driver.copy_records_to_table(
+            "directory_entries", records=e, columns=list(_ENTRY_COLUMNS)
+        )
+        await driver.copy_records_to_table("entry_tags", records=t, columns=["entry_id", "tag"])
 
     async def finish(self, parse_errors: ErrorList | None = None) -> tuple[int, int]:
         """Raise every error of the file, or write what is left and rebuild indexes: returns
@@ -804,41 +822,36 @@ def _values_sql(table: str, columns: tuple[str, ...], rows: int) -> str:
     return f"INSERT INTO {table} ({', '.join(columns)}) VALUES " + ", ".join([one] * rows)
 
 
-async def _bulk_insert(
-    s: AsyncSession,
-    db: Database,
-    table: str,
-    columns: tuple[str, ...],
-    records: list[tuple[Any, ...]],
-) -> None:
-    """Insert many rows through the driver itself, inside the session's transaction: SQLAlchemy's
-    per-row parameter handling would cost more than the database.
-
-    PostgreSQL: asyncpg ``COPY``. SQLite: statements of as many rows as SQLite binds at once
-    (``INSERT … VALUES (…), (…), …``, about 2,000 entries or 16,000 name-index rows), the full
-    ones in one ``executemany``. A plain ``executemany`` of one row per statement hands the GIL
-    back and forth for every row between aiosqlite's thread and this one, which checks the next
-    chunk meanwhile: each row waited for the interpreter's switch interval (an import of 1M rows
-    took minutes). One JSON document per chunk (``json_each``) avoided that but cost twice the
-    CPU (encoding here, parsing again for every column in SQLite): 7.3 s against 3.4 s per
-    300,000 entries, measured with the raw driver.
-    """
-    if not records:
-        return
+async def _driver(s: AsyncSession) -> Any:
+    """The session's own driver connection (aiosqlite or asyncpg), inside its transaction: bulk
+    rows go to it directly, as SQLAlchemy's per-row parameter handling would cost more than the
+    database."""
     conn = await s.connection()
     raw = await conn.get_raw_connection()
-    driver: Any = raw.driver_connection
-    if not db.is_sqlite:
-        await driver.copy_records_to_table(table, records=records, columns=list(columns))
-        return
+    return raw.driver_connection
+
+
+def _sqlite_inserts(
+    table: str, columns: tuple[str, ...], records: list[tuple[Any, ...]]
+) -> Iterator[tuple[str, list[Any], bool]]:
+    """SQLite statements that insert ``records``: ``(sql, parameters, executemany)``.
+
+    Statements of as many rows as SQLite binds at once (``INSERT … VALUES (…), (…), …``, about
+    2,000 entries or 16,000 name-index rows), the full ones in one ``executemany``, then the
+    rest. (PostgreSQL takes a chunk by ``COPY``.) A plain ``executemany`` of one row per statement
+    hands the GIL back and forth for every row between aiosqlite's thread and this one, which
+    checks the next chunk meanwhile: each row waited for the interpreter's switch interval (an
+    import of 1M rows took minutes). One JSON document per chunk (``json_each``) avoided that but
+    cost twice the CPU (encoding here, parsing again for every column in SQLite): 7.3 s against
+    3.4 s per 300,000 entries, measured with the raw driver.
+    """
     per = SQLITE_PARAMS // len(columns)
     full = len(records) // per
     if full:
-        batches = [[x for r in records[i * per : (i + 1) * per] for x in r] for i in range(full)]
-        await driver.executemany(_values_sql(table, columns, per), batches)
-    rest = records[full * per :]
-    if rest:
-        await driver.execute(_values_sql(table, columns, len(rest)), [x for r in rest for x in r])
+        batches = [list(chain.from_iterable(records[i * per : (i + 1) * per])) for i in range(full)]
+        yield _values_sql(table, columns, per), batches, True
+    if rest := records[full * per :]:
+        yield _values_sql(table, columns, len(rest)), list(chain.from_iterable(rest)), False
 
 
 FTS_HASH = 1 << 20  # FTS5's default ``hashsize``: pending name-index data flushed per MiB
