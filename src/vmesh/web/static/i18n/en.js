@@ -206,6 +206,7 @@ export default {
   "role.chair": "Chair",
   "role.agent": "Agent",
   "role.commander": "Commander",
+  "role.petition": "Petition staff",
 
   "audit.title": "Audit log",
   "audit.since": "From",

@@ -206,6 +206,7 @@ export default {
   "role.chair": "会议主席",
   "role.agent": "坐席",
   "role.commander": "指挥员",
+  "role.petition": "信访工作人员",
 
   "audit.title": "审计日志",
   "audit.since": "开始时间",

@@ -97,4 +97,4 @@ export const KINDS = [
   "conference_terminal", "service_room", "field_terminal",
 ];
 export const STATUSES = ["online", "offline", "unknown"];
-export const ROLES = ["admin", "operator", "viewer", "chair", "agent", "commander"];
+export const ROLES = ["admin", "operator", "viewer", "chair", "agent", "commander", "petition"];
