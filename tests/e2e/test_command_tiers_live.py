@@ -116,6 +116,7 @@ async def _consoles(net: Net, browser: Any) -> tuple[Any, Any, list[str]]:
     county = await (await browser.new_context(locale="zh-CN")).new_page()
     errors: list[str] = []
     for p in (city, county):
+        p.set_default_timeout(WAIT_MS)
         p.on("pageerror", lambda e: errors.append(str(e)))
     await async_log_in(city, net.url("city"), "admin-city", PASSWORD)
     await async_log_in(county, net.url("county"), "admin-county", PASSWORD)
@@ -195,6 +196,10 @@ async def test_the_city_takes_a_county_room_over_and_the_log_flows_both_ways(net
                 {"action": "severity", "severity": "I"},
             )
             assert r.status_code == 409 and net.code("city") in r.json()["detail"]
+            # Taking it back from below is refused by the host (only its parent may take over).
+            r = await net.request("county", "POST", f"/api/command/incidents/{iid}/take_over", {})
+            assert r.status_code == 422 and "parent" in r.json()["detail"], r.text
+            assert r.json()["errors"][0]["field"] == "to"
 
             # The county still reports; the city logs; each reaches the other once.
             await county.get_by_test_id("note-text").fill("县指挥部续报：水位回落")

@@ -316,9 +316,11 @@ function room(ctx, id) {
 
   (async () => {
     try {
-      const inc = await refresh();
       const settings = await request("GET", "/command/map");
       parentCode = settings.node.parent;
+      const inc = await refresh();
+      // The head and the log follow the room while the map and the lists load.
+      timer = setInterval(() => refresh().catch(() => {}), POLL_MS);
       map = await makeMap(mapBox, settings, [inc.lat, inc.lon]);
       place("incident", inc.lat, inc.lon, { radius: 11, color: "#c00", fillOpacity: 0.6 }, inc.title);
       await loadNearby(inc);
@@ -328,7 +330,7 @@ function room(ctx, id) {
     } catch (err) {
       clear(problem, problemBox(err, { testid: "room-load-error" }));
     }
-    timer = setInterval(() => refresh().catch(() => {}), POLL_MS);
+    if (!timer) timer = setInterval(() => refresh().catch(() => {}), POLL_MS);
   })();
 
   return {
