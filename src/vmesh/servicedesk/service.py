@@ -206,13 +206,7 @@ class ServiceDesk:
             kiosk = await s.scalar(select(Entry).where(Entry.code == kiosk_code))
             if kiosk is None or not who.covers(kiosk.path):
                 raise InvalidInput.one("kiosk_code", "no such kiosk in your scope", kiosk_code)
-            if kiosk.kind != KIOSK_KIND:
-                raise InvalidInput.one(
-                    "kiosk_code", f"{kiosk.name} is a {kiosk.kind}, not a {KIOSK_KIND}", kiosk_code
-                )
-            item = await s.get(Item, item_code)
-            if item is None:
-                raise InvalidInput.one("item_code", "no such item in the catalogue", item_code)
+            item = await self._kiosk_item(s, kiosk, item_code)
             parent = await s.scalar(select(Entry.name).where(Entry.id == kiosk.parent_id))
         village = parent or kiosk.name
         serving = self.tiers.serving_node(item)
@@ -253,6 +247,18 @@ class ServiceDesk:
             )
         return await self.tiers.remember(mirror, remote)
 
+    @staticmethod
+    async def _kiosk_item(s: AsyncSession, kiosk: Entry | CatalogueEntry, item_code: str) -> Item:
+        """``kiosk`` must be a service room; the catalogue's item ``item_code``."""
+        if kiosk.kind != KIOSK_KIND:
+            raise InvalidInput.one(
+                "kiosk_code", f"{kiosk.name} is a {kiosk.kind}, not a {KIOSK_KIND}", kiosk.code
+            )
+        item = await s.get(Item, item_code)
+        if item is None:
+            raise InvalidInput.one("item_code", "no such item in the catalogue", item_code)
+        return item
+
     async def create_remote(
         self, node: str, user: str, kiosk_code: str, item_code: str
     ) -> dict[str, Any]:
@@ -267,13 +273,7 @@ class ServiceDesk:
                 raise InvalidInput.one(
                     "kiosk_code", f"no kiosk of node {node} in this node's catalogue", kiosk_code
                 )
-            if kiosk.kind != KIOSK_KIND:
-                raise InvalidInput.one(
-                    "kiosk_code", f"{kiosk.name} is a {kiosk.kind}, not a {KIOSK_KIND}", kiosk_code
-                )
-            item = await s.get(Item, item_code)
-            if item is None:
-                raise InvalidInput.one("item_code", "no such item in the catalogue", item_code)
+            item = await self._kiosk_item(s, kiosk, item_code)
             if item.centre_tier != self.tiers.tier:
                 raise InvalidInput.one(
                     "item_code",
