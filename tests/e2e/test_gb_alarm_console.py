@@ -19,7 +19,8 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page, expect
 
-from e2e.console_node import Node, free_port, log_in
+from e2e.console_node import Node, log_in
+from e2e.test_gb_live import sip_port  # noqa: F401 - the fixture: a free SIP port
 from media_site import ADMIN, VILLAGE, XIHU_OPERATOR, api, free_udp_block, login_cookie, media_node
 from peers.gb_device_sim import GbDeviceSim, SimThread, h264_clip
 from vmesh.gb28181.manscdp import AlarmNotify
@@ -45,12 +46,7 @@ def until(check: Callable[[], Any], what: str) -> Any:
 
 
 @pytest.fixture(scope="module")
-def sip_port() -> int:
-    return free_port()
-
-
-@pytest.fixture(scope="module")
-def node(tmp_path_factory: pytest.TempPathFactory, sip_port: int) -> Iterator[Node]:
+def node(tmp_path_factory: pytest.TempPathFactory, sip_port: int) -> Iterator[Node]:  # noqa: F811
     media = free_udp_block(200)
     extra = (
         f'\n[gb28181]\nenabled = true\nsip_host = "127.0.0.1"\nsip_port = {sip_port}\n'
@@ -67,7 +63,11 @@ def node(tmp_path_factory: pytest.TempPathFactory, sip_port: int) -> Iterator[No
 
 
 @pytest.fixture(scope="module")
-def ipc(node: Node, sip_port: int, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+def ipc(
+    node: Node,
+    sip_port: int,  # noqa: F811
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Any]:
     clip = h264_clip(tmp_path_factory.mktemp("clip") / "c.h264")
     runner = SimThread()
     sim = GbDeviceSim(
