@@ -139,6 +139,9 @@ async def test_city_department_watches_a_county_camera_by_grant_until_revoked(ne
                 .wait_for(timeout=WAIT_MS)
             )
 
+            decider = county.get_by_test_id("grants-active").locator(f'[data-id="{gid}"]')
+            assert await decider.get_by_test_id("grant-decider").text_content() == COUNTY
+
             async def active_at_city() -> bool:
                 return (await net.get("city", f"/api/grants/{gid}"))["state"] == "active"
 
