@@ -325,6 +325,12 @@ async def test_triage_rules_and_refused_steps(client: httpx.AsyncClient, ctx: No
     assert (await ok(await client.get(base, headers=h["staff"])))["state"] == "scheduled"
     async with ctx.db.sessions() as s:
         assert await s.scalar(select(func.count()).select_from(ConferenceRow)) == 0
+    # Rescheduled with the right officials, it starts.
+    body = {"scheduled_at": when2, "officials": OFFICIALS, "reason": "改由李主任主持"}
+    p = await ok(await client.post(f"{base}/reschedule", json=body, headers=h["staff"]))
+    assert p["state"] == "scheduled" and p["officials"] == OFFICIALS
+    p = await ok(await client.post(f"{base}/start", headers=h["staff"]))
+    assert [e["event"] for e in p["events"]] == ["book", "approve", "reschedule", "start"]
     # Rejected: final, with the reason.
     pid2 = (await book(client, h["petitioner"]))["id"]
     p = await ok(

@@ -8,6 +8,7 @@ view of a petition of another node.
     GET  /api/petition/petitions?state=&overdue=true                  -> {total, items}
     GET  /api/petition/petitions/{id}                                  -> the petition
     POST …/{id}/approve {reason, scheduled_at, officials: [{username, node, venue}]}
+    POST …/{id}/reschedule {as approve}          another time or other officials (scheduled)
     POST …/{id}/reject {reason} | /withdraw | /start | /end | /close
     POST …/{id}/record {text}                    the clerk's next paragraph (during the session)
     POST …/{id}/signature                        PNG body: the petitioner signs the record
@@ -54,9 +55,9 @@ def install(app: FastAPI, ctx: NodeContext) -> None:
     svc = PetitionService(ctx)
     app.state.petition = svc
     app.include_router(router, prefix="/api")
-    if ctx.federation is not None:
-        loop = asyncio.get_running_loop()
-        svc._rpc = loop.create_task(ctx.federation.bus.serve("petition", svc.on_rpc))
+    bus = ctx.federation.bus if ctx.federation is not None else None
+    if bus is not None:
+        svc._rpc = asyncio.get_running_loop().create_task(bus.serve("petition", svc.on_rpc))
 
 
 def svc_of(request: Request) -> PetitionService:
@@ -154,6 +155,13 @@ async def get_petition(pid: int, me: Principal = Me, svc: PetitionService = Svc)
 @router.post("/petitions/{pid}/approve")
 async def approve(pid: int, body: Approve, me: Principal = Me, svc: PetitionService = Svc) -> Json:
     return await svc.approve(me, pid, body.reason, body.scheduled_at, body.officials)
+
+
+@router.post("/petitions/{pid}/reschedule")
+async def reschedule(
+    pid: int, body: Approve, me: Principal = Me, svc: PetitionService = Svc
+) -> Json:
+    return await svc.approve(me, pid, body.reason, body.scheduled_at, body.officials, again=True)
 
 
 @router.post("/petitions/{pid}/reject")

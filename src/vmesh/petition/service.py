@@ -260,15 +260,23 @@ class PetitionService:
     # --- triage -----------------------------------------------------------------------------
 
     async def approve(
-        self, who: Principal, pid: int, reason: str, scheduled_at: datetime, officials: object
+        self,
+        who: Principal,
+        pid: int,
+        reason: str,
+        scheduled_at: datetime,
+        officials: object,
+        *,
+        again: bool = False,
     ) -> dict[str, Any]:
+        """Approve (or with ``again``, reschedule): the session's time and officials."""
         offs = parse_officials(officials)
         when = _aware(scheduled_at)
         assert when is not None
         await self._move(
             who,
             pid,
-            Event.approve,
+            Event.reschedule if again else Event.approve,
             staff=True,
             detail={"reason": reason[:500], "scheduled_at": when.isoformat(), "officials": offs},
             values={
@@ -319,9 +327,10 @@ class PetitionService:
         if node == self.node:
             return await self.on_rpc(body)
         fed = self.ctx.federation
-        if fed is None:
-            raise Conflict(f"node {node} hosts the session but this node has no federation")
-        res = await fed.bus.call(node, "petition", body, timeout=15.0)
+        bus = fed.bus if fed is not None else None
+        if bus is None:
+            raise Conflict(f"node {node} hosts the session but this node has no federation bus")
+        res = await bus.call(node, "petition", body, timeout=15.0)
         return dict(res)
 
     async def _session(self, who: Principal, pid: int, event: Event, title: str) -> None:
