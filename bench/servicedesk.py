@@ -12,6 +12,10 @@ What is measured, in one process on loopback:
 - **queue-position update latency**: from the accept's commit to the moment every waiting kiosk's
   live-update subscriber (what ``/api/servicedesk/ws?case=`` forwards) holds its new position;
   p50/p99 over every waiting kiosk and every accept.
+- where that time goes: ``accept_transaction_ms`` (the accept's database transaction with its
+  case history and audit rows, to the commit) and ``routed_to_both_first_packets_ms`` (from both
+  routes set in the switch to both sides' first packet: GOP replay of the seat, the kiosk's first
+  packet).
 - CPU (share of one core) and peak RSS of the process.
 
 Set-up: a node context on SQLite in a temporary folder, the sample catalogue, 200 kiosks (service
@@ -233,6 +237,7 @@ async def run(n_kiosks: int, n_agents: int, accepts: int) -> dict[str, Any]:
 
     calls: dict[str, tuple[int, asyncio.Event]] = {}
     to_agent, to_kiosk, positions_ms = [], [], []
+    accept_ms, routed_to_frames_ms = [], []
     cpu0, wall0 = time.process_time(), time.perf_counter()
     for n in range(accepts):
         agent = agents[n % n_agents]
@@ -269,9 +274,13 @@ async def run(n_kiosks: int, n_agents: int, accepts: int) -> dict[str, Any]:
         stop = asyncio.Event()
         senders.append(asyncio.create_task(send(kport, packets, stop)))
         calls[seat] = (cid, stop)
+        routed = time.perf_counter()
         a, k = await asyncio.wait_for(asyncio.gather(got_agent, got_kiosk), 10)
         to_agent.append((a - t0) * 1000)
         to_kiosk.append((k - t0) * 1000)
+        # Where the time goes: the accept's transaction, then the switch to both first packets.
+        accept_ms.append((committed - t0) * 1000)
+        routed_to_frames_ms.append((max(a, k) - routed) * 1000)
         # Every kiosk still waiting has its new position.
         waiting = [w for w in before if w != cid and before[w] and before[w] > before[cid]]
         deadline = time.perf_counter() + 10
@@ -310,6 +319,8 @@ async def run(n_kiosks: int, n_agents: int, accepts: int) -> dict[str, Any]:
             "agent_sees_kiosk": summary(to_agent),
             "kiosk_sees_agent": summary(to_kiosk),
         },
+        "accept_transaction_ms": summary(accept_ms),
+        "routed_to_both_first_packets_ms": summary(routed_to_frames_ms),
         "queue_position_update_ms": summary(positions_ms),
         "cpu_share_of_one_core": round(cpu / wall, 3),
         "max_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
