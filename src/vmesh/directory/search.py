@@ -319,10 +319,23 @@ async def _name_plan(
     key = _SORT_COLS[qry.sort.lstrip("-")]
     order = _order(qry.sort, dialect, blind=True)
     page = f"LIMIT {int(qry.limit)} OFFSET {int(qry.offset)}"
-    sql = (
-        f"WITH m AS (SELECT e.id AS id, {key} AS {key[2:]} {base} LIMIT {SORT_MAX + 1}) "
-        f"SELECT e.id, (SELECT count(*) FROM m) FROM m e ORDER BY {order} {page}"
-    )
+    m = f"WITH m AS (SELECT e.id AS id, {key} AS {key[2:]} {base} LIMIT {SORT_MAX + 1})"
+    sql = f"{m} SELECT e.id, (SELECT count(*) FROM m) FROM m e ORDER BY {order} {page}"
+    sorted_by = f"-{CREATED}" if desc else CREATED
+    # SQLite's name index gives matches in id order, so the first SORT_MAX + 1 (``m``) also hold
+    # an ascending page in creation order, when it lies within them: the same statement returns
+    # that page instead when there are too many matches to sort (one statement less for most
+    # names of one or two characters). PostgreSQL's bitmap has no order; descending pages start
+    # at the last match.
+    one_pass = "fts" in params and not desc and qry.offset + qry.limit <= SORT_MAX + 1
+    if one_pass:
+        sql = (
+            f"{m}, c AS (SELECT count(*) AS n FROM m) "
+            f"SELECT * FROM (SELECT e.id, c.n FROM m e, c WHERE c.n <= {SORT_MAX} "
+            f"ORDER BY {order} {page}) "
+            f"UNION ALL SELECT * FROM (SELECT e.id, c.n FROM m e, c WHERE c.n > {SORT_MAX} "
+            f"ORDER BY e.id {page})"
+        )
     found = (await s.execute(text(sql), params)).all()
     n = int(found[0][1]) if found else None
     if n is None:  # past the last page (or nothing): the count alone
@@ -330,7 +343,8 @@ async def _name_plan(
             s, f"SELECT count(*) FROM (SELECT 1 {base} LIMIT {SORT_MAX + 1}) c", params
         )
     if n > SORT_MAX:
-        sorted_by = f"-{CREATED}" if desc else CREATED
+        if one_pass:
+            return [int(r[0]) for r in found], SORT_MAX, True, sorted_by
         return await _sorted_page(s, qry, walk_base, params, walk), SORT_MAX, True, sorted_by
     return [int(r[0]) for r in found], n, False, qry.sort
 
