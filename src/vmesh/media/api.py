@@ -50,10 +50,8 @@ async def live_ws(ws: WebSocket) -> None:
             e = (await s.execute(select(Entry).where(Entry.code == code))).scalar_one_or_none()
         if e is None:
             r = await remote_camera(ctx.db, code, ctx.config.node.code)
-            desk = getattr(ws.app.state, "servicedesk", None)
-            seat = (
-                None if r is not None or desk is None else desk.tiers.remote_seat(principal, code)
-            )
+            sd = getattr(ws.app.state, "servicedesk", None)
+            seat = None if r is not None or sd is None else sd.tiers.remote_seat(principal, code)
             if seat is not None:  # vmesh.servicedesk: the agent of another node serving a kiosk
                 return Camera(code, seat[1], "service_room", principal.scope_path, {}, seat[0])
             if r is None:  # maybe known through one of the user's grants (vmesh.grants)

@@ -34,7 +34,7 @@ import asyncio
 import base64
 import contextlib
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from vmesh.auth.principal import Principal
 from vmesh.errors import Conflict, Forbidden, InvalidInput, NotFound, VmeshError
@@ -360,7 +360,8 @@ class Tiers:
             case "sign":
                 return await d.sign(who, case.id, _unb64("data", body.get("data")))
             case "rate":
-                return await d.rate(who, case.id, body.get("grade"), str(body.get("comment") or ""))
+                grade = cast(int, body.get("grade"))  # ServiceDesk.rate checks it
+                return await d.rate(who, case.id, grade, str(body.get("comment") or ""))
             case "upload":
                 return await self._upload_part(who, case, body)
             case "result":
