@@ -226,6 +226,48 @@ class FederationConfig(_Strict):
         return self
 
 
+class GbUpperConfig(_Strict):
+    """One upper GB/T 28181 platform this node registers to (cascade up, docs/gb28181.md)."""
+
+    # The upper platform's 20-digit SIP ID and 10-digit domain.
+    id: str
+    domain: str = ""
+    # host:port of its SIP endpoint.
+    address: str
+    transport: Literal["udp"] = "udp"
+    # Our digest password at the upper (the username is our server_id).
+    password: str = ""
+    register_expires: Annotated[int, Field(ge=30, le=86400)] = 3600
+    keepalive_interval_seconds: Annotated[float, Field(gt=0, le=3600)] = 60.0
+    # Catalogue items per Response MESSAGE to the upper.
+    catalog_page_size: Annotated[int, Field(ge=1, le=100)] = 20
+    # Org subtree code whose endpoints are pushed up; empty: the node's whole directory.
+    scope: str = ""
+
+    @field_validator("id", "scope")
+    @classmethod
+    def _code(cls, v: str) -> str:
+        if v:
+            try:
+                parse_code(v)
+            except InvalidInput as e:
+                raise ValueError(e.errors[0].reason) from None
+        return v
+
+    @field_validator("address")
+    @classmethod
+    def _addr(cls, v: str) -> str:
+        host, sep, port = v.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError("must be host:port")
+        return v
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        host, _, port = self.address.rpartition(":")
+        return host, int(port)
+
+
 class Gb28181Config(_Strict):
     """GB/T 28181 device access: registrar, keepalive, catalogue, live INVITE (docs/gb28181.md)."""
 
@@ -259,6 +301,8 @@ class Gb28181Config(_Strict):
     alarm_response: bool = True
     # Alarm SUBSCRIBE to every online device (Expires, renewed); 0: no subscription.
     alarm_subscribe_seconds: Annotated[int, Field(ge=0, le=86400)] = 0
+    # Upper platforms this node registers to and serves (cascade up): [[gb28181.upper]] tables.
+    upper: list[GbUpperConfig] = []
 
     @field_validator("domain")
     @classmethod
