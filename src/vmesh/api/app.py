@@ -21,6 +21,7 @@ from vmesh.directory import api as directory_api
 from vmesh.federation import api as network_api
 from vmesh.gb28181 import alarm_api as gb_alarm_api
 from vmesh.gb28181 import api as gb_api
+from vmesh.gb28181 import cascade_api as gb_cascade_api
 from vmesh.grants import api as grants_api
 from vmesh.media import api as live_api
 from vmesh.node.context import NodeContext
@@ -49,6 +50,7 @@ def create_app(ctx: NodeContext) -> FastAPI:
     app.include_router(network_api.router, prefix="/api")
     app.include_router(gb_api.router, prefix="/api")
     app.include_router(gb_alarm_api.router, prefix="/api")
+    app.include_router(gb_cascade_api.router, prefix="/api")
     app.include_router(conference_api.router, prefix="/api")
     servicedesk_api.install(app, ctx)
     petition_api.install(app, ctx)

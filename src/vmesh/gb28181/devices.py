@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 
 ACTOR = Actor("gb28181", "system")
 
-DEVICE_KINDS = {"131": "camera", "132": "camera", "111": "nvr", "118": "nvr"}
+DEVICE_KINDS = {"131": "camera", "132": "camera", "111": "nvr", "118": "nvr", "200": "platform"}
 CHANNEL_TYPES = ("131", "132")
 
 
@@ -53,7 +53,9 @@ def device_kind(code: str) -> str:
     kind = DEVICE_KINDS.get(c.type)
     if kind is None:
         raise InvalidInput.one(
-            "device_id", f"type {c.type} is not a camera (131/132) or NVR/DVR (111/118)", code
+            "device_id",
+            f"type {c.type} is not a camera (131/132), NVR/DVR (111/118) or platform (200)",
+            code,
         )
     return kind
 

@@ -83,6 +83,8 @@ from vmesh.gb28181.manscdp import (
     ManscdpError,
     PtzCommand,
     PtzControl,
+    RecordInfoResponse,
+    UnknownMessage,
     decode_manscdp,
     encode_manscdp,
     preset_call,
@@ -99,6 +101,8 @@ from vmesh.gb28181.message import (
     SipUri,
     make_response,
 )
+from vmesh.gb28181.playback import GbPlaybackSource, GbPlaybackSpec, media_status
+from vmesh.gb28181.records import RecordQueries
 from vmesh.gb28181.sdp import SsrcAllocator
 from vmesh.gb28181.session import GbLiveSource, GbSpec
 from vmesh.gb28181.store import RegistrationStore
@@ -173,6 +177,7 @@ class GbService:
         self.digest = DigestServer(self.domain)
         self.ssrcs = SsrcAllocator(self.domain)
         self.assembler = CatalogAssembler(config.catalog_timeout_seconds)
+        self.records = RecordQueries(self)  # device recordings (vmesh.gb28181.records)
         self.devices: dict[str, Device] = {}
         self.sessions: dict[str, GbLiveSource] = {}
         self.endpoint: SipEndpoint | None = None
@@ -193,6 +198,10 @@ class GbService:
         self.alarms = AlarmDesk(db, audit, metrics)
         self._metrics = metrics
         self._collector = _GbCollector(self)
+        # Cascade up ([[gb28181.upper]]): vmesh.gb28181.upper.
+        from vmesh.gb28181.upper import Cascade
+
+        self.cascade: Cascade | None = Cascade(self) if config.upper else None
         if metrics is not None:
             metrics.register(self._collector)
 
@@ -208,6 +217,8 @@ class GbService:
             asyncio.DatagramProtocol, local_addr=("127.0.0.1", 0)
         )
         self._watchdog = asyncio.create_task(self._watch(), name="gb-watchdog")
+        if self.cascade is not None:
+            self.cascade.start()
         log.info(
             "gb28181 started sip=%s:%s id=%s domain=%s",
             self.config.sip_host,
@@ -263,6 +274,8 @@ class GbService:
         )
 
     async def stop(self) -> None:
+        if self.cascade is not None:
+            await self.cascade.stop()
         for s in list(self.sessions.values()):
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(s.stop(), 3.0)
@@ -374,14 +387,19 @@ class GbService:
     # -- incoming requests
 
     def _on_request(self, req: SipRequest, source: Address, txn: ServerTransaction | None) -> None:
-        if txn is None:
-            return  # ACK (of our 2xx: we send none that need one)
+        if txn is None:  # ACK: of an upper platform's INVITE (cascade), else of nothing of ours
+            if self.cascade is not None:
+                with contextlib.suppress(SipParseError):
+                    self.cascade.handle(req, source, None)
+            return
         try:
             _ = (req.from_.uri, req.to.uri)  # every handler reads them: refuse bad ones here
         except SipParseError as e:
             log.info("gb bad request from=%s:%s: %s", source[0], source[1], e)
             self._reply_status(txn, req, 400, f"Bad Request ({e.field})")
             return
+        if self.cascade is not None and self.cascade.handle(req, source, txn):
+            return  # a request of an upper platform
         if req.method == "REGISTER":
             self._spawn(self._register_guarded(req, source, txn), "gb-register")
         elif req.method == "MESSAGE":
@@ -567,6 +585,10 @@ class GbService:
                 fut = self._waiters.get((msg.device_id, msg.sn))
             if fut is not None and not fut.done():
                 fut.set_result(msg)
+        elif isinstance(msg, RecordInfoResponse):  # device recordings (records.py)
+            self.records.add(msg)
+        elif isinstance(msg, UnknownMessage) and msg.cmd_type == "MediaStatus":
+            media_status(self, req.call_id, msg)  # end of a playback (playback.py)
 
     def _alarm(
         self,
@@ -752,7 +774,11 @@ class GbService:
             if result.error:
                 log.warning("gb catalog device=%s: %s", dev.code, result.error)
             entry = await self.directory.lookup(dev.code)
-            if entry is not None:
+            if entry is not None and entry["kind"] == "platform":  # a lower platform
+                from vmesh.gb28181.lower import upsert_platform_catalog
+
+                dev.catalog = await upsert_platform_catalog(self.directory, entry, result.items)
+            elif entry is not None:
                 dev.catalog = await self.directory.upsert_channels(entry, result.items)
             log.info("gb catalog device=%s channels=%d", dev.code, len(dev.catalog))
             if self.config.catalog_subscribe_seconds > 0:
@@ -837,6 +863,10 @@ class GbService:
         on_status: Callable[[IngestStatus], None] | None,
         stall_seconds: float,
     ) -> GbLiveSource:
+        if isinstance(spec, GbPlaybackSpec):  # a device recording (playback.py)
+            return GbPlaybackSource(
+                self, code, spec, target, on_status=on_status, stall_seconds=stall_seconds
+            )
         return GbLiveSource(
             self, code, spec, target, on_status=on_status, stall_seconds=stall_seconds
         )

@@ -60,6 +60,8 @@ async def serve_async(config: NodeConfig) -> None:
         ctx.gb28181 = gb
         if ctx.media is not None:
             ctx.media.gb = gb
+            if gb.cascade is not None:
+                gb.cascade.media = ctx.media  # upper platforms' INVITEs play from the switch
     if config.fabric.enabled:
         from vmesh.fabric.node import start_fabric
 
