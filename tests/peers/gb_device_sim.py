@@ -67,13 +67,16 @@ from vmesh.gb28181.transaction import Address, ServerTransaction, new_branch
 from vmesh.gb28181.transport import SipEndpoint
 
 
-def h264_clip(path: Path, frames: int = 50, size: str = "320x240", gop: int = 25) -> list[bytes]:
-    """Access units (Annex-B) of an ffmpeg testsrc2 clip, split at access unit delimiters."""
+def h264_clip(
+    path: Path, frames: int = 50, size: str = "320x240", gop: int = 25, lavfi: str | None = None
+) -> list[bytes]:
+    """Access units (Annex-B) of an ffmpeg testsrc2 clip (or another ``lavfi`` source), split at
+    access unit delimiters."""
     if not path.exists():
         subprocess.run(
             [
                 "ffmpeg", "-hide_banner", "-loglevel", "error", "-y",
-                "-f", "lavfi", "-i", f"testsrc2=size={size}:rate=25",
+                "-f", "lavfi", "-i", lavfi or f"testsrc2=size={size}:rate=25",
                 "-frames:v", str(frames), "-g", str(gop), "-bf", "0", "-pix_fmt", "yuv420p",
                 "-c:v", "libx264", "-profile:v", "baseline", "-bsf:v", "h264_metadata=aud=insert",
                 "-f", "h264", str(path),

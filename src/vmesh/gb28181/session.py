@@ -118,6 +118,9 @@ class _TcpRtp(asyncio.Protocol):
 class GbLiveSource:
     """One live INVITE session feeding one switch input (see the module docstring)."""
 
+    # Playback sessions (vmesh.gb28181.playback) take SSRCs of the playback range and their own SDP.
+    PLAYBACK = False
+
     def __init__(
         self,
         service: GbService,
@@ -174,7 +177,7 @@ class GbLiveSource:
             self.port, self._rtp = await svc.bind_media_port(lambda: _TcpRtp(self), tcp=True)
         else:
             self.port = 9  # active: we connect; the offer's port is the discard port (RFC 4145)
-        self.ssrc = svc.ssrcs.allocate(loop.time())
+        self.ssrc = svc.ssrcs.allocate(loop.time(), playback=self.PLAYBACK)
         self._receiver = RtpPsReceiver(int(self.ssrc))
         self._set(IngestState.CONNECTING)
         self._invite = asyncio.create_task(self._run_invite(), name=f"gb-invite-{self.code}")
@@ -200,21 +203,7 @@ class GbLiveSource:
         try:
             if dev is None or not dev.online:
                 raise Failure(FailureKind.UNREACHABLE, f"device {self.spec.device} is offline")
-            assert self.ssrc is not None and self.port is not None
-            offer = GbSdp(
-                session_name="Play",
-                origin_user=svc.server_id,
-                origin_address=svc.address,
-                connection_address=svc.address,
-                port=self.port,
-                payload_types=[96, 98, 97],
-                rtpmap={96: "PS/90000", 98: "H264/90000", 97: "MPEG4/90000"},
-                direction="recvonly",
-                ssrc=self.ssrc,
-                tcp=self.mode != "udp",
-                setup={"tcp_passive": "passive", "tcp_active": "active"}.get(self.mode),
-                connection_new=self.mode != "udp",
-            )
+            offer = self._offer()
             req = svc.make_request(
                 "INVITE",
                 dev,
@@ -259,6 +248,25 @@ class GbLiveSource:
         except Exception as e:
             log.warning("gb invite error channel=%s: %s", self.spec.channel, e)
             self.end(IngestState.ERROR, Failure(FailureKind.BAD_STREAM, str(e)))
+
+    def _offer(self) -> GbSdp:
+        """The SDP offer of the INVITE (``s=Play``; playback overrides it)."""
+        svc = self.service
+        assert self.ssrc is not None and self.port is not None
+        return GbSdp(
+            session_name="Play",
+            origin_user=svc.server_id,
+            origin_address=svc.address,
+            connection_address=svc.address,
+            port=self.port,
+            payload_types=[96, 98, 97],
+            rtpmap={96: "PS/90000", 98: "H264/90000", 97: "MPEG4/90000"},
+            direction="recvonly",
+            ssrc=self.ssrc,
+            tcp=self.mode != "udp",
+            setup={"tcp_passive": "passive", "tcp_active": "active"}.get(self.mode),
+            connection_new=self.mode != "udp",
+        )
 
     async def _connect_active(self) -> None:
         """tcp_active: open the media connection to the address and port of the answer."""

@@ -535,7 +535,7 @@ class MediaService:
                 self._on_source_status(code, st)
 
             camera: FfmpegSource
-            if type(spec).__name__ == "GbSpec":
+            if type(spec).__name__ in ("GbSpec", "GbPlaybackSpec"):
                 if self.gb is None:
                     raise Conflict("GB/T 28181 is not enabled on this node ([gb28181] enabled)")
                 camera = self.gb.open_source(code, spec, src.target, on_status, stall)  # type: ignore[assignment]
@@ -567,7 +567,7 @@ class MediaService:
             self._used_input_bases.discard(base)
             raise
         kind = "rtsp" if isinstance(spec, RtspSettings) else "synthetic"
-        if type(spec).__name__ == "GbSpec":
+        if type(spec).__name__ in ("GbSpec", "GbPlaybackSpec"):
             kind = "gb28181"
         log.info("media source=%s kind=%s pull=%s port=%d started", code, kind, pull_of(spec), base)
         return src
