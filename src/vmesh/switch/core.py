@@ -960,29 +960,29 @@ class Switch:
                 self._request_keyframe(inp, now, out)
             if inp.spec.rtcp_dest is None or inp.ssrc is None:
                 continue
-            if inp.rr_due is None:
-                inp.rr_due = now + self._rtcp_delay(first=True)
-            elif now >= inp.rr_due:
-                inp.rr_due = now + self._rtcp_delay()
+            send, inp.rr_due = self._rtcp_due(inp.rr_due, now)
+            if send:
                 out.append(Send(inp.spec.rtcp_dest, self._input_rr(inp, now)))
         for o in self._outputs.values():
             if o.spec.rtcp_dest is None or o.last_sent_at is None:
                 continue
-            if o.sr_due is None:
-                o.sr_due = now + self._rtcp_delay(first=True)
-            elif now >= o.sr_due:
-                o.sr_due = now + self._rtcp_delay()
+            send, o.sr_due = self._rtcp_due(o.sr_due, now)
+            if send:
                 out.append(Send(o.spec.rtcp_dest, self._output_sr(o, now)))
         return out
 
-    def _rtcp_delay(self, first: bool = False) -> float:
-        """RFC 3550 §6.2/§6.3 timing of one stream's reports: the first a random part of half an
-        interval after it can be made (a hundred outputs routed at once do not all report in one
-        tick), then every interval times a random factor in [0.5, 1.5] (they never fall back into
-        step). Each tick then makes a few reports, not one for every stream."""
-        r = self._rng.random()
+    def _rtcp_due(self, due: float | None, now: float) -> tuple[bool, float]:
+        """RFC 3550 §6.2/§6.3 timing of one stream's reports: whether one is due now, and when the
+        next is. The first comes a random part of half an interval after it can be made (a
+        hundred outputs routed at once do not all report in one tick), then every interval times
+        a random factor in [0.5, 1.5] (they never fall back into step). Each tick then makes a
+        few reports, not one for every stream."""
         interval = self.config.rtcp_interval
-        return interval * 0.5 * r if first else interval * (0.5 + r)
+        if due is None:
+            return False, now + interval * 0.5 * self._rng.random()
+        if now < due:
+            return False, due
+        return True, now + interval * (0.5 + self._rng.random())
 
     def _output_sr(self, o: _Output, now: float) -> bytes:
         assert o.last_sent_at is not None
