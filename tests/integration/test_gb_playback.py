@@ -15,8 +15,11 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import av
+import httpx
 import pytest
+from sqlalchemy import select
 
+from factories import add_user, bearer
 from integration.test_gb_device import (  # noqa: F401 - the node fixture: a NodeContext
     NVR,
     PASSWORD,
@@ -26,7 +29,11 @@ from integration.test_gb_device import (  # noqa: F401 - the node fixture: a Nod
     node,
 )
 from peers.gb_nvr_sim import COLOURS, GbNvrSim, colour_clips
+from vmesh.api.app import create_app
+from vmesh.audit.log import Actor
+from vmesh.audit.models import AuditRecord
 from vmesh.config import Gb28181Config
+from vmesh.directory.store import Directory
 from vmesh.errors import Conflict, InvalidInput
 from vmesh.gb28181.playback import GbPlaybackSource, GbPlaybackSpec, playback_key
 from vmesh.gb28181.service import GbService
@@ -45,6 +52,7 @@ pytestmark = [
 
 CH1 = "33000000001310000031"
 CH2 = "33000000001310000032"
+OTHER = "35000000002160000001"  # a region outside the NVR's
 
 
 async def start_gb(ctx: NodeContext, **over: Any) -> GbService:
@@ -164,17 +172,7 @@ async def test_record_info_pages_are_assembled(
     with pytest.raises(InvalidInput) as bad_type:
         await gb.records.query(CH1, t0, t0 + 60, "everything")
     assert bad_type.value.errors[0].field == "type"
-    sim.record_page_size = 2
-    original = sim._send
-    sent: list[int] = []
-
-    async def lose_second_page(message: object) -> Any:
-        sent.append(1)
-        if len(sent) == 2:
-            return None  # the second page never leaves the device
-        return await original(message)
-
-    sim._send = lose_second_page  # type: ignore[method-assign]
+    sim.lose_record_page = 1
     partial = await gb.records.query(CH1, t0 - 60, t0 + 3600)
     assert not partial.complete and len(partial.items) == 3 and partial.sum_num == 5
     assert partial.error is not None and "3 of 5" in partial.error
@@ -281,3 +279,46 @@ async def test_bye_from_us_releases_the_playback_ssrc(
     with pytest.raises(InvalidInput) as bad:
         GbPlaybackSpec.for_range(CH2, {"gb_device": NVR}, t0 + 10, t0)
     assert bad.value.errors[0].field == "end"
+
+
+async def test_records_api_scope_audit_and_bad_input(
+    node: NodeContext,  # noqa: F811 - the fixture imported above
+    nvr: tuple[GbService, GbNvrSim, float],
+) -> None:
+    _, sim, t0 = nvr
+    await Directory(node.db, node.audit).create(
+        Actor("test"), {"code": OTHER, "name": "福建省", "kind": "region", "tier": "province"}
+    )
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=create_app(node)), base_url="http://node.test"
+    ) as c:
+        c.headers.update(bearer(await add_user(node, "rec-op", ["operator"], REGION)))
+        r = await c.get(f"/api/gb28181/records/{CH1}", params={"start": t0 - 60, "end": t0 + 3600})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["complete"] and body["sum_num"] == 5 and len(body["items"]) == 5
+        assert len(body["spans"]) == 3 and body["recorded_seconds"] == 460
+        assert body["items"][0]["file_path"] == f"/rec/{CH1}/{int(t0)}.ps"
+
+        bad = await c.get(f"/api/gb28181/records/{CH1}", params={"start": "yesterday", "end": 1})
+        assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "start"
+        bad = await c.get(
+            f"/api/gb28181/records/{CH1}", params={"start": t0, "end": t0 + 60, "type": "x"}
+        )
+        assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "type"
+
+        c.headers.update(bearer(await add_user(node, "fj-op", ["operator"], OTHER)))
+        r = await c.get(f"/api/gb28181/records/{CH1}", params={"start": t0, "end": t0 + 60})
+        assert r.status_code == 404
+    queries = len(sim.record_queries)
+    async with node.db.sessions() as s:
+        rows = (
+            await s.execute(
+                select(AuditRecord.username, AuditRecord.result).where(
+                    AuditRecord.action == "gb28181.records"
+                )
+            )
+        ).all()
+    assert ("rec-op", "ok") in [tuple(x) for x in rows]
+    assert ("fj-op", "denied") in [tuple(x) for x in rows]
+    assert queries == 1  # the refused and the malformed requests never reached the device

@@ -87,6 +87,7 @@ class GbNvrSim(GbDeviceSim):
     colour_seconds: float = 60.0
     record_page_size: int = 2
     refuse_scale: bool = False
+    lose_record_page: int | None = None  # the index of a RecordInfo page never sent (lost)
     record_queries: list[RecordInfoQuery] = field(default_factory=list)
     infos: list[mansrtsp.MansrtspRequest] = field(default_factory=list)
     playbacks: dict[str, Playback] = field(default_factory=dict)
@@ -175,7 +176,9 @@ class GbNvrSim(GbDeviceSim):
             ]
             size = self.record_page_size
             pages = [items[i : i + size] for i in range(0, len(items), size)] or [[]]
-            for page in pages:
+            for i, page in enumerate(pages):
+                if i == self.lose_record_page:
+                    continue
                 await self._send(
                     RecordInfoResponse(msg.device_id, msg.sn, len(items), self.name, page)
                 )

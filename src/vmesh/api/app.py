@@ -22,6 +22,7 @@ from vmesh.federation import api as network_api
 from vmesh.gb28181 import alarm_api as gb_alarm_api
 from vmesh.gb28181 import api as gb_api
 from vmesh.gb28181 import cascade_api as gb_cascade_api
+from vmesh.gb28181 import records_api as gb_records_api
 from vmesh.grants import api as grants_api
 from vmesh.media import api as live_api
 from vmesh.node.context import NodeContext
@@ -51,6 +52,7 @@ def create_app(ctx: NodeContext) -> FastAPI:
     app.include_router(gb_api.router, prefix="/api")
     app.include_router(gb_alarm_api.router, prefix="/api")
     app.include_router(gb_cascade_api.router, prefix="/api")
+    app.include_router(gb_records_api.router, prefix="/api")
     app.include_router(conference_api.router, prefix="/api")
     servicedesk_api.install(app, ctx)
     petition_api.install(app, ctx)

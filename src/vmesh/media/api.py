@@ -21,6 +21,7 @@ from sqlalchemy import select
 from vmesh.api.ws import JsonSocket, ws_principal
 from vmesh.auth.principal import Principal
 from vmesh.directory.models import Entry
+from vmesh.gb28181.playback_ws import GbPlaybackPage
 from vmesh.media.publish import Endpoint, PublishSession, mark_presence
 from vmesh.media.publish import parse as parse_message
 from vmesh.media.remote import attrs_of, remote_camera
@@ -76,15 +77,20 @@ async def live_ws(ws: WebSocket) -> None:
     grants = getattr(ctx, "grants", None)
     session = LiveSession(principal, media, lookup, audit, sock.send, grants)
     publishing = _publish_session(ctx, principal, media, sock.send)
+    # GB/T 28181 device recordings played on the page's tiles (vmesh.gb28181.playback_ws).
+    gb_playback = GbPlaybackPage(ctx, principal, media, session, sock.send)
 
     async def handle(raw: str) -> None:
         msg = parse_message(raw)
         if msg is not None and publishing.wants(msg):
             await publishing.handle(msg)
+        elif msg is not None and gb_playback.wants(msg):
+            await gb_playback.handle(msg)
         else:
             await session.handle(raw)
 
     async def close() -> None:
+        await gb_playback.close()
         await session.close()
         await publishing.close()
 
