@@ -572,6 +572,7 @@ def main() -> None:
         action="store_false",
         help="devices not in the directory beforehand: the first registration creates them",
     )
+    r.add_argument("--profile", help="cProfile the node side, stats written to this file")
     d.add_argument("--port", type=int, required=True)
     m = sub.add_parser("demux")
     m.add_argument("--loops", type=int, default=20)
@@ -583,7 +584,15 @@ def main() -> None:
         os.sched_setaffinity(0, {1})
         asyncio.run(run_driver(args))
         return
-    if args.what == "registrar":
+    if args.what == "registrar" and args.profile:
+        import cProfile
+        import pstats
+
+        prof = cProfile.Profile()
+        out = prof.runcall(asyncio.run, run_registrar(args))
+        prof.dump_stats(args.profile)
+        pstats.Stats(prof, stream=sys.stderr).sort_stats("tottime").print_stats(40)
+    elif args.what == "registrar":
         out = asyncio.run(run_registrar(args))
     elif args.what == "demux":
         out = run_demux(args)

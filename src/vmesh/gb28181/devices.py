@@ -83,8 +83,12 @@ class DeviceDirectory:
                 "parent_code": parent,
             }
 
-    async def ensure_device(self, code: str, parent_code: str) -> dict[str, Any]:
-        found = await self.lookup(code)
+    async def ensure_device(
+        self, code: str, parent_code: str, found: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """The device's entry (``found``: what ``lookup`` just gave, not read again)."""
+        if found is None:
+            found = await self.lookup(code)
         if found is not None:
             return found
         kind = device_kind(code)

@@ -105,7 +105,7 @@ from vmesh.gb28181.playback import GbPlaybackSource, GbPlaybackSpec, media_statu
 from vmesh.gb28181.records import RecordQueries
 from vmesh.gb28181.sdp import SsrcAllocator
 from vmesh.gb28181.session import GbLiveSource, GbSpec
-from vmesh.gb28181.store import RegistrationStore
+from vmesh.gb28181.store import DeviceState, RegistrationStore, WriteBehind
 from vmesh.gb28181.transaction import Address, ServerTransaction, new_branch
 from vmesh.gb28181.transport import SipEndpoint
 from vmesh.storage.db import Database
@@ -174,6 +174,7 @@ class GbService:
         self.audit = audit
         self.directory = DeviceDirectory(db, audit)
         self.store = RegistrationStore(db)
+        self.writer = WriteBehind(db, audit)  # registrations, presence, their audit: batched
         self.digest = DigestServer(self.domain)
         self.ssrcs = SsrcAllocator(self.domain)
         self.assembler = CatalogAssembler(config.catalog_timeout_seconds)
@@ -211,6 +212,7 @@ class GbService:
         self.endpoint = SipEndpoint(self._on_request)
         self.endpoint.on_stray_response = self._on_stray_response
         _, self.port = await self.endpoint.start_udp(self.config.sip_host, self.config.sip_port)
+        self.writer.start()
         await self._load_devices()
         loop = asyncio.get_running_loop()
         self._media_out, _ = await loop.create_datagram_endpoint(
@@ -257,20 +259,24 @@ class GbService:
             sum(d.online for d in self.devices.values()),
         )
 
-    async def _save(self, dev: Device) -> None:
+    def _save(self, dev: Device) -> None:
+        """Queue the device's ``gb_devices`` row (written by the next batch; ``await
+        self.writer.commit()`` to wait for it)."""
         dev.saved_expires_at = dev.expires_at
         wall_minus_loop = time.time() - asyncio.get_running_loop().time()
-        await self.store.save(
-            dev.code,
-            kind=dev.kind,
-            addr=dev.addr,
-            transport=dev.transport,
-            online=dev.online,
-            charset=dev.charset,
-            expires_at=dev.expires_at + wall_minus_loop,
-            subscribed_until=(
-                dev.subscribed_until + wall_minus_loop if dev.subscribed_until else None
-            ),
+        self.writer.put(
+            DeviceState(
+                dev.code,
+                kind=dev.kind,
+                addr=dev.addr,
+                transport=dev.transport,
+                online=dev.online,
+                charset=dev.charset,
+                expires_at=dev.expires_at + wall_minus_loop,
+                subscribed_until=(
+                    dev.subscribed_until + wall_minus_loop if dev.subscribed_until else None
+                ),
+            )
         )
 
     async def stop(self) -> None:
@@ -293,6 +299,7 @@ class GbService:
             self.endpoint = None
         if self._media_out is not None:
             self._media_out.close()
+        await self.writer.stop()  # what is queued is written: nothing lost on a clean stop
         self.alarms.close()
         if self._metrics is not None:
             with contextlib.suppress(KeyError):
@@ -451,6 +458,7 @@ class GbService:
             self._reply(txn, req, 401, **resp_h)
             return
         known = self.devices.get(code)
+        entry: dict[str, Any] | None = None
         if known is not None and known.online and known.password is not None:
             password = known.password  # a refresh: no directory read
         else:
@@ -479,9 +487,9 @@ class GbService:
         except SipParseError:
             expires = 3600
         if expires == 0:
+            self.writer.record(actor, "gb28181.unregister", code, "ok", {})
             await self._unregister(code, "unregistered")
             self._reply(txn, req, 200, Expires="0")
-            await self.audit.write(actor, "gb28181.unregister", code, "ok", {})
             return
         expires = min(expires, self.config.register_expires_max)
         if known is not None and known.online and known.addr == source:
@@ -490,13 +498,13 @@ class GbService:
             loop_now = asyncio.get_running_loop().time()
             known.expires_at, known.last_seen = loop_now + expires, loop_now
             if known.expires_at - known.saved_expires_at > expires / 2:
-                await self._save(known)
+                self._save(known)  # written behind
             self._reply(
                 txn, req, 200, Expires=str(expires), Date=time.strftime("%Y-%m-%dT%H:%M:%S")
             )
             return
         try:
-            entry = await self.directory.ensure_device(code, self.config.parent_code)
+            entry = await self.directory.ensure_device(code, self.config.parent_code, entry)
         except VmeshError as e:
             log.info("gb register refused device=%s: %s", code, e)
             self._reply(txn, req, 403)
@@ -515,15 +523,19 @@ class GbService:
             True,
         )
         dev.password = password
-        await self.directory.set_presence([code], True)
-        await self._save(dev)
+        # Row, presence and (a state change) the audit row go in the next batch, awaited: the
+        # 200 says the registration is stored.
+        self.writer.presence([code], True)
+        self._save(dev)
+        if fresh:
+            self.writer.record(
+                actor, "gb28181.register", code, "ok", {"addr": f"{source[0]}:{source[1]}"}
+            )
+        await self.writer.commit()
         self._reply(txn, req, 200, Expires=str(expires), Date=time.strftime("%Y-%m-%dT%H:%M:%S"))
         if fresh:
             dev.alarm_next = 0.0  # a device that registers anew has lost its subscriptions
             log.info("gb device registered code=%s addr=%s:%s", code, *source)
-            await self.audit.write(
-                actor, "gb28181.register", code, "ok", {"addr": f"{source[0]}:{source[1]}"}
-            )
             self._spawn(self._after_register(dev), f"gb-queries-{code}")
 
     async def _unregister(self, code: str, why: str) -> None:
@@ -533,13 +545,14 @@ class GbService:
             dev.subscribed_until = None
             dev.alarm_next = 0.0  # subscribe again once it is back
             dev.password = None
-            await self.store.set_online(code, False)
+            self._save(dev)
         for s in [s for s in self.sessions.values() if s.spec.device == code]:
             from vmesh.ingest.status import Failure, FailureKind, IngestState
 
             s.end(IngestState.ERROR, Failure(FailureKind.UNREACHABLE, f"device {why}"))
         channels = await self.directory.channels_of(code)
-        await self.directory.set_presence([code, *channels], False)
+        self.writer.presence([code, *channels], False)
+        await self.writer.commit()  # a state change: stored (with its audit row) before going on
         log.info("gb device offline code=%s (%s)", code, why)
 
     def _message(self, req: SipRequest, source: Address, txn: ServerTransaction) -> None:
@@ -559,7 +572,7 @@ class GbService:
             self._reply(txn, req, 200)
             device.last_seen = asyncio.get_running_loop().time()
             device.addr = source
-            self._spawn(self.directory.set_presence([device.code], True), "gb-keepalive")
+            self.writer.presence([device.code], True)  # status and last_seen, written behind
             return
         # Answers come from the device itself or name one of its channels.
         sender = req.from_.uri.user or ""
@@ -693,7 +706,7 @@ class GbService:
             return
         granted = resp.expires if resp.expires is not None else expires
         dev.subscribed_until = asyncio.get_running_loop().time() + granted
-        await self._save(dev)
+        self._save(dev)
         log.info("gb catalog subscribed device=%s expires=%s", dev.code, granted)
 
     async def subscribe_alarm(self, dev: Device) -> None:
@@ -836,14 +849,14 @@ class GbService:
                     dev.online = False
                     why = "missed keepalives" if silent else "registration expired"
                     try:
-                        await self._unregister(dev.code, why)
-                        await self.audit.write(
+                        self.writer.record(
                             Actor(f"gb:{dev.code}", "device"),
                             "gb28181.offline",
                             dev.code,
                             "ok",
                             {"reason": why},
                         )
+                        await self._unregister(dev.code, why)
                     except Exception:
                         log.exception("gb offline of %s not recorded", dev.code)
 
