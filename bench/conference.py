@@ -1,30 +1,37 @@
-"""Conference roll call at the switch level: 100 light receive-only venues on one node.
+"""Conference roll call: 100 light receive-only venues at the switch, and Chromium venues.
 
-What is measured: the time from the chair's roll call (the floor's event applied, its plan turned
-into switch routes exactly as ``vmesh.conference.service.LiveConference`` does: one
-``SwitchTransport.route`` per venue tile) to the first packet of the new speaker's picture at each
-venue's UDP socket, p50/p99 over every venue and every roll call; bytes each venue received
-(one copy of one stream per venue: no venue gets two) and bytes in per source; CPU and peak memory
-of the process (switch, senders and receivers share it).
+Default mode, what is measured: the time from the chair's roll call (the floor's event applied,
+its plan turned into switch routes exactly as ``vmesh.conference.service.LiveConference`` does:
+one ``SwitchTransport.route`` per venue tile, ``Replay.keyframe`` as ``feed_channel`` routes) to
+the new speaker's **first frame** at each venue's UDP socket (its first packet: the replayed
+keyframe) and to its **live** picture (the first packet of a later frame), p50/p99 over every
+venue and every roll call; bytes each venue received (one copy of one stream per venue: about
+one source's bytes) and bytes in per source; CPU and peak memory of the switch's process and of
+the receivers' process.
 
-Set-up, all in this process on loopback: the switch's real UDP transport (``SwitchTransport``,
-with its C data plane if built); three publishing venues (the main venue and two sub-venues) sent
-as H.264-shaped RTP at 25 fps with a keyframe every 2 s (``bench/switch.py``'s stream), the last
-payload byte tagging the venue, so a receiver can tell whose picture arrives after the stable
-output SSRC and sequence rewrite; ``--venues`` receive-only venues, each one switch output (its
-tile ``v0``) to a UDP socket of its own. The floor (``vmesh.conference.core.Floor``) picks what
-each venue's tile shows. Not measured here: Janus and browsers (the browser tests in
-``tests/e2e/test_conference_venues.py`` check what Chromium venues decode; a Janus Streaming
-mountpoint adds its relay and the browser its jitter buffer).
+Set-up, on loopback: the switch's real UDP transport (``SwitchTransport``, with its C data plane
+if built) in this process; three publishing venues (the main venue and two sub-venues) sent as
+H.264-shaped RTP at 25 fps with a keyframe every 2 s (``bench/switch.py``'s stream), the last
+payload byte tagging the venue, each answering the switch's PLI with a keyframe at its next
+frame (as a browser behind Janus does; ``--no-pli``: they ignore it); ``--venues`` receive-only
+venues, each one switch output (its tile ``v0``) to a UDP socket of its own, all read by a
+second process (``Receivers``). ``--replay gop`` splices as ordinary viewers do (the whole cached
+GOP replayed to every venue at once), for comparison.
 
-Run: ``.venv/bin/python bench/conference.py [--venues 100] [--calls 40]``; prints JSON.
+Run: ``.venv/bin/python bench/conference.py [--venues 100] [--calls 40] [--replay gop]``; prints
+JSON.
 
-``--tiers``: bytes per link of a conference across three tiers instead: the network, venues and
-roll call of ``tests/e2e/test_conference_tiers_live.py`` (province ← city ← county as real nodes in
-network namespaces, one Chromium per venue at its own node, the county roll-called); over
-``--seconds`` the switches' counters of every fabric output (``fabric/<stream>><next node>``) give,
-per link and direction, each stream carried, its copies (one expected) and its bytes per second.
-Needs root (namespaces), Janus, nats-server and Chromium.
+``--tiers``: the network, venues and roll call of ``tests/e2e/test_conference_tiers_live.py``
+(province ← city ← county as real nodes in network namespaces, one Chromium per venue at its own
+node with a fake camera of its own colour, the county roll-called). Over ``--seconds`` the
+switches' counters of every fabric output (``fabric/<stream>><next node>``) give, per link and
+direction, each stream carried, its copies (one expected) and its bytes per second, and each
+node's CPU and memory (``vmesh node run`` with its Janus and nats-server). Then ``--calls`` roll
+calls (city and county in turn) through the host's API: each other venue's page times, on its own
+clock, the first video frame of its big tile presented in the called venue's colour
+(``requestVideoFrameCallback``), from the API call. ``--venues-alongside`` runs the default mode
+with ``--venues`` light venues in a second process at the same time (same machine, its own
+switch). Needs root (namespaces), Janus, nats-server and Chromium.
 """
 
 from __future__ import annotations
@@ -320,25 +327,64 @@ async def run(n_venues: int, calls: int, replay: Replay, answer_pli: bool) -> di
 TESTS = Path(__file__).resolve().parents[1] / "tests"
 
 
-async def tiers(seconds: float) -> dict[str, Any]:
-    """Bytes per link of the three-tier conference (see the module docstring)."""
+def node_usage(pid: int) -> tuple[float, float]:
+    """(CPU seconds, resident MB) of a node: its ``vmesh node run`` and every process under it
+    (Janus, nats-server, ffmpeg)."""
+    import psutil
+
+    root = psutil.Process(pid)
+    cpu = rss = 0.0
+    for p in [root, *root.children(recursive=True)]:
+        try:
+            t = p.cpu_times()
+            cpu += t.user + t.system
+            rss += p.memory_info().rss / 2**20
+        except psutil.NoSuchProcess:
+            continue
+    return cpu, rss
+
+
+async def tiers(seconds: float, calls: int, light: int) -> dict[str, Any]:
+    """Bytes per link of the three-tier conference, then ``calls`` roll calls timed in the
+    Chromium venues, with ``light`` light venues of ``run`` alongside (see the module
+    docstring)."""
     import re
     import tempfile
 
     sys.path.insert(0, str(TESTS))
-    from e2e.test_conference_tiers_live import COUNTY, TOPO, _venues, start_conference, venue_pages
+    from e2e.fake_devices import IS_COLOUR_JS, PALETTE
+    from e2e.test_conference_tiers_live import (
+        CITY,
+        COUNTY,
+        TOPO,
+        _venues,
+        media,
+        start_conference,
+        venue_pages,
+    )
     from netns.fednodes import wait_until
     from netns.lab import Lab
     from netns.vnet import start_network
 
+    # Resolves with the page's wall clock (ms) at the first video frame of the tile presented in
+    # the wanted colour (requestVideoFrameCallback: each frame as the page shows it).
+    first_colour_js = f"""([sel, want, palette]) => new Promise((resolve) => {{
+        const isColour = {IS_COLOUR_JS};
+        const v = document.querySelector(sel);
+        const step = () => isColour([sel, want, palette]) ? resolve(Date.now())
+            : v.requestVideoFrameCallback(step);
+        v.requestVideoFrameCallback(step);
+    }})"""
     names = {spec.code: n for n, spec in TOPO.nodes.items()}
     out_re = re.compile(r'^vmesh_switch_output_bytes_total\{output="fabric/([^>]+)>(\d{20})"\}$')
     tmp = Path(tempfile.mkdtemp(prefix="bench-conference-tiers-"))
     lab = Lab(tuple(TOPO.nodes), root_leg=True).up()
+    roll: list[dict[str, Any]] = []
+    light_result: Any = None
     try:
         net = await start_network(tmp, lab, TOPO, _venues)
         conf = await start_conference(net)
-        async with venue_pages(net, conf, tmp) as _pages:
+        async with venue_pages(net, conf, tmp) as pages:
 
             async def joined() -> bool:
                 c = await net.get("prov", f"/api/conferences/{conf}")
@@ -358,9 +404,43 @@ async def tiers(seconds: float) -> dict[str, Any]:
                             got[(n, names.get(m.group(2), m.group(2)), m.group(1))] = v
                 return got
 
+            usage0 = {n: node_usage(p.pid) for n, p in net.procs.items()}
             first, t0 = await sample(), time.monotonic()
             await asyncio.sleep(seconds)
             last, dt = await sample(), time.monotonic() - t0
+            usage1 = {n: node_usage(p.pid) for n, p in net.procs.items()}
+
+            # Roll calls, city and county in turn; the two other venues time the new colour.
+            proc = None
+            if light:
+                proc = await asyncio.create_subprocess_exec(
+                    sys.executable, __file__, "--venues", str(light), "--calls", str(4 * calls),
+                    stdout=asyncio.subprocess.PIPE,
+                )  # fmt: skip
+            who = {CITY: ("city", "green"), COUNTY: ("county", "blue")}
+            for c in range(calls):
+                venue = CITY if c % 2 == 0 else COUNTY
+                called, colour = who[venue]
+                watchers = [n for n in ("prov", "city", "county") if n != called]
+                waits = [
+                    asyncio.ensure_future(
+                        pages[n].evaluate(first_colour_js, [media("v0"), colour, PALETTE])
+                    )
+                    for n in watchers
+                ]
+                await asyncio.sleep(0.2)  # the pages are waiting
+                t_click = time.time() * 1000
+                action = {"action": "roll_call", "venue": venue}
+                await net.send("prov", "POST", f"/api/conferences/{conf}/actions", action)
+                shown = await asyncio.wait_for(asyncio.gather(*waits), 30)
+                roll.append(
+                    {"venue": called}
+                    | {n: round(t - t_click) for n, t in zip(watchers, shown, strict=True)}
+                )
+                await asyncio.sleep(1.0 + (c % 5) * 0.3)  # another GOP phase next time
+            if proc is not None:
+                out, _ = await proc.communicate()
+                light_result = json.loads(out)
     finally:
         lab.down()
     links: dict[str, dict[str, Any]] = {}
@@ -371,24 +451,45 @@ async def tiers(seconds: float) -> dict[str, Any]:
         entry["copies"] += 1
         entry["kB_per_s"] = round(entry["kB_per_s"] + rate, 1)
         link["kB_per_s"] = round(link["kB_per_s"] + rate, 1)
-    return {"seconds": round(dt, 1), "links": links}
+    nodes = {
+        n: {
+            "cpu_share_of_one_core": round((usage1[n][0] - usage0[n][0]) / dt, 3),
+            "rss_mb": round(usage1[n][1]),
+        }
+        for n in usage1
+    }
+    times = [float(v) for r in roll for k, v in r.items() if k != "venue"]
+    out: dict[str, Any] = {"seconds": round(dt, 1), "links": links, "nodes": nodes}
+    if roll:
+        out["chromium_roll_call_ms"] = spread(times) | {"calls": roll}
+    if light_result is not None:
+        out["light_venues_alongside"] = light_result
+    return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--venues", type=int, default=100)
     ap.add_argument("--calls", type=int, default=40)
-    ap.add_argument("--tiers", action="store_true", help="bytes per link across three tiers")
+    ap.add_argument(
+        "--tiers", action="store_true",
+        help="bytes per link across three tiers, roll calls timed in Chromium venues",
+    )  # fmt: skip
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument(
         "--replay", choices=[r.value for r in Replay], default="keyframe",
         help="the splice: keyframe (what conferences use) or gop (the ordinary viewers' one)",
     )  # fmt: skip
     ap.add_argument("--no-pli", action="store_true", help="sources ignore keyframe requests")
+    ap.add_argument(
+        "--venues-alongside", action="store_true",
+        help="--tiers: run --venues light venues (a second process) during the roll calls",
+    )  # fmt: skip
     args = ap.parse_args()
     load0 = [round(x, 2) for x in os.getloadavg()]
     if args.tiers:
-        result = asyncio.run(tiers(args.seconds))
+        light = args.venues if args.venues_alongside else 0
+        result = asyncio.run(tiers(args.seconds, args.calls, light))
         result["loadavg_before"] = load0
     else:
         result = asyncio.run(run(args.venues, args.calls, Replay(args.replay), not args.no_pli))
