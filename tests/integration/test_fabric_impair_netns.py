@@ -8,8 +8,9 @@ camera. Over a 10 s window the test samples the viewer's channel every 100 ms an
 frozen time (stretches of samples without a new packet on the channel) and the longest one.
 It asserts what a user would notice: the tile is playing at the end of the window and the
 province gets at least 90 % of the camera's packets in that window, counted from sequence gaps at
-the province's input (per-link NACK repair: without it three 5 % links lose about 14 %). Each link's repair counters (``vmesh_fabric_link_in_*``:
-NACKs, recovered, given up, duplicates dropped, measured repair round trip) are printed.
+the province's input (per-link NACK repair: without it three 5 % links lose about 14 %). Each
+link's repair counters (``vmesh_fabric_link_in_*``: NACKs, recovered, given up, duplicates
+dropped, measured repair round trip) are printed.
 """
 
 from __future__ import annotations

@@ -295,9 +295,9 @@ def fast_fields(raw: Mapping[str, object]) -> EntryFields | None:
     """
     get = raw.get
     try:  # a value of the wrong type (a JSON list or number) finds nothing and says None
-        kind = KINDS.get(get("kind"))  # type: ignore[arg-type]
+        kind = KINDS.get(get("kind"))  # type: ignore[call-overload]
         tier_s = get("tier") or None
-        tier = None if tier_s is None else TIERS.get(tier_s)  # type: ignore[arg-type]
+        tier = None if tier_s is None else TIERS.get(tier_s)  # type: ignore[call-overload]
         status = get("status") or "unknown"
         if kind is None or status not in _STATUS_SET or (get("attrs") or "{}") != "{}":
             return None
