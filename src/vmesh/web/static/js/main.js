@@ -21,6 +21,7 @@ import * as deskView from "./views/desk.js";
 import * as sdStatsView from "./views/sdstats.js";
 import * as grantsView from "./views/grants.js";
 import * as recordingsView from "./views/recordings.js";
+import * as gbRecordsView from "./views/gbrecords.js";
 import * as commandView from "./views/command.js";
 import * as fieldView from "./views/field.js";
 import * as petitionView from "./views/petition.js";
@@ -40,6 +41,7 @@ const PAGES = {
   audit: { module: auditView, nav: "nav.audit", roles: ["admin", "operator"] },
   grants: { module: grantsView, nav: "nav.grants", roles: ["admin", "operator", "viewer"] },
   recordings: { module: recordingsView, nav: "nav.recordings", roles: ["admin", "operator", "viewer"] },
+  gbrecords: { module: gbRecordsView, roles: ["admin", "operator", "viewer"] },
   network: { module: networkView, nav: "nav.network" },
   command: { module: commandView, nav: "nav.command" },
   alarms: { module: alarmsView, nav: "nav.alarms" },

@@ -292,6 +292,10 @@ function detailBody(e, ctx) {
       ? h("button", { type: "button", class: "primary", testid: "detail-watch",
           onclick: () => ctx.navigate(`#/wall/${encodeURIComponent(e.code)}`) }, t("live.watch"))
       : null,
+    e.kind === "camera" && e.attrs?.source === "gb28181"
+      ? h("button", { type: "button", testid: "detail-gb-records",
+          onclick: () => ctx.navigate(`#/gbrecords/${encodeURIComponent(e.code)}`) }, t("gbrec.open"))
+      : null,
     h("dl", { class: "props" }, rows.map(([k, v]) => [h("dt", {}, t(k)), h("dd", {}, v)])),
     h("h4", {}, t("detail.attrs")),
     attrs.length

@@ -54,6 +54,14 @@ export class LiveClient {
     this.send({ type: "watch", tile, code });
   }
 
+  /** Like watch, opened by another message of the same socket (a GB/T 28181 device recording:
+   *  {type: "gb_playback", code, start, end}); the node answers with the tile's offer. */
+  openWith(tile, msg, video) {
+    this.dropPlayer(tile);
+    this.players.set(tile, new TilePlayer(this, tile, video));
+    this.send({ ...msg, tile });
+  }
+
   /** Same tile, same connection, another camera. */
   switchTo(tile, code) {
     if (!this.players.has(tile)) return false;

@@ -11,6 +11,7 @@ import { api, queryString, request } from "../api.js";
 import { clear, h } from "../dom.js";
 import { t } from "../i18n.js";
 import { field, problemBox, select } from "../ui.js";
+import { clock, drawStrip as drawTimelineStrip, moveStripCursor, timeAt } from "./timeline_strip.js";
 
 const DAY = 86400;
 const MAX_PLAY = 6 * 3600;
@@ -21,10 +22,6 @@ const enc = encodeURIComponent;
 
 const pad = (n) => String(n).padStart(2, "0");
 const dateValue = (d) => `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}`;
-const clock = (sec) => {
-  const d = new Date(sec * 1000);
-  return `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
-};
 
 function dayStart(value) {
   const [y, m, d] = value.split("-").map(Number);
@@ -127,26 +124,7 @@ export function create(ctx) {
   }
 
   function drawStrip(bar, from, to) {
-    bar.dataset.start = String(from);
-    bar.dataset.end = String(to);
-    const pct = (x) => `${(100 * (x - from)) / (to - from)}%`;
-    const part = (cls, s, testid) => {
-      const a = Math.max(s.start, from), b = Math.min(s.end, to);
-      if (b <= a) return null;
-      const div = h("div", { class: cls, testid, title: `${clock(a)} – ${clock(b)}`,
-        dataset: { start: String(a), end: String(b) } });
-      div.style.left = pct(a); // CSSOM, not a style attribute: allowed by the CSP
-      div.style.width = pct(from + b - a);
-      return div;
-    };
-    const tl = state.tl;
-    const cursor = h("div", { class: "rec-cursor", testid: `${bar.dataset.testid}-cursor`, hidden: true });
-    clear(bar,
-      tl ? tl.gaps.map((g) => part("rec-gap", g, "rec-gap")) : null,
-      tl ? tl.spans.map((s) => part("rec-span", s, "rec-span")) : null,
-      tl ? (tl.alarms || []).map((a) => part("rec-alarm", { start: a.at, end: a.at + (to - from) / 400 }, "rec-alarm")) : null,
-      cursor);
-    bar.cursor = cursor;
+    drawTimelineStrip(bar, from, to, state.tl);
   }
 
   function drawDay() {
@@ -175,9 +153,7 @@ export function create(ctx) {
   }
 
   function barClick(ev, bar) {
-    const box = bar.getBoundingClientRect();
-    const from = Number(bar.dataset.start), to = Number(bar.dataset.end);
-    const at = from + ((ev.clientX - box.left) / box.width) * (to - from);
+    const at = timeAt(ev, bar);
     state.focus = at;
     if (bar === dayBar) drawDetail();
     seek(at);
@@ -240,12 +216,7 @@ export function create(ctx) {
   function moveCursor() {
     if (!state.play) return;
     const at = state.play.start + video.currentTime;
-    for (const bar of [dayBar, detailBar]) {
-      const from = Number(bar.dataset.start), to = Number(bar.dataset.end);
-      if (!bar.cursor) continue;
-      bar.cursor.hidden = !(from <= at && at <= to);
-      bar.cursor.style.left = `${(100 * (at - from)) / (to - from)}%`;
-    }
+    for (const bar of [dayBar, detailBar]) moveStripCursor(bar, at);
   }
 
   function setRate(r) {
