@@ -154,3 +154,7 @@ def test_fixed_camera_has_no_ptz_pad(pages, node: Node) -> None:  # type: ignore
         "data-state", "playing", timeout=PLAY_TIMEOUT_MS
     )
     expect(page.get_by_test_id("tile-0-ptz")).to_be_hidden()
+
+
+# Cascade down (issue 5): a lower platform's channel on this module's node and browser.
+from e2e.gb_cascade_lower import lower, test_lower_platform_tree_and_channel_plays  # noqa: E402, F401

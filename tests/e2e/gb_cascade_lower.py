@@ -1,7 +1,9 @@
 """Cascade down (issue 5, acceptance "Cascade"): a simulated lower platform registers to vmesh and
 one of its channels plays in Chromium.
 
-The node and browser are test_gb_live's (``vmesh node run`` with ``[gb28181]`` and live video).
+The test runs on test_gb_live's node and browser (``vmesh node run`` with ``[gb28181]`` and live
+video): tests/e2e/test_gb_live.py imports it, so no node of its own is started (this module is
+not collected by itself).
 ``GbLowerSim`` (tests/peers/gb_lower_sim.py) registers with digest as a type 200 platform and
 answers the catalogue as a tree — a business group, two nested virtual organisations, channels
 under each, GB2312 names, 1 to 8 items a page. The test checks what an operator sees: the groups
@@ -14,18 +16,14 @@ from __future__ import annotations
 
 import shutil
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 
 import pytest
 from playwright.sync_api import Page, expect
 
 from e2e.console_node import Node
-from e2e.test_gb_live import (  # noqa: F401 - the module's node, SIP port and browser fixtures
-    PASSWORD,
-    browser,
-    node,
-    sip_port,
-)
 from e2e.test_live_wall import PLAY_TIMEOUT_MS, log_in, wait_frames_above
 from media_site import VILLAGE, XIHU_OPERATOR, api, login_cookie
 from peers.gb_device_sim import SimThread, h264_clip
@@ -36,6 +34,7 @@ pytestmark = [
     pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg is not installed"),
 ]
 
+PASSWORD = "Gb-device-2024"  # test_gb_live's [gb28181] password
 PLATFORM = "33010601002000000009"  # the lower platform's ID (type 200) under 龙坞村
 GROUP = "33010601002150000001"  # 215 business group
 ORG_A = "33010601002160000001"  # 216 under the group
@@ -54,8 +53,8 @@ def until(check: Callable[[], bool], what: str) -> None:
 
 @pytest.fixture(scope="module")
 def lower(
-    node: Node,  # noqa: F811 - test_gb_live's fixture
-    sip_port: int,  # noqa: F811
+    node: Node,  # test_gb_live's fixtures
+    sip_port: int,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[GbLowerSim]:
     clip = h264_clip(tmp_path_factory.mktemp("clip") / "c.h264", gop=50)
@@ -89,9 +88,15 @@ def lower(
         runner.stop()
 
 
-def entry(n: Node, cookie: str, code: str) -> dict[str, object]:
-    import urllib.error
+def ssrcs_in_use(n: Node) -> float:
+    with urllib.request.urlopen(f"{n.base_url}/metrics", timeout=10) as r:
+        for line in r.read().decode().splitlines():
+            if line.startswith("vmesh_gb28181_ssrcs_in_use "):
+                return float(line.split()[1])
+    raise AssertionError("vmesh_gb28181_ssrcs_in_use is not on /metrics")
 
+
+def entry(n: Node, cookie: str, code: str) -> dict[str, object]:
     try:
         return api(n, cookie, "GET", f"/directory/entries/{code}")  # type: ignore[no-any-return]
     except urllib.error.HTTPError as e:
@@ -106,7 +111,7 @@ def parent_of(e: dict[str, object]) -> str | None:
     return str(path[-2]["code"]) if len(path) >= 2 else None
 
 
-def test_lower_platform_tree_and_channel_plays(pages, node: Node, lower: GbLowerSim) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+def test_lower_platform_tree_and_channel_plays(pages, node: Node, lower: GbLowerSim) -> None:  # type: ignore[no-untyped-def]
     cookie = login_cookie(node, *XIHU_OPERATOR)
     until(lambda: bool(entry(node, cookie, CHANNEL)), "the platform's channels in the directory")
     until(lambda: bool(entry(node, cookie, "33010601001310000129")), "the catalogue's last page")
@@ -135,4 +140,5 @@ def test_lower_platform_tree_and_channel_plays(pages, node: Node, lower: GbLower
     assert lower.invited == [CHANNEL]
     page.get_by_test_id("tile-0-stop").click()
     until(lambda: len(lower.byes) == 1, "BYE at the lower platform")
+    until(lambda: ssrcs_in_use(node) == 0, "no SSRC allocated")
     assert page.errors == []
