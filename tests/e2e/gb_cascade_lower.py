@@ -17,7 +17,6 @@ from __future__ import annotations
 import shutil
 import time
 import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -88,14 +87,6 @@ def lower(
         runner.stop()
 
 
-def ssrcs_in_use(n: Node) -> float:
-    with urllib.request.urlopen(f"{n.base_url}/metrics", timeout=10) as r:
-        for line in r.read().decode().splitlines():
-            if line.startswith("vmesh_gb28181_ssrcs_in_use "):
-                return float(line.split()[1])
-    raise AssertionError("vmesh_gb28181_ssrcs_in_use is not on /metrics")
-
-
 def entry(n: Node, cookie: str, code: str) -> dict[str, object]:
     try:
         return api(n, cookie, "GET", f"/directory/entries/{code}")  # type: ignore[no-any-return]
@@ -140,5 +131,7 @@ def test_lower_platform_tree_and_channel_plays(pages, node: Node, lower: GbLower
     assert lower.invited == [CHANNEL]
     page.get_by_test_id("tile-0-stop").click()
     until(lambda: len(lower.byes) == 1, "BYE at the lower platform")
+    from e2e.test_gb_live import ssrcs_in_use  # the module that runs this test
+
     until(lambda: ssrcs_in_use(node) == 0, "no SSRC allocated")
     assert page.errors == []

@@ -131,13 +131,14 @@ export function create() {
   const body = h("div", { class: "network-body", testid: "network-body" });
   const status = h("div", { class: "messages", testid: "network-status" });
   const uplink = h("div", { class: "muted", testid: "network-uplink" });
+  const gbUppers = h("div", { class: "muted", testid: "network-gb-uppers" });
   const tabs = h(
     "div",
     { class: "tabs" },
     h("button", { type: "button", testid: "network-show-tree", onclick: () => setMode("tree") }, t("network.tree")),
     h("button", { type: "button", testid: "network-show-geo", onclick: () => setMode("geo") }, t("network.geo")),
   );
-  const el = h("section", { class: "network" }, h("h2", {}, t("network.title")), uplink, tabs, status, body);
+  const el = h("section", { class: "network" }, h("h2", {}, t("network.title")), uplink, gbUppers, tabs, status, body);
 
   function render() {
     if (!last) return;
@@ -154,7 +155,28 @@ export function create() {
     render();
   }
 
+  // GB/T 28181 upper platforms this node registers to (cascade up); nothing when GB is off.
+  async function pollGb() {
+    try {
+      const { uppers } = await request("GET", "/gb28181/uppers");
+      clear(
+        gbUppers,
+        uppers.map((u) =>
+          h(
+            "div",
+            { testid: `network-gb-upper-${u.id}`, "data-state": u.state },
+            t("network.gb_upper", { id: u.id, address: u.address, state: t(`network.gb_state.${u.state}`) }) +
+              (u.last_error ? ` (${u.last_error})` : ""),
+          ),
+        ),
+      );
+    } catch {
+      clear(gbUppers);
+    }
+  }
+
   async function poll() {
+    pollGb();
     try {
       last = await request("GET", "/api/network", { params: { limit: 500 } });
       clear(status);
