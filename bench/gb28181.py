@@ -354,7 +354,10 @@ async def run_registrar(args: argparse.Namespace) -> dict[str, Any]:
             sip_port=0,
             password=PASSWORD,
             parent_code=REGION,
-            keepalive_interval_seconds=args.keepalive,
+            # Long enough that no device goes offline between the phases (the driver sends no
+            # keepalives during ``first``/``storm``): the storm is of refreshes, as after an
+            # outage of the network between the devices and the node.
+            keepalive_interval_seconds=max(args.keepalive, 600.0),
             catalog_timeout_seconds=10,
         ),
         NODE_CODE,
