@@ -22,7 +22,7 @@ from e2e.console_node import NODE_CODE, Node
 from media_site import ADMIN, VILLAGE, api, camera_code, login_cookie, media_node
 from peers.gb_device_sim import SimThread
 from peers.gb_upper_sim import GbUpperSim, decoded_frames
-from vmesh.gb28181.manscdp import DeviceInfoQuery, DeviceStatusQuery
+from vmesh.gb28181.manscdp import CONTENT_TYPE, DeviceInfoQuery, DeviceStatusQuery
 
 pytestmark = [
     pytest.mark.integration,
@@ -120,6 +120,16 @@ def test_node_registers_and_keeps_alive(node: Node, upper: GbUpperSim, runner: S
     assert link["keepalives"] >= 1
 
 
+def test_refused_keepalives_make_the_node_register_again(
+    node: Node, upper: GbUpperSim, runner: SimThread
+) -> None:
+    until(lambda: upper.registers >= 1, "REGISTER accepted by the upper")
+    before = upper.registers
+    upper.refuse_keepalives = True  # the upper forgot us
+    until(lambda: upper.registers > before, "REGISTER again after 3 refused keepalives")
+    until(lambda: uppers(node)[0]["state"] == "registered", "the link registered again")
+
+
 def test_upper_fetches_the_10k_catalogue(node: Node, upper: GbUpperSim, runner: SimThread) -> None:
     until(lambda: upper.registers >= 1, "REGISTER accepted by the upper")
     result = runner.run(upper.query_catalog(), timeout=300)
@@ -181,6 +191,16 @@ def test_upper_invites_refused_with_reasons(
         return resp.status
 
     assert runner.run(bad_sdp()) == 400
+
+    async def bad_manscdp() -> int:  # a query that is not XML: 400, nothing answered
+        assert upper.endpoint is not None and upper.lower is not None
+        req = upper._request("MESSAGE", NODE_CODE, body=b"<Query><CmdType>Cat", ctype=CONTENT_TYPE)
+        resp = await upper.endpoint.request(req, upper.lower)
+        return resp.status
+
+    pages = upper.pages
+    assert runner.run(bad_manscdp()) == 400
+    assert upper.pages == pages
     assert uppers(node)[0]["sessions"] == 0
 
 

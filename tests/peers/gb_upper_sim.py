@@ -110,6 +110,8 @@ class GbUpperSim:
     registers: int = 0
     refused: int = 0
     keepalives: int = 0
+    # Answer keepalives 403 (an upper that restarted and forgot us): the lower must re-register.
+    refuse_keepalives: bool = False
     registered: asyncio.Event = field(default_factory=asyncio.Event)
     pages: int = 0
     plays: dict[str, Play] = field(default_factory=dict)
@@ -166,6 +168,7 @@ class GbUpperSim:
                 resp.headers.add("Expires", str(req.expires if req.expires is not None else 3600))
                 if req.expires != 0:
                     self.registers += 1
+                    self.refuse_keepalives = False  # registered again: known again
                     self.lower = source
                     self.registered.set()
             else:
@@ -177,9 +180,11 @@ class GbUpperSim:
         assert self.endpoint is not None
         msg = decode_manscdp(req.body).message
         registered = self.lower == source or isinstance(msg, CatalogResponse)
+        if isinstance(msg, Keepalive) and self.refuse_keepalives:
+            registered = False
         status = 200 if registered else 403
         self.endpoint.respond(txn, make_response(req, status, to_tag=secrets.token_hex(4)))
-        if isinstance(msg, Keepalive):
+        if isinstance(msg, Keepalive) and registered:
             self.keepalives += 1
         elif isinstance(msg, CatalogResponse):
             self.pages += 1
