@@ -39,6 +39,9 @@ GROUP = "33010601002150000001"  # 215 business group
 ORG_A = "33010601002160000001"  # 216 under the group
 ORG_B = "33010601002160000002"  # 216 under ORG_A
 CHANNEL = "33010601001310000003"  # a channel of ORG_B: the one played
+# An upper platform nobody answers for (test_gb_live's node): its link shows on the network page.
+UPPER = "33000000002008000001"
+UNREACHABLE_UPPER_TOML = f'\n[[gb28181.upper]]\nid = "{UPPER}"\naddress = "127.0.0.1:9"\n'
 WAIT_S = 45.0  # readiness bound for device-side states, not a performance assertion
 
 
@@ -134,4 +137,16 @@ def test_lower_platform_tree_and_channel_plays(pages, node: Node, lower: GbLower
     from e2e.test_gb_live import ssrcs_in_use  # the module that runs this test
 
     until(lambda: ssrcs_in_use(node) == 0, "no SSRC allocated")
+    assert page.errors == []
+
+
+def test_network_page_shows_the_upper_link(pages, node: Node) -> None:  # type: ignore[no-untyped-def]
+    """The node's upper link (nothing answers at 127.0.0.1:9) is a line of the network page with
+    its state, in the console's language."""
+    page: Page = pages()
+    log_in(page, node.base_url, *XIHU_OPERATOR, hash_="#/network")
+    line = page.get_by_test_id(f"network-gb-upper-{UPPER}")
+    expect(line).to_contain_text(UPPER)
+    expect(line).to_contain_text("127.0.0.1:9")
+    assert line.get_attribute("data-state") in ("registering", "failed")
     assert page.errors == []

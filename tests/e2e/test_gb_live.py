@@ -19,6 +19,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from e2e.console_node import Node, free_port
+from e2e.gb_cascade_lower import UNREACHABLE_UPPER_TOML
 from e2e.test_live_wall import (  # noqa: F401 - browser: Chromium with autoplay, module scope
     PLAY_TIMEOUT_MS,
     browser,
@@ -64,7 +65,7 @@ def node(tmp_path_factory: pytest.TempPathFactory, sip_port: int) -> Iterator[No
         f"sip_port = {sip_port}\n"
         f'password = "{PASSWORD}"\n'
         f'parent_code = "{VILLAGE}"\n'
-        f"media_port_range = [{media}, {media + 199}]\n"
+        f"media_port_range = [{media}, {media + 199}]\n" + UNREACHABLE_UPPER_TOML
     )
     n = media_node(tmp_path_factory.mktemp("gb-live"), channels=2, linger=0.5, extra_toml=extra)
     try:
@@ -156,5 +157,9 @@ def test_fixed_camera_has_no_ptz_pad(pages, node: Node) -> None:  # type: ignore
     expect(page.get_by_test_id("tile-0-ptz")).to_be_hidden()
 
 
-# Cascade down (issue 5): a lower platform's channel on this module's node and browser.
-from e2e.gb_cascade_lower import lower, test_lower_platform_tree_and_channel_plays  # noqa: E402, F401
+# Cascade (issue 5): a lower platform's channel, and an upper link's line, on this node and browser.
+from e2e.gb_cascade_lower import (  # noqa: E402, F401
+    lower,
+    test_lower_platform_tree_and_channel_plays,
+    test_network_page_shows_the_upper_link,
+)
