@@ -129,17 +129,7 @@ class GbPlaybackSource(GbLiveSource):
         if dev is None or not dev.online:
             raise Conflict(f"device {self.spec.device} is offline")
         self.cseq += 1
-        info = svc.make_request(
-            "INFO",
-            dev,
-            to_user=self.spec.channel,
-            call_id=self.call_id,
-            from_tag=self.from_tag,
-            to_tag=self.to_tag,
-            cseq=self.cseq,
-            body=mansrtsp.encode(req),
-            content_type=mansrtsp.CONTENT_TYPE,
-        )
+        info = self._in_dialog("INFO", dev, mansrtsp.encode(req), mansrtsp.CONTENT_TYPE)
         try:
             resp = await asyncio.wait_for(svc.endpoint_request(info, dev.addr), 10.0)
         except TimeoutError:

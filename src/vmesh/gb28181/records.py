@@ -163,22 +163,9 @@ def timeline_of(result: RecordResult, start: float, end: float) -> dict[str, Any
         )
         if a is not None and b is not None and b > a:
             pairs.append((a, b))
-    merged = timeline.spans(pairs)
-    clipped = [
-        timeline.Span(max(s.start, start), min(s.end, end))
-        for s in merged
-        if s.end > start and s.start < end
-    ]
     return {
         "camera_code": result.channel,
-        "start": start,
-        "end": end,
-        "spans": [{"start": s.start, "end": s.end} for s in clipped],
-        "gaps": [{"start": g.start, "end": g.end} for g in timeline.gaps(clipped, start, end)],
-        "hours": [
-            {"start": h, "seconds": round(sec, 1)} for h, sec in timeline.hours(clipped, start, end)
-        ],
-        "recorded_seconds": round(sum(s.seconds for s in clipped), 1),
+        **timeline.body(timeline.spans(pairs), start, end),
         "items": items,
         "sum_num": result.sum_num,
         "pages": result.pages,

@@ -285,8 +285,11 @@ class GbLiveSource:
                 f"TCP media connection to {a.connection_address}:{a.port} failed: {e}",
             ) from None
 
-    def _in_dialog(self, method: str, dev: Device) -> SipRequest:
-        """A request of the established dialog (ACK, BYE) with the current CSeq."""
+    def _in_dialog(
+        self, method: str, dev: Device, body: bytes = b"", content_type: str | None = None
+    ) -> SipRequest:
+        """A request of the established dialog (ACK, BYE, a playback's INFO) with the current
+        CSeq."""
         return self.service.make_request(
             method,
             dev,
@@ -295,6 +298,8 @@ class GbLiveSource:
             from_tag=self.from_tag,
             to_tag=self.to_tag,
             cseq=self.cseq,
+            body=body,
+            content_type=content_type,
         )
 
     async def _bye(self) -> None:

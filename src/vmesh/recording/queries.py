@@ -76,17 +76,9 @@ async def timeline_body(ctx: NodeContext, code: str, t0: float, t1: float) -> di
     """Spans, gaps, recorded seconds per hour and alarm marks of ``[t0, t1)``."""
     segs = await segments_in(ctx.db, code, t0, t1)
     merged = timeline.spans([(a, b) for a, b, _ in segs])
-    clipped = [timeline.Span(max(s.start, t0), min(s.end, t1)) for s in merged]
     return {
         "camera_code": code,
-        "start": t0,
-        "end": t1,
-        "spans": [{"start": s.start, "end": s.end} for s in clipped],
-        "gaps": [{"start": g.start, "end": g.end} for g in timeline.gaps(clipped, t0, t1)],
-        "hours": [
-            {"start": h, "seconds": round(sec, 1)} for h, sec in timeline.hours(clipped, t0, t1)
-        ],
-        "recorded_seconds": round(sum(s.seconds for s in clipped), 1),
+        **timeline.body(merged, t0, t1),
         "segments": len(segs),
         "alarms": await alarm_marks(ctx, code, t0, t1),
     }

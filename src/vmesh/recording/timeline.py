@@ -6,7 +6,10 @@ first ends (segment boundaries are not exact to the millisecond: a segment's sta
 minus its duration). Anything longer is a gap: the camera had no signal, no plan, or the node
 was down.
 
-Public: ``Span``, ``spans``, ``gaps``, ``hours``, ``covering``.
+``body`` is the timeline API's answer (also the GB/T 28181 device recordings', so the console draws
+both with the same strips).
+
+Public: ``Span``, ``spans``, ``gaps``, ``hours``, ``covering``, ``body``.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -70,3 +74,17 @@ def hours(merged: Sequence[Span], start: float, end: float) -> list[tuple[float,
 def covering(segments: Sequence[tuple[float, float]], start: float, end: float) -> list[int]:
     """Indexes of the segments (sorted by start) that overlap ``[start, end)``."""
     return [i for i, (s, e) in enumerate(segments) if e > start and s < end]
+
+
+def body(merged: Sequence[Span], start: float, end: float) -> dict[str, Any]:
+    """The spans clipped to ``[start, end)``, the gaps, the recorded seconds per hour and in all."""
+    clipped = [Span(max(s.start, start), min(s.end, end)) for s in merged]
+    clipped = [s for s in clipped if s.end > s.start]
+    return {
+        "start": start,
+        "end": end,
+        "spans": [{"start": s.start, "end": s.end} for s in clipped],
+        "gaps": [{"start": g.start, "end": g.end} for g in gaps(clipped, start, end)],
+        "hours": [{"start": h, "seconds": round(sec, 1)} for h, sec in hours(clipped, start, end)],
+        "recorded_seconds": round(sum(s.seconds for s in clipped), 1),
+    }

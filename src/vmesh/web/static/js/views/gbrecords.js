@@ -11,7 +11,7 @@ import { clear, h } from "../dom.js";
 import { t } from "../i18n.js";
 import { field, problemBox } from "../ui.js";
 import { LiveClient } from "./live.js";
-import { clock, drawStrip, moveStripCursor, timeAt } from "./timeline_strip.js";
+import { clock, drawStrip, moveStripCursor, spanFrom, timeAt } from "./timeline_strip.js";
 
 const DAY = 86400;
 const TILE = "gbpb";
@@ -109,17 +109,12 @@ export function create(ctx) {
       p.since = Date.now();
       return;
     }
-    const spans = state.tl?.spans || [];
-    let span = spans.find((s) => s.start <= at && at < s.end);
-    if (!span) {
-      span = spans.find((s) => s.start > at);
-      if (!span) {
-        clear(messages, h("div", { class: "notice", testid: "gbrec-nothing" }, t("rec.nothingAt", { time: clock(at) })));
-        return;
-      }
-      at = span.start;
+    const found = spanFrom(state.tl?.spans || [], at);
+    if (!found) {
+      clear(messages, h("div", { class: "notice", testid: "gbrec-nothing" }, t("rec.nothingAt", { time: clock(at) })));
+      return;
     }
-    const start = Math.floor(at), end = Math.ceil(Math.min(span.end, start + DAY));
+    const start = Math.floor(found.at), end = Math.ceil(Math.min(found.span.end, start + DAY));
     state.play = { start, end, offset: 0, since: Date.now(), paused: false };
     tileBox.dataset.start = String(start);
     tileBox.dataset.framesDecoded = "0";

@@ -11,7 +11,7 @@ import { api, queryString, request } from "../api.js";
 import { clear, h } from "../dom.js";
 import { t } from "../i18n.js";
 import { field, problemBox, select } from "../ui.js";
-import { clock, drawStrip as drawTimelineStrip, moveStripCursor, timeAt } from "./timeline_strip.js";
+import { clock, drawStrip as drawTimelineStrip, moveStripCursor, spanFrom, timeAt } from "./timeline_strip.js";
 
 const DAY = 86400;
 const MAX_PLAY = 6 * 3600;
@@ -162,16 +162,13 @@ export function create(ctx) {
   /** Play from wall time ``at``: the recorded span holding it (or the next one). */
   async function seek(at) {
     clear(messages);
-    const spans = state.tl?.spans || [];
-    let span = spans.find((s) => s.start <= at && at < s.end);
-    if (!span) {
-      span = spans.find((s) => s.start > at);
-      if (!span) {
-        clear(messages, h("div", { class: "notice", testid: "rec-nothing" }, t("rec.nothingAt", { time: clock(at) })));
-        return;
-      }
-      at = span.start;
+    const found = spanFrom(state.tl?.spans || [], at);
+    if (!found) {
+      clear(messages, h("div", { class: "notice", testid: "rec-nothing" }, t("rec.nothingAt", { time: clock(at) })));
+      return;
     }
+    const span = found.span;
+    at = found.at;
     const p = state.play;
     if (p && p.start <= at && at < p.end - 0.5) {
       position.textContent = clock(at);

@@ -47,3 +47,12 @@ export function timeAt(ev, bar) {
   const from = Number(bar.dataset.start), to = Number(bar.dataset.end);
   return from + ((ev.clientX - box.left) / box.width) * (to - from);
 }
+
+/** The recorded span holding wall time ``at``, else the next one (and ``at`` moved to its start);
+ *  null when nothing is recorded at or after ``at``. */
+export function spanFrom(spans, at) {
+  const span = spans.find((s) => s.start <= at && at < s.end);
+  if (span) return { span, at };
+  const next = spans.find((s) => s.start > at);
+  return next ? { span: next, at: next.start } : null;
+}
