@@ -190,6 +190,9 @@ class GbService:
         self._waiters: dict[tuple[str, int], asyncio.Future[Any]] = {}
         self._register_locks: dict[str, asyncio.Lock] = {}
         self._register_gate = asyncio.Semaphore(_REGISTER_CONCURRENCY)
+        # Directory writes of the queries after registration (a storm of first registrations
+        # must not pile hundreds of writers on SQLite: "database is locked").
+        self._query_gate = asyncio.Semaphore(_REGISTER_CONCURRENCY)
         self._catalogs: dict[tuple[str, int], asyncio.Future[CatalogResult]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._watchdog: asyncio.Task[None] | None = None
@@ -786,13 +789,14 @@ class GbService:
             result = await self.catalog(dev)
             if result.error:
                 log.warning("gb catalog device=%s: %s", dev.code, result.error)
-            entry = await self.directory.lookup(dev.code)
-            if entry is not None and entry["kind"] == "platform":  # a lower platform
-                from vmesh.gb28181.lower import upsert_platform_catalog
+            async with self._query_gate:
+                entry = await self.directory.lookup(dev.code)
+                if entry is not None and entry["kind"] == "platform":  # a lower platform
+                    from vmesh.gb28181.lower import upsert_platform_catalog
 
-                dev.catalog = await upsert_platform_catalog(self.directory, entry, result.items)
-            elif entry is not None:
-                dev.catalog = await self.directory.upsert_channels(entry, result.items)
+                    dev.catalog = await upsert_platform_catalog(self.directory, entry, result.items)
+                elif entry is not None:
+                    dev.catalog = await self.directory.upsert_channels(entry, result.items)
             log.info("gb catalog device=%s channels=%d", dev.code, len(dev.catalog))
             if self.config.catalog_subscribe_seconds > 0:
                 try:
@@ -801,23 +805,24 @@ class GbService:
                     log.info("gb catalog subscribe device=%s failed: %s", dev.code, e)
             info = await self.query(dev, DeviceInfoQuery(dev.code, self.next_sn()))
             status = await self.query(dev, DeviceStatusQuery(dev.code, self.next_sn()))
-            await self.directory.merge_attrs(
-                dev.code,
-                {
-                    "manufacturer": info.manufacturer,
-                    "model": info.model,
-                    "firmware": info.firmware,
-                    "channels": info.channel,
-                    "gb_status": {
-                        "online": status.online,
-                        "status": status.status,
-                        "encode": status.encode,
-                        "record": status.record,
+            async with self._query_gate:
+                await self.directory.merge_attrs(
+                    dev.code,
+                    {
+                        "manufacturer": info.manufacturer,
+                        "model": info.model,
+                        "firmware": info.firmware,
+                        "channels": info.channel,
+                        "gb_status": {
+                            "online": status.online,
+                            "status": status.status,
+                            "encode": status.encode,
+                            "record": status.record,
+                        },
+                        "gb_catalog_complete": result.complete,
                     },
-                    "gb_catalog_complete": result.complete,
-                },
-                name=info.device_name,
-            )
+                    name=info.device_name,
+                )
         except asyncio.CancelledError:
             raise
         except Exception as e:
