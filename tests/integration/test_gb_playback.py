@@ -32,10 +32,12 @@ from peers.gb_nvr_sim import COLOURS, GbNvrSim, colour_clips
 from vmesh.api.app import create_app
 from vmesh.audit.log import Actor
 from vmesh.audit.models import AuditRecord
+from vmesh.auth.principal import Principal
 from vmesh.config import Gb28181Config
 from vmesh.directory.store import Directory
 from vmesh.errors import Conflict, InvalidInput
 from vmesh.gb28181.playback import GbPlaybackSource, GbPlaybackSpec, playback_key
+from vmesh.gb28181.playback_ws import GbPlaybackPage
 from vmesh.gb28181.service import GbService
 from vmesh.ingest.ffmpeg import RtpTarget
 from vmesh.ingest.status import IngestState
@@ -322,3 +324,42 @@ async def test_records_api_scope_audit_and_bad_input(
     assert ("rec-op", "ok") in [tuple(x) for x in rows]
     assert ("fj-op", "denied") in [tuple(x) for x in rows]
     assert queries == 1  # the refused and the malformed requests never reached the device
+
+
+async def test_playback_messages_with_bad_input_are_refused_by_name(
+    node: NodeContext,  # noqa: F811 - the fixture imported above
+    nvr: tuple[GbService, GbNvrSim, float],
+) -> None:
+    """The live WebSocket's gb_playback/gb_control: wrong fields are named, nothing is started
+    (no channel lent, no INVITE), and a channel outside the user's scope is not found."""
+    _, sim, t0 = nvr
+    region = await entry(node, REGION)
+    assert region is not None
+    sent: list[dict[str, Any]] = []
+
+    async def send(msg: dict[str, Any]) -> None:
+        sent.append(msg)
+
+    who = Principal(1, "pb-op", frozenset({"operator"}), REGION, region.path)
+    page = GbPlaybackPage(node, who, media=None, live=None, send=send)
+    cases = [
+        ({"code": "123"}, "code"),
+        ({"code": CH1, "start": "noon", "end": t0}, "start"),
+        ({"code": CH1, "start": t0, "end": t0 - 60}, "end"),
+        ({"code": CH1, "start": t0, "end": t0 + 2 * 86400}, "end"),
+    ]
+    for fields, wrong in cases:
+        await page.handle({"type": "gb_playback", "tile": "pb", **fields})
+        assert sent[-1]["type"] == "error" and sent[-1]["field"] == wrong, sent[-1]
+    await page.handle({"type": "gb_control", "tile": "pb", "action": "rewind"})
+    assert sent[-1]["field"] == "action"
+    await page.handle({"type": "gb_control", "tile": "pb", "action": "pause"})
+    assert sent[-1]["field"] == "tile"  # nothing plays on it
+    outsider = Principal(2, "fj", frozenset({"operator"}), OTHER, "/other/")
+    elsewhere = GbPlaybackPage(node, outsider, media=None, live=None, send=send)
+    await elsewhere.handle(
+        {"type": "gb_playback", "tile": "pb", "code": CH1, "start": t0, "end": t0 + 60}
+    )
+    assert sent[-1]["type"] == "error" and "not found" in sent[-1]["reason"]
+    assert sim.invites == []
+    await page.close()
