@@ -138,6 +138,7 @@ def test_upper_fetches_the_10k_catalogue(node: Node, upper: GbUpperSim, runner: 
     assert len(items) == result.sum_num
     assert {many_code(n) for n in range(1, MANY + 1)} <= items.keys()
     assert upper.pages == math.ceil(result.sum_num / PAGE)
+    assert upper.page_charsets == {"GB18030"}  # GB bytes, as the query's GB2312 declaration asked
     # Org units first, with their parents; cameras under their org unit, names in GB2312.
     village = items[VILLAGE]
     assert village.name == "龙坞村" and village.parent_id == "33010601002166000001"

@@ -114,6 +114,7 @@ class GbUpperSim:
     refuse_keepalives: bool = False
     registered: asyncio.Event = field(default_factory=asyncio.Event)
     pages: int = 0
+    page_charsets: set[str] = field(default_factory=set)  # what the catalogue pages' bytes were
     plays: dict[str, Play] = field(default_factory=dict)
     _assembler: CatalogAssembler = field(default_factory=lambda: CatalogAssembler(60.0))
     _catalogs: dict[int, asyncio.Future[CatalogResult]] = field(default_factory=dict)
@@ -178,7 +179,8 @@ class GbUpperSim:
 
     def _message(self, req: SipRequest, source: Address, txn: ServerTransaction) -> None:
         assert self.endpoint is not None
-        msg = decode_manscdp(req.body).message
+        decoded = decode_manscdp(req.body)
+        msg = decoded.message
         registered = self.lower == source or isinstance(msg, CatalogResponse)
         if isinstance(msg, Keepalive) and self.refuse_keepalives:
             registered = False
@@ -188,6 +190,7 @@ class GbUpperSim:
             self.keepalives += 1
         elif isinstance(msg, CatalogResponse):
             self.pages += 1
+            self.page_charsets.add(decoded.charset)
             result = self._assembler.add(msg, time.monotonic())
             fut = self._catalogs.get(msg.sn)
             if result is not None and fut is not None and not fut.done():
