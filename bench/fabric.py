@@ -83,7 +83,7 @@ def entry_code(county: int, n: int) -> str:
     return f"3301{county:02d}0000132{n:07d}"
 
 
-async def catalogue(endpoints: int, counties: int, changes: int) -> dict[str, Any]:
+async def catalogue(endpoints: int, counties: int, changes: int, wire: int) -> dict[str, Any]:
     import nats
     from nats.js.api import ExternalStream, StorageType, StreamConfig, StreamSource
     from sqlalchemy import func, select
@@ -117,13 +117,28 @@ async def catalogue(endpoints: int, counties: int, changes: int) -> dict[str, An
     await sim.start()
     snc = await nats.connect(sim.client_url)
     pnc = await nats.connect(prov.client_url)
-    out: dict[str, Any] = {"endpoints": endpoints, "counties": counties, "db": "sqlite"}
+    out: dict[str, Any] = {
+        "endpoints": endpoints, "counties": counties, "db": "sqlite", "wire_format": wire,
+    }  # fmt: skip
+    busy = [0.0, 0]  # seconds inside apply_changes (the transactions), how many
+
+    async def timed_apply(*a: Any, **k: Any) -> tuple[int, int]:
+        t = time.perf_counter()
+        try:
+            return await real_apply(*a, **k)
+        finally:
+            busy[0] += time.perf_counter() - t
+            busy[1] += 1
+
+    real_apply = cat.apply_changes
+    cat.apply_changes = timed_apply  # the applier's own function, timed (phase breakdown)
     try:
         sjs = snc.jetstream(timeout=30)
         per = [
             endpoints // counties + (1 if i < endpoints % counties else 0) for i in range(counties)
         ]
         now = datetime.now(UTC)
+        messages = 0
         t0 = time.perf_counter()
         for i in range(counties):
             origin = county_code(i + 1)
@@ -135,26 +150,26 @@ async def catalogue(endpoints: int, counties: int, changes: int) -> dict[str, An
                     duplicate_window=cat.DUPLICATE_WINDOW_SECONDS,
                 )
             )
-            for n in range(per[i]):
-                code = entry_code(i + 1, n + 1)
-                change = cat.CatalogueChange(origin, code, 1, now, _entry(origin, code, "v1"))
-                await snc.publish(
-                    cat.subject(origin, code),
-                    cat.encode(change),
-                    headers={"Nats-Msg-Id": change.msg_id},
-                )
+            county = [
+                cat.CatalogueChange(origin, code, 1, now, _entry(origin, code, "v1"))
+                for code in (entry_code(i + 1, n + 1) for n in range(per[i]))
+            ]
+            for n, (subj, body, msg_id) in enumerate(_messages(cat, wire, origin, county)):
+                await snc.publish(subj, body, headers={"Nats-Msg-Id": msg_id})
+                messages += 1
                 if n % 2000 == 1999:  # let the servers' health checks (this loop) run
                     await snc.flush(timeout=60)
             await snc.flush(timeout=60)
+        out["messages"] = messages
         total = 0
-        while total < endpoints:
+        while total < messages:
             total = 0
             for i in range(counties):
                 info = await sjs.stream_info(cat.stream_name(county_code(i + 1)))
                 total += info.state.messages
             await asyncio.sleep(0.2)
         out["published_s"] = round(time.perf_counter() - t0, 2)
-        print(f"counties' streams hold {total} entries", file=sys.stderr)
+        print(f"counties' streams hold {total} messages", file=sys.stderr)
 
         async def count() -> int:
             async with ctx.db.sessions() as s:
@@ -177,7 +192,7 @@ async def catalogue(endpoints: int, counties: int, changes: int) -> dict[str, An
                 ],
             )
         )
-        applier = cat.CatalogueApplier(ctx.db, pjs, PROV, batch=2000)
+        applier = cat.CatalogueApplier(ctx.db, pjs, PROV)
         await applier.start()
         task = asyncio.create_task(applier.run())
         sourced = None
@@ -185,7 +200,7 @@ async def catalogue(endpoints: int, counties: int, changes: int) -> dict[str, An
             if sourced is None:
                 with contextlib.suppress(nats.errors.TimeoutError):  # a busy server: next time
                     info = await pjs.stream_info(cat.stream_name(PROV))
-                    if info.state.messages >= endpoints:
+                    if info.state.messages >= messages:
                         sourced = time.perf_counter() - t0
             if applier.stats.applied >= endpoints:
                 break
@@ -196,6 +211,8 @@ async def catalogue(endpoints: int, counties: int, changes: int) -> dict[str, An
         out["sourced_s"] = round(sourced, 2) if sourced is not None else None
         out["rows_at_province"] = await count()
         out["apply_rate_per_s"] = round(endpoints / out["full_sync_s"])
+        out["apply_transactions"] = {"n": busy[1], "seconds": round(busy[0], 2)}
+        busy[:] = [0.0, 0]
 
         lat = []
         rng = random.Random(1)
@@ -208,10 +225,8 @@ async def catalogue(endpoints: int, counties: int, changes: int) -> dict[str, An
                 origin, code, version, datetime.now(UTC), _entry(origin, code, f"v{version}")
             )
             t1 = time.perf_counter()
-            await snc.publish(
-                cat.subject(origin, code), cat.encode(change),
-                headers={"Nats-Msg-Id": change.msg_id},
-            )  # fmt: skip
+            [(subj, body, msg_id)] = _messages(cat, wire, origin, [change])
+            await snc.publish(subj, body, headers={"Nats-Msg-Id": msg_id})
             await snc.flush()
             while True:
                 async with ctx.db.sessions() as s:
@@ -233,12 +248,22 @@ async def catalogue(endpoints: int, counties: int, changes: int) -> dict[str, An
             await task
         await applier.stop()
     finally:
+        cat.apply_changes = real_apply
         await snc.close()
         await pnc.close()
         await sim.stop()
         await prov.stop()
         await ctx.close()
     return out
+
+
+def _messages(cat: Any, wire: int, origin: str, changes: list[Any]) -> list[tuple[str, bytes, str]]:
+    """(subject, body, Nats-Msg-Id) of ``changes`` as the county's publisher sends them: format 2
+    (``encode_batch``, what ``CataloguePublisher`` publishes) or format 1, one per entry (what it
+    published before, kept for comparison)."""
+    if wire == 1:
+        return [(cat.subject(origin, c.code), cat.encode(c), c.msg_id) for c in changes]
+    return [(cat.batch_subject(origin), b, i) for b, i in cat.encode_batch(origin, changes)]
 
 
 def _entry(origin: str, code: str, name: str) -> dict[str, Any]:
@@ -519,6 +544,7 @@ def main() -> None:
     c.add_argument("--endpoints", type=int, default=1_000_000)
     c.add_argument("--counties", type=int, default=90)
     c.add_argument("--changes", type=int, default=200)
+    c.add_argument("--wire-format", type=int, choices=(1, 2), default=2)
     la = sub.add_parser("latency")
     la.add_argument("--seconds", type=float, default=20.0)
     tt = sub.add_parser("ttff")
@@ -528,7 +554,9 @@ def main() -> None:
     load0 = [round(x, 2) for x in os.getloadavg()]
     run: Callable[[], Any]
     if args.what == "catalogue":
-        run = lambda: catalogue(args.endpoints, args.counties, args.changes)  # noqa: E731
+        run = lambda: catalogue(  # noqa: E731
+            args.endpoints, args.counties, args.changes, args.wire_format
+        )
     elif args.what == "latency":
         run = lambda: latency(args.seconds)  # noqa: E731
     else:

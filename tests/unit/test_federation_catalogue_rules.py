@@ -9,8 +9,11 @@ import pytest
 from vmesh.errors import InvalidInput
 from vmesh.federation.catalogue import (
     CatalogueChange,
+    batch_subject,
     decode,
+    decode_message,
     encode,
+    encode_batch,
     next_version,
     plan_apply,
     stream_config,
@@ -109,3 +112,69 @@ def test_each_node_captures_only_its_own_subjects_and_sources_its_children() -> 
     [src] = city.sources
     assert (src.name, src.external.api) == (f"CAT_{COUNTY}", f"$JS.{COUNTY}.API")
     assert county.sources is None
+
+
+def cams(n: int, version: int = 1) -> list[CatalogueChange]:
+    return [change(version, f"3303280000132{k:07d}") for k in range(1, n + 1)]
+
+
+def test_a_batch_of_changes_round_trips_through_format_2_messages() -> None:
+    changes = [*cams(5), change(9, entry=None)]
+    [(body, msg_id)] = encode_batch(COUNTY, changes)
+    got = decode_message(batch_subject(COUNTY), body, seq=11)
+    assert [(c.code, c.version, c.entry, c.origin, c.seq) for c in got] == [
+        (c.code, c.version, c.entry, COUNTY, 11) for c in changes
+    ]
+    assert got[-1].deleted and got[0].changed_at == AT
+    # The id names the changes it carries: the same batch again is the same message to JetStream.
+    assert encode_batch(COUNTY, changes)[0][1] == msg_id
+    assert encode_batch(COUNTY, changes[:-1])[0][1] != msg_id
+
+
+def test_batches_are_cut_by_count_and_by_size_in_order() -> None:
+    changes = cams(25)
+    by_count = encode_batch(COUNTY, changes, pack=10)
+    assert [len(decode_message(batch_subject(COUNTY), b)) for b, _ in by_count] == [10, 10, 5]
+    one = len(encode_batch(COUNTY, changes[:1])[0][0])
+    by_size = encode_batch(COUNTY, changes, max_bytes=3 * one)
+    assert all(len(b) <= 3 * one for b, _ in by_size) and len(by_size) > 8
+    codes = [c.code for b, _ in by_size for c in decode_message(batch_subject(COUNTY), b)]
+    assert codes == [c.code for c in changes]
+    with pytest.raises(ValueError):
+        encode_batch(CITY, changes)
+
+
+def test_format_1_messages_are_still_read() -> None:
+    [got] = decode_message(subject(COUNTY, CAM), encode(change(3)), seq=2)
+    assert (got.code, got.version, got.entry, got.seq) == (CAM, 3, ENTRY, 2)
+
+
+@pytest.mark.parametrize(
+    ("mutate", "field"),
+    [
+        (lambda b: b.replace(b'"version":2', b'"version":0', 1), "changes[1].version"),
+        (lambda b: b.replace(b'"format":2', b'"format":7'), "format"),
+        (
+            lambda b: b.replace(b'"code":"3303280000132', b'"code":"0003280000132', 1),
+            "changes[0].code",
+        ),
+        (lambda b: b.replace("西坑村口摄像机".encode(), b"", 1), "changes[0].entry.name"),
+        (lambda b: b.replace(b'"changes":[', b'"changes":[7,', 1), "changes[0]"),
+        (lambda b: b[: b.index(b'"changes"')] + b'"changes":[]}', "changes"),
+        (lambda b: b[:-3], "body"),
+    ],
+)
+def test_a_bad_batch_is_refused_naming_the_change_and_field(mutate, field: str) -> None:  # type: ignore[no-untyped-def]
+    changes = [change(1, "33032800001320000001"), change(2, "33032800001320000002")]
+    [(body, _)] = encode_batch(COUNTY, changes)
+    with pytest.raises(InvalidInput) as e:
+        decode_message(batch_subject(COUNTY), mutate(body))
+    assert e.value.errors[0].field == field
+
+
+def test_a_batch_on_another_nodes_subject_is_refused() -> None:
+    [(body, _)] = encode_batch(COUNTY, cams(2))
+    for subj in (batch_subject(CITY), subject(COUNTY, CAM)):
+        with pytest.raises(InvalidInput) as e:
+            decode_message(subj, body)
+        assert e.value.errors[0].field == "subject"

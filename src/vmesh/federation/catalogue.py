@@ -8,9 +8,17 @@ Streams and subjects. Each node has one stream ``CAT_<node>`` capturing ``vmesh.
 only (disjoint from every other node's subjects: two domains capturing the same subjects lose
 messages during a cut) and **sourcing** the streams of its direct children across the leaf links
 (``external.api = $JS.<child>.API``). Sourced messages keep their subject, so a city's stream
-holds its counties' changes too and the province's ends with the whole network's. A message is a
-change of one entry: subject ``vmesh.cat.<origin>.<code>``, ``Nats-Msg-Id`` ``<code>:<version>``
-(JetStream drops a re-publish of the same change within the duplicate window).
+holds its counties' changes too and the province's ends with the whole network's.
+
+Wire formats. Format 2 (what the publisher sends) packs up to ``PACK`` changes of one origin in a
+message: subject ``vmesh.cat.<origin>.batch``, body ``{"format": 2, "origin", "changes": [{code,
+version, changed_at, entry}, …]}`` (at most ``MAX_MESSAGE_BYTES``), ``Nats-Msg-Id``
+``batch:<digest of its (code, version) list>``. Format 1 is one change per message: subject
+``vmesh.cat.<origin>.<code>``, ``Nats-Msg-Id`` ``<code>:<version>``; the org tree still sends it
+and a node of an older release may, so ``decode_message`` reads both (JetStream drops a
+re-publish of the same message within the duplicate window). One message per entry made a full
+sync of 1,000,000 entries cost a million JetStream publishes, source copies and consumer
+deliveries (docs/BENCHMARKS.md, "Catalogue at 1,000,000 endpoints").
 
 Versions. The catalogue version of an entry is the directory's version, except that it never goes
 back: a deletion publishes a tombstone at the next version, and an entry re-created with the same
@@ -23,18 +31,25 @@ persisted watermark (this covers every writer, bulk imports included, with no ho
 ``catalogue_deletions`` (filled by a database trigger on delete); it publishes with acks and only
 then records what it published, so a crash in between re-publishes (dropped as duplicate or
 ignored by version). Applying (``CatalogueApplier``) reads the node's own stream with an ordered
-consumer from the last applied stream sequence (kept in the same transaction as the rows).
+consumer from the last applied stream sequence and writes what has arrived, up to ``batch``
+changes, in ONE transaction: one chunked ``SELECT`` of the versions held, one bulk upsert
+(``INSERT … ON CONFLICT(code) DO UPDATE … WHERE catalogue_entries.version < excluded.version``)
+per row shape, the per-origin counters and the applied sequence. A crash mid-batch rolls it all
+back and the consumer restarts after the last committed sequence: the batch is re-applied, with
+the same effect (idempotent by code and version).
 
-Public: ``CatalogueChange``, ``stream_name``, ``subject``, ``encode``, ``decode``,
-``next_version``, ``plan_apply``, ``stream_config``, ``sourced_stream_config`` (the shape of every
-federation stream: also the org tree's and the command logs'), ``entry_body``,
-``CataloguePublisher``, ``CatalogueApplier``, ``search``, ``origin_stats``.
+Public: ``CatalogueChange``, ``stream_name``, ``subject``, ``batch_subject``, ``encode``,
+``decode``, ``encode_batch``, ``decode_message``, ``next_version``, ``plan_apply``,
+``stream_config``, ``sourced_stream_config`` (the shape of every federation stream: also the org
+tree's and the command logs'), ``entry_body``, ``CataloguePublisher``, ``CatalogueApplier``,
+``search``, ``origin_stats``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -48,6 +63,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from vmesh.directory.models import Entry
+from vmesh.directory.transfer import _driver, _sqlite_inserts
 from vmesh.errors import FieldError, InvalidInput
 from vmesh.federation.models import (
     CatalogueDeletion,
@@ -61,7 +77,11 @@ from vmesh.storage.db import Database
 
 log = logging.getLogger(__name__)
 
-FORMAT = 1
+FORMAT = 1  # one change per message
+BATCH_FORMAT = 2  # several changes of one origin per message
+BATCH_TOKEN = "batch"  # the last subject token of a format-2 message
+PACK = 1000  # changes per format-2 message at most
+MAX_MESSAGE_BYTES = 512 * 1024  # a format-2 message's body at most (nats-server's limit: 1 MiB)
 SUBJECT_ROOT = "vmesh.cat"
 DUPLICATE_WINDOW_SECONDS = 600
 ENTRY_FIELDS = ("parent_code", "kind", "tier", "name", "status", "lat", "lon", "tags", "attrs")
@@ -73,6 +93,10 @@ def stream_name(node_code: str) -> str:
 
 def subject(origin: str, code: str) -> str:
     return f"{SUBJECT_ROOT}.{origin}.{code}"
+
+
+def batch_subject(origin: str, root: str = SUBJECT_ROOT) -> str:
+    return f"{root}.{origin}.{BATCH_TOKEN}"
 
 
 @dataclass(frozen=True)
@@ -95,63 +119,156 @@ class CatalogueChange:
         return f"{self.code}:{self.version}"
 
 
-def encode(c: CatalogueChange) -> bytes:
-    body = {
-        "format": FORMAT,
-        "origin": c.origin,
+def _change_body(c: CatalogueChange) -> dict[str, Any]:
+    return {
         "code": c.code,
         "version": c.version,
         "changed_at": c.changed_at.isoformat(),
         "entry": None if c.entry is None else {k: c.entry.get(k) for k in ENTRY_FIELDS},
     }
+
+
+def _dumps(body: Any) -> bytes:
     return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-def decode(subj: str, data: bytes, seq: int = 0, *, root: str = SUBJECT_ROOT) -> CatalogueChange:
-    """Parse a catalogue message; ``InvalidInput`` naming the field that is wrong.
+def encode(c: CatalogueChange) -> bytes:
+    """Format 1: one change (subject ``subject(origin, code)``)."""
+    return _dumps({"format": FORMAT, "origin": c.origin} | _change_body(c))
 
-    Under ``SUBJECT_ROOT`` the subject is ``<root>.<origin>.<code>``; under another root (the
-    downward org tree, ``orgtree.py``) it is ``<root>.<publisher>.<code>``, the publisher being
+
+def encode_batch(
+    origin: str,
+    changes: Sequence[CatalogueChange],
+    *,
+    pack: int = PACK,
+    max_bytes: int = MAX_MESSAGE_BYTES,
+) -> list[tuple[bytes, str]]:
+    """Format 2: ``changes`` (all of ``origin``) packed in order into messages of at most
+    ``pack`` changes and ``max_bytes`` bytes; (body, ``Nats-Msg-Id``) each. A change bigger than
+    ``max_bytes`` on its own travels alone (nats-server refuses it if above its own limit)."""
+    head = len(_dumps({"format": BATCH_FORMAT, "origin": origin, "changes": []}))
+    out: list[tuple[bytes, str]] = []
+    parts: list[bytes] = []
+    ids: list[str] = []
+    size = head
+
+    def flush() -> None:
+        if not parts:
+            return
+        body = (
+            f'{{"format":{BATCH_FORMAT},"origin":"{origin}","changes":['.encode()
+            + b",".join(parts)
+            + b"]}"
+        )
+        digest = hashlib.sha256(",".join(ids).encode()).hexdigest()[:40]
+        out.append((body, f"{BATCH_TOKEN}:{digest}"))
+        parts.clear()
+        ids.clear()
+
+    for c in changes:
+        if c.origin != origin:
+            raise ValueError(f"change of {c.origin} in a batch of {origin}")
+        part = _dumps(_change_body(c))
+        if parts and (len(parts) >= pack or size + len(part) + 1 > max_bytes):
+            flush()
+            size = head
+        parts.append(part)
+        ids.append(c.msg_id)
+        size += len(part) + 1
+    flush()
+    return out
+
+
+def _check_subject(subj: str, root: str, origin: str, last: str) -> None:
+    """Under ``SUBJECT_ROOT`` the subject is ``<root>.<origin>.<last>``; under another root
+    (the downward org tree, ``orgtree.py``) ``<root>.<publisher>.<last>``, the publisher being
     any node that passes the entry on."""
-    try:
-        body = json.loads(data)
-    except ValueError as e:
-        raise InvalidInput.one("body", f"not JSON: {e}") from None
-    if not isinstance(body, dict):
-        raise InvalidInput.one("body", "must be a JSON object")
-    if body.get("format") != FORMAT:
-        raise InvalidInput.one("format", f"must be {FORMAT}", str(body.get("format")))
-    origin = parse_code(body.get("origin"), "origin").text
-    code = parse_code(body.get("code"), "code").text
     if root == SUBJECT_ROOT:
-        ok = subj == subject(origin, code)
+        ok = subj == f"{root}.{origin}.{last}"
     else:
         parts = subj.split(".")
         ok = subj.startswith(root + ".") and len(parts) == root.count(".") + 3
-        ok = ok and parts[-1] == code
+        ok = ok and parts[-1] == last
     if not ok:
         raise InvalidInput.one(
-            "subject", f"does not match origin and code ({origin}, {code})", subj
+            "subject", f"does not match origin and code ({origin}, {last})", subj
         )
+
+
+def _parse_change(body: Mapping[str, Any], origin: str, seq: int, at: str = "") -> CatalogueChange:
+    """One change's fields (``at``: the prefix naming it in errors, e.g. ``changes[3].``)."""
+    code = parse_code(body.get("code"), f"{at}code").text
     version = body.get("version")
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-        raise InvalidInput.one("version", "must be a whole number ≥ 1", str(version))
+        raise InvalidInput.one(f"{at}version", "must be a whole number ≥ 1", str(version))
     try:
         changed_at = datetime.fromisoformat(str(body.get("changed_at")))
     except ValueError:
         raise InvalidInput.one(
-            "changed_at", "must be an ISO 8601 time", str(body.get("changed_at"))
+            f"{at}changed_at", "must be an ISO 8601 time", str(body.get("changed_at"))
         ) from None
     if changed_at.tzinfo is None:
         changed_at = changed_at.replace(tzinfo=UTC)
     entry = body.get("entry")
     if entry is not None:
         if not isinstance(entry, dict):
-            raise InvalidInput.one("entry", "must be an object or null")
+            raise InvalidInput.one(f"{at}entry", "must be an object or null")
         for name in ("kind", "name", "status"):
             if not isinstance(entry.get(name), str) or not entry[name]:
-                raise InvalidInput.one(f"entry.{name}", "is required text", str(entry.get(name)))
+                raise InvalidInput.one(
+                    f"{at}entry.{name}", "is required text", str(entry.get(name))
+                )
     return CatalogueChange(origin, code, version, changed_at, entry, seq)
+
+
+def _load(data: bytes) -> dict[str, Any]:
+    try:
+        body = json.loads(data)
+    except ValueError as e:
+        raise InvalidInput.one("body", f"not JSON: {e}") from None
+    if not isinstance(body, dict):
+        raise InvalidInput.one("body", "must be a JSON object")
+    return body
+
+
+def decode(subj: str, data: bytes, seq: int = 0, *, root: str = SUBJECT_ROOT) -> CatalogueChange:
+    """Parse a format-1 message; ``InvalidInput`` naming the field that is wrong."""
+    body = _load(data)
+    if body.get("format") != FORMAT:
+        raise InvalidInput.one("format", f"must be {FORMAT}", str(body.get("format")))
+    return _decode_one(subj, body, seq, root)
+
+
+def _decode_one(subj: str, body: Mapping[str, Any], seq: int, root: str) -> CatalogueChange:
+    origin = parse_code(body.get("origin"), "origin").text
+    code = parse_code(body.get("code"), "code").text
+    _check_subject(subj, root, origin, code)
+    return _parse_change(body, origin, seq)
+
+
+def decode_message(
+    subj: str, data: bytes, seq: int = 0, *, root: str = SUBJECT_ROOT
+) -> list[CatalogueChange]:
+    """The changes of a message of either format, in order; ``InvalidInput`` naming the field
+    that is wrong (``changes[i].…`` in a format-2 message: the whole message is refused)."""
+    body = _load(data)
+    fmt = body.get("format")
+    if fmt == FORMAT:
+        return [_decode_one(subj, body, seq, root)]
+    if fmt != BATCH_FORMAT:
+        raise InvalidInput.one("format", f"must be {FORMAT} or {BATCH_FORMAT}", str(fmt))
+    origin = parse_code(body.get("origin"), "origin").text
+    _check_subject(subj, root, origin, BATCH_TOKEN)
+    items = body.get("changes")
+    if not isinstance(items, list) or not items:
+        raise InvalidInput.one("changes", "must be a non-empty list")
+    out = []
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise InvalidInput.one(f"changes[{i}]", "must be an object")
+        out.append(_parse_change(item, origin, seq, f"changes[{i}]."))
+    return out
 
 
 def next_version(published: int | None, entry_version: int) -> int:
@@ -269,7 +386,8 @@ class PublishStats:
 class CataloguePublisher:
     """Publishes this node's directory changes into its stream; see the module docstring."""
 
-    def __init__(self, db: Database, js: Any, node_code: str, *, batch: int = 500) -> None:
+    def __init__(self, db: Database, js: Any, node_code: str, *, batch: int = 2000) -> None:
+        """``batch``: directory rows looked at per scan (published as ⌈batch / PACK⌉ messages)."""
         self.db = db
         self.js = js
         self.node = node_code
@@ -277,16 +395,19 @@ class CataloguePublisher:
         self.stats = PublishStats()
 
     async def _publish(self, changes: Sequence[CatalogueChange]) -> None:
-        async def one(c: CatalogueChange) -> None:
+        """Publish ``changes`` packed in format-2 messages, all in flight at once, their acks
+        awaited together (an error in any: nothing is recorded, the next round re-publishes)."""
+
+        async def one(body: bytes, msg_id: str) -> None:
             await self.js.publish(
-                subject(self.node, c.code),
-                encode(c),
+                batch_subject(self.node),
+                body,
                 # No ``stream=``: its Nats-Expected-Stream header would travel with the message
                 # and make every parent refuse it when sourcing ("expected stream does not match").
-                headers={"Nats-Msg-Id": c.msg_id},
+                headers={"Nats-Msg-Id": msg_id},
             )
 
-        await asyncio.gather(*(one(c) for c in changes))
+        await asyncio.gather(*(one(b, i) for b, i in encode_batch(self.node, changes)))
         self.stats.published += len(changes)
         self.stats.last_published_at = datetime.now(UTC)
 
@@ -331,19 +452,29 @@ class CataloguePublisher:
         if changes:
             await self._publish(changes)
         async with self.db.transaction() as s:
-            for c in changes:
-                await self._record(s, c.code, 0, c.version, True)
+            await self._record(s, [(c.code, 0, c.version) for c in changes], True)
             await s.execute(
                 delete(CatalogueDeletion).where(CatalogueDeletion.id <= max(r.id for r in rows))
             )
         return len(rows)
 
     async def _record(
-        self, s: AsyncSession, code: str, entry_version: int, version: int, deleted: bool
+        self, s: AsyncSession, versions: Sequence[tuple[str, int, int]], deleted: bool
     ) -> None:
-        values = {"entry_version": entry_version, "version": version, "deleted": deleted}
-        ins = _insert(self.db.dialect, CataloguePublished).values(code=code, **values)
-        await s.execute(ins.on_conflict_do_update(index_elements=["code"], set_=values))
+        """Record (code, entry version, catalogue version) as published: one statement for all."""
+        if not versions:
+            return
+        ins = _insert(self.db.dialect, CataloguePublished)
+        cols = ("entry_version", "version", "deleted")
+        await s.execute(
+            ins.on_conflict_do_update(
+                index_elements=["code"], set_={k: getattr(ins.excluded, k) for k in cols}
+            ),
+            [
+                {"code": c, "entry_version": ev, "version": v, "deleted": deleted}
+                for c, ev, v in versions
+            ],
+        )
 
     async def _upserts(self) -> int:
         parent = aliased(Entry)
@@ -398,8 +529,7 @@ class CataloguePublisher:
             await self._publish(changes)
         last = rows[-1]
         async with self.db.transaction() as s:
-            for code, ev, v in versions:
-                await self._record(s, code, ev, v, False)
+            await self._record(s, versions, False)
             await set_state(
                 s, self.db.dialect, WATERMARK, f"{last.updated_at.isoformat()}|{last.id}"
             )
@@ -437,6 +567,50 @@ class ApplyStats:
     errors: list[str] = field(default_factory=list)
 
 
+_ENTRY_COLUMNS = (
+    "code", "origin_node", "parent_code", "kind", "tier", "name", "status", "lat", "lon", "tags",
+    "attrs", "version", "deleted", "changed_at", "applied_at",
+)  # fmt: skip
+
+
+def _db_time(db: Database, at: datetime) -> Any:
+    """``at`` as the driver takes it: SQLite stores SQLAlchemy's text form (UTC), PostgreSQL the
+    aware time."""
+    if db.is_sqlite:
+        return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    return at
+
+
+async def _upsert_entries(
+    s: AsyncSession, db: Database, rows: list[tuple[Any, ...]], *, keep: Sequence[str] = ()
+) -> None:
+    """Bulk upsert of ``rows`` (``_ENTRY_COLUMNS``, one per code) through the session's driver
+    connection, in its transaction: a row whose code is held at a version ≥ its own is left as
+    it is; ``keep``: columns an existing row keeps. SQLite gets multi-row ``VALUES`` statements
+    (``directory.transfer``'s), PostgreSQL one prepared statement for all rows (asyncpg's
+    ``executemany``). SQLAlchemy's per-row parameter handling (its ORM bulk path) cost about
+    0.4 ms a row, more than SQLite itself."""
+    cols = [c for c in _ENTRY_COLUMNS if c != "code" and c not in keep]
+    suffix = (
+        " ON CONFLICT (code) DO UPDATE SET "
+        + ", ".join(f"{c} = excluded.{c}" for c in cols)
+        + " WHERE catalogue_entries.version < excluded.version"
+    )
+    driver = await _driver(s)
+    if db.is_sqlite:
+        for sql, params, many in _sqlite_inserts("catalogue_entries", _ENTRY_COLUMNS, rows):
+            if many:
+                await driver.executemany(sql + suffix, params)
+            else:
+                await driver.execute(sql + suffix, params)
+        return
+    marks = ", ".join(f"${i}" for i in range(1, len(_ENTRY_COLUMNS) + 1))
+    sql = f"INSERT INTO catalogue_entries ({', '.join(_ENTRY_COLUMNS)}) VALUES ({marks})"
+    await driver.executemany(sql + suffix, rows)
+
+
+# Codes per ``IN (…)`` of the held-versions query (SQLite's bound-parameter limit is 32,766).
+_IN_CHUNK = 5000
 # What a tombstone leaves as it was on an existing row.
 _TOMBSTONE_KEEPS = ("parent_code", "kind", "tier", "name", "status", "lat", "lon", "tags")
 
@@ -452,62 +626,49 @@ async def apply_changes(
     record ``last_seq`` as applied. Returns (applied, ignored)."""
     now = datetime.now(UTC)
     async with db.transaction() as s:
-        codes = {c.code for c in changes}
+        codes = sorted({c.code for c in changes})
         held: dict[str, int] = {}
-        if codes:
-            held = {
-                r.code: r.version
-                for r in (
-                    await s.execute(
-                        select(CatalogueEntry.code, CatalogueEntry.version).where(
-                            CatalogueEntry.code.in_(codes)
-                        )
-                    )
-                ).all()
-            }
+        for k in range(0, len(codes), _IN_CHUNK):
+            q = select(CatalogueEntry.code, CatalogueEntry.version).where(
+                CatalogueEntry.code.in_(codes[k : k + _IN_CHUNK])
+            )
+            held.update((r.code, r.version) for r in (await s.execute(q)).all())
         writes, applied, ignored = plan_apply(held, changes)
-        # One statement per shape, executed for all its rows at once (executemany): compiling an
-        # upsert per row made a province apply ~100 changes/s.
-        rows: dict[bool, list[dict[str, Any]]] = {False: [], True: []}
+        rows: dict[bool, list[tuple[Any, ...]]] = {False: [], True: []}
+        stamp = _db_time(db, now)
         for c in writes.values():
             e = c.entry or {}
-            values: dict[str, Any] = {
-                "origin_node": c.origin,
-                "parent_code": e.get("parent_code"),
-                "kind": e.get("kind") or "deleted",
-                "tier": e.get("tier"),
-                "name": e.get("name") or "",
-                "status": e.get("status") or "unknown",
-                "lat": e.get("lat"),
-                "lon": e.get("lon"),
-                "tags": " ".join(e.get("tags") or []),
-                "attrs": json.dumps(e.get("attrs") or {}, ensure_ascii=False),
-                "version": c.version,
-                "deleted": c.deleted,
-                "changed_at": c.changed_at,
-                "applied_at": now,
-            }
+            changed = _db_time(db, c.changed_at)
             if c.deleted:
                 # A tombstone keeps what was known of the entry (name, kind) for display: those
                 # columns are written only when the row is new.
-                values |= {"parent_code": None, "kind": "deleted", "tier": None, "name": ""}
-                values |= {"status": "unknown", "lat": None, "lon": None, "tags": ""}
-            rows[c.deleted].append({"code": c.code, **values})
-        for deleted, params in rows.items():
-            if not params:
+                rows[True].append(
+                    (c.code, c.origin, None, "deleted", None, "", "unknown", None, None, "",
+                     "{}", c.version, True, changed, stamp)
+                )  # fmt: skip
                 continue
-            keep = _TOMBSTONE_KEEPS if deleted else ()
-            ins = _insert(db.dialect, CatalogueEntry)
-            excluded = ins.excluded
-            cols = [k for k in params[0] if k != "code" and k not in keep]
-            await s.execute(
-                ins.on_conflict_do_update(
-                    index_elements=["code"],
-                    set_={k: getattr(excluded, k) for k in cols},
-                    where=CatalogueEntry.version < excluded.version,
-                ),
-                params,
+            rows[False].append(
+                (
+                    c.code,
+                    c.origin,
+                    e.get("parent_code"),
+                    e.get("kind") or "deleted",
+                    e.get("tier"),
+                    e.get("name") or "",
+                    e.get("status") or "unknown",
+                    e.get("lat"),
+                    e.get("lon"),
+                    " ".join(e.get("tags") or []),
+                    json.dumps(e.get("attrs") or {}, ensure_ascii=False),
+                    c.version,
+                    False,
+                    changed,
+                    stamp,
+                )
             )
+        for deleted, params in rows.items():
+            if params:
+                await _upsert_entries(s, db, params, keep=_TOMBSTONE_KEEPS if deleted else ())
         per_origin: dict[str, list[int]] = {}
         for c in applied:
             per_origin.setdefault(c.origin, [0, 0])[0] += 1
@@ -541,15 +702,17 @@ class CatalogueApplier:
         js: Any,
         node_code: str,
         *,
-        batch: int = 500,
+        batch: int = 5000,
         stream: str = "",
         root: str = SUBJECT_ROOT,
         seq_key: str = LAST_SEQ,
         accept: Callable[[str, CatalogueChange], bool] | None = None,
     ) -> None:
-        """``stream``/``root``/``seq_key``: which stream and subjects to read and where the
-        applied sequence is kept (default: this node's ``CAT_`` stream); ``accept(subject,
-        change)`` False: the change is skipped (not counted)."""
+        """``batch``: changes written per transaction at most (a message is never split, so
+        one transaction may hold a message's more); ``stream``/``root``/``seq_key``: which
+        stream and subjects to read and where the applied sequence is kept (default: this
+        node's ``CAT_`` stream); ``accept(subject, change)`` False: the change is skipped (not
+        counted)."""
         self.db = db
         self.js = js
         self.node = node_code
@@ -593,31 +756,17 @@ class CatalogueApplier:
             self._sub = None
 
     async def run(self) -> None:
-        """Apply messages in batches as they arrive, until cancelled."""
+        """Apply messages as they arrive, what has arrived (up to ``batch`` changes) in one
+        transaction, until cancelled."""
         while True:
-            msgs = [await self._queue.get()]
-            while len(msgs) < self.batch and not self._queue.empty():
-                msgs.append(self._queue.get_nowait())
-            changes = []
+            changes: list[CatalogueChange] = []
             last = self.stats.last_seq
-            for m in msgs:
-                seq = int(m.metadata.sequence.stream)
-                if seq <= self.stats.last_seq:
-                    continue  # the ordered consumer restarted and re-sent it
-                last = max(last, seq)
-                try:
-                    c = decode(m.subject, m.data, seq, root=self.root)
-                    if self.accept is None or self.accept(m.subject, c):
-                        changes.append(c)
-                except InvalidInput as e:
-                    self.stats.malformed += 1
-                    log.warning(
-                        "catalogue node=%s seq=%d malformed message on %s: %s",
-                        self.node,
-                        seq,
-                        m.subject,
-                        "; ".join(f"{fe.field}: {fe.reason}" for fe in e.errors),
-                    )
+            msg = await self._queue.get()
+            while True:
+                last = self._take(msg, last, changes)
+                if len(changes) >= self.batch or self._queue.empty():
+                    break
+                msg = self._queue.get_nowait()
             if last == self.stats.last_seq:
                 continue
             while True:
@@ -634,6 +783,26 @@ class CatalogueApplier:
             self.stats.applied += a
             self.stats.ignored += i
             self.stats.last_seq = last
+
+    def _take(self, m: Any, last: int, into: list[CatalogueChange]) -> int:
+        """Decode ``m`` into ``into`` (the accepted changes); the highest sequence seen."""
+        seq = int(m.metadata.sequence.stream)
+        if seq <= self.stats.last_seq:
+            return last  # the ordered consumer restarted and re-sent it
+        try:
+            changes = decode_message(m.subject, m.data, seq, root=self.root)
+        except InvalidInput as e:
+            self.stats.malformed += 1
+            log.warning(
+                "catalogue node=%s seq=%d malformed message on %s: %s",
+                self.node,
+                seq,
+                m.subject,
+                "; ".join(f"{fe.field}: {fe.reason}" for fe in e.errors),
+            )
+        else:
+            into.extend(c for c in changes if self.accept is None or self.accept(m.subject, c))
+        return max(last, seq)
 
 
 # --- reading --------------------------------------------------------------------------------------
