@@ -22,8 +22,8 @@ from collections.abc import Callable, Iterator
 import pytest
 from playwright.sync_api import Page, expect
 
-from e2e.console_node import Node
-from e2e.test_live_wall import PLAY_TIMEOUT_MS, log_in, wait_frames_above
+from e2e.console_node import Node, log_in
+from e2e.test_live_wall import PLAY_TIMEOUT_MS, wait_frames_above
 from media_site import VILLAGE, XIHU_OPERATOR, api, login_cookie
 from peers.gb_device_sim import SimThread, h264_clip
 from peers.gb_lower_sim import GbLowerSim

@@ -51,7 +51,7 @@ from vmesh.switch.rtp import MalformedPacket, parse_rtp
 def decoded_frames(ps: bytes) -> int:
     """Video frames PyAV decodes from a PS byte stream (FFmpeg's ``mpeg`` demuxer)."""
     n = 0
-    with av.open(io.BytesIO(ps), format="mpeg") as c:
+    with av.open(io.BytesIO(ps), mode="r", format="mpeg") as c:
         if not c.streams.video:
             return 0
         for packet in c.demux(c.streams.video[0]):

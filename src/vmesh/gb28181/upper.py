@@ -679,8 +679,9 @@ class Cascade:
             s._server = await asyncio.start_server(accepted, host, 0)
             port = int(s._server.sockets[0].getsockname()[1])
         else:
-            _, s._writer = await asyncio.wait_for(asyncio.open_connection(*s.dest), 10.0)
-            port = int(s._writer.get_extra_info("sockname")[1])
+            _, writer = await asyncio.wait_for(asyncio.open_connection(*s.dest), 10.0)
+            s._writer = writer
+            port = int(writer.get_extra_info("sockname")[1])
         s.output_id = f"gb-upper/{s.call_id}"
         await media.transport.add_output(
             OutputSpec(s.output_id, codec, ssrc=random.getrandbits(32), dest=("127.0.0.1", in_port))
