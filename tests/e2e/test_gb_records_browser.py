@@ -53,6 +53,15 @@ CENTRE_JS = """() => {
 }"""
 
 
+# The viewport point of wall time ``t`` on the day strip, from the strip's own bounds.
+POINT_JS = """(t) => {
+  const bar = document.querySelector('[data-testid="gbrec-day-bar"]');
+  const r = bar.getBoundingClientRect();
+  const from = Number(bar.dataset.start), to = Number(bar.dataset.end);
+  return [r.left + (r.width * (t - from)) / (to - from), r.top + r.height / 2];
+}"""
+
+
 def recording_start() -> float:
     """40 minutes ago on a 10-minute boundary, but today (the page shows today)."""
     midnight = datetime.now().replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
@@ -103,11 +112,9 @@ def test_device_recordings_timeline_and_playback(  # type: ignore[no-untyped-def
     assert sim.record_queries and sim.record_queries[-1].device_id == CHANNEL
 
     # Click 15 minutes in: the playback starts there (within a pixel's worth of time).
-    box = bar.bounding_box()
-    assert box is not None
-    day0, day1 = float(bar.get_attribute("data-start")), float(bar.get_attribute("data-end"))
-    x = box["width"] * (t0 + 900 - day0) / (day1 - day0)
-    bar.click(position={"x": x, "y": box["height"] / 2})
+    # (where the time is on screen is read just before the click: the layout may have moved)
+    x, y = page.evaluate(POINT_JS, t0 + 900)
+    page.mouse.click(x, y)
     tile = page.get_by_test_id("gbrec-tile")
     expect(tile).to_have_attribute("data-state", "playing", timeout=PLAY_TIMEOUT_MS)
     page.wait_for_function(
