@@ -757,37 +757,51 @@ class CatalogueApplier:
 
     async def run(self) -> None:
         """Apply messages as they arrive, what has arrived (up to ``batch`` changes) in one
-        transaction, until cancelled."""
-        while True:
-            changes: list[CatalogueChange] = []
-            last = self.stats.last_seq
-            msg = await self._queue.get()
+        transaction, until cancelled. The next batch is decoded while the previous one is being
+        written (the database works in its driver's thread); transactions stay in stream order,
+        one at a time."""
+        seen = self.stats.last_seq
+        writing: asyncio.Task[None] | None = None
+        try:
             while True:
-                last = self._take(msg, last, changes)
-                if len(changes) >= self.batch or self._queue.empty():
-                    break
-                msg = self._queue.get_nowait()
-            if last == self.stats.last_seq:
-                continue
-            while True:
-                try:
-                    a, i = await apply_changes(
-                        self.db, changes, last_seq=last, seq_key=self.seq_key
-                    )
-                    break
-                except asyncio.CancelledError:
-                    raise
-                except Exception as e:  # the database is busy or away: keep the order, retry
-                    log.warning("catalogue node=%s apply failed, retrying: %s", self.node, e)
-                    await asyncio.sleep(1.0)
-            self.stats.applied += a
-            self.stats.ignored += i
-            self.stats.last_seq = last
+                changes: list[CatalogueChange] = []
+                last = seen
+                msg = await self._queue.get()
+                while True:
+                    last = self._take(msg, seen, last, changes)
+                    if len(changes) >= self.batch or self._queue.empty():
+                        break
+                    msg = self._queue.get_nowait()
+                if last == seen:
+                    continue
+                seen = last
+                if writing is not None:
+                    await writing
+                writing = asyncio.create_task(self._write(changes, last))
+        finally:
+            if writing is not None and not writing.done():
+                writing.cancel()  # rolled back: the next start re-applies from the last commit
+                with contextlib.suppress(asyncio.CancelledError):
+                    await writing
 
-    def _take(self, m: Any, last: int, into: list[CatalogueChange]) -> int:
-        """Decode ``m`` into ``into`` (the accepted changes); the highest sequence seen."""
+    async def _write(self, changes: list[CatalogueChange], last: int) -> None:
+        while True:
+            try:
+                a, i = await apply_changes(self.db, changes, last_seq=last, seq_key=self.seq_key)
+                break
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # the database is busy or away: keep the order, retry
+                log.warning("catalogue node=%s apply failed, retrying: %s", self.node, e)
+                await asyncio.sleep(1.0)
+        self.stats.applied += a
+        self.stats.ignored += i
+        self.stats.last_seq = last
+
+    def _take(self, m: Any, seen: int, last: int, into: list[CatalogueChange]) -> int:
+        """Decode ``m`` into ``into`` (the accepted changes); the highest sequence taken."""
         seq = int(m.metadata.sequence.stream)
-        if seq <= self.stats.last_seq:
+        if seq <= seen:
             return last  # the ordered consumer restarted and re-sent it
         try:
             changes = decode_message(m.subject, m.data, seq, root=self.root)
