@@ -11,19 +11,12 @@ import { clear, h } from "../dom.js";
 import { t } from "../i18n.js";
 import { field, problemBox } from "../ui.js";
 import { LiveClient } from "./live.js";
-import { clock, drawStrip, moveStripCursor, spanFrom, timeAt } from "./timeline_strip.js";
+import { clock, dateValue, dayStart, drawStrip, moveStripCursor, pad, spanFrom, timeAt } from "./timeline_strip.js";
 
 const DAY = 86400;
 const TILE = "gbpb";
 const SCALES = [1, 2, 4];
 const enc = encodeURIComponent;
-const pad = (n) => String(n).padStart(2, "0");
-const dateValue = (d) => `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}`;
-
-function dayStart(value) {
-  const [y, m, d] = value.split("-").map(Number);
-  return new Date(y, m - 1, d).getTime() / 1000;
-}
 
 export function create(ctx) {
   const state = { code: null, day: dateValue(new Date()), tl: null, play: null, since: 0 };

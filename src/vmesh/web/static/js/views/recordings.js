@@ -11,7 +11,7 @@ import { api, queryString, request } from "../api.js";
 import { clear, h } from "../dom.js";
 import { t } from "../i18n.js";
 import { field, problemBox, select } from "../ui.js";
-import { clock, drawStrip as drawTimelineStrip, moveStripCursor, spanFrom, timeAt } from "./timeline_strip.js";
+import { clock, dateValue, dayStart, drawStrip as drawTimelineStrip, moveStripCursor, pad, spanFrom, timeAt } from "./timeline_strip.js";
 
 const DAY = 86400;
 const MAX_PLAY = 6 * 3600;
@@ -19,14 +19,6 @@ const ZOOMS = [3600, 600, 60];
 const RATES = [1, 2, 4];
 const MODES = ["always", "schedule", "alarm", "off"];
 const enc = encodeURIComponent;
-
-const pad = (n) => String(n).padStart(2, "0");
-const dateValue = (d) => `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}`;
-
-function dayStart(value) {
-  const [y, m, d] = value.split("-").map(Number);
-  return new Date(y, m - 1, d).getTime() / 1000;
-}
 
 /** "0,1,2,3,4 08:00 18:00" per line ⇄ [{days, start, end}] (the server names wrong fields). */
 function windowsText(schedule) {

@@ -1,10 +1,18 @@
 // A timeline strip (shared by the recordings page and the GB/T 28181 device recordings page):
 // the recorded spans (green), the gaps (hatched) and alarm marks of a timeline body
 // ({spans, gaps, alarms?}, Unix seconds) drawn into ``bar`` between ``from`` and ``to``, with a
-// hidden red cursor (``bar.cursor``) the player moves.
+// hidden red cursor (``bar.cursor``) the player moves; and the day/time helpers both pages use.
 import { clear, h } from "../dom.js";
 
-const pad = (n) => String(n).padStart(2, "0");
+export const pad = (n) => String(n).padStart(2, "0");
+
+/** A local date as the value of an <input type="date">, and that day's first second. */
+export const dateValue = (d) => `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}`;
+
+export function dayStart(value) {
+  const [y, m, d] = value.split("-").map(Number);
+  return new Date(y, m - 1, d).getTime() / 1000;
+}
 
 export const clock = (sec) => {
   const d = new Date(sec * 1000);
