@@ -411,7 +411,8 @@ class GbService:
         if self.cascade is not None and self.cascade.handle(req, source, txn):
             return  # a request of an upper platform
         if req.method == "REGISTER":
-            self._spawn(self._register_guarded(req, source, txn), "gb-register")
+            if not self._register_now(req, source, txn):
+                self._spawn(self._register_guarded(req, source, txn), "gb-register")
         elif req.method == "MESSAGE":
             self._message(req, source, txn)
         elif req.method == "BYE":
@@ -443,6 +444,46 @@ class GbService:
             log.exception("gb register of %s failed", code)
             if not txn.terminated:
                 self._reply(txn, req, 500)
+
+    def _register_now(self, req: SipRequest, source: Address, txn: ServerTransaction) -> bool:
+        """Answer at once, without a task, the REGISTERs that need no database — the challenge,
+        and the refresh of an online device from its address with the password that last worked
+        (most of a storm). False: anything else (the full path, ``_register_guarded``)."""
+        code = req.from_.uri.user or ""
+        lock = self._register_locks.get(code)
+        if lock is not None and lock.locked():
+            return False  # that device's previous REGISTER is still being handled
+        auth = req.headers.get("Authorization")
+        if auth is None:
+            try:
+                device_kind(code)
+            except InvalidInput:
+                return False  # refused (and logged) by the full path
+            self._reply(txn, req, 401, WWW_Authenticate=self.digest.challenge(time.time()))
+            return True
+        known = self.devices.get(code)
+        if known is None or not known.online or known.password is None or known.addr != source:
+            return False
+        expires = _requested_expires(req)
+        if expires == 0:
+            return False
+        password = known.password
+        v = self.digest.verify(
+            auth, "REGISTER", lambda user: password if user == code else None, time.time()
+        )
+        if not v.ok:
+            return False  # stale, bad or wrong: answered (and audited) by the full path
+        self._refresh(known, min(expires, self.config.register_expires_max), txn, req)
+        return True
+
+    def _refresh(self, dev: Device, expires: int, txn: ServerTransaction, req: SipRequest) -> None:
+        """Refresh of an online device at the same address: only memory, and the stored expiry
+        (written behind) when it has moved by more than half a period."""
+        loop_now = asyncio.get_running_loop().time()
+        dev.expires_at, dev.last_seen = loop_now + expires, loop_now
+        if dev.expires_at - dev.saved_expires_at > expires / 2:
+            self._save(dev)
+        self._reply(txn, req, 200, Expires=str(expires), Date=time.strftime("%Y-%m-%dT%H:%M:%S"))
 
     async def _register(self, req: SipRequest, source: Address, txn: ServerTransaction) -> None:
         assert self.endpoint is not None
@@ -481,14 +522,7 @@ class GbService:
                 actor, "gb28181.register", code, "denied", {"reason": v.reason, "addr": source[0]}
             )
             return
-        try:
-            expires = req.expires
-            if expires is None:
-                contacts = req.contacts
-                ce = contacts[0].param("expires") if contacts else None
-                expires = int(ce) if ce and ce.isdigit() else 3600
-        except SipParseError:
-            expires = 3600
+        expires = _requested_expires(req)
         if expires == 0:
             self.writer.record(actor, "gb28181.unregister", code, "ok", {})
             await self._unregister(code, "unregistered")
@@ -496,15 +530,7 @@ class GbService:
             return
         expires = min(expires, self.config.register_expires_max)
         if known is not None and known.online and known.addr == source:
-            # Refresh of an online device at the same address (most of a REGISTER storm): only
-            # memory, and the stored expiry when it has moved by more than half a period.
-            loop_now = asyncio.get_running_loop().time()
-            known.expires_at, known.last_seen = loop_now + expires, loop_now
-            if known.expires_at - known.saved_expires_at > expires / 2:
-                self._save(known)  # written behind
-            self._reply(
-                txn, req, 200, Expires=str(expires), Date=time.strftime("%Y-%m-%dT%H:%M:%S")
-            )
+            self._refresh(known, expires, txn, req)
             return
         try:
             entry = await self.directory.ensure_device(code, self.config.parent_code, entry)
@@ -966,6 +992,19 @@ class GbService:
         await self._send_message(dev, PtzControl(channel, self.next_sn(), cmd))
         self.ptz_sent += 1
         return cmd.hex()
+
+
+def _requested_expires(req: SipRequest) -> int:
+    """The registration period asked for: ``Expires``, else the Contact's ``expires``, else 3600."""
+    try:
+        expires = req.expires
+        if expires is None:
+            contacts = req.contacts
+            ce = contacts[0].param("expires") if contacts else None
+            expires = int(ce) if ce and ce.isdigit() else 3600
+    except SipParseError:
+        expires = 3600
+    return expires
 
 
 class _GbCollector(Collector):
