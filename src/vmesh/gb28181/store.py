@@ -40,6 +40,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from vmesh.audit.log import Actor, AuditLog
 from vmesh.directory.models import Entry
+from vmesh.directory.store import write_lock
 from vmesh.storage.db import Base, Database
 
 log = logging.getLogger(__name__)
@@ -213,12 +214,12 @@ class WriteBehind:
         try:
             if audits:
                 async with self.audit.transaction() as s:
-                    await self._write(s, rows, presence)
+                    await self._write(s, rows, presence, self.db.is_sqlite)
                     for a in audits:
                         self.audit.record(s, *a)
             else:
                 async with self.db.transaction() as s:
-                    await self._write(s, rows, presence)
+                    await self._write(s, rows, presence, self.db.is_sqlite)
         except BaseException as e:
             # Queued again under what was queued since (newer states win), then reported.
             self._rows = {**rows, **self._rows}
@@ -235,8 +236,10 @@ class WriteBehind:
 
     @staticmethod
     async def _write(
-        s: AsyncSession, rows: dict[str, DeviceState], presence: dict[str, bool]
+        s: AsyncSession, rows: dict[str, DeviceState], presence: dict[str, bool], sqlite: bool
     ) -> None:
+        if sqlite:  # the write lock first: a read transaction that upgrades can fail at once
+            await write_lock(s, "sqlite")
         now = datetime.now(UTC)
         codes = sorted(rows)
         existing: dict[str, GbDeviceRow] = {}
