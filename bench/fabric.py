@@ -5,8 +5,11 @@ hop, the catalogue's full sync at 1,000,000 endpoints and one change's propagati
 code, mutual-TLS leaf listener), its ``CAT_`` stream sourcing the counties' streams across the
 leaf link, ``CatalogueApplier`` writing ``catalogue_entries`` in the province's database — fed by
 one simulator nats-server that publishes as ``--counties`` county nodes (a ``CAT_<county>``
-stream each, capturing only that county's subjects, every message with its ``Nats-Msg-Id``), as
-issue 4 allows ("the counties may be simulated by fewer processes publishing as many nodes"). The
+stream each, capturing only that county's subjects, every message with its ``Nats-Msg-Id``, in
+the wire format ``CataloguePublisher`` sends — format 2, ``encode_batch`` — or with
+``--wire-format 1`` one message per entry as before), as issue 4 allows ("the counties may be
+simulated by fewer processes publishing as many nodes"). ``apply_transactions``: how many
+``apply_changes`` calls and their seconds; ``sync_cpu_s``: this process's CPU over the sync. The
 counties' streams are filled first (``--endpoints`` camera entries spread evenly); then the
 province's stream is created and the clock runs until every entry is in the province's database
 (``full_sync_s``; ``sourced_s`` when the province's stream held them all). Then ``--changes``
