@@ -17,10 +17,13 @@ It owns the node's SIP endpoint (UDP, ``[gb28181] sip_host:sip_port``) and:
   ``CatalogAssembler``, idle timeout ``catalog_timeout_seconds``), then DeviceInfo and
   DeviceStatus, stored in the device's ``attrs``; channels become directory endpoints.
 - **Refresh.** A REGISTER of an online device from the address it registered from is a refresh:
-  digest against the password that last worked, expiry in memory, no directory access (the row
-  of ``gb_devices`` is rewritten once the expiry moved by half a period) — what keeps a REGISTER
-  storm cheap.
-- **Persistence.** Registrations are rows of ``gb_devices`` (``store.RegistrationStore``): a
+  digest against the password that last worked, expiry in memory, answered in the request
+  handler itself (no task), no database access (the row of ``gb_devices`` is queued for the next
+  write-behind batch once the expiry moved by half a period) — what keeps a REGISTER storm cheap.
+- **Persistence.** Registrations are rows of ``gb_devices`` (``store.RegistrationStore``),
+  written with the directory presence and the audit rows of state changes by
+  ``store.WriteBehind`` in batches (a new registration's 200 after its batch committed;
+  refreshes and keepalives not awaited, at most 0.5 s behind; only state changes audited): a
   restarted node knows its devices; those whose registration has not expired are online at once
   (fresh keepalive window), the others re-register on the 403 their next keepalive gets.
 - **Catalog subscription.** After the catalogue of a new registration, ``SUBSCRIBE`` (``Event:

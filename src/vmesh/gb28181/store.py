@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Boolean, DateTime, Integer, String, delete, select, update
+from sqlalchemy import Boolean, DateTime, Integer, String, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -72,42 +72,6 @@ class RegistrationStore:
 
     def __init__(self, db: Database) -> None:
         self.db = db
-
-    async def save(
-        self,
-        code: str,
-        *,
-        kind: str,
-        addr: tuple[str, int],
-        transport: str,
-        online: bool,
-        charset: str,
-        expires_at: float,
-        subscribed_until: float | None = None,
-    ) -> None:
-        """Insert or replace the device's row (times are UNIX seconds)."""
-        now = datetime.now(UTC)
-        async with self.db.transaction() as s:
-            row = await s.get(GbDeviceRow, code)
-            if row is None:
-                row = GbDeviceRow(code=code, registered_at=now)
-                s.add(row)
-            row.kind, row.host, row.port, row.transport = kind, addr[0], addr[1], transport
-            row.online, row.charset = online, charset
-            row.expires_at = datetime.fromtimestamp(expires_at, UTC)
-            row.subscribed_until = (
-                datetime.fromtimestamp(subscribed_until, UTC) if subscribed_until else None
-            )
-
-    async def set_online(self, code: str, online: bool) -> None:
-        async with self.db.transaction() as s:
-            row = await s.get(GbDeviceRow, code)
-            if row is not None:
-                row.online = online
-
-    async def delete(self, code: str) -> None:
-        async with self.db.transaction() as s:
-            await s.execute(delete(GbDeviceRow).where(GbDeviceRow.code == code))
 
     async def load(self) -> list[GbDeviceRow]:
         async with self.db.sessions() as s:
