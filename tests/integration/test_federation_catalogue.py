@@ -10,7 +10,7 @@ province's ``/api/network`` shows the city with its link up and the changes appl
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,13 @@ from netns.fednodes import free_ports, make_ca, node_server, wait_until
 from vmesh.api.app import create_app
 from vmesh.config import parse_config
 from vmesh.directory.store import Directory
-from vmesh.federation.catalogue import CatalogueChange, encode, subject
+from vmesh.federation.catalogue import (
+    CatalogueChange,
+    batch_subject,
+    encode,
+    encode_batch,
+    subject,
+)
 from vmesh.federation.node import Federation
 from vmesh.node.context import NodeContext
 
@@ -236,3 +242,22 @@ async def test_a_change_delivered_again_or_late_is_not_applied(net: dict[str, No
     assert after[0] == before[0]  # nothing applied
     [entry] = await _catalogue(prov, h, q="江心屿")
     assert (entry["version"], entry["name"]) == (2, "江心屿东塔摄像机")
+
+    # A format-2 batch with one bad change is refused whole (its good change not applied) and
+    # does not hold up the batch after it.
+    v3 = replace(again, version=3, entry={**again.entry, "name": "不应出现"})  # type: ignore[dict-item]
+    [(bad, _)] = encode_batch(CITY, [v3, replace(again, version=4)])
+    bad = bad.replace(b'"version":4', b'"version":0')
+    v5 = replace(again, version=5, entry={**again.entry, "name": "江心屿西塔摄像机"})  # type: ignore[dict-item]
+    [(good, _)] = encode_batch(CITY, [v5])
+    malformed = prov.fed.applier.stats.malformed  # type: ignore[union-attr]
+    for i, body in enumerate((bad, good)):
+        await js.publish(batch_subject(CITY), body, headers={"Nats-Msg-Id": f"batch-{i}"})
+
+    async def at_version_5() -> bool:
+        return [i["version"] for i in await _catalogue(prov, h, q="江心屿")] == [5]
+
+    await wait_until(at_version_5, "the good batch after the bad one")
+    assert prov.fed.applier.stats.malformed == malformed + 1  # type: ignore[union-attr]
+    assert (await _catalogue(prov, h, q="江心屿"))[0]["name"] == "江心屿西塔摄像机"
+    assert not await _catalogue(prov, h, q="不应出现")
