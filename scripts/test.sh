@@ -21,9 +21,29 @@ step() {
 step "ruff check" "$BIN/ruff" check src tests bench
 step "ruff format" "$BIN/ruff" format --check src tests bench
 step "mypy" "$BIN/mypy"
-# --durations: the slowest tests are listed, to keep the suite under its 20-minute budget.
-# Two workers: root-namespace tests in one, network-namespace tests beside them (tests/conftest.py).
-step "pytest" "$BIN/pytest" -n 2 --dist loadgroup --durations=25 "$@"
+# pytest in two processes side by side (scripts/split_tests.py): the root-namespace modules one
+# after another in one, the network-namespace modules and the unit tests in the other. With
+# arguments (a file, -k, -m ...) one plain pytest run. --durations lists the slowest tests, to
+# keep the suite under its 20-minute budget.
+pytest_split() {
+    local side_log rc_root=0 rc_side=0
+    side_log=$(mktemp)
+    mapfile -t root < <("$BIN/python" scripts/split_tests.py root)
+    mapfile -t side < <("$BIN/python" scripts/split_tests.py side)
+    "$BIN/pytest" -p no:cacheprovider --durations=15 "${side[@]}" >"$side_log" 2>&1 &
+    local side_pid=$!
+    "$BIN/pytest" -p no:cacheprovider --durations=25 "${root[@]}" || rc_root=$?
+    wait "$side_pid" || rc_side=$?
+    printf '\n==> pytest, network namespaces and unit tests (run beside the above)\n'
+    cat "$side_log"
+    rm -f "$side_log"
+    ((rc_root == 0 && rc_side == 0))
+}
+if (($#)); then
+    step "pytest" "$BIN/pytest" --durations=25 "$@"
+else
+    step "pytest" pytest_split
+fi
 
 failed=0
 printf '\n==> summary\n'

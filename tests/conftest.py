@@ -5,20 +5,11 @@ every test that uses ``ctx`` or ``client`` runs on both: ``""`` means the node's
 file, otherwise a fresh PostgreSQL database in the session's own cluster (``tests/pg.py``). Without
 PostgreSQL binaries the PostgreSQL variants fail with a message saying what to install, unless
 ``VMESH_SKIP_PG=1`` (then they are skipped).
-
-Two workers (``make test`` runs ``pytest -n 2 --dist loadgroup``, pytest-xdist): every test that
-uses the root namespace's ports — loopback nodes, Janus, the demo, fixed UDP blocks (``media_site``)
-— is in one ``xdist_group`` ("root"), so those run one after another as in a plain run; the tests
-whose nodes live in network namespaces of their own (``netns.lab``/``netns.vnet``) are in another
-("netns"), run beside them; unit tests go wherever a worker is free. ``pytest`` without ``-n``
-runs everything in one process as before.
 """
 
 from __future__ import annotations
 
-import functools
 import os
-import re
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -32,21 +23,6 @@ from vmesh.node.context import NodeContext
 from vmesh.storage.migrate import upgrade_sync
 
 PROVINCE_NODE = "33000000002006000001"
-_USES_NAMESPACES = re.compile(r"\bnetns\.(vnet|lab)\b")
-
-
-@functools.cache
-def _xdist_group(path: Path) -> str | None:
-    if "unit" in path.parts:
-        return None
-    return "netns" if _USES_NAMESPACES.search(path.read_text(encoding="utf-8")) else "root"
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    for item in items:
-        group = _xdist_group(item.path)
-        if group is not None:
-            item.add_marker(pytest.mark.xdist_group(group))
 
 
 def make_config(tmp_path: Path, db_url: str = "") -> NodeConfig:
