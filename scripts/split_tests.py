@@ -1,10 +1,12 @@
 """Split the test files for ``make test``'s two pytest processes (scripts/test.sh).
 
-``root``: the integration and end-to-end modules that run in the root network namespace — they
-bind loopback ports, Janus and switch UDP blocks, so they run one after another in one process.
+``root``: the integration and end-to-end modules that may bind media ports in the root network
+namespace — Janus, switch inputs, the demo, Chromium, GB/T 28181 simulators, fixed UDP blocks,
+the fabric — so they run one after another in one process.
 ``side``: the modules whose nodes live in network namespaces of their own (``netns.lab`` /
-``netns.vnet``) and the unit tests, which share nothing with the first group and run beside it.
-Prints one path per line."""
+``netns.vnet``), the other integration modules (API, databases, loopback nats-server, on ports
+the kernel hands out) and the unit tests, which share no fixed port with the first group and run
+beside it. Prints one path per line."""
 
 from __future__ import annotations
 
@@ -14,6 +16,10 @@ from pathlib import Path
 
 TESTS = Path(__file__).resolve().parent.parent / "tests"
 USES_NAMESPACES = re.compile(r"\bnetns\.(vnet|lab)\b")
+MAY_BIND_MEDIA_PORTS = re.compile(
+    r"media|[Jj]anus|demo|port_range|free_udp|gb_|ffmpeg|rtsp|sipp|[Cc]hromium|playwright|switch"
+    r"|ingest|recording|fabric"
+)
 
 
 def split() -> dict[str, list[str]]:
@@ -21,7 +27,8 @@ def split() -> dict[str, list[str]]:
     for kind in ("e2e", "integration"):
         for path in sorted((TESTS / kind).glob("test_*.py")):
             text = path.read_text(encoding="utf-8")
-            out["side" if USES_NAMESPACES.search(text) else "root"].append(str(path))
+            root = not USES_NAMESPACES.search(text) and MAY_BIND_MEDIA_PORTS.search(text)
+            out["root" if root else "side"].append(str(path))
     return out
 
 

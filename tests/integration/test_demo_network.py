@@ -20,7 +20,6 @@ import httpx
 import pytest
 import websockets
 from test_config_cli import vmesh_command
-from test_node_process import free_port
 
 from netns.fednodes import wait_until
 
@@ -52,9 +51,7 @@ def _alive(pid: int) -> bool:
 async def test_network_demo_federates_seven_nodes_and_the_province_watches_a_county_camera(
     tmp_path: Path,
 ) -> None:
-    base = free_port()
-    if base > 64000:  # the demo takes base .. base + 506 for its TCP ports
-        base = 40000 + base % 20000
+    base = _free_base()
     out, err = tmp_path / "demo.out", tmp_path / "demo.err"
     proc = _start(tmp_path / "net", base, out, err)
     node_pids: set[int] = set()
@@ -159,6 +156,23 @@ async def _tree_above(base: str, password: str) -> None:
             await expect(page.get_by_test_id("around-siblings")).to_contain_text("上城区")
         finally:
             await browser.close()
+
+
+def _free_base() -> int:
+    """A ``--port`` whose TCP ports (base + 100·k + i, k ≤ 5, i < 7) are all free, below Linux's
+    ephemeral range so that no other test's outgoing connection takes one meanwhile."""
+    import socket
+
+    for base in range(12000, 19000, 600):
+        ports = [base + 100 * k + i for k in range(6) for i in range(7)]
+        try:
+            for port in ports:
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return base
+    raise AssertionError("no free block of TCP ports for the demo between 12000 and 19000")
 
 
 def _start(data: Path, base: int, out: Path, err: Path) -> subprocess.Popen[bytes]:
