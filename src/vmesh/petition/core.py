@@ -27,6 +27,7 @@ from datetime import date, datetime, timedelta
 from enum import StrEnum
 
 from vmesh.errors import Conflict
+from vmesh.servicedesk.cases import transition
 
 HANDLING_DAYS = 60
 EXTENSION_DAYS = 30
@@ -95,21 +96,8 @@ def allowed(state: State) -> list[Event]:
 
 def step(state: State | str, event: Event | str) -> State:
     """The state after ``event``; ``Conflict`` (naming both and what is allowed) otherwise."""
-    try:
-        st = State(state)
-    except ValueError:
-        raise Conflict(f"unknown petition state {state!r}") from None
-    try:
-        ev = Event(event)
-    except ValueError:
-        raise Conflict(
-            f"unknown event {event!r}; events: {', '.join(e.value for e in Event)}"
-        ) from None
-    nxt = TRANSITIONS.get((st, ev))
-    if nxt is None:
-        ok = ", ".join(e.value for e in allowed(st)) or "nothing (it is final)"
-        raise Conflict(f"a petition that is {st.value} cannot {ev.value}; it can: {ok}")
-    return nxt
+    return transition(TRANSITIONS, State, Event, state, event, noun="petition",
+                      final="nothing (it is final)")  # fmt: skip
 
 
 def deadline(assigned_at: datetime) -> datetime:

@@ -23,8 +23,10 @@ Public: ``State``, ``Event``, ``TRANSITIONS``, ``WAITING``, ``LIVE``, ``FINAL``,
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import date
 from enum import StrEnum
+from typing import TypeVar
 
 from vmesh.errors import Conflict
 
@@ -96,28 +98,48 @@ LIVE = frozenset(_CALL)
 FINAL = frozenset({S.closed})
 
 
+St = TypeVar("St", bound=StrEnum)
+Ev = TypeVar("Ev", bound=StrEnum)
+
+
 def allowed(state: State) -> list[Event]:
     """The events ``state`` accepts, in declaration order."""
     return [e for e in Event if (state, e) in TRANSITIONS]
 
 
-def step(state: State | str, event: Event | str) -> State:
-    """The state after ``event``; ``Conflict`` (naming both and what is allowed) otherwise."""
+def transition(
+    table: Mapping[tuple[St, Ev], St],
+    states: type[St],
+    events: type[Ev],
+    state: St | str,
+    event: Ev | str,
+    *,
+    noun: str,
+    final: str,
+) -> St:
+    """The state after ``event`` in ``table``; ``Conflict`` naming both and the events ``state``
+    accepts (``final`` when none) otherwise. Shared by the case and petition state machines."""
     try:
-        st = State(state)
+        st = states(state)
     except ValueError:
-        raise Conflict(f"unknown case state {state!r}") from None
+        raise Conflict(f"unknown {noun} state {state!r}") from None
     try:
-        ev = Event(event)
+        ev = events(event)
     except ValueError:
         raise Conflict(
-            f"unknown event {event!r}; events: {', '.join(e.value for e in Event)}"
+            f"unknown event {event!r}; events: {', '.join(e.value for e in events)}"
         ) from None
-    nxt = TRANSITIONS.get((st, ev))
+    nxt = table.get((st, ev))
     if nxt is None:
-        ok = ", ".join(e.value for e in allowed(st)) or "nothing (the case is closed)"
-        raise Conflict(f"a case that is {st.value} cannot {ev.value}; it can: {ok}")
+        ok = ", ".join(e.value for e in events if (st, e) in table) or final
+        raise Conflict(f"a {noun} that is {st.value} cannot {ev.value}; it can: {ok}")
     return nxt
+
+
+def step(state: State | str, event: Event | str) -> State:
+    """The state after ``event``; ``Conflict`` (naming both and what is allowed) otherwise."""
+    return transition(TRANSITIONS, State, Event, state, event, noun="case",
+                      final="nothing (the case is closed)")  # fmt: skip
 
 
 def case_number(division: str, day: date, serial: int) -> str:
