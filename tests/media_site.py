@@ -191,6 +191,36 @@ def media_node(
     return n
 
 
+def hang_up_viewers(node: Node, plugin: str = "janus.plugin.streaming") -> int:
+    """Hang up every WebRTC connection of ``plugin``'s handles in the node's Janus through its
+    admin API, as an ICE failure would (e.g. a network interface going away); returns how many."""
+    import asyncio
+    import concurrent.futures
+    import tomllib
+
+    from vmesh.edge.janus import JanusAdmin
+
+    conf = tomllib.loads(node.config.read_text(encoding="utf-8"))
+    data = node.config.parent / conf["node"]["data_dir"]
+    secret = json.loads((data / "janus" / "secrets.json").read_text())["admin_secret"]
+    url = f"http://127.0.0.1:{conf['media']['janus_admin_port']}/admin"
+
+    async def run() -> int:
+        n = 0
+        async with JanusAdmin(url, secret) as admin:
+            for session in await admin.list_sessions():
+                for handle in await admin.list_handles(session):
+                    info = await admin.handle_info(session, handle)
+                    if info.get("plugin") == plugin and (info.get("flags") or {}).get("ready"):
+                        await admin.hangup_webrtc(session, handle)
+                        n += 1
+        return n
+
+    # In a thread of its own: Playwright's sync API keeps an event loop running in this one.
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, run()).result(timeout=60)
+
+
 def login_cookie(node: Node, username: str, password: str) -> str:
     req = urllib.request.Request(
         f"{node.base_url}/api/auth/login",

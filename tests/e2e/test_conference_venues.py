@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 from playwright.sync_api import Page, expect
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from e2e.console_node import CHROMIUM, Node, log_in
 from e2e.fake_devices import (
@@ -30,7 +31,7 @@ from e2e.fake_devices import (
     browser_args,
     fake_media,
 )
-from media_site import ADMIN, PROVINCE, XIHU, api, login_cookie, media_node
+from media_site import ADMIN, PROVINCE, XIHU, api, hang_up_viewers, login_cookie, media_node
 
 pytestmark = pytest.mark.e2e
 
@@ -163,26 +164,49 @@ def media(tile: str) -> str:
     return f'[data-testid="venue-media-{tile}"]'
 
 
+def what_it_shows(page: Page) -> str:
+    """The venue page's own account of itself, for a failed wait's message."""
+    return str(
+        page.evaluate(
+            """() => JSON.stringify({
+                state: document.querySelector('[data-testid="venue-state"]')?.textContent,
+                publish: document.querySelector('[data-testid="venue-publish-state"]')?.textContent,
+                problem: document.querySelector('[data-testid="venue-problem"]')?.textContent,
+                layout: document.querySelector('[data-testid="venue-grid"]')?.dataset.layout,
+                tiles: [...document.querySelectorAll('[data-tile]')].map((t) => ({...t.dataset,
+                    label: t.querySelector('.tile-label')?.textContent})),
+                colours: [...document.querySelectorAll('video[data-testid^="venue-media-v"]')].map(
+                    (v) => [v.dataset.testid,
+                            window.__vm.colour(`[data-testid="${v.dataset.testid}"]`),
+                            v.videoWidth, v.readyState]),
+            })"""
+        )
+    )
+
+
+def wait_for(page: Page, script: str, arg: Any, what: str) -> None:
+    """``page.wait_for_function`` that, when it times out, says what the page showed instead."""
+    try:
+        page.wait_for_function(script, arg=arg, timeout=WAIT_MS, polling=250)
+    except PlaywrightTimeout:
+        pytest.fail(f"{what} not seen within {WAIT_MS} ms; the page showed {what_it_shows(page)}")
+
+
 def wait_colour(page: Page, tile: str, colour: str) -> None:
     """Until ``tile`` of ``page`` decodes ``colour`` (nearest of the palette)."""
-    page.wait_for_function(
-        IS_COLOUR_JS,
-        arg=[media(tile), colour, PALETTE],
-        timeout=WAIT_MS,
-        polling=250,
-    )
+    wait_for(page, IS_COLOUR_JS, [media(tile), colour, PALETTE], f"{colour} in tile {tile}")
 
 
 def wait_hears(page: Page, tone: int, heard: bool = True) -> None:
     """Until one of the page's audio slots carries ``tone`` (or, ``heard=False``, none does)."""
-    page.wait_for_function(
+    wait_for(
+        page,
         """([sels, tone, db, heard]) => {
             const any = sels.some((s) => window.__vm.tones(s, [tone])[0] > db);
             return any === heard;
         }""",
-        arg=[[media(a) for a in AUDIO], tone, HEARD_DB, heard],
-        timeout=WAIT_MS,
-        polling=250,
+        [[media(a) for a in AUDIO], tone, HEARD_DB, heard],
+        f"{tone} Hz {'heard' if heard else 'silent'}",
     )
 
 
@@ -204,8 +228,8 @@ def never_hears(page: Page, tone: int, samples: int = 12) -> None:
 
 def pc_id(page: Page, tile: str) -> str:
     sel = f'[data-testid="venue-tile-{tile}"]'
-    page.wait_for_function(
-        "(sel) => document.querySelector(sel)?.dataset.pcId", arg=sel, timeout=WAIT_MS
+    wait_for(
+        page, "(sel) => document.querySelector(sel)?.dataset.pcId", sel, f"a connection in {tile}"
     )
     return str(page.locator(sel).get_attribute("data-pc-id"))
 
@@ -373,6 +397,30 @@ def test_a_venue_that_drops_shows_as_dropped_and_rejoins_by_itself(
     county_rows = [a for a in att if a["venue"] == COUNTY]
     assert len(county_rows) >= 2 and county_rows[0]["left_at"] is not None, att
     assert county_rows[-1]["left_at"] is None
+    for p in venues.values():
+        assert p.errors == [], p.errors  # type: ignore[attr-defined]
+
+
+def test_when_every_media_connection_fails_the_venues_recover_on_their_own(
+    venues: dict[str, Page], node: Node, conference: int
+) -> None:
+    """Janus hangs up every venue's camera and every picture it receives, as when ICE fails (an
+    interface went away): the pages publish and watch again by themselves, on the same socket.
+    Attendance tells the truth: each venue's camera was gone for a moment, and is back."""
+    assert hang_up_viewers(node, "janus.plugin.videoroom") == 3  # the three cameras
+    assert hang_up_viewers(node) >= 3  # what the venues watch
+    for code in (MAIN, COUNTY):
+        wait_colour(venues[code], "v0", "green")  # the city still has the floor
+        wait_hears(venues[code], 880)
+    for p in venues.values():
+        expect(p.get_by_test_id("venue-publish-state")).to_have_attribute(
+            "data-state", "publishing", timeout=WAIT_MS
+        )
+        expect(p.get_by_test_id("venue-state")).to_have_attribute("data-state", "joined")
+    att = api(node, login_cookie(node, *ADMIN), "GET", f"/conferences/{conference}/attendance")
+    for code in VENUES:
+        last = [a for a in att if a["venue"] == code][-1]
+        assert last["left_at"] is None, att
     for p in venues.values():
         assert p.errors == [], p.errors  # type: ignore[attr-defined]
 

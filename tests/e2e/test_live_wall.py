@@ -15,7 +15,14 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from e2e.console_node import Node, launch_chromium, log_in, media_browser_args
-from media_site import BIG_CAMERA, CAMERAS, XIHU_OPERATOR, camera_code, media_node
+from media_site import (
+    BIG_CAMERA,
+    CAMERAS,
+    XIHU_OPERATOR,
+    camera_code,
+    hang_up_viewers,
+    media_node,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -212,4 +219,34 @@ def test_a_stopped_tile_is_idle_not_an_error(pages, node: Node) -> None:  # type
     assert any(m.get("state") == "stopped" for m in received), received
     expect(tile).to_have_attribute("data-state", "idle")
     expect(page.get_by_test_id("tile-0-state")).to_have_text("空闲")
+    assert page.errors == []
+
+
+def test_a_tile_whose_connection_fails_plays_again_by_itself(pages, node: Node) -> None:  # type: ignore[no-untyped-def]
+    """Janus hangs the viewer's connection up (as when ICE fails because a network interface went
+    away): the node says so with ``retry``, and the page opens the tile again on its own."""
+    page = pages()
+    received: list[dict[str, object]] = []
+    page.on(
+        "websocket",
+        lambda ws: ws.on("framereceived", lambda f: received.append(json.loads(f))),
+    )
+    log_in(page, node.base_url, *XIHU_OPERATOR, hash_=f"#/wall/{camera_code(4)}")
+    tile = page.get_by_test_id("tile-0")
+    expect(tile).to_have_attribute("data-state", "playing", timeout=PLAY_TIMEOUT_MS)
+    wait_frames_above(page, "0", 0)
+    pc = tile.get_attribute("data-pc")
+    assert pc
+    assert hang_up_viewers(node) >= 1
+    page.wait_for_function(
+        "(pc) => { const t = document.querySelector('[data-testid=\"tile-0\"]');"
+        " return t.dataset.pc && t.dataset.pc !== pc && t.dataset.state === 'playing'; }",
+        arg=pc,
+        timeout=PLAY_TIMEOUT_MS,
+    )
+    wait_frames_above(page, "0", 0)
+    wait_patch_of(page, "0", camera_code(4), [camera_code(n) for n in range(1, 6)])
+    failed = [m for m in received if m.get("type") == "status" and m.get("state") == "error"]
+    assert failed and all(m.get("retry") is True for m in failed), failed
+    assert "connection closed by the video edge" in str(failed[0]["reason"]), failed
     assert page.errors == []

@@ -116,8 +116,8 @@ def sweep_stale() -> None:
     for ns in stale:
         _kill_pids(_ns_pids(ns), grace=2.0)
     links = _ip("-o", "link", "show", check=False).stdout
-    for m in re.finditer(r"^\d+: (vl(\d+)n\d+)[@:]", links, flags=re.M):
-        if not _pid_alive(int(m.group(2))):
+    for m in re.finditer(r"^\d+: (vmnet([0-9a-f]+)n\d+)[@:]", links, flags=re.M):
+        if not _pid_alive(int(m.group(2), 16)):
             _ip("link", "del", m.group(1), check=False)
     for ns in sorted(stale, key=lambda n: n.endswith("-lab")):
         log.warning("lab: removing stale namespace %s", ns)
@@ -148,7 +148,12 @@ class Lab:
         self.tag = f"vm{os.getpid()}n{next(_counter)}"
         self.root_leg = root_leg
         self.lab_ns = f"{self.tag}-lab"
-        self.host_link = f"vl{self.tag[2:]}"[:15]
+        # "vmnet…": both Janus (its default ice_ignore_list) and Chromium's WebRTC (which skips
+        # vmnet*, vnic* and vboxnet* interfaces) leave it out of ICE, so a browser and a Janus in
+        # the root namespace never pick a path over a lab that goes away under them.
+        self.host_link = f"vmnet{os.getpid():x}n{self.tag.rsplit('n', 1)[1]}"
+        if len(self.host_link) > 15:
+            raise RuntimeError(f"interface name {self.host_link} is over 15 characters")
         self.net = 0
         self._names = list(nodes)
         self.nodes: dict[str, LabNode] = {}

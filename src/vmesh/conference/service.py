@@ -296,9 +296,28 @@ class LiveConference:
                 self.recorder = None
         if self._task is None:
             self._task = asyncio.create_task(self._monitor(), name=f"conference-{self.info.id}")
+        if self.media is not None and self._on_live not in (hooks := self._live_hooks()):
+            hooks.append(self._on_live)
         await self._apply()
 
+    def _live_hooks(self) -> list[Callable[[Any], None]]:
+        assert self.media is not None
+        return BrowserSources.of(self.media).on_live
+
+    def _on_live(self, fw: Any) -> None:
+        """A venue's camera (or screen) went live again — its page published anew after its
+        connection failed: its new switch inputs replace the old, so route every tile again."""
+        code = str(fw.code)
+        venue = code[: -len(CONTENT_SUFFIX)] if code.endswith(CONTENT_SUFFIX) else code
+        if venue in self.floor.all:
+            t = asyncio.create_task(self._on_feed())
+            self._pushes.add(t)
+            t.add_done_callback(self._pushes.discard)
+
     async def stop(self, reason: str) -> None:
+        if self.media is not None:
+            with contextlib.suppress(ValueError):
+                self._live_hooks().remove(self._on_live)
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -520,3 +520,8 @@ class JanusAdmin:
         data = await self._post("handle_info", f"/{session_id}/{handle_id}")
         info = data.get("info")
         return info if isinstance(info, dict) else {}
+
+    async def hangup_webrtc(self, session_id: int, handle_id: int) -> None:
+        """Hang up the handle's PeerConnection, as a failed ICE check would: the handle gets a
+        ``hangup`` event and stays attached (an operator's way to drop a stuck viewer)."""
+        await self._post("hangup_webrtc", f"/{session_id}/{handle_id}")

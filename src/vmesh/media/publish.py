@@ -33,6 +33,9 @@ WebSocket messages (in addition to ``vmesh.media.viewer``'s)::
     -> {"type": "candidate", "tile": "pub", "candidate": {...} | null}
     <- {"type": "candidate", "tile": "pub", "candidate": {...} | null}
     <- {"type": "status", "tile": "pub", "state": "publishing", ...}
+    <- {"type": "status", "tile": "pub", "state": "error", "reason": "...", "retry": true}
+       (Janus hung the connection up — ICE failed, DTLS timed out: publish again; the venue,
+       kiosk and field pages do, after a short wait. ``retry: false``: a refusal, do not.)
     -> {"type": "unpublish", "tile": "pub"}
     <- {"type": "status", "tile": "pub", "state": "stopped"}
 
@@ -380,6 +383,7 @@ class _Pub:
     fw: Forwarding | None = None
     webrtc_up: bool = False
     error: str = ""
+    retry: bool = False  # the error is the connection's: publishing again may bring it back
     pump: asyncio.Task[None] | None = None
     last_sent: tuple[str, str] | None = None
 
@@ -593,6 +597,7 @@ class PublishSession:
             elif kind == "hangup":
                 p.webrtc_up = False
                 p.error = f"connection closed by the video edge ({ev.get('reason', 'hangup')})"
+                p.retry = True
                 await self._push(p)
 
     async def _release(self, p: _Pub, reason: str, audit: bool = True) -> None:
@@ -641,6 +646,7 @@ class PublishSession:
                 "code": p.code,
                 "name": p.name,
                 "publishing": True,
+                "retry": state == "error" and p.retry,
             }
         )
 

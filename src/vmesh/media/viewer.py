@@ -14,7 +14,7 @@ given the authenticated ``Principal``, a way to look cameras up and audit views,
     -> {"type": "switch", "tile": "0", "code": "..."}   same channel, same RTCPeerConnection
     -> {"type": "stop", "tile": "0"}
     <- {"type": "status", "tile": "0", "state": "playing" | "no_signal" | "error" | "stopped",
-        "reason": "...", "code": "...", "name": "..."}
+        "reason": "...", "code": "...", "name": "...", "retry": false}
     <- {"type": "error", "field": "code", "reason": "..."}          (a malformed message)
 
 A camera of another node (in the catalogue, not the directory) is authorised by division
@@ -23,6 +23,10 @@ A camera of another node (in the catalogue, not the directory) is authorised by 
 Every ``watch`` and ``switch`` is authorised by the user's scope (``Principal.covers``) and audited
 as ``live.view`` with the camera's code (``denied`` when refused: a camera outside the scope is
 answered as not found, as the directory API does). States are pushed whenever they change.
+``retry: true`` on an ``error`` means the tile's connection failed (Janus hung it up — ICE failed,
+DTLS timed out — or the page's Janus session was lost) while the view itself is still allowed: the
+page should ``watch`` the tile again (``static/js/views/live.js`` does, with back-off). Refusals
+and ended grants carry ``retry: false``.
 A camera outside the scope may be watched by an active grant (``grants``: ``vmesh.grants``); its
 ``live.view`` row then carries ``grant`` and ``purpose``, and the tile stops (state ``error`` with
 the reason) once the grant is revoked or expires.
@@ -86,6 +90,7 @@ class _Tile:
     handle: JanusHandle | None = None
     webrtc_up: bool = False
     error: str = ""
+    retry: bool = False  # the error is the connection's: watching again may bring it back
     pump: asyncio.Task[None] | None = None
     last_sent: tuple[str, str, str] | None = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -242,7 +247,9 @@ class LiveSession:
         ``vmesh.conference``), which re-routes it at will; released with the tile like any."""
         old = self.tiles.get(tile)
         if old is not None:
-            await self._release(old)
+            # The caller gave the old channel back before lending this one, which may be the
+            # same channel again: giving it back once more would free it under the new tile.
+            await self._release(old, give_back=old.channel is not channel)
         t = _Tile(tile, channel, code, name)
         self.tiles[tile] = t
         try:
@@ -257,7 +264,7 @@ class LiveSession:
         """The caller re-routed ``tile``'s channel to ``code``: report it."""
         t = self.tiles.get(tile)
         if t is not None and (t.code, t.name) != (code, name):
-            t.code, t.name, t.error = code, name, ""
+            t.code, t.name, t.error, t.retry = code, name, "", False
             await self._push(t, force=True)
 
     async def _offer(self, t: _Tile) -> None:
@@ -280,7 +287,7 @@ class LiveSession:
             {"tile": tile, "channel": t.channel.index, "switch": True} | self._grant_detail(t),
         )
         await self.media.play(t.channel, cam.code, spec, user=self.principal.username)
-        t.code, t.name, t.error = cam.code, cam.name, ""
+        t.code, t.name, t.error, t.retry = cam.code, cam.name, "", False
         await self._push(t, force=True)
 
     async def _on_stop(self, tile: str, msg: Json) -> None:
@@ -352,6 +359,7 @@ class LiveSession:
             elif kind == "hangup":
                 t.webrtc_up = False
                 t.error = f"connection closed by the video edge ({ev.get('reason', 'hangup')})"
+                t.retry = True
                 await self._push(t)
             elif kind == "event":
                 data = (ev.get("plugindata") or {}).get("data") or {}
@@ -359,12 +367,13 @@ class LiveSession:
                     t.error = f"video edge: {data.get('error')}"
                     await self._push(t)
 
-    async def _release(self, t: _Tile, detach: bool = True) -> None:
+    async def _release(self, t: _Tile, detach: bool = True, give_back: bool = True) -> None:
         if self.tiles.get(t.id) is t:
             del self.tiles[t.id]
         # First, before any await: a stop cancelled by the page closing must not leak the channel
         # (and the camera's source or fabric lease behind it).
-        self.media.give_back(t.channel)
+        if give_back:
+            self.media.give_back(t.channel)
         if t.pump is not None:
             t.pump.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -372,6 +381,12 @@ class LiveSession:
         if t.handle is not None and detach:
             with contextlib.suppress(Exception):
                 await t.handle.detach()
+
+    def _retry(self, t: _Tile) -> bool:
+        """Whether the tile's error is its connection's, which watching again may cure."""
+        if t.error:
+            return t.retry
+        return self._janus is not None and self._janus.closed.is_set()
 
     def _state(self, t: _Tile) -> tuple[str, str]:
         if t.error:
@@ -400,6 +415,7 @@ class LiveSession:
                 "code": t.code,
                 "name": t.name,
                 "channel": t.channel.index,
+                "retry": state == "error" and self._retry(t),
             }
         )
 
@@ -445,7 +461,7 @@ class LiveSession:
     async def _status_error(self, tile: str, reason: str) -> None:
         t = self.tiles.get(tile)
         if t is not None:
-            t.error = reason
+            t.error, t.retry = reason, False
             await self._push(t, force=True)
         else:
             await self.send({"type": "status", "tile": tile, "state": "error", "reason": reason})

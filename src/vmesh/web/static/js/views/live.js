@@ -2,12 +2,16 @@
 // per tile. The node answers "watch" with Janus's offer (relayed), candidates trickle both ways,
 // and "switch" re-routes the same channel to another camera: the RTCPeerConnection stays, only
 // the picture changes (polling). States come from the node: connecting / playing / no_signal /
-// error (with the reason) / stopped.
+// error (with the reason) / stopped. An error with ``retry: true`` is the connection's (Janus hung
+// it up: ICE failed, e.g. when a network interface went away, or DTLS timed out): the tile is
+// opened again by itself, after 1 s, then 2, 4 … up to 15 s while it keeps failing.
 //
 // Per tile, getStats() is sampled every second: resolution, fps, bitrate, frames decoded and the
 // receive latency (jitterBufferDelay / jitterBufferEmittedCount).
 
 const STATS_INTERVAL_MS = 1000;
+const REOPEN_MIN_MS = 1000;
+const REOPEN_MAX_MS = 15000;
 let pcSerial = 0;
 
 export class LiveClient {
@@ -49,24 +53,39 @@ export class LiveClient {
 
   /** Play camera ``code`` on ``tile`` into ``video`` (a new RTCPeerConnection). */
   watch(tile, code, video) {
-    this.dropPlayer(tile);
-    this.players.set(tile, new TilePlayer(this, tile, video));
-    this.send({ type: "watch", tile, code });
+    this.openWith(tile, { type: "watch", code }, video);
   }
 
   /** Like watch, opened by another message of the same socket (a GB/T 28181 device recording:
    *  {type: "gb_playback", code, start, end}); the node answers with the tile's offer. */
   openWith(tile, msg, video) {
+    const backoff = this.players.get(tile)?.backoff;
     this.dropPlayer(tile);
-    this.players.set(tile, new TilePlayer(this, tile, video));
-    this.send({ ...msg, tile });
+    const p = new TilePlayer(this, tile, video, { ...msg, tile });
+    if (backoff) p.backoff = backoff;
+    this.players.set(tile, p);
+    this.send(p.opening);
   }
 
   /** Same tile, same connection, another camera. */
   switchTo(tile, code) {
-    if (!this.players.has(tile)) return false;
+    const p = this.players.get(tile);
+    if (!p) return false;
+    if (p.opening.type === "watch") p.opening = { ...p.opening, code };
     this.send({ type: "switch", tile, code });
     return true;
+  }
+
+  /** The tile's connection failed: open it again (same message) after a growing wait. */
+  reopenLater(p) {
+    if (p.reopenTimer || this.closed) return;
+    const wait = p.backoff || REOPEN_MIN_MS;
+    p.backoff = Math.min(wait * 2, REOPEN_MAX_MS);
+    p.reopenTimer = setTimeout(() => {
+      p.reopenTimer = null;
+      if (this.closed || this.players.get(p.tile) !== p) return;
+      this.openWith(p.tile, p.opening, p.video);
+    }, wait);
   }
 
   stop(tile) {
@@ -91,6 +110,8 @@ export class LiveClient {
     const p = msg.tile !== undefined ? this.players.get(String(msg.tile)) : null;
     if (msg.type === "status" && p) {
       // A tile this page stopped may still get the hang-up of its closed connection: not news.
+      if (msg.state === "error" && msg.retry) this.reopenLater(p);
+      else if (msg.state === "playing") p.backoff = 0;
       this.onStatus(String(msg.tile), msg);
     } else if (msg.type === "offer" && p) {
       await p.onOffer(msg.jsep);
@@ -105,10 +126,13 @@ export class LiveClient {
 }
 
 class TilePlayer {
-  constructor(client, tile, video) {
+  constructor(client, tile, video, opening) {
     this.client = client;
     this.tile = tile;
     this.video = video;
+    this.opening = opening; // the message that opened the tile ({type: "watch", code} …)
+    this.backoff = 0;
+    this.reopenTimer = null;
     this.pc = null;
     this.pending = [];
     this.timer = null;
@@ -188,6 +212,8 @@ class TilePlayer {
   close() {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
+    clearTimeout(this.reopenTimer);
+    this.reopenTimer = null;
     if (this.pc) this.pc.close();
     this.pc = null;
     this.video.srcObject = null;

@@ -70,8 +70,13 @@ export class DeskCall {
   }
 
   async publish(code) {
-    this.stream = await navigator.mediaDevices.getUserMedia({ video: { width: 640, height: 360 }, audio: true });
-    this.self.srcObject = this.stream;
+    this.pubCode = code;
+    if (!this.stream) {
+      this.stream = await navigator.mediaDevices.getUserMedia({ video: { width: 640, height: 360 }, audio: true });
+      this.self.srcObject = this.stream;
+    }
+    if (this.pubPc) this.pubPc.close();
+    this.pending[PUB] = [];
     const pc = new RTCPeerConnection({ iceServers: [] });
     this.pubPc = pc;
     for (const track of this.stream.getTracks()) pc.addTransceiver(track, { direction: "sendonly", streams: [this.stream] });
@@ -99,6 +104,14 @@ export class DeskCall {
           if (this.peerCode !== code) return;
           this.peerCode = null;
           this.watch(code);
+        }, 1500);
+      }
+      // Our own connection failed (ICE failed …, retry: true): publish again on the same socket.
+      if (tile === PUB && msg.state === "error" && msg.retry && this.pubCode) {
+        const code = this.pubCode;
+        clearTimeout(this.republish);
+        this.republish = setTimeout(() => {
+          if (this.pubCode === code && this.stream) this.publish(code).catch(() => {});
         }, 1500);
       }
       this.onState(tile, msg);
@@ -156,6 +169,8 @@ export class DeskCall {
 
   stop() {
     clearTimeout(this.rewatch);
+    clearTimeout(this.republish);
+    this.pubCode = null;
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
     this.send({ type: "stop", tile: PEER });

@@ -14,7 +14,9 @@
 // "Share screen" publishes getDisplayMedia() as the venue's content (tile "content"). "Raise hand"
 // asks to speak (申请发言). The microphone level is measured locally and sent once a second.
 // If the connection drops, the page says so and joins again by itself every few seconds; it
-// stops for good when the chair removes the venue or ends the conference.
+// stops for good when the chair removes the venue or ends the conference. If only the camera's
+// WebRTC connection fails (the node says so with ``retry: true``: ICE failed …), the page
+// publishes again on the same socket; the tiles it watches reopen by themselves (live.js).
 import { clear, h } from "../dom.js";
 import { t } from "../i18n.js";
 import { LiveClient } from "./live.js";
@@ -70,6 +72,7 @@ export function create(ctx) {
   let camStream = null;
   let levelTimer = null;
   let reconnectTimer = null;
+  let republishTimer = null;
   let finished = false;
   let layout = null;
   let analyser = null;
@@ -192,6 +195,9 @@ export function create(ctx) {
     const tile = tiles.get(id);
     if (!tile) return;
     tile.el.dataset.state = msg.state;
+    // Why a tile is not playing, for the room's staff (hover) and for diagnostics.
+    tile.el.dataset.reason = msg.reason || "";
+    tile.el.title = msg.reason || "";
   }
 
   function onStats(id, s) {
@@ -208,6 +214,7 @@ export function create(ctx) {
         pubState.dataset.state = msg.state;
         pubState.textContent = t(`publish.state.${msg.state}`) + (msg.reason ? `: ${msg.reason}` : "");
         if (msg.state === "publishing" && hostLabel.dataset.reachable !== "false") setState("joined");
+        if (msg.state === "error" && msg.retry) republishLater();
       } else await camera.onMessage(msg);
     } else if (msg.tile === "content" && content) {
       if (msg.type === "status") shareButton.dataset.state = msg.state;
@@ -246,6 +253,17 @@ export function create(ctx) {
     }
   }
 
+  function republishLater() {
+    if (republishTimer) return;
+    republishTimer = setTimeout(() => {
+      republishTimer = null;
+      if (finished || !client || !camera || !camStream) return;
+      camera.close(false);
+      camera = new Publisher(client, "pub", venueCode, camStream);
+      camera.ready.catch((err) => setState("error", String(err.message || err)));
+    }, RECONNECT_MS);
+  }
+
   function measureMic(stream) {
     try {
       const ac = new AudioContext();
@@ -268,6 +286,8 @@ export function create(ctx) {
   }
 
   function teardown() {
+    clearTimeout(republishTimer);
+    republishTimer = null;
     if (camera) camera.close(false);
     camera = null;
     if (content) content.close();
