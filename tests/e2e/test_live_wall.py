@@ -12,7 +12,7 @@ import json
 from collections.abc import Iterator
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Locator, Page, expect
 
 from e2e.console_node import Node, launch_chromium, log_in, media_browser_args
 from media_site import (
@@ -199,17 +199,24 @@ def test_camera_without_a_source_shows_the_reason(pages, node: Node) -> None:  #
     expect(page.get_by_test_id("tile-0-state")).to_contain_text("no video source")
 
 
-def test_a_stopped_tile_is_idle_not_an_error(pages, node: Node) -> None:  # type: ignore[no-untyped-def]
-    page = pages()
+def playing_wall_tile(
+    page: Page, node: Node, code: str
+) -> tuple[Page, Locator, list[dict[str, object]]]:
+    """The wall with ``code`` playing in tile 0, and every message the page's sockets receive."""
     received: list[dict[str, object]] = []
     page.on(
         "websocket",
         lambda ws: ws.on("framereceived", lambda f: received.append(json.loads(f))),
     )
-    log_in(page, node.base_url, *XIHU_OPERATOR, hash_=f"#/wall/{camera_code(2)}")
+    log_in(page, node.base_url, *XIHU_OPERATOR, hash_=f"#/wall/{code}")
     tile = page.get_by_test_id("tile-0")
     expect(tile).to_have_attribute("data-state", "playing", timeout=PLAY_TIMEOUT_MS)
     wait_frames_above(page, "0", 0)
+    return page, tile, received
+
+
+def test_a_stopped_tile_is_idle_not_an_error(pages, node: Node) -> None:  # type: ignore[no-untyped-def]
+    page, tile, received = playing_wall_tile(pages(), node, camera_code(2))
     page.get_by_test_id("tile-0-stop").click()
     # The node's "stopped" comes after anything it said about the tile's closed connection.
     for _ in range(100):
@@ -225,16 +232,7 @@ def test_a_stopped_tile_is_idle_not_an_error(pages, node: Node) -> None:  # type
 def test_a_tile_whose_connection_fails_plays_again_by_itself(pages, node: Node) -> None:  # type: ignore[no-untyped-def]
     """Janus hangs the viewer's connection up (as when ICE fails because a network interface went
     away): the node says so with ``retry``, and the page opens the tile again on its own."""
-    page = pages()
-    received: list[dict[str, object]] = []
-    page.on(
-        "websocket",
-        lambda ws: ws.on("framereceived", lambda f: received.append(json.loads(f))),
-    )
-    log_in(page, node.base_url, *XIHU_OPERATOR, hash_=f"#/wall/{camera_code(4)}")
-    tile = page.get_by_test_id("tile-0")
-    expect(tile).to_have_attribute("data-state", "playing", timeout=PLAY_TIMEOUT_MS)
-    wait_frames_above(page, "0", 0)
+    page, tile, received = playing_wall_tile(pages(), node, camera_code(4))
     pc = tile.get_attribute("data-pc")
     assert pc
     assert hang_up_viewers(node) >= 1
