@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,8 +42,44 @@ class DigestError(InvalidInput):
         self.field = field
 
 
+# One ``key=value`` or ``key="quoted"`` of a credentials/challenge list, from where the previous
+# one ended: separators, the key (up to the first '='), the value. Possessive quantifiers: no
+# backtracking, so a quoted value that does not close is not re-read as an unquoted one.
+_AUTH_PARAM = re.compile(r'[ \t,]*+([^=]*)=[ \t]*+(?:"((?:[^"\\]|\\.)*+)"|(?!")([^,]*))', re.DOTALL)
+_AUTH_TAIL = re.compile(r"[ \t,]*")
+_ESCAPED = re.compile(r"\\(.)", re.DOTALL)
+
+
 def parse_auth_params(value: str) -> tuple[str, dict[str, str]]:
-    """Parse ``Digest a="x", b=y`` into ``("Digest", {"a": "x", "b": "y"})`` (keys lower-cased)."""
+    """Parse ``Digest a="x", b=y`` into ``("Digest", {"a": "x", "b": "y"})`` (keys lower-cased).
+
+    One regular-expression match per parameter; anything it does not take as a whole (an
+    unterminated quote, a parameter without '=') goes through :func:`_parse_auth_params_by_char`,
+    which raises :class:`DigestError` saying what is wrong."""
+    v = value.strip()
+    scheme, _, rest = v.partition(" ")
+    params: dict[str, str] = {}
+    pos, n = 0, len(rest)
+    match = _AUTH_PARAM.match
+    while pos < n:
+        m = match(rest, pos)
+        if m is None:
+            if _AUTH_TAIL.fullmatch(rest, pos):
+                break  # only separators left
+            return _parse_auth_params_by_char(value)
+        key = m.group(1).strip().lower()
+        quoted = m.group(2)
+        if quoted is None:
+            params[key] = m.group(3).strip()
+        else:
+            params[key] = _ESCAPED.sub(r"\1", quoted) if "\\" in quoted else quoted
+        pos = m.end()
+    return scheme, params
+
+
+def _parse_auth_params_by_char(value: str) -> tuple[str, dict[str, str]]:
+    """:func:`parse_auth_params` a character at a time: the reference it must agree with, and
+    the path that finds and names what is malformed."""
     v = value.strip()
     scheme, _, rest = v.partition(" ")
     params: dict[str, str] = {}
@@ -171,7 +208,7 @@ class DigestServer:
 
     def _sign(self, stamp: str, salt: str) -> str:
         msg = f"{stamp}:{salt}:{self.realm}".encode()
-        return hmac.new(self._secret, msg, hashlib.sha256).hexdigest()[:24]
+        return hmac.digest(self._secret, msg, "sha256").hex()[:24]  # one-shot, in C
 
     def make_nonce(self, now: float) -> str:
         stamp = f"{int(now * 1000):x}"

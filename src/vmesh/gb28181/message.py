@@ -12,6 +12,19 @@ Lenient where real devices are sloppy, strict where being wrong would corrupt st
 - anything else that is malformed raises :class:`SipParseError`, which names the part that is
   wrong (``start_line``, ``header``, ``Via``, ``CSeq``, ``uri`` …) and why.
 
+Lazy where it costs (a REGISTER storm parses thousands of messages a second on one core): the
+parser decodes the head once, splits every header line into name and raw value in one
+regular-expression pass (lines it cannot split that way — folded, odd whitespace — go through the
+line-by-line path), checks the start line, the headers every message needs (Call-ID, CSeq, From,
+To, Via) and Content-Length, and stops there. Header *values* (Via, From, To, Contact, CSeq,
+Expires …) are parsed on first access and the result is kept until the headers change, so the
+transaction layer, the registrar and the response builder share one parse. The rule this gives:
+a malformed line (no ``Name:``) or a missing/invalid required header refuses the message at
+parse time, as before; a malformed *value* of a header is found when something reads it and
+raises :class:`SipParseError` naming that header (the adapter answers 400 or drops with a log);
+a malformed header that nothing reads does not stop the message (as before: only the required
+headers were ever checked up front).
+
 :class:`StreamFramer` splits a TCP byte stream into messages by Content-Length, across partial
 reads, skipping CRLF keep-alives between messages (RFC 5626 §3.5.1).
 
@@ -26,6 +39,7 @@ import functools
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import cast
 
 from vmesh.errors import FieldError, InvalidInput
 
@@ -200,7 +214,16 @@ class SipUri:
 
 
 def parse_uri(text: str, field: str = "uri") -> SipUri:
-    """Parse a SIP URI; raise :class:`SipParseError` naming ``field`` if it is not one."""
+    """Parse a SIP URI; raise :class:`SipParseError` naming ``field`` if it is not one.
+
+    Short URIs are cached (a ``SipUri`` is immutable; errors are not cached): the same
+    request-URI and device URIs come in message after message."""
+    if len(text) <= 256:
+        return _parse_uri_cached(text, field)
+    return _parse_uri(text, field)
+
+
+def _parse_uri(text: str, field: str) -> SipUri:
     t = text.strip()
     scheme, sep, rest = t.partition(":")
     scheme = scheme.lower()
@@ -231,7 +254,7 @@ def parse_uri(text: str, field: str = "uri") -> SipUri:
         host, colon, p = hostport.partition(":")
         if colon:
             port = _port(p, field, text)
-    if not host or not re.fullmatch(r"[A-Za-z0-9.\-_:]+", host):
+    if not host or not _HOST.fullmatch(host):
         raise SipParseError(field, "host is not a domain name or an address", text)
     return SipUri(
         host=host,
@@ -244,8 +267,19 @@ def parse_uri(text: str, field: str = "uri") -> SipUri:
     )
 
 
+_HOST = re.compile(r"[A-Za-z0-9.\-_:]+")
+
+
+def _digits(s: str) -> bool:
+    """ASCII digits only: ``str.isdigit`` also says yes to "²", which ``int`` refuses."""
+    return s.isascii() and s.isdigit()
+
+
+_parse_uri_cached = functools.lru_cache(maxsize=4096)(_parse_uri)
+
+
 def _port(p: str, field: str, text: str) -> int:
-    if not p.isdigit() or not 0 < int(p) <= 65535:
+    if not _digits(p) or not 0 < int(p) <= 65535:
         raise SipParseError(field, "port must be a number from 1 to 65535", text)
     return int(p)
 
@@ -326,7 +360,7 @@ class Via:
     @property
     def rport(self) -> int | None:
         v = dict(self.params).get("rport")
-        return int(v) if v and v.isdigit() else None
+        return int(v) if v and _digits(v) else None
 
     @property
     def sent_by(self) -> tuple[str, int]:
@@ -385,7 +419,7 @@ class CSeq:
 
 def parse_cseq(text: str) -> CSeq:
     parts = text.split()
-    if len(parts) != 2 or not parts[0].isdigit() or not _TOKEN.match(parts[1]):
+    if len(parts) != 2 or not _digits(parts[0]) or not _TOKEN.match(parts[1]):
         raise SipParseError("CSeq", "must be '<number> <METHOD>'", text)
     seq = int(parts[0])
     if seq >= 2**31:
@@ -397,21 +431,36 @@ def parse_cseq(text: str) -> CSeq:
 
 
 class Headers:
-    """Ordered, case-insensitive, multi-valued headers. Names are stored canonically."""
+    """Ordered, case-insensitive, multi-valued headers. Names are stored canonically.
 
-    __slots__ = ("_items",)
+    Also holds the parsed form of header values (``Via``, ``From`` …), filled on first access by
+    the message properties and dropped whenever a header changes.
+    """
+
+    __slots__ = ("_items", "_parsed")
 
     def __init__(self, items: list[tuple[str, str]] | None = None) -> None:
         self._items: list[tuple[str, str]] = []
+        self._parsed: dict[str, object] = {}
         for name, value in items or []:
             self.add(name, value)
 
+    @classmethod
+    def _canonical(cls, items: list[tuple[str, str]]) -> Headers:
+        """Headers from items whose names are canonical already (no copy, no re-spelling)."""
+        h = cls.__new__(cls)
+        h._items = items
+        h._parsed = {}
+        return h
+
     def add(self, name: str, value: str) -> None:
         self._items.append((canonical_name(name), value))
+        self._parsed.clear()
 
     def set(self, name: str, value: str) -> None:
         """Replace every value of ``name`` with ``value`` (in the first one's place)."""
         c = canonical_name(name)
+        self._parsed.clear()
         for i, (n, _) in enumerate(self._items):
             if n == c:
                 self._items[i] = (c, value)
@@ -422,6 +471,7 @@ class Headers:
     def remove(self, name: str) -> None:
         c = canonical_name(name)
         self._items = [it for it in self._items if it[0] != c]
+        self._parsed.clear()
 
     def get(self, name: str) -> str | None:
         c = canonical_name(name)
@@ -433,15 +483,41 @@ class Headers:
     def get_all(self, name: str) -> list[str]:
         """Every value of ``name``; list headers (Via, Contact, Route…) split at commas."""
         c = canonical_name(name)
-        out: list[str] = []
-        for n, v in self._items:
+        if c in _LIST_HEADERS:
+            return list(self._values(c))
+        return [v for n, v in self._items if n == c]
+
+    def _values(self, c: str) -> tuple[str, ...]:
+        """The values of the list header ``c`` (canonical), split at commas once and kept."""
+        key = "values:" + c
+        got = self._parsed.get(key)
+        if got is None:
+            out: list[str] = []
+            for n, v in self._items:
+                if n != c:
+                    continue
+                if "," not in v:
+                    if v.strip():
+                        out.append(v.strip())
+                    continue
+                out.extend(s.strip() for s in _split_outside_quotes(v, ",") if s.strip())
+            got = self._parsed[key] = tuple(out)
+        return cast(tuple[str, ...], got)
+
+    def _replace_first_value(self, c: str, value: str) -> None:
+        """Replace the first value of the list header ``c`` in place (the others stay, in order,
+        each on its own line when they shared the first one's)."""
+        for i, (n, v) in enumerate(self._items):
             if n != c:
                 continue
-            if c in _LIST_HEADERS:
-                out.extend(s.strip() for s in _split_outside_quotes(v, ",") if s.strip())
-            else:
-                out.append(v)
-        return out
+            vals = [s.strip() for s in _split_outside_quotes(v, ",") if s.strip()]
+            if not vals:
+                continue  # an empty line holds no value: the first value is further on
+            self._items[i : i + 1] = [(c, value)] + [(c, r) for r in vals[1:]]
+            self._parsed.clear()
+            return
+        self._items.insert(0, (c, value))
+        self._parsed.clear()
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and self.get(name) is not None
@@ -466,6 +542,9 @@ class _MessageBase:
     headers: Headers = field(default_factory=Headers)
     body: bytes = b""
 
+    # Each accessor parses its header on first use and keeps the result in ``headers._parsed``
+    # (dropped when a header changes); a value that does not parse raises every time.
+
     @property
     def call_id(self) -> str:
         v = self.headers.get("Call-ID")
@@ -475,39 +554,60 @@ class _MessageBase:
 
     @property
     def cseq(self) -> CSeq:
-        v = self.headers.get("CSeq")
-        if v is None:
-            raise SipParseError("CSeq", "is missing")
-        return parse_cseq(v)
+        parsed = self.headers._parsed
+        got = parsed.get("CSeq")
+        if got is None:
+            v = self.headers.get("CSeq")
+            if v is None:
+                raise SipParseError("CSeq", "is missing")
+            got = parsed["CSeq"] = parse_cseq(v)
+        return cast(CSeq, got)
+
+    def _name_addr(self, name: str) -> NameAddr:
+        parsed = self.headers._parsed
+        got = parsed.get(name)
+        if got is None:
+            v = self.headers.get(name)
+            if v is None:
+                raise SipParseError(name, "is missing")
+            got = parsed[name] = parse_name_addr(v, name)
+        return cast(NameAddr, got)
 
     @property
     def from_(self) -> NameAddr:
-        v = self.headers.get("From")
-        if v is None:
-            raise SipParseError("From", "is missing")
-        return parse_name_addr(v, "From")
+        return self._name_addr("From")
 
     @property
     def to(self) -> NameAddr:
-        v = self.headers.get("To")
-        if v is None:
-            raise SipParseError("To", "is missing")
-        return parse_name_addr(v, "To")
+        return self._name_addr("To")
 
     @property
     def vias(self) -> list[Via]:
-        return [parse_via(v) for v in self.headers.get_all("Via")]
+        parsed = self.headers._parsed
+        got = parsed.get("vias")
+        if got is None:
+            got = parsed["vias"] = tuple(parse_via(v) for v in self.headers._values("Via"))
+        return list(cast(tuple[Via, ...], got))
 
     @property
     def top_via(self) -> Via:
-        values = self.headers.get_all("Via")
-        if not values:
-            raise SipParseError("Via", "is missing")
-        return parse_via(values[0])
+        parsed = self.headers._parsed
+        got = parsed.get("top_via")
+        if got is None:
+            values = self.headers._values("Via")
+            if not values:
+                raise SipParseError("Via", "is missing")
+            got = parsed["top_via"] = parse_via(values[0])
+        return cast(Via, got)
 
     @property
     def contacts(self) -> list[NameAddr]:
-        return [parse_name_addr(v, "Contact") for v in self.headers.get_all("Contact")]
+        parsed = self.headers._parsed
+        got = parsed.get("contacts")
+        if got is None:
+            values = self.headers._values("Contact")
+            got = parsed["contacts"] = tuple(parse_name_addr(v, "Contact") for v in values)
+        return list(cast(tuple[NameAddr, ...], got))
 
     @property
     def expires(self) -> int | None:
@@ -516,7 +616,7 @@ class _MessageBase:
         if v is None:
             return None
         v = v.strip()
-        if not v.isdigit():
+        if not _digits(v):
             raise SipParseError("Expires", "must be a number of seconds", v)
         return int(v)
 
@@ -527,18 +627,12 @@ class _MessageBase:
 
     def set_top_via(self, via: Via) -> None:
         """Replace the first Via value, keeping the others in order."""
-        values = self.headers.get_all("Via")
-        values[0] = str(via)
-        self.headers.remove("Via")
-        self._insert_vias(values)
-
-    def _insert_vias(self, values: list[str]) -> None:
-        items = list(self.headers)
-        self.headers = Headers([("Via", v) for v in values] + items)
+        self.headers._replace_first_value("Via", str(via))
+        self.headers._parsed["top_via"] = via
 
     def _head_and_body(self, start_line: str) -> bytes:
         lines = [start_line]
-        for n, v in self.headers:
+        for n, v in self.headers._items:
             if n != "Content-Length":
                 lines.append(f"{n}: {v}")
         lines.append(f"Content-Length: {len(self.body)}")
@@ -574,18 +668,74 @@ def _decode_line(raw: bytes) -> str:
 
 
 def _split_head(data: bytes) -> tuple[bytes, bytes] | None:
-    """Split at the first empty line (CRLF CRLF or LF LF, mixed allowed); None if not there yet."""
-    m = re.search(rb"\r?\n\r?\n", data)
-    if m is None:
+    """Split at the first empty line (CRLF CRLF or LF LF, mixed allowed); None if not there yet.
+
+    The first LF followed by an LF or a CRLF ends the head (a CR before it belongs to the end).
+    """
+    a = data.find(b"\n\n")
+    b = data.find(b"\n\r\n")
+    if a < 0 and b < 0:
         return None
-    return data[: m.start()], data[m.end() :]
+    i = b if a < 0 or 0 <= b < a else a
+    start = i - 1 if i and data[i - 1] == 0x0D else i
+    return data[:start], data[i + (2 if i == a else 3) :]
+
+
+# One header line, "Name: value". ``[^\S\n]`` is whitespace other than the line end, so a match
+# never runs into the next line; the value is stripped after.
+_HEADER_LINE = re.compile(r"^([A-Za-z0-9.!%*_+`'~\-]+)[^\S\n]*:(.*)$", re.M)
+_REQUIRED = ("Call-ID", "CSeq", "From", "To", "Via")
+
+
+def _header_items(text: str) -> list[tuple[str, str]]:
+    """The header lines of ``text`` (the head after the start line, lines joined by LF) as
+    (canonical name, value) pairs."""
+    pairs = _HEADER_LINE.findall(text)
+    if len(pairs) == text.count("\n") + 1:  # every line is a plain "Name: value"
+        return [(canonical_name(n), v.strip()) for n, v in pairs]
+    return _header_items_by_line(text.split("\n"))
+
+
+def _header_items_by_line(lines: list[str]) -> list[tuple[str, str]]:
+    """Line by line: folded lines (RFC 3261 §7.3.1), blank lines, odd whitespace; the error
+    naming the line that is not a header."""
+    unfolded: list[str] = []
+    for text in lines:
+        if text[:1] in (" ", "\t"):
+            if not unfolded:
+                raise SipParseError("header", "continuation line before any header", text)
+            unfolded[-1] += " " + text.strip()
+        elif text.strip():
+            unfolded.append(text)
+    items: list[tuple[str, str]] = []
+    for line in unfolded:
+        name, colon, value = line.partition(":")
+        name = name.strip()
+        if not colon or not name or not _TOKEN.match(name):
+            raise SipParseError("header", "line is not 'Name: value'", line)
+        items.append((canonical_name(name), value.strip()))
+    return items
+
+
+def _decode_head(head: bytes) -> str:
+    """The head as text with LF line ends: UTF-8, else each line that is not UTF-8 as GB18030
+    (what Chinese devices put in Subject and display names)."""
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        lines = head.split(b"\n")
+        return "\n".join(_decode_line(ln[:-1] if ln.endswith(b"\r") else ln) for ln in lines)
+    return text.replace("\r\n", "\n") if "\r" in text else text
 
 
 def _parse_head(head: bytes) -> tuple[SipRequest | SipResponse, int | None]:
-    lines = [ln[:-1] if ln.endswith(b"\r") else ln for ln in head.split(b"\n")]
-    if not lines or not lines[0].strip():
+    text = _decode_head(head)
+    first, _, rest = text.partition("\n")
+    if first.endswith("\r"):
+        first = first[:-1]
+    start = first.strip()
+    if not start:
         raise SipParseError("start_line", "is empty")
-    start = _decode_line(lines[0]).strip()
     msg: SipRequest | SipResponse
     sm = _STATUS_LINE.match(start)
     if sm:
@@ -600,33 +750,19 @@ def _parse_head(head: bytes) -> tuple[SipRequest | SipResponse, int | None]:
                 "start_line", "is neither 'METHOD uri SIP/2.0' nor 'SIP/2.0 code reason'", start
             )
         msg = SipRequest(method=rm.group(1).upper(), uri=parse_uri(rm.group(2), "request_uri"))
-    unfolded: list[str] = []
-    for raw in lines[1:]:
-        text = _decode_line(raw)
-        if text[:1] in (" ", "\t"):
-            if not unfolded:
-                raise SipParseError("header", "continuation line before any header", text)
-            unfolded[-1] += " " + text.strip()
-        elif text.strip():
-            unfolded.append(text)
-    headers = Headers()
-    for line in unfolded:
-        name, colon, value = line.partition(":")
-        name = name.strip()
-        if not colon or not name or not _TOKEN.match(name):
-            raise SipParseError("header", "line is not 'Name: value'", line)
-        headers.add(name, value.strip())
-    msg.headers = headers
-    cl = headers.get("Content-Length")
+    items = _header_items(rest) if rest else []
+    headers = msg.headers = Headers._canonical(items)
+    names = {n for n, _ in items}
     length: int | None = None
-    if cl is not None:
-        if not cl.strip().isdigit():
+    if "Content-Length" in names:
+        cl = headers.get("Content-Length") or ""
+        if not _digits(cl):
             raise SipParseError("Content-Length", "must be a non-negative number", cl)
-        length = int(cl.strip())
-    for required in ("Call-ID", "CSeq", "From", "To", "Via"):
-        if required not in headers:
+        length = int(cl)
+    for required in _REQUIRED:
+        if required not in names:
             raise SipParseError(required, "is missing")
-    msg.cseq  # noqa: B018  (validates the CSeq value early)
+    msg.cseq  # noqa: B018  (validates the CSeq value early; kept for the accessors)
     return msg, length
 
 
@@ -700,16 +836,24 @@ class StreamFramer:
 def make_response(
     request: SipRequest, status: int, reason: str | None = None, *, to_tag: str | None = None
 ) -> SipResponse:
-    """A response to ``request`` per RFC 3261 §8.2.6: Via, From, To (+tag), Call-ID, CSeq copied."""
-    h = Headers()
-    for v in request.headers.get_all("Via"):
-        h.add("Via", v)
-    for name in ("From", "To", "Call-ID", "CSeq"):
-        value = request.headers.get(name)
+    """A response to ``request`` per RFC 3261 §8.2.6: Via, From, To (+tag), Call-ID, CSeq copied.
+
+    Copies the request's header values as they are (the Via values as already split, the To
+    re-written only when a tag is added): nothing is parsed again."""
+    rh = request.headers
+    items = [("Via", v) for v in rh._values("Via")]
+    for name in _DIALOG_HEADERS:
+        value = rh.get(name)
         if value is not None:
-            h.add(name, value)
+            items.append((name, value))
     if to_tag is not None and status > 100:
         to = request.to
         if to.tag is None:
-            h.set("To", str(to.with_tag(to_tag)))
-    return SipResponse(headers=h, status=status, reason=reason or REASONS.get(status, ""))
+            tagged = str(to.with_tag(to_tag))
+            items = [(n, tagged) if n == "To" else (n, v) for n, v in items]
+    return SipResponse(
+        headers=Headers._canonical(items), status=status, reason=reason or REASONS.get(status, "")
+    )
+
+
+_DIALOG_HEADERS = ("From", "To", "Call-ID", "CSeq")

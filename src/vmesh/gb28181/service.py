@@ -1004,7 +1004,7 @@ def _requested_expires(req: SipRequest) -> int:
         if expires is None:
             contacts = req.contacts
             ce = contacts[0].param("expires") if contacts else None
-            expires = int(ce) if ce and ce.isdigit() else 3600
+            expires = int(ce) if ce and ce.isascii() and ce.isdigit() else 3600
     except SipParseError:
         expires = 3600
     return expires

@@ -205,6 +205,8 @@ class SipEndpoint:
     def _schedule(self) -> None:
         nt = self.layer.next_timer()
         if self._timer is not None:
+            if nt is not None and self._timer.when() == nt:
+                return  # still the earliest timer (the common case: a new one came behind it)
             self._timer.cancel()
             self._timer = None
         if nt is not None:
