@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import gc
 import json
 import logging
 import os
@@ -320,6 +321,23 @@ async def run_driver(args: argparse.Namespace) -> None:
 # ----------------------------------------------------------------------------- server side
 
 
+class GcClock:
+    """A ``gc.callbacks`` entry adding up the seconds spent in collections, and the collections
+    of each generation."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.by_generation = [0, 0, 0]
+        self._t0 = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._t0 = time.perf_counter()
+        else:
+            self.seconds += time.perf_counter() - self._t0
+            self.by_generation[info["generation"]] += 1
+
+
 async def settle(gb: Any, limit: float = 120.0) -> float:
     """Wait until the node's own tasks (queries after registration, their directory writes,
     subscriptions) are done and the write-behind batch is written; the seconds it took."""
@@ -414,13 +432,17 @@ async def run_registrar(
     )
     assert proc.stdout is not None and proc.stdin is not None
     phases: dict[str, Any] = {}
-    marks: dict[str, tuple[float, float]] = {}
+    marks: dict[str, tuple[float, ...]] = {}
+    gc_clock = GcClock()
+    gc_marks: dict[str, list[int]] = {}
+    gc.callbacks.append(gc_clock)
     while line := await proc.stdout.readline():
         ev = json.loads(line)
         name = ev["phase"]
-        now = (time.process_time(), time.perf_counter())
+        now = (time.process_time(), time.perf_counter(), *os.times()[:2], gc_clock.seconds)
         if ev["event"] == "start":
             marks[name] = now
+            gc_marks[name] = list(gc_clock.by_generation)
             if profiler is not None and args.profile_phase == name:
                 profiler.enable()
         elif ev["event"] == "end":
@@ -432,6 +454,13 @@ async def run_registrar(
                 "wall_s": round(wall, 2),
                 "server_cpu_s": round(cpu, 2),
                 "server_cpu_share": round(cpu / wall, 3),
+                # user / system split, and the part of it in the cyclic garbage collector
+                "server_user_s": round(now[2] - marks[name][2], 2),
+                "server_sys_s": round(now[3] - marks[name][3], 2),
+                "server_gc_s": round(now[4] - marks[name][4], 3),
+                "server_gc_collections": [
+                    a - b for a, b in zip(gc_clock.by_generation, gc_marks[name], strict=True)
+                ],
                 "rss_mb": rss_mb(),
                 "devices_online": sum(d.online for d in gb.devices.values()),
             }
@@ -448,9 +477,11 @@ async def run_registrar(
             phases[name] = ev
             if name == "queries":
                 ev["node_settled_s"] = await settle(gb)
+                ev["gc_tracked_objects"] = len(gc.get_objects())  # what a full collection walks
                 proc.stdin.write(b"go\n")
                 await proc.stdin.drain()
     await proc.wait()
+    gc.callbacks.remove(gc_clock)
     await gb.stop()
     await ctx.close()
     return {

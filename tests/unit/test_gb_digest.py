@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import random
+from collections.abc import Callable
+
 import pytest
 
 from vmesh.gb28181.digest import (
+    DigestError,
     DigestServer,
     Verdict,
+    _parse_auth_params_by_char,
     answer_challenge,
     digest_response,
     format_auth_params,
@@ -155,3 +160,54 @@ def test_non_ascii_nonce_and_response_are_refused_not_raised() -> None:
     auth2 = auth.replace(nonce, good).replace("0123456789abcdef0123456789abcdef", "象" * 32)
     v2 = server.verify(auth2, "REGISTER", lambda user: "pw", 0.0)
     assert not v2.ok
+
+
+def test_auth_params_quoted_escaped_and_unquoted_values() -> None:
+    scheme, p = parse_auth_params(
+        'Digest username="3402\\"0", realm = "r,1" ,nonce="n\\\\x", nc=00000001, qop=auth,'
+        ' uri="sip:a@b", empty=, opaque=""'
+    )
+    assert scheme == "Digest"
+    assert p == {
+        "username": '3402"0',
+        "realm": "r,1",
+        "nonce": "n\\x",
+        "nc": "00000001",
+        "qop": "auth",
+        "uri": "sip:a@b",
+        "empty": "",
+        "opaque": "",
+    }
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ('Digest username="34020000001320000001, realm=3402000000', "unterminated quoted value"),
+        ('Digest username="u\\', "unterminated quoted value"),
+        ('Digest username="u", realm', "parameter without '='"),
+    ],
+)
+def test_malformed_auth_params_name_what_is_wrong(value: str, reason: str) -> None:
+    with pytest.raises(DigestError) as e:
+        parse_auth_params(value)
+    assert e.value.field == "authorization" and reason in str(e.value)
+
+
+def test_auth_params_agree_with_the_character_loop_on_generated_input() -> None:
+    """The regex parser must give what the character loop gives (or the same error) on any
+    input: random strings over the characters that matter, seeded so a failure repeats."""
+    rng = random.Random(28181)
+    alphabet = ' \t,="\\ab\nk='
+    for _ in range(20_000):
+        value = "Digest " + "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 16)))
+        assert _outcome(parse_auth_params, value) == _outcome(_parse_auth_params_by_char, value), (
+            value
+        )
+
+
+def _outcome(parse: Callable[[str], object], value: str) -> object:
+    try:
+        return parse(value)
+    except DigestError as e:
+        return ("error", str(e))

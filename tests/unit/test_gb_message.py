@@ -178,3 +178,131 @@ def test_stream_framer_splits_partial_reads_and_skips_keepalive_crlf() -> None:
 def test_stream_framer_refuses_garbage() -> None:
     with pytest.raises(SipParseError):
         StreamFramer().feed(b"GARBAGE LINE\r\n\r\n")
+
+
+# ----------------------------------------------------------------------- lazy header values
+
+
+def _register(
+    extra: bytes = b"", via: bytes = b"SIP/2.0/UDP 10.0.0.5:5060;rport;branch=z9hG4bKr1"
+) -> bytes:
+    return (
+        b"REGISTER sip:34020000002000000001@3402000000 SIP/2.0\r\n"
+        b"Via: " + via + b"\r\n"
+        b"From: <sip:34020000001320000001@3402000000>;tag=f1\r\n"
+        b"To: <sip:34020000001320000001@3402000000>\r\n"
+        b"Call-ID: reg-1\r\nCSeq: 2 REGISTER\r\n" + extra + b"Content-Length: 0\r\n\r\n"
+    )
+
+
+def test_header_value_is_parsed_on_first_access_and_kept_until_the_headers_change() -> None:
+    msg = parse_message(_register())
+    assert "From" not in msg.headers._parsed  # split into name and raw value, not parsed yet
+    first = msg.from_
+    assert first.tag == "f1"
+    assert msg.from_ is first  # the second access reuses the first parse
+    msg.headers.set("From", "<sip:34020000001320000002@3402000000>;tag=f2")
+    assert (msg.from_.uri.user, msg.from_.tag) == ("34020000001320000002", "f2")
+    msg.headers = msg.headers.copy()  # a new Headers object starts with nothing parsed
+    assert msg.from_.tag == "f2"
+
+
+def test_malformed_value_is_found_on_access_with_an_error_naming_the_header() -> None:
+    # Contact and Expires are not needed to parse the message: it parses, the values raise when
+    # read, every time, with the header's name — and what does parse stays usable.
+    msg = parse_message(_register(b"Contact: <zzz:not-a-uri>\r\nExpires: soon\r\n"))
+    assert isinstance(msg, SipRequest)
+    for _ in range(2):
+        with pytest.raises(SipParseError) as e:
+            _ = msg.contacts
+        assert e.value.field == "Contact" and "sip:" in e.value.reason
+    with pytest.raises(SipParseError) as e:
+        _ = msg.expires
+    assert e.value.field == "Expires"
+    assert msg.top_via.branch == "z9hG4bKr1" and msg.cseq.seq == 2
+    resp = make_response(msg, 401, to_tag="t9")
+    assert parse_message(resp.to_bytes()).to.tag == "t9"
+
+
+def test_line_that_is_not_a_header_still_refuses_the_message() -> None:
+    # Rule kept from the eager parser: the line structure is checked at parse time.
+    with pytest.raises(SipParseError) as e:
+        parse_message(_register(b"this line has no colon\r\n"))
+    assert e.value.field == "header" and "this line has no colon" in str(e.value.errors[0].value)
+
+
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        # str.isdigit() says yes to "²", int() then raised ValueError out of the parser.
+        (_register().replace(b"Content-Length: 0", "Content-Length: ²".encode()), "Content-Length"),
+        (_register().replace(b"CSeq: 2 REGISTER", "CSeq: ² REGISTER".encode()), "CSeq"),
+    ],
+)
+def test_non_ascii_digits_are_a_parse_error_not_a_crash(data: bytes, field: str) -> None:
+    with pytest.raises(SipParseError) as e:
+        parse_message(data)
+    assert e.value.field == field
+
+
+def test_non_ascii_digits_in_a_value_are_found_on_access() -> None:
+    msg = parse_message(_register(via="SIP/2.0/UDP 10.0.0.5:50²0;branch=z9hG4bKr1".encode()))
+    with pytest.raises(SipParseError) as e:
+        _ = msg.top_via
+    assert e.value.field == "Via"
+
+
+@pytest.mark.parametrize("end", [b"\r\n\r\n", b"\n\n", b"\r\n\n", b"\n\r\n"])
+def test_end_of_head_in_every_line_end_mix(end: bytes) -> None:
+    data = _message(b"<Notify/>").replace(b"\r\n\r\n", end)
+    msg = parse_message(data)
+    assert msg.body == b"<Notify/>"
+    assert msg.content_type == "Application/MANSCDP+xml"
+
+
+def test_header_lines_with_odd_spacing_parse_as_before() -> None:
+    data = _register(b"Expires :  3600 \t\r\nUser-Agent:\r\n")
+    msg = parse_message(data)
+    assert msg.expires == 3600
+    assert msg.headers.get("User-Agent") == ""
+
+
+def test_set_top_via_keeps_the_other_vias_in_order() -> None:
+    msg = parse_message(
+        _register(
+            via=b"SIP/2.0/UDP 10.0.0.5:5060;rport;branch=z9hG4bKa, "
+            b"SIP/2.0/UDP 10.0.0.9;branch=z9hG4bKb"
+        )
+    )
+    top = msg.top_via
+    msg.set_top_via(top.with_params(received="1.2.3.4", rport="5999"))
+    assert [v.branch for v in msg.vias] == ["z9hG4bKa", "z9hG4bKb"]
+    assert (msg.top_via.received, msg.top_via.rport) == ("1.2.3.4", 5999)
+    again = parse_message(msg.to_bytes())
+    assert [str(v) for v in again.vias] == [str(v) for v in msg.vias]
+    resp = make_response(msg, 200)
+    assert [v.branch for v in resp.vias] == ["z9hG4bKa", "z9hG4bKb"]
+    assert resp.top_via.received == "1.2.3.4"
+
+
+@pytest.mark.parametrize(
+    ("to", "wire"),
+    [
+        (
+            b'"Cam" <sip:34020000001320000001@3402000000>',
+            b'To: "Cam" <sip:34020000001320000001@3402000000>;tag=t1\r\n',
+        ),
+        (
+            b"sip:34020000001320000001@3402000000",
+            b"To: <sip:34020000001320000001@3402000000>;tag=t1\r\n",
+        ),
+    ],
+)
+def test_response_to_gets_the_tag_without_reparsing_a_name_addr(to: bytes, wire: bytes) -> None:
+    req = parse_message(
+        _register().replace(b"To: <sip:34020000001320000001@3402000000>", b"To: " + to)
+    )
+    assert isinstance(req, SipRequest)
+    resp = make_response(req, 200, to_tag="t1")
+    assert wire in resp.to_bytes()
+    assert resp.to.tag == "t1" and resp.to.uri == req.to.uri

@@ -23,6 +23,7 @@ Public: ``DeviceDirectory``, ``device_kind``.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections.abc import Iterable
@@ -47,8 +48,11 @@ DEVICE_KINDS = {"131": "camera", "132": "camera", "111": "nvr", "118": "nvr", "2
 CHANNEL_TYPES = ("131", "132")
 
 
+@functools.lru_cache(maxsize=16384)
 def device_kind(code: str) -> str:
-    """``camera`` or ``nvr`` for a device code; ``InvalidInput`` for anything else."""
+    """``camera`` or ``nvr`` for a device code; ``InvalidInput`` for anything else.
+
+    Cached (refused codes are not): every REGISTER without credentials asks it again."""
     c = parse_code(code, "device_id")
     kind = DEVICE_KINDS.get(c.type)
     if kind is None:

@@ -313,7 +313,16 @@ class NameAddr:
 
 
 def parse_name_addr(text: str, field: str = "From") -> NameAddr:
-    """Parse ``"Name" <sip:…>;tag=x`` or the bare ``sip:…;tag=x`` form."""
+    """Parse ``"Name" <sip:…>;tag=x`` or the bare ``sip:…;tag=x`` form.
+
+    Short values are cached like URIs: a device's To, and its From within one call (the
+    REGISTER that answers a 401 repeats it), come again."""
+    if len(text) <= 256:
+        return _parse_name_addr_cached(text, field)
+    return _parse_name_addr(text, field)
+
+
+def _parse_name_addr(text: str, field: str) -> NameAddr:
     t = text.strip()
     if t == "*":
         return NameAddr(SipUri(host="*"), wildcard=True)
@@ -331,6 +340,9 @@ def parse_name_addr(text: str, field: str = "From") -> NameAddr:
     # Bare addr-spec: parameters after the URI belong to the header (RFC 3261 §20.10).
     base, params = _split_params(t)
     return NameAddr(parse_uri(base, field), None, tuple(params.items()))
+
+
+_parse_name_addr_cached = functools.lru_cache(maxsize=4096)(_parse_name_addr)
 
 
 # ------------------------------------------------------------------------------------------- Via
@@ -507,6 +519,7 @@ class Headers:
     def _replace_first_value(self, c: str, value: str) -> None:
         """Replace the first value of the list header ``c`` in place (the others stay, in order,
         each on its own line when they shared the first one's)."""
+        values = (value, *self._values(c)[1:])
         for i, (n, v) in enumerate(self._items):
             if n != c:
                 continue
@@ -514,10 +527,12 @@ class Headers:
             if not vals:
                 continue  # an empty line holds no value: the first value is further on
             self._items[i : i + 1] = [(c, value)] + [(c, r) for r in vals[1:]]
-            self._parsed.clear()
-            return
-        self._items.insert(0, (c, value))
+            break
+        else:
+            self._items.insert(0, (c, value))
         self._parsed.clear()
+        if "," not in value:  # else it is split again when read, as it would have been
+            self._parsed["values:" + c] = values
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and self.get(name) is not None
@@ -768,7 +783,7 @@ def _parse_head(head: bytes) -> tuple[SipRequest | SipResponse, int | None]:
 
 def parse_message(data: bytes) -> SipRequest | SipResponse:
     """Parse one complete message (a UDP datagram). Raises :class:`SipParseError`."""
-    stripped = data.lstrip(b"\r\n")
+    stripped = data.lstrip(b"\r\n") if data[:1] in (b"\r", b"\n") else data
     parts = _split_head(stripped)
     if parts is None:
         # A message with no body may end right after its last header line.
@@ -849,7 +864,9 @@ def make_response(
     if to_tag is not None and status > 100:
         to = request.to
         if to.tag is None:
-            tagged = str(to.with_tag(to_tag))
+            raw = rh.get("To") or ""
+            # A name-addr (``<uri>``) takes the tag as it is; a bare URI is written as one.
+            tagged = f"{raw};tag={to_tag}" if raw.endswith(">") else str(to.with_tag(to_tag))
             items = [(n, tagged) if n == "To" else (n, v) for n, v in items]
     return SipResponse(
         headers=Headers._canonical(items), status=status, reason=reason or REASONS.get(status, "")

@@ -123,6 +123,10 @@ Action = Send | RequestReceived | ResponseReceived | TimedOut | TransportFailed 
 class _Base:
     """State, timers and the request of one transaction."""
 
+    # Slots: a storm keeps thousands alive for Timer J's 32 s; no per-object __dict__ for the
+    # garbage collector to walk.
+    __slots__ = ("_deadlines", "_intervals", "peer", "reliable", "request", "state", "timers")
+
     kind: str = ""
 
     def __init__(
@@ -187,6 +191,8 @@ class _Base:
 
 
 class _Client(_Base):
+    __slots__ = ("branch", "last_response", "method")
+
     def __init__(
         self, request: SipRequest, peer: Address, *, reliable: bool, timers: Timers
     ) -> None:
@@ -201,6 +207,8 @@ class _Client(_Base):
 
 class ClientInviteTransaction(_Client):
     """RFC 3261 Figure 5."""
+
+    __slots__ = ("_ack",)
 
     kind = "client-invite"
 
@@ -264,6 +272,8 @@ class ClientInviteTransaction(_Client):
 class ClientNonInviteTransaction(_Client):
     """RFC 3261 Figure 6."""
 
+    __slots__ = ()
+
     kind = "client-non-invite"
 
     def start(self, now: float) -> list[Action]:
@@ -303,6 +313,8 @@ class ClientNonInviteTransaction(_Client):
 
 
 class _Server(_Base):
+    __slots__ = ("key", "last_response")
+
     def __init__(
         self, request: SipRequest, peer: Address, *, reliable: bool, timers: Timers
     ) -> None:
@@ -313,6 +325,8 @@ class _Server(_Base):
 
 class ServerInviteTransaction(_Server):
     """RFC 3261 Figure 7. Sends 100 Trying at once, so the INVITE's sender stops Timer A."""
+
+    __slots__ = ()
 
     kind = "server-invite"
 
@@ -364,6 +378,8 @@ class ServerInviteTransaction(_Server):
 
 class ServerNonInviteTransaction(_Server):
     """RFC 3261 Figure 8."""
+
+    __slots__ = ()
 
     kind = "server-non-invite"
 

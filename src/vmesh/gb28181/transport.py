@@ -140,7 +140,7 @@ class SipEndpoint:
     # -- receiving
 
     def _incoming(self, data: bytes, source: Address, writer: asyncio.StreamWriter | None) -> None:
-        if not data.strip(b"\r\n"):
+        if data[:1] in (b"\r", b"\n") and not data.strip(b"\r\n"):
             return  # keep-alive
         try:
             msg = parse_message(data)
