@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from vmesh.gb28181.message import SipRequest, SipResponse, make_response, parse_message
+from vmesh.gb28181.message import (
+    SipParseError,
+    SipRequest,
+    SipResponse,
+    make_response,
+    parse_message,
+)
 from vmesh.gb28181.transaction import (
     RequestReceived,
     ResponseReceived,
@@ -226,3 +232,31 @@ def test_stray_response_is_handed_up() -> None:
     acts = layer.receive(resp, DEVICE, 0.0, reliable=False)
     assert len(acts) == 1 and isinstance(acts[0], ResponseReceived)
     assert acts[0].transaction is None
+
+
+def test_request_with_a_malformed_header_nothing_reads_is_handled_as_before() -> None:
+    """Header values are parsed when read: a second Via value or a Contact that does not parse
+    does not stop the transaction layer (it reads the top Via only); the response copies the Via
+    values as they came, and the malformed ones raise, naming the header, if something reads
+    them."""
+    data = (
+        b"REGISTER sip:34020000002000000001@3402000000 SIP/2.0\r\n"
+        b"Via: SIP/2.0/UDP 10.0.0.1:5060;rport;branch=z9hG4bKreg1, not a via\r\n"
+        b"From: <sip:34020000001320000001@3402000000>;tag=d1\r\n"
+        b"To: <sip:34020000001320000001@3402000000>\r\n"
+        b"Call-ID: reg-1\r\nCSeq: 1 REGISTER\r\nContact: <zzz:nothing>\r\n\r\n"
+    )
+    layer = TransactionLayer()
+    acts = layer.receive(parse_message(data), DEVICE, 0.0, reliable=False)
+    rr = next(a for a in acts if isinstance(a, RequestReceived))
+    assert rr.transaction is not None
+    sent = _sends(layer.respond(rr.transaction, make_response(rr.request, 401, to_tag="x"), 0.1))
+    wire = sent[0].message.to_bytes()
+    assert b"Via: SIP/2.0/UDP 10.0.0.1:5060;rport=5060;branch=z9hG4bKreg1;received=" in wire
+    assert b"\r\nVia: not a via\r\n" in wire
+    with pytest.raises(SipParseError) as e:
+        _ = rr.request.vias
+    assert e.value.field == "Via"
+    with pytest.raises(SipParseError) as e:
+        _ = rr.request.contacts
+    assert e.value.field == "Contact"

@@ -395,10 +395,13 @@ class Via:
         return f"SIP/2.0/{self.transport} {hp}{_format_params(dict(self.params))}"
 
 
+_VIA_SENT_BY = re.compile(r"SIP\s*/\s*2\.0\s*/\s*([A-Za-z]+)\s+(\S+)", re.IGNORECASE)
+
+
 def parse_via(text: str) -> Via:
     """Parse one Via value (not a comma-separated list)."""
     base, params = _split_params(text)
-    m = re.fullmatch(r"SIP\s*/\s*2\.0\s*/\s*([A-Za-z]+)\s+(\S+)", base.strip(), re.IGNORECASE)
+    m = _VIA_SENT_BY.fullmatch(base.strip())
     if not m:
         raise SipParseError("Via", "must look like 'SIP/2.0/UDP host[:port]'", text)
     transport = m.group(1).upper()
