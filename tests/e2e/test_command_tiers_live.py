@@ -123,8 +123,12 @@ async def _consoles(net: Net, browser: Any) -> tuple[Any, Any, list[str]]:
     return city, county, errors
 
 
-async def _room_through_a_cut(net: Net) -> str:
-    """Steps 1-2 over the API; the incident's id."""
+DECODING_JS = """([c, n]) => { const t = document.querySelector('[data-testid="tile-0"]');
+    return t?.dataset.code === c && Number(t.dataset.framesDecoded || 0) > n; }"""
+
+
+async def _room_through_a_cut(net: Net, pages: asyncio.Task[tuple[Any, Any, list[str]]]) -> str:
+    """Steps 1-2 (the county's room seen in Chromium during the cut); the incident's id."""
     inc = await net.send("county", "POST", "/api/command/incidents", OPEN)
     iid = inc["id"]
     body = {"action": "feed_on", "code": CAM, "name": "西湖区龙井路口"}
@@ -143,6 +147,13 @@ async def _room_through_a_cut(net: Net) -> str:
         await net.send("county", "POST", f"/api/command/incidents/{iid}/actions", body)
         assert len(await log_at(net, "county", iid)) == 8  # the room works alone
         assert len(await log_at(net, "city", iid)) == 2
+        # ... and its wall plays: the county's page decodes the camera while the uplink is cut.
+        _, county, _ = await pages
+        await county.goto(f"{net.url('county')}/#/command/{iid}")
+        await county.wait_for_function(DECODING_JS, arg=[CAM, 10], timeout=WAIT_MS)
+        seen = int(await county.get_by_test_id("tile-0").get_attribute("data-frames-decoded"))
+        await county.wait_for_function(DECODING_JS, arg=[CAM, seen + 25], timeout=WAIT_MS)
+        await county.wait_for_selector('[data-testid="room-log"][data-count="8"]')
     first = await wait_until(lambda: same_logs(net, iid, 8), "the city's copy catching up", 90)
     assert [e["node"] for e in first] == [net.code("county")] * 8
 
@@ -161,7 +172,7 @@ async def test_the_city_takes_a_county_room_over_and_the_log_flows_both_ways(net
         try:
             # The consoles start while the county's room goes through its cut (steps 1-2).
             pages = asyncio.create_task(_consoles(net, browser))
-            iid = await _room_through_a_cut(net)
+            iid = await _room_through_a_cut(net, pages)
             city, county, errors = await pages
             # 3. In Chromium: the city takes command; the county follows.
             await county.goto(f"{net.url('county')}/#/command/{iid}")
@@ -176,12 +187,7 @@ async def test_the_city_takes_a_county_room_over_and_the_log_flows_both_ways(net
                 net.code("city")
             )
             # The room's wall at the city: the county camera, decoded, through the fabric.
-            await city.wait_for_function(
-                """c => { const t = document.querySelector('[data-testid="tile-0"]');
-                    return t?.dataset.code === c && Number(t.dataset.framesDecoded || 0) > 10; }""",
-                arg=CAM,
-                timeout=WAIT_MS,
-            )
+            await city.wait_for_function(DECODING_JS, arg=[CAM, 10], timeout=WAIT_MS)
             # The county's page: command is at the city; it follows and cannot command.
             await county.wait_for_selector(f'{head}[data-mode="following"]', timeout=WAIT_MS)
             banner = county.get_by_test_id("room-not-here")

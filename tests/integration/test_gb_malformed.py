@@ -1,7 +1,8 @@
 """Malformed SIP through the node's real UDP socket: garbage is dropped with a log line, a
 request whose headers do not parse gets 400 naming the header, a MESSAGE whose MANSCDP body is
-not XML gets 400, a NOTIFY without ``Event`` gets 400 — and the registrar still answers the next
-good REGISTER. (The fuzz harnesses under fuzz/ cover the parsers themselves.)
+not XML gets 400, a NOTIFY without ``Event`` gets 400, malformed headers nothing reads do not stop
+a request — and the registrar still answers the next good REGISTER. (The fuzz harnesses under
+fuzz/ cover the parsers themselves.)
 
 "No answer" is shown without waiting for a time: after each dropped datagram a good request is
 sent, and the first datagram that comes back must be the good request's answer.
@@ -86,6 +87,17 @@ async def test_malformed_requests_get_400_or_are_dropped(
             transport.sendto(broken, dest)
             bad = await answer(peer)
             assert bad.status == 400 and header in bad.reason, bad.reason
+
+        # Headers nothing on the REGISTER path reads, malformed: values are parsed when read
+        # (message.py), so they do not stop the request — it is answered as before (401).
+        unused = "Contact: <zzz:not-a-uri\r\nRecord-Route: ,<\r\nX-Odd: \u00b2\r\n"
+        transport.sendto(request("REGISTER", extra=unused), dest)
+        assert (await answer(peer)).status == 401
+        # A line that is not "Name: value" still makes the datagram malformed: dropped, logged.
+        transport.sendto(request("REGISTER", extra="no colon on this line\r\n"), dest)
+        transport.sendto(request("REGISTER"), dest)
+        assert (await answer(peer)).status == 401
+        assert "line is not 'Name: value'" in caplog.text
 
         # A digest answer with a non-ASCII nonce (found by fuzz/fuzz_sip.py): a new challenge.
         auth = (
