@@ -432,9 +432,10 @@ async def tiers(seconds: float, calls: int, light: int) -> dict[str, Any]:
                 t_click = time.time() * 1000
                 action = {"action": "roll_call", "venue": venue}
                 await net.send("prov", "POST", f"/api/conferences/{conf}/actions", action)
+                answered = time.time() * 1000 - t_click  # the host's answer to the roll call
                 shown = await asyncio.wait_for(asyncio.gather(*waits), 30)
                 roll.append(
-                    {"venue": called}
+                    {"venue": called, "api": round(answered)}
                     | {n: round(t - t_click) for n, t in zip(watchers, shown, strict=True)}
                 )
                 await asyncio.sleep(1.0 + (c % 5) * 0.3)  # another GOP phase next time
@@ -458,10 +459,11 @@ async def tiers(seconds: float, calls: int, light: int) -> dict[str, Any]:
         }
         for n in usage1
     }
-    times = [float(v) for r in roll for k, v in r.items() if k != "venue"]
+    times = [float(v) for r in roll for k, v in r.items() if k not in ("venue", "api")]
     out: dict[str, Any] = {"seconds": round(dt, 1), "links": links, "nodes": nodes}
     if roll:
         out["chromium_roll_call_ms"] = spread(times) | {"calls": roll}
+        out["roll_call_api_answer_ms"] = spread([float(r["api"]) for r in roll])
     if light_result is not None:
         out["light_venues_alongside"] = light_result
     return out

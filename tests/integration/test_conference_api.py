@@ -187,6 +187,46 @@ async def test_chair_actions_change_the_floor_and_are_audited(
     assert bc[0]["username"] == "chair2"
 
 
+async def test_an_action_that_cannot_be_written_down_is_undone(
+    client: httpx.AsyncClient,
+    site: dict[str, str],
+    ctx: NodeContext,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The floor is routed before it is saved (a roll call does not wait for the disk); when the
+    save fails the floor goes back, the chair gets the error, and no ``ok`` row is written."""
+    from vmesh.conference.store import ConferenceStore
+
+    c = (await client.post("/api/conferences", json=BODY, headers=bearer(site["chair"]))).json()
+    url = f"/api/conferences/{c['id']}/actions"
+    h = bearer(site["chair"])
+    r = await client.post(url, json={"action": "broadcast", "venue": CITY_ROOM}, headers=h)
+    assert r.status_code == 200, r.text
+    saved = ConferenceStore.save_state
+    failures = []
+
+    async def disk_full(self: ConferenceStore, conf_id: int, state: dict) -> None:
+        if state.get("mode") == "roll_call":  # only the new floor cannot be written
+            failures.append(state)
+            raise OSError(28, "No space left on device")
+        await saved(self, conf_id, state)
+
+    monkeypatch.setattr(ConferenceStore, "save_state", disk_full)
+    with pytest.raises(OSError):
+        await client.post(url, json={"action": "roll_call", "venue": COUNTY_ROOM}, headers=h)
+    assert failures
+    monkeypatch.setattr(ConferenceStore, "save_state", saved)
+    state = (await client.get(f"/api/conferences/{c['id']}", headers=h)).json()["live"]
+    assert state["floor"]["mode"] == "broadcast" and state["floor"]["subject"] == CITY_ROOM
+    assert await audit(client, site["admin"], "conference.roll_call") == []
+    assert ctx.conferences is not None
+    live = ctx.conferences.running[c["id"]]
+    assert live.floor.subject == CITY_ROOM and live.plan.mode.value == "broadcast"  # re-planned
+    # Once the disk is back, the same roll call goes through.
+    r = await client.post(url, json={"action": "roll_call", "venue": COUNTY_ROOM}, headers=h)
+    assert r.status_code == 200 and r.json()["floor"]["subject"] == COUNTY_ROOM
+
+
 async def test_scheduled_conference_starts_and_ends_and_ended_is_final(
     client: httpx.AsyncClient, site: dict[str, str]
 ) -> None:

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -343,10 +344,12 @@ class LiveConference:
         target: str = "",
         detail: Json | None = None,
     ) -> None:
-        """Apply a chair's (or a venue's) event: refused with the reason or applied, saved,
-        audited, routed and pushed."""
+        """Apply a chair's (or a venue's) event: refused with the reason, or applied — routed and
+        pushed at once (a roll call must not wait for the disk), then saved and audited; if that
+        fails the floor and its routes go back to what they were and the error is raised."""
         async with self.lock:
             audit_detail = {"conference": self.info.id, **(detail or {})}
+            before = copy.deepcopy(self.floor)
             try:
                 self.floor.apply(event)
             except (InvalidInput, Conflict) as e:
@@ -360,11 +363,20 @@ class LiveConference:
                 raise
             if isinstance(event, Tick) or self.floor.mode is Mode.polling:
                 self._next_poll = time.monotonic() + self.floor.poll_seconds
-            await self.store.save_state(self.info.id, self.floor.state())
-            await self.audit.write(
-                who, f"conference.{action}", target or self.info.main, "ok", audit_detail
-            )
             await self._apply()
+            try:
+                await self.store.save_state(self.info.id, self.floor.state())
+                await self.audit.write(
+                    who, f"conference.{action}", target or self.info.main, "ok", audit_detail
+                )
+            except BaseException:
+                log.exception("conference=%d %s not written down: undone", self.info.id, action)
+                self.floor = before
+                with contextlib.suppress(Exception):
+                    await self.store.save_state(self.info.id, before.state())
+                with contextlib.suppress(Exception):
+                    await self._apply()
+                raise
 
     # --- venue pages --------------------------------------------------------------------------
 
