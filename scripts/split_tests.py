@@ -1,12 +1,13 @@
 """Split the test files for ``make test``'s two pytest processes (scripts/test.sh).
 
 ``root``: the integration and end-to-end modules that may bind media ports in the root network
-namespace — Janus, switch inputs, the demo, Chromium, GB/T 28181 simulators, fixed UDP blocks,
-the fabric — so they run one after another in one process.
+namespace — Janus, switch inputs, the demo, GB/T 28181 simulators, fixed UDP blocks — so they
+run one after another in one process.
 ``side``: the modules whose nodes live in network namespaces of their own (``netns.lab`` /
-``netns.vnet``), the other integration modules (API, databases, loopback nats-server, on ports
-the kernel hands out) and the unit tests, which share no fixed port with the first group and run
-beside it. Prints one path per line."""
+``netns.vnet``), the other integration and end-to-end modules (API, databases, loopback
+nats-server, console pages in Chromium without media, on ports the kernel hands out) and the
+unit tests, which share no fixed port with the first group and run beside it. Prints one path
+per line."""
 
 from __future__ import annotations
 
@@ -16,9 +17,13 @@ from pathlib import Path
 
 TESTS = Path(__file__).resolve().parent.parent / "tests"
 USES_NAMESPACES = re.compile(r"\bnetns\.(vnet|lab)\b")
+# What a module uses that binds UDP media ports or fixed ports in the root namespace: a media node
+# (Janus, switch inputs), a switch transport, ffmpeg or ingest, an RTSP server or SIPp peer, the
+# GB/T 28181 stack, recordings, the demo. A module that only mentions media (an ``rtsp_url`` in a
+# directory row, a console page in Chromium with no media) runs beside them.
 MAY_BIND_MEDIA_PORTS = re.compile(
-    r"media|[Jj]anus|demo|port_range|free_udp|gb_|ffmpeg|rtsp|sipp|[Cc]hromium|playwright|switch"
-    r"|ingest|recording|fabric"
+    r"media_node|media_site|free_udp|[Jj]anus|ffmpeg|RtspPeer|peers\.rtsp|sipp|gb_|port_range"
+    r"|demo|SwitchTransport|switch\.transport|ingest|recording|dataplane|udp"
 )
 
 
