@@ -322,8 +322,8 @@ async def run_driver(args: argparse.Namespace) -> None:
 
 
 class GcClock:
-    """A ``gc.callbacks`` entry adding up the seconds spent in collections, and the collections
-    of each generation."""
+    """A ``gc.callbacks`` entry adding up the CPU seconds spent in collections, and the
+    collections of each generation."""
 
     def __init__(self) -> None:
         self.seconds = 0.0
@@ -332,9 +332,9 @@ class GcClock:
 
     def __call__(self, phase: str, info: dict[str, int]) -> None:
         if phase == "start":
-            self._t0 = time.perf_counter()
+            self._t0 = time.process_time()
         else:
-            self.seconds += time.perf_counter() - self._t0
+            self.seconds += time.process_time() - self._t0
             self.by_generation[info["generation"]] += 1
 
 

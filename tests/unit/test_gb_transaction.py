@@ -260,3 +260,17 @@ def test_request_with_a_malformed_header_nothing_reads_is_handled_as_before() ->
     with pytest.raises(SipParseError) as e:
         _ = rr.request.contacts
     assert e.value.field == "Contact"
+
+
+def test_answered_request_lets_go_of_its_parsed_values_and_can_parse_them_again() -> None:
+    layer = TransactionLayer()
+    acts = layer.receive(_request("MESSAGE", branch="z9hG4bKrel"), DEVICE, 0.0, reliable=False)
+    rr = next(a for a in acts if isinstance(a, RequestReceived))
+    assert rr.transaction is not None
+    assert rr.request.from_.tag == "p1" and rr.request.headers._parsed  # parsed while handled
+    layer.respond(rr.transaction, make_response(rr.request, 200), 0.1)
+    assert rr.request.headers._parsed == {}  # held 32 s for Timer J: nothing parsed kept
+    assert rr.request.from_.tag == "p1" and rr.request.top_via.received == "192.168.1.64"
+    # a retransmission still gets the 200 again
+    again = layer.receive(_request("MESSAGE", branch="z9hG4bKrel"), DEVICE, 1.0, reliable=False)
+    assert [a.message.status for a in again if isinstance(a, Send)] == [200]

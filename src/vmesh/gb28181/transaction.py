@@ -405,6 +405,7 @@ class ServerNonInviteTransaction(_Server):
         else:
             self.state = State.completed
             self._start("J", now, 0.0 if self.reliable else 64 * self.timers.t1)
+            self.request.release_parsed()  # answered: only retransmissions (matched by key) come
         return out
 
     def _fire(self, name: str, now: float, out: list[Action]) -> None:
