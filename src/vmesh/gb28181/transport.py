@@ -66,7 +66,8 @@ class SipEndpoint:
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp_server: asyncio.Server | None = None
         self._tcp: dict[Address, asyncio.StreamWriter] = {}
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: asyncio.Handle | None = None
+        self._timer_at = 0.0  # the deadline _timer was armed for
         self._waiters: dict[int, asyncio.Future[SipResponse]] = {}
         self.on_stray_response: Callable[[SipResponse], None] | None = None
 
@@ -205,12 +206,13 @@ class SipEndpoint:
     def _schedule(self) -> None:
         nt = self.layer.next_timer()
         if self._timer is not None:
-            if nt is not None and self._timer.when() == nt:
+            if nt is not None and self._timer_at == nt:
                 return  # still the earliest timer (the common case: a new one came behind it)
             self._timer.cancel()
             self._timer = None
         if nt is not None:
-            self._timer = self._loop.call_at(nt, self._fire)
+            # The deadline is kept here: uvloop's call_at may return a Handle without when().
+            self._timer, self._timer_at = self._loop.call_at(nt, self._fire), nt
 
     def _fire(self) -> None:
         self._timer = None
