@@ -15,6 +15,10 @@ seconds (``time.process_time``) and wall time:
 - ``keepalive``: every device sends a Keepalive each ``--keepalive`` seconds for ``--hold``
   seconds: server CPU share and resident memory with all devices online.
 
+``core``: the storm path of the registrar alone — each device's two REGISTERs (401, then 200 with
+digest) through the SIP core as ``GbService`` handles a refresh, no sockets, asyncio or database,
+pinned to one core: CPU per registration (``--no-gc``: with the garbage collector off).
+
 ``demux``: PS over RTP of an ffmpeg H.264 clip (640x360, 25 fps, 2 s GOP, the simulator's muxer)
 through ``RtpPsReceiver`` (reassembly + demux) on one core: MB/s, packets/s, frames/s.
 
@@ -499,6 +503,101 @@ async def run_registrar(
     }
 
 
+def run_core(args: argparse.Namespace) -> dict[str, Any]:
+    """The registrar's storm path without sockets, asyncio or database: for each device, the
+    REGISTER without credentials (→ 401 with a challenge) and the one with its digest answer
+    (→ 200) through ``parse_message``, ``TransactionLayer.receive``, From/To, the challenge or
+    ``DigestServer.verify``, ``make_response`` + headers, ``TransactionLayer.respond`` and
+    ``to_bytes`` — what ``GbService`` does for a refresh. Only that is timed (CPU), not the
+    device side, which is prepared outside the clock."""
+    from vmesh.gb28181.devices import device_kind
+    from vmesh.gb28181.digest import DigestServer
+    from vmesh.gb28181.transaction import RequestReceived, TransactionLayer
+
+    os.sched_setaffinity(0, {0})
+    server = DigestServer(DOMAIN)
+    layer = TransactionLayer()
+    source = ("127.0.0.1", 40000)
+    uri = SipUri(host="127.0.0.1", user=NODE_CODE, port=5060)
+
+    def register(code: str, call_id: str, extra: list[tuple[str, str]]) -> bytes:
+        h = Headers()
+        h.add("Via", f"SIP/2.0/UDP {source[0]}:{source[1]};rport;branch={new_branch()}")
+        h.add("From", f"<sip:{code}@{DOMAIN}>;tag={call_id[-8:]}")
+        h.add("To", f"<sip:{code}@{DOMAIN}>")
+        h.add("Call-ID", call_id)
+        h.add("CSeq", "2 REGISTER")
+        h.add("Max-Forwards", "70")
+        h.add("Contact", f"<sip:{code}@{source[0]}:{source[1]}>")
+        h.add("Expires", "3600")
+        for k, v in extra:
+            h.add(k, v)
+        return SipRequest(headers=h, method="REGISTER", uri=uri).to_bytes()
+
+    def node(data: bytes, now: float) -> bytes:
+        """What the node does with one datagram; the response's bytes."""
+        out = b""
+        for action in layer.receive(parse_message(data), source, now, reliable=False):
+            if not isinstance(action, RequestReceived) or action.transaction is None:
+                continue
+            req = action.request
+            code = req.from_.uri.user or ""
+            _ = req.to.uri
+            auth = req.headers.get("Authorization")
+            if auth is None:
+                device_kind(code)
+                resp = make_response(req, 401, to_tag=secrets.token_hex(4))
+                resp.headers.add("WWW-Authenticate", server.challenge(time.time()))
+            else:
+                _ = req.expires
+                verdict = server.verify(auth, "REGISTER", lambda user: PASSWORD, time.time())
+                if not verdict.ok:
+                    raise RuntimeError(f"digest refused: {verdict.reason}")
+                resp = make_response(req, 200, to_tag=secrets.token_hex(4))
+                resp.headers.add("Expires", "3600")
+                resp.headers.add("Date", time.strftime("%Y-%m-%dT%H:%M:%S"))
+            for send in layer.respond(action.transaction, resp, now):
+                out = send.message.to_bytes()
+            layer.next_timer()
+        return out
+
+    if args.no_gc:
+        gc.disable()
+    codes = [device_code(i) for i in range(args.devices)]
+    first = [register(c, f"reg-{c}-{secrets.token_hex(4)}", []) for c in codes]
+    t0 = time.process_time()
+    challenges = [node(d, 0.0) for d in first]
+    cpu = time.process_time() - t0
+    answers = []
+    for c, data in zip(codes, challenges, strict=True):
+        r = parse_message(data)
+        auth = answer_challenge(
+            r.headers.get("WWW-Authenticate") or "",
+            method="REGISTER",
+            uri=str(uri),
+            username=c,
+            password=PASSWORD,
+        )
+        answers.append(register(c, r.call_id, [("Authorization", auth)]))
+    t0 = time.process_time()
+    statuses = [parse_message(node(d, 0.1)) for d in answers]
+    cpu += time.process_time() - t0
+    gc.enable()
+    ok = sum(isinstance(r, SipResponse) and r.status == 200 for r in statuses)
+    return {
+        "benchmark": "gb28181.core",
+        "devices": args.devices,
+        "gc": not args.no_gc,
+        "registrations_ok": ok,
+        "cpu_s": round(cpu, 3),
+        "us_per_registration": round(cpu / args.devices * 1e6, 1),
+        "registrations_per_cpu_s": round(args.devices / cpu, 1),
+        "machine": machine(),
+        "pinned_cpu": 0,
+        "command": " ".join(["python", *sys.argv]),
+    }
+
+
 def run_demux(args: argparse.Namespace) -> dict[str, Any]:
     from peers.gb_device_sim import h264_clip
     from vmesh.gb28181.ps import (
@@ -696,6 +795,9 @@ def main() -> None:
         help="with --profile: profile only this phase (e.g. storm: the REGISTER refresh path)",
     )
     d.add_argument("--port", type=int, required=True)
+    c = sub.add_parser("core")
+    c.add_argument("--devices", type=int, default=3000)
+    c.add_argument("--no-gc", action="store_true", help="garbage collector off while it runs")
     m = sub.add_parser("demux")
     m.add_argument("--loops", type=int, default=20)
     m.add_argument(
@@ -724,6 +826,8 @@ def main() -> None:
         pstats.Stats(prof, stream=sys.stderr).sort_stats("tottime").print_stats(40)
     elif args.what == "registrar":
         out = asyncio.run(run_registrar(args))
+    elif args.what == "core":
+        out = run_core(args)
     elif args.what == "demux":
         out = run_demux_ffmpeg(args) if args.source == "ffmpeg" else run_demux(args)
     else:

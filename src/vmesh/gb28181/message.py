@@ -315,14 +315,8 @@ class NameAddr:
 def parse_name_addr(text: str, field: str = "From") -> NameAddr:
     """Parse ``"Name" <sip:…>;tag=x`` or the bare ``sip:…;tag=x`` form.
 
-    Short values are cached like URIs: a device's To, and its From within one call (the
-    REGISTER that answers a 401 repeats it), come again."""
-    if len(text) <= 256:
-        return _parse_name_addr_cached(text, field)
-    return _parse_name_addr(text, field)
-
-
-def _parse_name_addr(text: str, field: str) -> NameAddr:
+    Not cached across messages (unlike URIs): From values differ by tag, and such a cache churns
+    objects the garbage collector then walks; each message keeps its own parse."""
     t = text.strip()
     if t == "*":
         return NameAddr(SipUri(host="*"), wildcard=True)
@@ -340,9 +334,6 @@ def _parse_name_addr(text: str, field: str) -> NameAddr:
     # Bare addr-spec: parameters after the URI belong to the header (RFC 3261 §20.10).
     base, params = _split_params(t)
     return NameAddr(parse_uri(base, field), None, tuple(params.items()))
-
-
-_parse_name_addr_cached = functools.lru_cache(maxsize=4096)(_parse_name_addr)
 
 
 # ------------------------------------------------------------------------------------------- Via
