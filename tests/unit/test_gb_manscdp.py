@@ -146,6 +146,10 @@ def test_keepalive_and_bare_ampersand_and_unknown() -> None:
         (b"<Notify><CmdType>Keepalive</CmdType><SN>1</SN></Notify>", "DeviceID"),
         (b"<Notify><CmdType>Keepalive</CmdType><SN>x</SN><DeviceID>1</DeviceID></Notify>", "SN"),
         (
+            "<Notify><CmdType>Keepalive</CmdType><SN>\u00b2</SN><DeviceID>1</DeviceID></Notify>".encode(),
+            "SN",
+        ),
+        (
             b"<Response><CmdType>Catalog</CmdType><SN>1</SN><DeviceID>1</DeviceID></Response>",
             "SumNum",
         ),

@@ -99,6 +99,10 @@ def test_playback_offer_with_tcp_passive() -> None:
         ("v=0\nm=video 1 RTP/AVP 96\ny=9999999999\n", "y"),
         ("v=0\nt=now\nm=video 1 RTP/AVP 96\n", "t"),
         ("v=1\nm=video 1 RTP/AVP 96\n", "v"),
+        # "²" is a digit to str.isdigit but not to int(): refused by name, not a ValueError
+        ("v=0\nt=\u00b2 0\nm=video 1 RTP/AVP 96\n", "t"),
+        ("v=0\nm=video \u00b2 RTP/AVP 96\n", "m"),
+        ("v=0\nm=video 1 RTP/AVP 96\na=rtpmap:\u00b2 PS/90000\n", "a=rtpmap"),
     ],
 )
 def test_bad_sdp_names_the_line(text: str, field: str) -> None:
@@ -134,3 +138,8 @@ def test_ssrc_reserve_adopts_a_device_chosen_value() -> None:
     assert alloc.release("0123456789", 0.0) and alloc.in_use == 0
     with pytest.raises(SdpError):
         SsrcAllocator("34020")
+
+
+def test_superscript_digits_in_ignored_places_are_ignored() -> None:
+    sdp = parse_sdp("v=0\nm=video 1 RTP/AVP 96 \u00b2\na=downloadspeed:\u00b2\n")
+    assert sdp.payload_types == [96] and sdp.download_speed is None

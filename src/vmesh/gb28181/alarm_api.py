@@ -28,6 +28,7 @@ from vmesh.auth.principal import Principal
 from vmesh.directory.models import Entry
 from vmesh.errors import InvalidInput, NotFound
 from vmesh.gb28181.alarms import METHODS, AlarmRow
+from vmesh.gb28181.message import ascii_digits
 from vmesh.node.context import NodeContext
 from vmesh.recording.playback import segments_in
 
@@ -53,7 +54,7 @@ def _time(name: str, v: str | None) -> float | None:
 
 def _code(name: str, v: str) -> str:
     v = v.strip()
-    if v and not (len(v) == 20 and v.isdigit()):
+    if v and not (len(v) == 20 and ascii_digits(v)):
         raise InvalidInput.one(name, "must be a 20-digit code", v)
     return v
 

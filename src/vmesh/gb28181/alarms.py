@@ -44,6 +44,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from vmesh.audit.log import Actor, AuditLog
 from vmesh.gb28181.manscdp import AlarmNotify, ManscdpError
+from vmesh.gb28181.message import ascii_digits
 from vmesh.storage.db import Base, Database
 
 if TYPE_CHECKING:
@@ -108,7 +109,7 @@ def _int_in(msg_value: str | None, tag: str, lo: int, hi: int, meaning: str) -> 
 def alarm_from_notify(msg: AlarmNotify, sender: str) -> Alarm:
     """The checked alarm of ``msg`` sent by device ``sender``; ``ManscdpError`` names what is
     wrong."""
-    if not (len(msg.device_id) == 20 and msg.device_id.isdigit()):
+    if not (len(msg.device_id) == 20 and ascii_digits(msg.device_id)):
         raise ManscdpError("DeviceID", "must be the channel's 20-digit code", msg.device_id)
     priority = _int_in(msg.priority, "AlarmPriority", 1, 4, "1 = highest")
     methods = ", ".join(f"{k} {v}" for k, v in METHODS.items())
@@ -120,7 +121,7 @@ def alarm_from_notify(msg: AlarmNotify, sender: str) -> Alarm:
     except ValueError:
         raise ManscdpError("AlarmTime", "must be YYYY-MM-DDTHH:MM:SS", msg.time) from None
     alarm_type = (msg.alarm_type or "").strip()
-    if alarm_type and not (alarm_type.isdigit() and len(alarm_type) <= 4):
+    if alarm_type and not (ascii_digits(alarm_type) and len(alarm_type) <= 4):
         raise ManscdpError("Info.AlarmType", "must be a number of at most 4 digits", alarm_type)
     desc = (msg.description or "").strip()
     if len(desc) > MAX_DESCRIPTION:

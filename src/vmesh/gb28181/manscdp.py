@@ -42,6 +42,7 @@ from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, ClassVar
 
 from vmesh.errors import FieldError, InvalidInput
+from vmesh.gb28181.message import ascii_digits
 
 log = logging.getLogger(__name__)
 
@@ -633,7 +634,7 @@ def decode_manscdp(body: bytes) -> Decoded:
     msg: Message
     if cls is None:
         sn_text = _child(root, "SN")
-        sn = int(sn_text) if sn_text and sn_text.isdigit() else None
+        sn = int(sn_text) if sn_text and ascii_digits(sn_text) else None
         flat = {ch.tag: (ch.text or "").strip() for ch in root if len(ch) == 0}
         msg = UnknownMessage(root.tag, cmd, device_id, sn, flat)
         return Decoded(msg, charset)
@@ -654,7 +655,7 @@ def decode_manscdp(body: bytes) -> Decoded:
         info = root.find("Info")
         prio = _child(info, "ControlPriority") if info is not None else None
         msg = PtzControl(
-            device_id, sn, parse_ptz_cmd(ptz), int(prio) if prio and prio.isdigit() else 5
+            device_id, sn, parse_ptz_cmd(ptz), int(prio) if prio and ascii_digits(prio) else 5
         )
     else:
         kw = _fill(cls, root, _FLAT[cls])

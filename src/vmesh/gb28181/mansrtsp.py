@@ -22,6 +22,7 @@ import math
 from dataclasses import dataclass
 
 from vmesh.errors import FieldError, InvalidInput
+from vmesh.gb28181.message import ascii_digits
 
 CONTENT_TYPE = "Application/MANSRTSP"
 SCALES = (0.25, 0.5, 1.0, 2.0, 4.0)
@@ -95,7 +96,7 @@ def parse(body: bytes) -> MansrtspRequest:
         if sep:
             headers[name.strip().lower()] = value.strip()
     raw_cseq = headers.get("cseq", "")
-    if not raw_cseq.isdigit():
+    if not ascii_digits(raw_cseq):
         raise MansrtspError("CSeq", "must be a number", raw_cseq or None)
     npt: float | None = None
     sc: float | None = None

@@ -270,7 +270,7 @@ def _parse_uri(text: str, field: str) -> SipUri:
 _HOST = re.compile(r"[A-Za-z0-9.\-_:]+")
 
 
-def _digits(s: str) -> bool:
+def ascii_digits(s: str) -> bool:
     """ASCII digits only: ``str.isdigit`` also says yes to "²", which ``int`` refuses."""
     return s.isascii() and s.isdigit()
 
@@ -279,7 +279,7 @@ _parse_uri_cached = functools.lru_cache(maxsize=4096)(_parse_uri)
 
 
 def _port(p: str, field: str, text: str) -> int:
-    if not _digits(p) or not 0 < int(p) <= 65535:
+    if not ascii_digits(p) or not 0 < int(p) <= 65535:
         raise SipParseError(field, "port must be a number from 1 to 65535", text)
     return int(p)
 
@@ -363,7 +363,7 @@ class Via:
     @property
     def rport(self) -> int | None:
         v = dict(self.params).get("rport")
-        return int(v) if v and _digits(v) else None
+        return int(v) if v and ascii_digits(v) else None
 
     @property
     def sent_by(self) -> tuple[str, int]:
@@ -425,7 +425,7 @@ class CSeq:
 
 def parse_cseq(text: str) -> CSeq:
     parts = text.split()
-    if len(parts) != 2 or not _digits(parts[0]) or not _TOKEN.match(parts[1]):
+    if len(parts) != 2 or not ascii_digits(parts[0]) or not _TOKEN.match(parts[1]):
         raise SipParseError("CSeq", "must be '<number> <METHOD>'", text)
     seq = int(parts[0])
     if seq >= 2**31:
@@ -625,7 +625,7 @@ class _MessageBase:
         if v is None:
             return None
         v = v.strip()
-        if not _digits(v):
+        if not ascii_digits(v):
             raise SipParseError("Expires", "must be a number of seconds", v)
         return int(v)
 
@@ -771,7 +771,7 @@ def _parse_head(head: bytes) -> tuple[SipRequest | SipResponse, int | None]:
     length: int | None = None
     if "Content-Length" in names:
         cl = headers.get("Content-Length") or ""
-        if not _digits(cl):
+        if not ascii_digits(cl):
             raise SipParseError("Content-Length", "must be a non-negative number", cl)
         length = int(cl)
     for required in _REQUIRED:

@@ -33,6 +33,7 @@ from typing import Any
 
 from vmesh.auth.principal import Principal
 from vmesh.errors import InvalidInput, VmeshError
+from vmesh.gb28181.message import ascii_digits
 from vmesh.gb28181.playback import GbPlaybackSource, GbPlaybackSpec, playback_key
 from vmesh.ingest.status import IngestState
 from vmesh.recording.access import authorise_playback
@@ -91,7 +92,7 @@ class GbPlaybackPage:
         if gb is None:
             raise InvalidInput.one("code", "GB/T 28181 is not running on this node")
         code = msg.get("code")
-        if not isinstance(code, str) or len(code) != 20 or not code.isdigit():
+        if not isinstance(code, str) or len(code) != 20 or not ascii_digits(code):
             raise InvalidInput.one("code", "must be a 20-digit channel code", code)
         start, end = _number(msg, "start"), _number(msg, "end")
         cam = await authorise_playback(self.ctx, self.principal, code, "gb28181.playback")

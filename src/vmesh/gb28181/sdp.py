@@ -22,6 +22,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from vmesh.errors import FieldError, InvalidInput, VmeshError
+from vmesh.gb28181.message import ascii_digits
 
 
 class SdpError(InvalidInput):
@@ -146,7 +147,7 @@ def parse_sdp(data: bytes | str) -> GbSdp:
             sdp.connection_address = parts[2].split("/")[0]
         elif kind == "t":
             parts = value.split()
-            if len(parts) != 2 or not all(p.isdigit() for p in parts):
+            if len(parts) != 2 or not all(ascii_digits(p) for p in parts):
                 raise SdpError("t", "must be two integers", value)
             sdp.start, sdp.stop = int(parts[0]), int(parts[1])
         elif kind == "m":
@@ -155,14 +156,14 @@ def parse_sdp(data: bytes | str) -> GbSdp:
                 continue
             seen_media = True
             parts = value.split()
-            if len(parts) < 3 or not parts[1].split("/")[0].isdigit():
+            if len(parts) < 3 or not ascii_digits(parts[1].split("/")[0]):
                 raise SdpError("m", "must be 'media port proto fmt…'", value)
             sdp.media_type = parts[0]
             sdp.port = int(parts[1].split("/")[0])
             if sdp.port > 65535:
                 raise SdpError("m.port", "must be between 0 and 65535", sdp.port)
             sdp.tcp = parts[2].upper().startswith("TCP")
-            sdp.payload_types = [int(p) for p in parts[3:] if p.isdigit()]
+            sdp.payload_types = [int(p) for p in parts[3:] if ascii_digits(p)]
         elif kind == "a":
             _attribute(sdp, value)
         elif kind == "y":
@@ -186,14 +187,14 @@ def _attribute(sdp: GbSdp, value: str) -> None:
         sdp.direction = name
     elif name == "rtpmap":
         pt, _, enc = arg.partition(" ")
-        if not pt.isdigit():
+        if not ascii_digits(pt):
             raise SdpError("a=rtpmap", "payload type must be a number", value)
         sdp.rtpmap[int(pt)] = enc.strip()
     elif name == "setup":
         sdp.setup = arg.strip()
     elif name == "connection":
         sdp.connection_new = arg.strip() == "new"
-    elif name == "downloadspeed" and arg.strip().isdigit():
+    elif name == "downloadspeed" and ascii_digits(arg.strip()):
         sdp.download_speed = int(arg)
     else:
         sdp.extra_attributes.append(value)

@@ -38,7 +38,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from vmesh.gb28181.message import SipRequest
+from vmesh.gb28181.message import SipRequest, ascii_digits
 from vmesh.gb28181.ps import PsCodec, Rfc4571Deframer, RtpPacketizer, RtpPsReceiver
 from vmesh.gb28181.sdp import GbSdp, parse_sdp
 from vmesh.ingest.status import Failure, FailureKind, IngestState, IngestStatus
@@ -67,9 +67,9 @@ class GbSpec:
 
         device = attrs.get("gb_device")
         channel = attrs.get("gb_channel") or code
-        if not isinstance(device, str) or len(device) != 20 or not device.isdigit():
+        if not isinstance(device, str) or len(device) != 20 or not ascii_digits(device):
             raise InvalidInput.one("attrs.gb_device", "must be the 20-digit code of the device")
-        if not isinstance(channel, str) or len(channel) != 20 or not channel.isdigit():
+        if not isinstance(channel, str) or len(channel) != 20 or not ascii_digits(channel):
             raise InvalidInput.one("attrs.gb_channel", "must be a 20-digit channel code")
         media = attrs.get("gb_media") or ""
         if media not in ("", *MEDIA_MODES):
