@@ -309,7 +309,7 @@ class LiveConference:
         """A venue's camera (or screen) went live again — its page published anew after its
         connection failed: its new switch inputs replace the old, so route every tile again."""
         code = str(fw.code)
-        venue = code[: -len(CONTENT_SUFFIX)] if code.endswith(CONTENT_SUFFIX) else code
+        venue = code.removesuffix(CONTENT_SUFFIX)
         if venue in self.floor.all:
             t = asyncio.create_task(self._on_feed())
             self._pushes.add(t)
@@ -473,7 +473,7 @@ class LiveConference:
 
     def node_of(self, code: str) -> str:
         """The node ``code`` (a venue, or its content) publishes at."""
-        base = code[: -len(CONTENT_SUFFIX)] if code.endswith(CONTENT_SUFFIX) else code
+        base = code.removesuffix(CONTENT_SUFFIX)
         v = self.info.venue(base)
         return v.node if v is not None and v.node else self.info.host_node
 

@@ -102,6 +102,7 @@ from vmesh.gb28181.message import (
     SipRequest,
     SipResponse,
     SipUri,
+    ascii_digits,
     make_response,
 )
 from vmesh.gb28181.playback import GbPlaybackSource, GbPlaybackSpec, media_status
@@ -1004,7 +1005,7 @@ def _requested_expires(req: SipRequest) -> int:
         if expires is None:
             contacts = req.contacts
             ce = contacts[0].param("expires") if contacts else None
-            expires = int(ce) if ce and ce.isascii() and ce.isdigit() else 3600
+            expires = int(ce) if ce and ascii_digits(ce) else 3600
     except SipParseError:
         expires = 3600
     return expires

@@ -382,26 +382,22 @@ class LiveSession:
             with contextlib.suppress(Exception):
                 await t.handle.detach()
 
-    def _retry(self, t: _Tile) -> bool:
-        """Whether the tile's error is its connection's, which watching again may cure."""
+    def _state(self, t: _Tile) -> tuple[str, str, bool]:
+        """State, reason, and whether the error is the connection's (watching again may cure
+        it: Janus hung up, or the page's Janus session was lost)."""
         if t.error:
-            return t.retry
-        return self._janus is not None and self._janus.closed.is_set()
-
-    def _state(self, t: _Tile) -> tuple[str, str]:
-        if t.error:
-            return "error", t.error
+            return "error", t.error, t.retry
         if self._janus is not None and self._janus.closed.is_set():
-            return "error", f"video edge session {self._janus.close_reason}; watch again"
+            return "error", f"video edge session {self._janus.close_reason}; watch again", True
         sig = self.media.signal_of(t.code)
         if sig.state in ("error", "no_signal"):
-            return sig.state, sig.reason
+            return sig.state, sig.reason, False
         if not t.webrtc_up:
-            return "connecting", ""
-        return sig.state, sig.reason
+            return "connecting", "", False
+        return sig.state, sig.reason, False
 
     async def _push(self, t: _Tile, force: bool = False) -> None:
-        state, reason = self._state(t)
+        state, reason, retry = self._state(t)
         key = (state, reason, t.code)
         if not force and key == t.last_sent:
             return
@@ -415,7 +411,7 @@ class LiveSession:
                 "code": t.code,
                 "name": t.name,
                 "channel": t.channel.index,
-                "retry": state == "error" and self._retry(t),
+                "retry": retry,
             }
         )
 

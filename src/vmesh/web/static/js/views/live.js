@@ -59,12 +59,11 @@ export class LiveClient {
   /** Like watch, opened by another message of the same socket (a GB/T 28181 device recording:
    *  {type: "gb_playback", code, start, end}); the node answers with the tile's offer. */
   openWith(tile, msg, video) {
-    const backoff = this.players.get(tile)?.backoff;
     this.dropPlayer(tile);
     const p = new TilePlayer(this, tile, video, { ...msg, tile });
-    if (backoff) p.backoff = backoff;
     this.players.set(tile, p);
     this.send(p.opening);
+    return p;
   }
 
   /** Same tile, same connection, another camera. */
@@ -84,7 +83,7 @@ export class LiveClient {
     p.reopenTimer = setTimeout(() => {
       p.reopenTimer = null;
       if (this.closed || this.players.get(p.tile) !== p) return;
-      this.openWith(p.tile, p.opening, p.video);
+      this.openWith(p.tile, p.opening, p.video).backoff = p.backoff; // still failing: wait longer
     }, wait);
   }
 
