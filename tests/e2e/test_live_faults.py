@@ -97,7 +97,8 @@ def test_each_fault_shows_its_state_while_another_tile_keeps_playing(
     pages, node: Node, servers
 ) -> None:  # type: ignore[no-untyped-def]
     page = pages()
-    log_in(page, node.base_url, *XIHU_OPERATOR, hash_="#/wall")
+    # The readiness bound of the tiles (the login page under a busy machine took over 15 s once).
+    log_in(page, node.base_url, *XIHU_OPERATOR, hash_="#/wall", timeout_ms=PLAY_TIMEOUT_MS)
     page.get_by_test_id("layout-9").click()
     assign(page, SYNTHETIC, 0)
     expect(page.get_by_test_id("tile-0")).to_have_attribute(
