@@ -613,20 +613,27 @@ class MediaService:
 
     async def _linger(self, src: _Source) -> None:
         await asyncio.sleep(self.config.source_linger_seconds)
-        if src.channels:
-            return
-        src.linger = None
-        await self._stop_source(src)
+        # Under the camera's lock: a viewer who comes while the source stops waits for it to be
+        # gone, then starts a new one (never "input … already exists").
+        async with self._source_locks.setdefault(src.code, asyncio.Lock()):
+            if src.channels or self._sources.get(src.code) is not src:
+                return
+            src.linger = None
+            await self._stop_source(src)
 
     async def _stop_source(self, src: _Source) -> None:
         if self._sources.get(src.code) is src:
             del self._sources[src.code]
         if src.linger is not None and src.linger is not asyncio.current_task():
             src.linger.cancel()
-        if src.camera is not None:
-            await src.camera.stop()
+        # Its switch inputs go first (nothing routes to a stopping camera); its ports stay taken
+        # until the process is gone, so no other camera's source is handed them meanwhile.
         self._remove_inputs(src)
-        self._used_input_bases.discard(src.port_base)
+        try:
+            if src.camera is not None:
+                await src.camera.stop()
+        finally:
+            self._used_input_bases.discard(src.port_base)
         log.info("media source=%s stopped", src.code)
 
     def _remove_inputs(self, src: _Source) -> None:
