@@ -95,8 +95,9 @@ async def _seen(pages: dict[str, Any], net: Net) -> dict[str, Any]:
         out[name] = await page.evaluate(TILES_JS)
     for n in net.logs:
         lines = net.logs[n].read_text(errors="replace").splitlines()
-        keep = ("WARN", "ERROR", "publish", "janus", "Janus")
-        out[f"log-{n}"] = [ln[:300] for ln in lines if any(k in ln for k in keep)][-12:]
+        keep = ("WARN", "ERROR", "publish", "fabric", "conference", "Janus")
+        lines = [ln for ln in lines if " httpx " not in ln]  # Janus's API polls drown the rest
+        out[f"log-{n}"] = [ln[:300] for ln in lines if any(k in ln for k in keep)][-16:]
     return out
 
 
@@ -105,7 +106,8 @@ TILES_JS = """() => ({
   bar: [...document.querySelectorAll('.venue-bar, [data-testid=venue-problem],'
     + ' [data-testid=petition-problem]')].map((e) => e.textContent),
   tiles: [...document.querySelectorAll('[data-testid^="venue-tile-v"]')].map((t) =>
-    t.dataset.testid + ':' + t.textContent + ':' + JSON.stringify(window.__vm.colour(
+    t.dataset.testid + ':' + t.textContent + ':' + t.dataset.state + ':' + (t.dataset.reason || '')
+      + ':' + JSON.stringify(window.__vm.colour(
       '[data-testid="venue-media-' + t.dataset.testid.slice(11) + '"]'))),
 })"""
 

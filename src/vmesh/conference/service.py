@@ -172,8 +172,13 @@ class FabricFeeds:
     ``RelayedConference`` alike.
 
     ``sync(fabric, wanted)`` acquires every wanted stream not yet here in the background (a slow
-    node must not hold the floor; a failure is retried by a later sync, 2 s on), calling
-    ``on_acquired()`` after each, and lets go of those no tile wants any more."""
+    node must not hold the floor), calling ``on_acquired()`` after each, and lets go of those no
+    tile wants any more. A stream that cannot be had yet (its venue not yet publishing, a link
+    down) is asked for again, ``RETRY_FIRST`` and then up to ``RETRY_MAX`` s apart, for as long as a tile
+    wants it: no later layout change is needed to bring it (one once never came, and a township's
+    tile stayed black for a whole session)."""
+
+    RETRY_FIRST, RETRY_MAX = 1.0, 8.0
 
     def __init__(
         self, viewer: str, user: str, label: str, on_acquired: Callable[[], Awaitable[None]]
@@ -183,37 +188,59 @@ class FabricFeeds:
         self.label = label
         self.on_acquired = on_acquired
         self.inputs: dict[str, str] = {}
+        self.wanted: dict[str, str] = {}
         self._acquiring: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def sync(self, fabric: Any, wanted: dict[str, str]) -> None:
         """``wanted``: stream -> the node it comes from."""
+        self.wanted = dict(wanted)
         for stream in list(self.inputs):
             if stream not in wanted:
                 del self.inputs[stream]
                 with contextlib.suppress(Exception):
                     await fabric.release(stream, self.viewer)
-        for stream, node in wanted.items():
+        for stream in wanted:
             if stream in self.inputs or stream in self._acquiring:
                 continue
             self._acquiring.add(stream)
-            t = asyncio.create_task(self._acquire(fabric, stream, node))
+            t = asyncio.create_task(self._acquire(fabric, stream))
             self._tasks.add(t)
             t.add_done_callback(self._tasks.discard)
 
-    async def _acquire(self, fabric: Any, stream: str, node: str) -> None:
+    async def _acquire(self, fabric: Any, stream: str) -> None:
+        pause = self.RETRY_FIRST
         try:
-            input_id = await fabric.acquire(stream, node, self.viewer, self.user)
-        except Exception as e:
-            log.warning("%s: stream %s not carried here: %s", self.label, stream, e)
-            await asyncio.sleep(2.0)  # retried by a later sync
+            while (node := self.wanted.get(stream)) is not None:
+                try:
+                    input_id = await fabric.acquire(stream, node, self.viewer, self.user)
+                except Exception as e:
+                    log.warning(
+                        "%s: stream %s not carried here yet (again in %g s): %s",
+                        self.label, stream, pause, e,
+                    )  # fmt: skip
+                    await asyncio.sleep(pause)
+                    pause = min(pause * 2, self.RETRY_MAX)
+                    continue
+                if stream not in self.wanted:  # no tile wants it any more
+                    with contextlib.suppress(Exception):
+                        await fabric.release(stream, self.viewer)
+                    return
+                self.inputs[stream] = input_id
+                break
+            else:
+                return
+        finally:
             self._acquiring.discard(stream)
-            return
-        self._acquiring.discard(stream)
-        self.inputs[stream] = input_id
         await self.on_acquired()
 
+    def stop(self) -> None:
+        """Stop asking for streams (the conference or relay ends): a pending acquisition lets go
+        of its stream when it comes (never cancelled half-way through the fabric's hops)."""
+        self.wanted = {}
+
     async def release_all(self, fabric: Any) -> None:
+        self.stop()
         for stream in list(self.inputs):
             del self.inputs[stream]
             if fabric is not None:
