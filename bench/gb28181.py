@@ -342,6 +342,29 @@ class GcClock:
             self.by_generation[info["generation"]] += 1
 
 
+def settle_node_gc(mode: str) -> dict[str, Any]:
+    """What ``vmesh node run`` does to the garbage collector once started (``node``: whatever
+    this tree's ``vmesh.node.gc_tuning`` does; nothing in a tree without it, as before run E),
+    ``freeze`` only, ``thresholds`` only, or nothing (``default``)."""
+    out: dict[str, Any] = {"mode": mode}
+    if mode == "node":
+        try:
+            from vmesh.node.gc_tuning import settle_gc
+        except ImportError:
+            out["applied"] = "nothing (this tree's node does not tune the collector)"
+        else:
+            settle_gc()
+    elif mode == "freeze":
+        gc.collect()
+        gc.freeze()
+    elif mode == "thresholds":
+        from vmesh.node.gc_tuning import GC_THRESHOLDS
+
+        gc.set_threshold(*GC_THRESHOLDS)
+    out["frozen"], out["thresholds"] = gc.get_freeze_count(), gc.get_threshold()
+    return out
+
+
 async def settle(gb: Any, limit: float = 120.0) -> float:
     """Wait until the node's own tasks (queries after registration, their directory writes,
     subscriptions) are done and the write-behind batch is written; the seconds it took."""
@@ -407,6 +430,7 @@ async def run_registrar(
         ctx.audit,
     )
     await gb.start()
+    gc_setup = settle_node_gc(args.gc)
     assert gb.endpoint is not None and gb.endpoint._udp is not None
     sock = gb.endpoint._udp.get_extra_info("socket")
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
@@ -495,6 +519,7 @@ async def run_registrar(
         "window": args.window,
         "keepalive_interval_s": args.keepalive,
         "rss_before_mb": rss0,
+        "gc_setup": gc_setup,
         "phases": phases,
         "machine": machine(),
         "server_pinned_cpu": 0,
@@ -512,11 +537,12 @@ def run_core(args: argparse.Namespace) -> dict[str, Any]:
     device side, which is prepared outside the clock."""
     from vmesh.gb28181.devices import device_kind
     from vmesh.gb28181.digest import DigestServer
-    from vmesh.gb28181.transaction import RequestReceived, TransactionLayer
+    from vmesh.gb28181.transaction import RequestReceived, Send, TransactionLayer
 
     os.sched_setaffinity(0, {0})
     server = DigestServer(DOMAIN)
     layer = TransactionLayer()
+    challenge_respond = getattr(layer, "respond_stateless", layer.respond)
     source = ("127.0.0.1", 40000)
     uri = SipUri(host="127.0.0.1", user=NODE_CODE, port=5060)
 
@@ -556,11 +582,15 @@ def run_core(args: argparse.Namespace) -> dict[str, Any]:
                 resp = make_response(req, 200, to_tag=secrets.token_hex(4))
                 resp.headers.add("Expires", "3600")
                 resp.headers.add("Date", time.strftime("%Y-%m-%dT%H:%M:%S"))
-            for send in layer.respond(action.transaction, resp, now):
-                out = send.message.to_bytes()
+            # The 401 as the service answers it: statelessly where this tree can (run E on).
+            respond = layer.respond if auth is not None else challenge_respond
+            for send in respond(action.transaction, resp, now):
+                if isinstance(send, Send):
+                    out = send.message.to_bytes()
             layer.next_timer()
         return out
 
+    gc_setup = settle_node_gc(args.gc)
     if args.no_gc:
         gc.disable()
     codes = [device_code(i) for i in range(args.devices)]
@@ -588,6 +618,8 @@ def run_core(args: argparse.Namespace) -> dict[str, Any]:
         "benchmark": "gb28181.core",
         "devices": args.devices,
         "gc": not args.no_gc,
+        "gc_setup": gc_setup,
+        "challenge_stateless": challenge_respond != layer.respond,
         "registrations_ok": ok,
         "cpu_s": round(cpu, 3),
         "us_per_registration": round(cpu / args.devices * 1e6, 1),
@@ -798,6 +830,14 @@ def main() -> None:
     c = sub.add_parser("core")
     c.add_argument("--devices", type=int, default=3000)
     c.add_argument("--no-gc", action="store_true", help="garbage collector off while it runs")
+    for p in (r, c):
+        p.add_argument(
+            "--gc",
+            choices=("node", "default", "freeze", "thresholds"),
+            default="node",
+            help="the collector once started: as `vmesh node run` does (node), untouched "
+            "(default), gc.freeze() only, the node's thresholds only",
+        )
     m = sub.add_parser("demux")
     m.add_argument("--loops", type=int, default=20)
     m.add_argument(

@@ -2,12 +2,15 @@
 simulated device (tests/peers/gb_device_sim.py) over real UDP: digest registration (and refusal),
 keepalive → online, silence → offline, catalog → channels in the directory, DeviceInfo in attrs,
 live INVITE → PS over RTP demuxed into a real switch input whose GOP cache fills, BYE on stop with
-the SSRC count back to 0 on /metrics, and PTZ from the HTTP API reaching the device (audited)."""
+the SSRC count back to 0 on /metrics, PTZ from the HTTP API reaching the device (audited), and
+the 401 challenge answered without keeping a transaction (RFC 3261 §8.2.7) while every nonce of
+ours — a retransmission's, a reused one — stays good until its time to live."""
 
 from __future__ import annotations
 
 import asyncio
 import shutil
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -26,6 +29,8 @@ from vmesh.audit.models import AuditRecord
 from vmesh.config import Gb28181Config
 from vmesh.directory.models import Entry
 from vmesh.directory.store import Directory
+from vmesh.gb28181.digest import answer_challenge, parse_auth_params
+from vmesh.gb28181.message import SipResponse, parse_message
 from vmesh.gb28181.service import GbService
 from vmesh.gb28181.session import GbSpec
 from vmesh.ingest.ffmpeg import RtpTarget
@@ -382,3 +387,83 @@ async def test_media_service_plays_a_gb_channel_and_byes_after_the_linger(
     finally:
         await ipc.close()
         await media.transport.close()
+
+
+class _RawDevice(asyncio.DatagramProtocol):
+    """A device reduced to one UDP socket: the test writes its REGISTERs by hand."""
+
+    def __init__(self) -> None:
+        self.responses: asyncio.Queue[SipResponse] = asyncio.Queue()
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        msg = parse_message(data)
+        if isinstance(msg, SipResponse):  # the node's own queries after the 200 are not read
+            self.responses.put_nowait(msg)
+
+
+def _raw_register(gb: GbService, port: int, branch: str, cseq: int, auth: str = "") -> bytes:
+    return (
+        f"REGISTER sip:{gb.server_id}@{gb.domain} SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP 127.0.0.1:{port};rport;branch=z9hG4bK{branch}\r\n"
+        f"From: <sip:{IPC}@{gb.domain}>;tag=raw1\r\nTo: <sip:{IPC}@{gb.domain}>\r\n"
+        f"Call-ID: raw-register-1\r\nCSeq: {cseq} REGISTER\r\nMax-Forwards: 70\r\n"
+        f"Contact: <sip:{IPC}@127.0.0.1:{port}>\r\nExpires: 3600\r\n"
+        + (f"Authorization: {auth}\r\n" if auth else "")
+        + "Content-Length: 0\r\n\r\n"
+    ).encode()
+
+
+async def test_challenge_is_stateless_and_any_nonce_of_ours_is_answered(node: NodeContext) -> None:
+    gb = await start_gb(node)
+    assert gb.endpoint is not None
+    loop = asyncio.get_running_loop()
+    transport, dev = await loop.create_datagram_endpoint(_RawDevice, local_addr=("127.0.0.1", 0))
+    port = transport.get_extra_info("sockname")[1]
+    dest = ("127.0.0.1", gb.port)
+
+    async def sent(data: bytes) -> SipResponse:
+        transport.sendto(data, dest)
+        return await asyncio.wait_for(dev.responses.get(), 10)  # a hung-test guard only
+
+    def kept_registers() -> list[tuple[str, ...]]:
+        assert gb.endpoint is not None
+        return [k for k in gb.endpoint.layer.servers if k[-1] == "REGISTER"]
+
+    def answer(challenge: SipResponse) -> str:
+        return answer_challenge(
+            challenge.headers.get("WWW-Authenticate") or "", method="REGISTER",
+            uri=f"sip:{gb.server_id}@{gb.domain}", username=IPC, password=PASSWORD,
+        )  # fmt: skip
+
+    try:
+        first = _raw_register(gb, port, "a1", 1)
+        c1 = await sent(first)
+        assert c1.status == 401 and kept_registers() == []  # no transaction kept for the 401
+        c2 = await sent(first)  # its retransmission: a 401 again, with a new nonce
+        assert c2.status == 401 and kept_registers() == []
+        assert c1.headers.get("WWW-Authenticate") != c2.headers.get("WWW-Authenticate")
+        # The answer to the first challenge (the device may not have seen the second): 200.
+        ok = await sent(_raw_register(gb, port, "a2", 2, answer(c1)))
+        assert ok.status == 200
+        assert await status_of(node, IPC) == "online"
+        assert len(kept_registers()) == 1  # the 200 is kept for the REGISTER's retransmissions
+        # The same nonce again for a refresh (GB devices reuse it): 200.
+        assert (await sent(_raw_register(gb, port, "a3", 3, answer(c1)))).status == 200
+        # A nonce of ours past its time to live: 401 stale=true, stateless too.
+        old = parse_message(
+            b"SIP/2.0 401 Unauthorized\r\nVia: SIP/2.0/UDP x;branch=z9hG4bKo\r\n"
+            b"From: <sip:a@b>;tag=1\r\nTo: <sip:a@b>\r\nCall-ID: o\r\nCSeq: 1 REGISTER\r\n"
+            + f"WWW-Authenticate: {gb.digest.challenge(time.time() - 2 * gb.digest.nonce_ttl)}"
+            .encode() + b"\r\n\r\n"
+        )  # fmt: skip
+        assert isinstance(old, SipResponse)
+        stale = await sent(_raw_register(gb, port, "a4", 4, answer(old)))
+        assert stale.status == 401
+        assert "stale=true" in (stale.headers.get("WWW-Authenticate") or "")
+        assert len(kept_registers()) == 2  # the two 200s; not the stale 401
+        # A nonce we never issued: 401 (a fresh challenge), not 403.
+        forged = (answer(c1)).replace(parse_auth_params(answer(c1))[1]["nonce"], "0" * 48)
+        assert (await sent(_raw_register(gb, port, "a5", 5, forged))).status == 401
+        assert len(kept_registers()) == 2
+    finally:
+        transport.close()

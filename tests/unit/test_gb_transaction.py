@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from vmesh.gb28181.digest import DigestServer, answer_challenge, parse_auth_params
 from vmesh.gb28181.message import (
     SipParseError,
     SipRequest,
@@ -274,3 +275,91 @@ def test_answered_request_lets_go_of_its_parsed_values_and_can_parse_them_again(
     # a retransmission still gets the 200 again
     again = layer.receive(_request("MESSAGE", branch="z9hG4bKrel"), DEVICE, 1.0, reliable=False)
     assert [a.message.status for a in again if isinstance(a, Send)] == [200]
+
+
+def _register(branch: str, auth: str | None = None) -> SipRequest:
+    data = (
+        "REGISTER sip:34020000002000000001@3402000000 SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP 192.168.1.64:5060;rport;branch={branch}\r\n"
+        "From: <sip:34020000001320000001@3402000000>;tag=d1\r\n"
+        "To: <sip:34020000001320000001@3402000000>\r\n"
+        f"Call-ID: reg-1\r\nCSeq: {2 if auth else 1} REGISTER\r\nMax-Forwards: 70\r\n"
+        + (f"Authorization: {auth}\r\n" if auth else "")
+        + "Expires: 3600\r\n\r\n"
+    ).encode()
+    msg = parse_message(data)
+    assert isinstance(msg, SipRequest)
+    return msg
+
+
+def _challenge(
+    layer: TransactionLayer, data: bytes, server: DigestServer, now: float
+) -> SipResponse:
+    """What the registrar does with a REGISTER without credentials: 401, stateless."""
+    (received,) = [
+        a for a in layer.receive(parse_message(data), DEVICE, now, reliable=False)
+        if isinstance(a, RequestReceived)
+    ]  # fmt: skip
+    assert received.transaction is not None
+    resp = make_response(received.request, 401, to_tag="n1")
+    resp.headers.add("WWW-Authenticate", server.challenge(now))
+    (send,) = layer.respond_stateless(received.transaction, resp, now)[:1]
+    assert isinstance(send, Send) and send.destination == DEVICE
+    assert received.transaction.terminated
+    return parse_message(send.message.to_bytes())  # type: ignore[return-value]
+
+
+def test_challenge_answered_statelessly_keeps_no_transaction_and_the_answer_succeeds() -> None:
+    layer = TransactionLayer()
+    server = DigestServer("3402000000")
+    first = _register("z9hG4bKreg1").to_bytes()
+    c1 = _challenge(layer, first, server, now=0.0)
+    assert c1.status == 401
+    assert layer.servers == {} and layer.next_timer() is None  # nothing kept for Timer J
+    # Its retransmission (the same bytes): a new transaction, a new 401 with a new nonce.
+    c2 = _challenge(layer, first, server, now=0.5)
+    assert c2.status == 401 and layer.servers == {}
+    nonces = [
+        parse_auth_params(c.headers.get("WWW-Authenticate") or "")[1]["nonce"] for c in (c1, c2)
+    ]
+    assert nonces[0] != nonces[1]
+    # The device answers the first challenge (the one it saw first): still good.
+    auth = answer_challenge(
+        c1.headers.get("WWW-Authenticate") or "", method="REGISTER",
+        uri="sip:34020000002000000001@3402000000", username="34020000001320000001",
+        password="pw",
+    )  # fmt: skip
+    answer = _register("z9hG4bKreg2", auth)
+    (received,) = [
+        a for a in layer.receive(answer, DEVICE, 1.0, reliable=False)
+        if isinstance(a, RequestReceived)
+    ]  # fmt: skip
+    verdict = server.verify(
+        received.request.headers.get("Authorization") or "", "REGISTER", lambda u: "pw", 1.0
+    )
+    assert verdict.ok
+    assert received.transaction is not None
+    ok = make_response(received.request, 200, to_tag="n2")
+    assert [s.message.status for s in _sends(layer.respond(received.transaction, ok, 1.0))] == [200]
+    # The 200 is kept (Timer J): a retransmission of the authenticated REGISTER gets it again.
+    assert list(layer.servers.values()) == [received.transaction]
+    again = _sends(layer.receive(_register("z9hG4bKreg2", auth), DEVICE, 1.5, reliable=False))
+    assert [s.message for s in again] == [ok]
+
+
+def test_only_an_unanswered_non_invite_request_is_answered_statelessly() -> None:
+    layer = TransactionLayer()
+    acts = layer.receive(_request("INVITE", branch="z9hG4bKinv9"), DEVICE, 0.0, reliable=False)
+    (inv,) = [a for a in acts if isinstance(a, RequestReceived)]
+    assert inv.transaction is not None
+    with pytest.raises(SipParseError) as e:
+        layer.respond_stateless(inv.transaction, make_response(inv.request, 486), 0.0)
+    assert e.value.field == "status"
+    assert inv.transaction in layer.servers.values()  # untouched: still answers the INVITE
+    acts = layer.receive(_request("MESSAGE", branch="z9hG4bKmsg9"), DEVICE, 0.0, reliable=False)
+    (msg,) = [a for a in acts if isinstance(a, RequestReceived)]
+    assert msg.transaction is not None
+    layer.respond(msg.transaction, make_response(msg.request, 200), 0.0)
+    with pytest.raises(SipParseError):  # already answered: its retransmissions get that answer
+        layer.respond_stateless(msg.transaction, make_response(msg.request, 401), 0.0)
+    assert msg.transaction in layer.servers.values()

@@ -492,6 +492,23 @@ class TransactionLayer:
         self._touch(txn)
         return self._reap(out)
 
+    def respond_stateless(
+        self, txn: ServerTransaction, response: SipResponse, now: float
+    ) -> list[Action]:
+        """Answer ``txn``'s request once and forget the transaction: a stateless UAS (RFC 3261
+        §8.2.7), for answers that are cheap to compute again, such as a 401 digest challenge. No
+        transaction is kept for Timer J's 32 s; a retransmission of the request makes a new one
+        and gets a new answer. Only an unanswered non-INVITE request (an INVITE's non-2xx needs
+        its transaction to absorb the ACK)."""
+        if not isinstance(txn, ServerNonInviteTransaction) or txn.state is not State.trying:
+            raise SipParseError(
+                "status", "only an unanswered non-INVITE request is answered statelessly",
+                response.status,
+            )  # fmt: skip
+        out: list[Action] = [Send(response, txn.peer)]
+        txn._terminate(out)
+        return self._reap(out)
+
     # -- incoming
 
     def receive(

@@ -117,6 +117,10 @@ class SipEndpoint:
     def respond(self, txn: ServerTransaction, response: SipResponse) -> None:
         self._run(self.layer.respond(txn, response, self._loop.time()))
 
+    def respond_stateless(self, txn: ServerTransaction, response: SipResponse) -> None:
+        """Answer and forget the transaction (see ``TransactionLayer.respond_stateless``)."""
+        self._run(self.layer.respond_stateless(txn, response, self._loop.time()))
+
     async def request(self, request: SipRequest, destination: Address) -> SipResponse:
         """Send ``request`` (top Via with a branch) and await its final response."""
         reliable = destination in self._tcp

@@ -12,6 +12,7 @@ import uvicorn
 from vmesh.api.app import create_app
 from vmesh.config import NodeConfig
 from vmesh.node.context import NodeContext
+from vmesh.node.gc_tuning import settle_gc
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +103,9 @@ async def serve_async(config: NodeConfig) -> None:
         await ctx.close()
         raise
     app = create_app(ctx)
+    # Started: freeze what start-up built (modules, config, caches) so that the collector's full
+    # collections no longer walk it, and collect the young generation less often (gc_tuning).
+    settle_gc()
     server = uvicorn.Server(
         uvicorn.Config(
             app,
