@@ -522,6 +522,7 @@ async def run_registrar(
         "gc_setup": gc_setup,
         "phases": phases,
         "machine": machine(),
+        "server_loop": args.loop,
         "server_pinned_cpu": 0,
         "driver_pinned_cpu": 1,
         "command": " ".join(["python", *sys.argv]),
@@ -802,6 +803,15 @@ def run_ttff(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def loop_runner(name: str) -> Any:
+    """``asyncio.run`` or ``uvloop.run`` (what ``vmesh node run`` serves on)."""
+    if name == "uvloop":
+        import uvloop
+
+        return uvloop.run
+    return asyncio.run
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="what", required=True)
@@ -825,6 +835,13 @@ def main() -> None:
         choices=("all", "first", "storm", "keepalive"),
         default="all",
         help="with --profile: profile only this phase (e.g. storm: the REGISTER refresh path)",
+    )
+    r.add_argument(
+        "--loop",
+        choices=("asyncio", "uvloop"),
+        default="asyncio",
+        help="the node's event loop: asyncio's own (runs C–E) or uvloop, which `vmesh node run` "
+        "uses (the driver always runs on asyncio's)",
     )
     d.add_argument("--port", type=int, required=True)
     c = sub.add_parser("core")
@@ -859,13 +876,13 @@ def main() -> None:
 
         prof = cProfile.Profile()
         if args.profile_phase == "all":
-            out = prof.runcall(asyncio.run, run_registrar(args))
+            out = prof.runcall(loop_runner(args.loop), run_registrar(args))
         else:
-            out = asyncio.run(run_registrar(args, prof))
+            out = loop_runner(args.loop)(run_registrar(args, prof))
         prof.dump_stats(args.profile)
         pstats.Stats(prof, stream=sys.stderr).sort_stats("tottime").print_stats(40)
     elif args.what == "registrar":
-        out = asyncio.run(run_registrar(args))
+        out = loop_runner(args.loop)(run_registrar(args))
     elif args.what == "core":
         out = run_core(args)
     elif args.what == "demux":

@@ -216,10 +216,14 @@ class SipUri:
 def parse_uri(text: str, field: str = "uri") -> SipUri:
     """Parse a SIP URI; raise :class:`SipParseError` naming ``field`` if it is not one.
 
-    Short URIs are cached (a ``SipUri`` is immutable; errors are not cached): the same
-    request-URI and device URIs come in message after message."""
+    Short URIs are cached by their text alone (a ``SipUri`` is immutable; errors are not cached,
+    and one is raised again naming ``field``): the same request-URI and device URIs come in
+    message after message, and a device's From and To URIs are one entry."""
     if len(text) <= 256:
-        return _parse_uri_cached(text, field)
+        try:
+            return _parse_uri_cached(text)
+        except SipParseError:
+            pass  # parsed again to name the field
     return _parse_uri(text, field)
 
 
@@ -275,7 +279,9 @@ def ascii_digits(s: str) -> bool:
     return s.isascii() and s.isdigit()
 
 
-_parse_uri_cached = functools.lru_cache(maxsize=4096)(_parse_uri)
+@functools.lru_cache(maxsize=4096)
+def _parse_uri_cached(text: str) -> SipUri:
+    return _parse_uri(text, "uri")
 
 
 def _port(p: str, field: str, text: str) -> int:
