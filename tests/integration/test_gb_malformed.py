@@ -122,3 +122,44 @@ async def test_malformed_requests_get_400_or_are_dropped(
     finally:
         transport.close()
         await ipc.close()
+
+
+async def test_a_burst_queued_at_once_is_answered_whole_to_each_sender(
+    node: NodeContext,  # noqa: F811
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Datagrams that queue on the node's socket while its loop is busy are read several per
+    wake-up (transport.py drains the socket): each gets its answer, sent to its own sender, and
+    the malformed ones among them are dropped without stopping the rest."""
+    caplog.set_level(logging.INFO, logger="vmesh.gb28181")
+    gb = await start_gb(node)
+    loop = asyncio.get_running_loop()
+    dest = ("127.0.0.1", gb.port)
+    senders = [
+        await loop.create_datagram_endpoint(Peer, local_addr=("127.0.0.1", 0)) for _ in range(2)
+    ]
+    try:
+        sent: list[set[str]] = [set(), set()]
+        # No await in this loop: the node's loop cannot run, so all 90 queue on its socket
+        # (transport.sendto writes to the socket at once when nothing is buffered).
+        for i in range(90):
+            k = i % 2
+            if i % 9 == 4:
+                senders[k][0].sendto(b"REGISTER sip:x SIP/2.0\r\nVia: \x00\r\n\r\n", dest)
+                continue
+            data = request("REGISTER")
+            sent[k].add(parse_message(data).call_id)
+            senders[k][0].sendto(data, dest)
+        for k, (_, peer) in enumerate(senders):
+            got = [await answer(peer) for _ in sent[k]]
+            assert {r.status for r in got} == {401}
+            assert {r.call_id for r in got} == sent[k]  # each its own, none lost
+        assert caplog.text.count("sip malformed datagram") == 10
+        # Nothing else was answered: the next answer each sender gets is its next request's.
+        for transport, peer in senders:
+            data = request("REGISTER")
+            transport.sendto(data, dest)
+            assert (await answer(peer)).call_id == parse_message(data).call_id
+    finally:
+        for transport, _ in senders:
+            transport.close()

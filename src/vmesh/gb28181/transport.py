@@ -4,8 +4,11 @@
 :mod:`.message`, drives a :class:`~vmesh.gb28181.transaction.TransactionLayer` with the loop's
 monotonic clock, executes its :class:`~vmesh.gb28181.transaction.Send` actions, and schedules
 ``timeout`` with ``loop.call_at``. Requests to a peer that reached us over TCP go down that peer's
-own connection (devices behind NAT cannot be dialled back). Malformed requests get 400 when enough
-of them parsed to answer, and are otherwise dropped with a log line; nothing malformed raises out.
+own connection (devices behind NAT cannot be dialled back). On asyncio's own event loop the UDP
+socket is drained after each wake-up (up to 32 datagrams: that loop reads one per wake-up; uvloop
+and the TCP stream reader take all that is queued by themselves). Malformed requests get 400 when
+enough of them parsed to answer, and are otherwise dropped with a log line; nothing malformed
+raises out.
 
 The application (the TU) supplies ``on_request(request, source, transaction)``; it answers with
 :meth:`SipEndpoint.respond`. :meth:`SipEndpoint.request` sends a request and awaits its final
@@ -19,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from collections.abc import Callable
 
 from vmesh.gb28181.message import (
@@ -48,12 +52,44 @@ log = logging.getLogger(__name__)
 RequestHandler = Callable[[SipRequest, Address, ServerTransaction | None], None]
 
 
+# Datagrams read per wake-up at most (libuv, under uvloop, reads up to 32 too).
+_DRAIN = 32
+
+
 class _Udp(asyncio.DatagramProtocol):
-    def __init__(self, endpoint: SipEndpoint) -> None:
+    """Hands each datagram to the endpoint. On asyncio's own loop it then reads what else is
+    queued on the socket (up to ``_DRAIN``): that loop reads one datagram per wake-up, and a
+    storm queues many while the node works — each is then one more ``epoll_wait`` and loop turn.
+    ``sock`` is None where the loop drains by itself (uvloop)."""
+
+    def __init__(self, endpoint: SipEndpoint, sock: socket.socket | None) -> None:
         self.endpoint = endpoint
+        self.sock = sock
+        self.transport: asyncio.BaseTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        self.endpoint._incoming(data, (addr[0], addr[1]), None)
+        incoming = self.endpoint._incoming
+        incoming(data, (addr[0], addr[1]), None)
+        sock = self.sock
+        if sock is None:
+            return
+        for _ in range(_DRAIN - 1):
+            if self.transport is None or self.transport.is_closing():
+                return  # closed while handling: what is queued is not ours to answer any more
+            try:
+                data, addr = sock.recvfrom(65536)
+            except (BlockingIOError, InterruptedError):
+                return  # nothing more queued: back to the loop
+            except OSError as e:
+                self.error_received(e)
+                return
+            incoming(data, (addr[0], addr[1]), None)
+
+    def error_received(self, exc: Exception) -> None:
+        log.info("sip udp receive error: %s", exc)
 
 
 class SipEndpoint:
@@ -72,9 +108,21 @@ class SipEndpoint:
         self.on_stray_response: Callable[[SipResponse], None] | None = None
 
     async def start_udp(self, host: str, port: int = 0) -> Address:
-        transport, _ = await self._loop.create_datagram_endpoint(
-            lambda: _Udp(self), local_addr=(host, port)
+        (family, kind, proto, _, addr), *_ = await self._loop.getaddrinfo(
+            host, port, type=socket.SOCK_DGRAM
         )
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.setblocking(False)
+            sock.bind(addr)
+            # The socket is ours (not only the transport's) so that the protocol can drain it.
+            selector_loop = isinstance(self._loop, asyncio.selector_events.BaseSelectorEventLoop)
+            transport, _ = await self._loop.create_datagram_endpoint(
+                lambda: _Udp(self, sock if selector_loop else None), sock=sock
+            )
+        except BaseException:
+            sock.close()
+            raise
         self._udp = transport
         sock = transport.get_extra_info("sockname")
         return (sock[0], sock[1])
