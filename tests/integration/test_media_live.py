@@ -63,12 +63,17 @@ async def send(ws: ClientConnection, **msg: Any) -> None:
 
 
 async def next_msg(ws: ClientConnection, **match: Any) -> dict[str, Any]:
-    """The next message whose fields equal ``match`` (others are skipped)."""
-    async with asyncio.timeout(WAIT_S):
-        while True:
-            m = json.loads(await ws.recv())
-            if all(m.get(k) == v for k, v in match.items()):
-                return m
+    """The next message whose fields equal ``match`` (others are skipped; named if none came)."""
+    skipped: list[dict[str, Any]] = []
+    try:
+        async with asyncio.timeout(WAIT_S):
+            while True:
+                m = json.loads(await ws.recv())
+                if all(m.get(k) == v for k, v in match.items()):
+                    return m
+                skipped.append({k: v for k, v in m.items() if k != "jsep"})
+    except TimeoutError:
+        raise AssertionError(f"no message {match} within {WAIT_S:g} s; came: {skipped}") from None
 
 
 def metrics(node: Node) -> dict[str, float]:
