@@ -27,11 +27,13 @@ node with a fake camera of its own colour, the county roll-called). Over ``--sec
 switches' counters of every fabric output (``fabric/<stream>><next node>``) give, per link and
 direction, each stream carried, its copies (one expected) and its bytes per second, and each
 node's CPU and memory (``vmesh node run`` with its Janus and nats-server). Then ``--calls`` roll
-calls (city and county in turn) through the host's API: each other venue's page times, on its own
-clock, the first video frame of its big tile presented in the called venue's colour
-(``requestVideoFrameCallback``), from the API call. ``--venues-alongside`` runs the default mode
-with ``--venues`` light venues in a second process at the same time (same machine, its own
-switch). Needs root (namespaces), Janus, nats-server and Chromium.
+calls (city and county in turn), each a click on the chair's page at the host (its roll-call
+button, as a chair does; the page sends the action to the host's API): each other venue's page
+times, on its own clock, the first video frame of its big tile presented in the called venue's
+colour (``requestVideoFrameCallback``), from the click; ``roll_call_api_answer_ms`` is the chair
+page's request to its answer (the browser's resource timing). ``--venues-alongside`` runs the
+default mode with ``--venues`` light venues in a second process at the same time (same machine,
+its own switch). Needs root (namespaces), Janus, nats-server and Chromium.
 """
 
 from __future__ import annotations
@@ -348,10 +350,17 @@ async def tiers(seconds: float, calls: int, light: int) -> dict[str, Any]:
     """Bytes per link of the three-tier conference, then ``calls`` roll calls timed in the
     Chromium venues, with ``light`` light venues of ``run`` alongside (see the module
     docstring)."""
+    import contextlib
+    import dataclasses
     import re
     import tempfile
 
+    from playwright.async_api import async_playwright
+
+    from vmesh.config import FabricConfig
+
     sys.path.insert(0, str(TESTS))
+    from e2e.console_node import CHROMIUM, async_log_in
     from e2e.fake_devices import IS_COLOUR_JS, PALETTE
     from e2e.test_conference_tiers_live import (
         CITY,
@@ -364,7 +373,7 @@ async def tiers(seconds: float, calls: int, light: int) -> dict[str, Any]:
     )
     from netns.fednodes import wait_until
     from netns.lab import Lab
-    from netns.vnet import start_network
+    from netns.vnet import PASSWORD, start_network
 
     # Resolves with the page's wall clock (ms) at the first video frame of the tile presented in
     # the wanted colour (requestVideoFrameCallback: each frame as the page shows it).
@@ -382,9 +391,12 @@ async def tiers(seconds: float, calls: int, light: int) -> dict[str, Any]:
     roll: list[dict[str, Any]] = []
     light_result: Any = None
     try:
-        net = await start_network(tmp, lab, TOPO, _venues)
+        # The fabric's lease linger as a node has it by default (the test's is 2 s, to end its
+        # streams quickly): roll calls back and forth keep the venues' streams carried.
+        topo = dataclasses.replace(TOPO, linger=FabricConfig().linger_seconds)
+        net = await start_network(tmp, lab, topo, _venues)
         conf = await start_conference(net)
-        async with venue_pages(net, conf, tmp) as pages:
+        async with venue_pages(net, conf, tmp) as pages, contextlib.AsyncExitStack() as stack:
 
             async def joined() -> bool:
                 c = await net.get("prov", f"/api/conferences/{conf}")
@@ -393,6 +405,17 @@ async def tiers(seconds: float, calls: int, light: int) -> dict[str, Any]:
             await wait_until(joined, "every venue joined", 120)
             action = {"action": "roll_call", "venue": COUNTY}
             await net.send("prov", "POST", f"/api/conferences/{conf}/actions", action)
+            # The chair's page at the host, in a browser of its own (a chair's PC; a second page
+            # in the main venue's browser would put the venue's page in a background tab, whose
+            # rendering Chromium throttles): the roll calls are its clicks.
+            pw = await stack.enter_async_context(async_playwright())
+            chair_browser = await pw.chromium.launch(executable_path=str(CHROMIUM))
+            stack.push_async_callback(chair_browser.close)
+            chair = await (await chair_browser.new_context()).new_page()
+            await async_log_in(chair, net.url("prov"), "admin-prov", PASSWORD)
+            await chair.goto(f"{net.url('prov')}/#/chair/{conf}")
+            for v in (CITY, COUNTY):
+                await chair.get_by_test_id(f"chair-rollcall-{v}").wait_for()
             await asyncio.sleep(8)  # the roll call's streams opened along the tree
 
             async def sample() -> dict[tuple[str, str, str], float]:
@@ -429,11 +452,24 @@ async def tiers(seconds: float, calls: int, light: int) -> dict[str, Any]:
                     for n in watchers
                 ]
                 await asyncio.sleep(0.2)  # the pages are waiting
-                t_click = time.time() * 1000
-                action = {"action": "roll_call", "venue": venue}
-                await net.send("prov", "POST", f"/api/conferences/{conf}/actions", action)
-                answered = time.time() * 1000 - t_click  # the host's answer to the roll call
+                await chair.evaluate("() => performance.clearResourceTimings()")
+                # The click on the chair's page, on its wall clock (the venues' pages run on the
+                # same machine's clock).
+                t_click = await chair.evaluate(
+                    "(s) => { const t = Date.now(); document.querySelector(s).click(); return t; }",
+                    f'[data-testid="chair-rollcall-{venue}"]',
+                )
                 shown = await asyncio.wait_for(asyncio.gather(*waits), 30)
+                # The host's answer to the page's request (its fetch, from the page's timing).
+                answered = await chair.evaluate(
+                    """() => new Promise((resolve) => {
+                        const done = () => performance.getEntriesByType("resource")
+                            .filter((e) => e.name.endsWith("/actions") && e.responseEnd > 0);
+                        const poll = () => done().length ? resolve(done()[0].responseEnd
+                            - done()[0].startTime) : setTimeout(poll, 20);
+                        poll();
+                    })"""
+                )
                 roll.append(
                     {"venue": called, "api": round(answered)}
                     | {n: round(t - t_click) for n, t in zip(watchers, shown, strict=True)}

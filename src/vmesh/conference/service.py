@@ -174,9 +174,9 @@ class FabricFeeds:
     ``sync(fabric, wanted)`` acquires every wanted stream not yet here in the background (a slow
     node must not hold the floor), calling ``on_acquired()`` after each, and lets go of those no
     tile wants any more. A stream that cannot be had yet (its venue not yet publishing, a link
-    down) is asked for again, ``RETRY_FIRST`` and then up to ``RETRY_MAX`` s apart, for as long as a tile
-    wants it: no later layout change is needed to bring it (one once never came, and a township's
-    tile stayed black for a whole session)."""
+    down) is asked for again, ``RETRY_FIRST`` and then up to ``RETRY_MAX`` s apart, for as long
+    as a tile wants it: no later layout change is needed to bring it (one once never came, and a
+    township's tile stayed black for a whole session)."""
 
     RETRY_FIRST, RETRY_MAX = 1.0, 8.0
 
@@ -374,7 +374,9 @@ class LiveConference:
         """Apply a chair's (or a venue's) event: refused with the reason, or applied — routed and
         pushed at once (a roll call must not wait for the disk), then saved and audited; if that
         fails the floor and its routes go back to what they were and the error is raised."""
+        t0 = time.perf_counter()
         async with self.lock:
+            t_lock = time.perf_counter()
             audit_detail = {"conference": self.info.id, **(detail or {})}
             before = copy.deepcopy(self.floor)
             try:
@@ -391,11 +393,17 @@ class LiveConference:
             if isinstance(event, Tick) or self.floor.mode is Mode.polling:
                 self._next_poll = time.monotonic() + self.floor.poll_seconds
             await self._apply()
+            t_routed = time.perf_counter()
             try:
                 await self.store.save_state(self.info.id, self.floor.state())
                 await self.audit.write(
                     who, f"conference.{action}", target or self.info.main, "ok", audit_detail
                 )
+                log.info(
+                    "conference=%d %s: waited %.0f ms, routed in %.0f ms, written in %.0f ms",
+                    self.info.id, action, (t_lock - t0) * 1e3, (t_routed - t_lock) * 1e3,
+                    (time.perf_counter() - t_routed) * 1e3,
+                )  # fmt: skip
             except BaseException:
                 log.exception("conference=%d %s not written down: undone", self.info.id, action)
                 self.floor = before
