@@ -372,7 +372,8 @@ class CommandService:
                 log.warning("command node=%s publish failed: %s", self.node, self.last_error)
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.interval)
+                async with asyncio.timeout(self.interval):  # not wait_for (CPython gh-86296)
+                    await self._wake.wait()
 
     async def _apply_loop(
         self, queue: asyncio.Queue[Any], root: str, key: str, *, held_only: bool = False

@@ -131,7 +131,8 @@ class RecordQueries:
             while not p.done:
                 p.page.clear()
                 try:
-                    await asyncio.wait_for(p.page.wait(), idle)
+                    async with asyncio.timeout(idle):  # not wait_for (CPython gh-86296)
+                        await p.page.wait()
                 except TimeoutError:
                     break
         finally:

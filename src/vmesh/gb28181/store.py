@@ -157,7 +157,8 @@ class WriteBehind:
     async def _run(self) -> None:
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.interval)
+                async with asyncio.timeout(self.interval):  # not wait_for (CPython gh-86296)
+                    await self._wake.wait()
             self._wake.clear()
             try:
                 await self.flush()

@@ -442,7 +442,8 @@ class GrantService:
                 log.exception("grants node=%s delivery failed", self.node)
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), RETRY_MIN)
+                async with asyncio.timeout(RETRY_MIN):  # not wait_for (CPython gh-86296)
+                    await self._wake.wait()
 
     async def deliver_once(self) -> int:
         """Send every due outbox row once; the number delivered."""

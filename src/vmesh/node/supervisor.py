@@ -339,7 +339,8 @@ class SupervisedProcess:
                 next_delay=delay,
             )
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), delay)
+                async with asyncio.timeout(delay):  # not wait_for: see _checked
+                    await self._stop.wait()
 
     def _open_log(self, starts: int) -> int:
         path = self.spec.log_path
@@ -425,7 +426,7 @@ class SupervisedProcess:
         last = "no answer yet"
         while self._status.state is ProcessState.STARTING:
             try:
-                detail = await asyncio.wait_for(spec.health(), spec.health_interval * 2 + 1)
+                detail = await _checked(spec.health, spec.health_interval * 2 + 1)
             except Exception as e:
                 last = str(e) or type(e).__name__
                 if time.monotonic() >= deadline:
@@ -437,7 +438,7 @@ class SupervisedProcess:
         while True:
             await asyncio.sleep(spec.health_interval)
             try:
-                detail = await asyncio.wait_for(spec.health(), spec.health_interval * 2 + 1)
+                detail = await _checked(spec.health, spec.health_interval * 2 + 1)
             except Exception as e:
                 failed += 1
                 last = str(e) or type(e).__name__
@@ -491,6 +492,17 @@ class SupervisedProcess:
                 self._kill_group(proc)
                 await proc.wait()
         self._kill_group(proc)
+
+
+async def _checked(health: HealthCheck, seconds: float) -> str | None:
+    """One health check, bounded by ``seconds`` (``TimeoutError``).
+
+    Not ``asyncio.wait_for``: on Python 3.11 it returns the inner result instead of raising when
+    the caller is cancelled in the same loop turn as a quick check completes (CPython gh-86296).
+    The health loop then never ended, ``stop()`` waited for it forever and the child ran on (an
+    unwatched camera's ffmpeg kept running, and the camera could not be watched again)."""
+    async with asyncio.timeout(seconds):
+        return await health()
 
 
 class Supervisor:

@@ -124,8 +124,9 @@ class RecordingService:
             except Exception:
                 log.exception("recording pass failed")
             self._wake.clear()
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), 1.0)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(1.0):  # not wait_for (CPython gh-86296)
+                    await self._wake.wait()
 
     # --- plans ----------------------------------------------------------------------------------
 
