@@ -19,6 +19,7 @@ import pytest
 from edge_helpers import free_tcp_port, need_janus
 
 from vmesh.config import MediaConfig
+from vmesh.edge.janus import JanusPluginError
 from vmesh.media.publish import ROOM_ID, BrowserSources, BrowserSpec
 from vmesh.media.service import MediaService
 from vmesh.switch.rtcp import RtcpPli, RtcpReceiverReport, parse_compound, serialize_compound
@@ -95,7 +96,7 @@ async def test_publisher_forwarded_into_switch_gets_pli_and_stop_cleans_up(
     room = sources.room
     h = await room.handle()
     port = _free_udp_pair()
-    await h.request(
+    added = await h.request(
         {
             "request": "add_remote_publisher",
             "room": ROOM_ID,
@@ -126,7 +127,17 @@ async def test_publisher_forwarded_into_switch_gets_pli_and_stop_cleans_up(
     sender = asyncio.create_task(send_media())
     try:
         fw = sources.reserve(CODE, PUBLISHER)
-        await sources.start(fw, "0", None)
+        try:
+            await sources.start(fw, "0", None)
+        except JanusPluginError as e:  # once (1 run in ~15): "No such feed" — say what Janus had
+            people = await h.request(
+                {"request": "listparticipants", "room": ROOM_ID, "secret": room.secret}
+            )
+            same = h is await room.handle()
+            raise AssertionError(
+                f"{e}; add_remote_publisher answered {added.data}; the room lists "
+                f"{people.data.get('participants')}; same handle: {same}"
+            ) from None
         assert fw.video_rtcp is not None
         listed = await room.forwarders()
         assert [f["stream_id"] for f in listed[PUBLISHER]] == fw.stream_ids
