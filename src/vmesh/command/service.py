@@ -50,6 +50,7 @@ from vmesh.errors import Conflict, InvalidInput, VmeshError
 from vmesh.federation.catalogue import get_state, set_state, sourced_stream_config
 from vmesh.identity.codes import parse_code
 from vmesh.node.tasks import cancel_tasks
+from vmesh.node.wakeup import woken
 
 log = logging.getLogger(__name__)
 
@@ -371,9 +372,7 @@ class CommandService:
                 self.last_error = f"{type(e).__name__}: {e}"
                 log.warning("command node=%s publish failed: %s", self.node, self.last_error)
             self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.interval):  # not wait_for (CPython gh-86296)
-                    await self._wake.wait()
+            await woken(self._wake, self.interval)
 
     async def _apply_loop(
         self, queue: asyncio.Queue[Any], root: str, key: str, *, held_only: bool = False

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from vmesh.errors import Conflict, InvalidInput, NotFound
 from vmesh.gb28181.manscdp import RecordInfoQuery, RecordInfoResponse, RecordItem
+from vmesh.node.wakeup import woken
 from vmesh.recording import timeline
 
 if TYPE_CHECKING:
@@ -130,10 +131,7 @@ class RecordQueries:
             await svc._send_message(dev, q)
             while not p.done:
                 p.page.clear()
-                try:
-                    async with asyncio.timeout(idle):  # not wait_for (CPython gh-86296)
-                        await p.page.wait()
-                except TimeoutError:
+                if not await woken(p.page, idle):
                     break
         finally:
             self._pending.pop(key, None)

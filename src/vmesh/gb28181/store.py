@@ -41,6 +41,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from vmesh.audit.log import Actor, AuditLog
 from vmesh.directory.models import Entry
 from vmesh.directory.store import write_lock
+from vmesh.node.wakeup import woken
 from vmesh.storage.db import Base, Database
 
 log = logging.getLogger(__name__)
@@ -156,9 +157,7 @@ class WriteBehind:
 
     async def _run(self) -> None:
         while True:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.interval):  # not wait_for (CPython gh-86296)
-                    await self._wake.wait()
+            await woken(self._wake, self.interval)
             self._wake.clear()
             try:
                 await self.flush()

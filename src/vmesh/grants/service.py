@@ -75,6 +75,7 @@ from vmesh.grants.rules import (
 from vmesh.grants.store import GrantStore, from_wire, period_of, selection_of, to_wire
 from vmesh.identity.codes import division_prefix
 from vmesh.node.tasks import cancel_tasks
+from vmesh.node.wakeup import woken
 
 if TYPE_CHECKING:
     from vmesh.federation.bus import Bus
@@ -441,9 +442,7 @@ class GrantService:
             except Exception:
                 log.exception("grants node=%s delivery failed", self.node)
             self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(RETRY_MIN):  # not wait_for (CPython gh-86296)
-                    await self._wake.wait()
+            await woken(self._wake, RETRY_MIN)
 
     async def deliver_once(self) -> int:
         """Send every due outbox row once; the number delivered."""

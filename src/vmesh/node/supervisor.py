@@ -50,6 +50,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from vmesh.errors import VmeshError
+from vmesh.node.wakeup import woken
 
 log = logging.getLogger(__name__)
 
@@ -338,9 +339,7 @@ class SupervisedProcess:
                 failures_in_window=n,
                 next_delay=delay,
             )
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(delay):  # not wait_for: see _checked
-                    await self._stop.wait()
+            await woken(self._stop, delay)
 
     def _open_log(self, starts: int) -> int:
         path = self.spec.log_path

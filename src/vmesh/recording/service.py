@@ -35,6 +35,7 @@ from vmesh.config import RecordingConfig
 from vmesh.directory.models import Entry
 from vmesh.media.remote import attrs_of
 from vmesh.media.sources import source_from_attrs
+from vmesh.node.wakeup import woken
 from vmesh.recording import retention
 from vmesh.recording.health import sample_health
 from vmesh.recording.index import reconcile
@@ -124,9 +125,7 @@ class RecordingService:
             except Exception:
                 log.exception("recording pass failed")
             self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(1.0):  # not wait_for (CPython gh-86296)
-                    await self._wake.wait()
+            await woken(self._wake, 1.0)
 
     # --- plans ----------------------------------------------------------------------------------
 
