@@ -209,30 +209,35 @@ class FabricFeeds:
             t.add_done_callback(self._tasks.discard)
 
     async def _acquire(self, fabric: Any, stream: str) -> None:
-        pause = self.RETRY_FIRST
         try:
-            while (node := self.wanted.get(stream)) is not None:
-                try:
-                    input_id = await fabric.acquire(stream, node, self.viewer, self.user)
-                except Exception as e:
-                    log.warning(
-                        "%s: stream %s not carried here yet (again in %g s): %s",
-                        self.label, stream, pause, e,
-                    )  # fmt: skip
-                    await asyncio.sleep(pause)
-                    pause = min(pause * 2, self.RETRY_MAX)
-                    continue
-                if stream not in self.wanted:  # no tile wants it any more
-                    with contextlib.suppress(Exception):
-                        await fabric.release(stream, self.viewer)
-                    return
-                self.inputs[stream] = input_id
-                break
-            else:
-                return
+            input_id = await self._ask_while_wanted(fabric, stream)
         finally:
             self._acquiring.discard(stream)
+        if input_id is None:
+            return
+        if stream not in self.wanted:  # no tile wants it any more
+            with contextlib.suppress(Exception):
+                await fabric.release(stream, self.viewer)
+            return
+        self.inputs[stream] = input_id
         await self.on_acquired()
+
+    async def _ask_while_wanted(self, fabric: Any, stream: str) -> str | None:
+        """The stream's switch input here, asked for with back-off while a tile wants it; None
+        once none does."""
+        pause = self.RETRY_FIRST
+        while (node := self.wanted.get(stream)) is not None:
+            try:
+                input_id: str = await fabric.acquire(stream, node, self.viewer, self.user)
+                return input_id
+            except Exception as e:
+                log.warning(
+                    "%s: stream %s not carried here yet (again in %g s): %s",
+                    self.label, stream, pause, e,
+                )  # fmt: skip
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, self.RETRY_MAX)
+        return None
 
     def stop(self) -> None:
         """Stop asking for streams (the conference or relay ends): a pending acquisition lets go

@@ -124,8 +124,8 @@ class SipEndpoint:
             sock.close()
             raise
         self._udp = transport
-        sock = transport.get_extra_info("sockname")
-        return (sock[0], sock[1])
+        bound = transport.get_extra_info("sockname")
+        return (bound[0], bound[1])
 
     async def start_tcp(self, host: str, port: int = 0) -> Address:
         self._tcp_server = await asyncio.start_server(self._serve_tcp, host, port)

@@ -491,8 +491,7 @@ class MediaService:
                 return SourceSignal("connecting")
 
     async def _acquire_source(self, code: str, spec: SourceSpec) -> _Source:
-        lock = self._source_locks.setdefault(code, asyncio.Lock())
-        async with lock:
+        async with self._source_lock(code):
             src = self._sources.get(code)
             if src is not None and src.spec != spec:
                 # The camera's attributes changed since its source started: start it anew.
@@ -506,6 +505,10 @@ class MediaService:
             src = await self._start_source(code, spec)
             self._sources[code] = src
             return src
+
+    def _source_lock(self, code: str) -> asyncio.Lock:
+        """Starting and stopping camera ``code``'s source never interleave."""
+        return self._source_locks.setdefault(code, asyncio.Lock())
 
     def _free_input_base(self) -> int:
         lo, hi = self.config.input_port_range
@@ -615,7 +618,7 @@ class MediaService:
         await asyncio.sleep(self.config.source_linger_seconds)
         # Under the camera's lock: a viewer who comes while the source stops waits for it to be
         # gone, then starts a new one (never "input … already exists").
-        async with self._source_locks.setdefault(src.code, asyncio.Lock()):
+        async with self._source_lock(src.code):
             if src.channels or self._sources.get(src.code) is not src:
                 return
             src.linger = None
