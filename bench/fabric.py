@@ -49,7 +49,6 @@ import os
 import random
 import socket
 import statistics
-import struct
 import sys
 import tempfile
 import time
@@ -289,143 +288,37 @@ def _entry(origin: str, code: str, name: str) -> dict[str, Any]:
 
 # --- latency -------------------------------------------------------------------------------------
 
-CHAIN = [
-    "33000000002006000001",
-    "33030000002006000001",
-    "33032800002006000001",
-    "33032810002006000001",
-    "33032810102006000001",
-]
-HOPS = (0, 1, 2, 4)
 
-
-class StampedCamera:
-    """``LocalCameras`` of one node: RTP into a switch input, 25 frames/s × 4 packets, each
-    payload starting with the send time (ns); a keyframe a second."""
-
-    def __init__(self, transport: Any) -> None:
-        self.transport = transport
-        self.task: asyncio.Task[None] | None = None
-
-    async def acquire(self, code: str) -> str:
-        from vmesh.switch.codecs import Codec
-        from vmesh.switch.core import InputSpec
-
-        if self.task is None:
-            port = await self.transport.add_input(InputSpec("cam/video", Codec.h264), port=0)
-            self.task = asyncio.create_task(self._run(port))
-        return "cam/video"
-
-    def release(self, code: str) -> None:
-        pass
-
-    async def _run(self, port: int) -> None:
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        seq, frame = 0, 0
-        while True:
-            nal = 0x65 if frame % 25 == 0 else 0x41
-            for k in range(4):
-                hdr = struct.pack(
-                    "!BBHII", 0x80, 96 | (0x80 if k == 3 else 0), seq, frame * 3600, 0xCA11
-                )
-                body = bytes([nal]) + struct.pack("!Q", time.time_ns()) + bytes(1000)
-                s.sendto(hdr + body, ("127.0.0.1", port))
-                seq = (seq + 1) & 0xFFFF
-            frame += 1
-            await asyncio.sleep(0.04)
-
-
-async def latency(seconds: float) -> dict[str, Any]:
+async def latency(seconds: float, one_process: bool, warmup: float, loop: str) -> dict[str, Any]:
+    """One nats-server; then each layout in turn (``fabric_hops.run_layout``): ``per_process``
+    (five node processes) and, with ``one_process``, the old layout (one process for all five)."""
+    from fabric_hops import CHAIN, die_with_parent, run_layout
     from peers.rtp import free_tcp_port
-    from vmesh.fabric.service import FabricService
-    from vmesh.federation.bus import Bus
-    from vmesh.switch.codecs import Codec
-    from vmesh.switch.core import OutputSpec, Switch
-    from vmesh.switch.transport import SwitchTransport
 
-    parents = {c: (CHAIN[i - 1] if i else None) for i, c in enumerate(CHAIN)}
     port = free_tcp_port()
     nats_proc = await asyncio.create_subprocess_exec(
         "nats-server", "-a", "127.0.0.1", "-p", str(port),
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        preexec_fn=die_with_parent,
     )  # fmt: skip
-    nodes: dict[str, tuple[Any, Any, Any]] = {}
-    samples: dict[int, list[float]] = {h: [] for h in HOPS}
+    url = f"nats://127.0.0.1:{port}"
+    res: dict[str, Any] = {"seconds": seconds, "warmup_s": warmup, "loop": loop}
     try:
         for _ in range(100):
             with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
                 break
             await asyncio.sleep(0.1)
-        for code in CHAIN:
-            tr = SwitchTransport(Switch())
-            await tr.start()
-            bus = await Bus.connect(f"nats://127.0.0.1:{port}", code)
-
-            async def tree(code: str = code) -> tuple[dict[str, str | None], str | None]:
-                return parents, parents[code]
-
-            fab = FabricService(
-                node_code=code, bus=bus, transport=tr, address="127.0.0.1", tree=tree,
-                cameras=StampedCamera(tr), linger=5.0,
-            )  # fmt: skip
-            await fab.start()
-            nodes[code] = (tr, fab, bus)
-        viewer = CHAIN[0]
-        tr0, fab0, _ = nodes[viewer]
-        loop = asyncio.get_running_loop()
-        socks = []
-        for h in HOPS:
-            cam_node = CHAIN[h]
-            stream = cam_node[:10] + "1320000001"
-            input_id = await fab0.acquire(stream, cam_node, f"bench-{h}", "bench")
-
-            class Rx(asyncio.DatagramProtocol):
-                def __init__(self, hops: int) -> None:
-                    self.hops = hops
-
-                def datagram_received(self, data: bytes, addr: Any) -> None:
-                    if len(data) >= 21:
-                        sent = struct.unpack_from("!Q", data, 13)[0]
-                        samples[self.hops].append((time.time_ns() - sent) / 1e6)
-
-            t, _ = await loop.create_datagram_endpoint(lambda h=h: Rx(h), ("127.0.0.1", 0))
-            socks.append(t)
-            out_id = f"bench-out-{h}"
-            await tr0.add_output(
-                OutputSpec(out_id, Codec.h264, ssrc=0x1000 + h,
-                           dest=("127.0.0.1", t.get_extra_info("sockname")[1]))
-            )  # fmt: skip
-            tr0.route(out_id, input_id)
-        await asyncio.sleep(2)  # paths open, first keyframes through
-        for v in samples.values():
-            v.clear()
-        await asyncio.sleep(seconds)
-        for t in socks:
-            t.close()
+        layouts = {"per_process": [[c] for c in CHAIN]}
+        if one_process:
+            layouts["one_process"] = [list(CHAIN)]
+        for name, groups in layouts.items():
+            print(f"latency: {name}, {len(groups)} node process(es)", file=sys.stderr)
+            res[name] = await run_layout(groups, url, seconds, warmup, loop)
     finally:
-        for tr, fab, bus in nodes.values():
-            await fab.stop()
-            await bus.close()
-            await tr.close()
-        nats_proc.terminate()
+        if nats_proc.returncode is None:
+            nats_proc.terminate()
         await nats_proc.wait()
-    res: dict[str, Any] = {"seconds": seconds, "by_hops": {}}
-    for h in HOPS:
-        v = samples[h]
-        res["by_hops"][h] = {
-            "packets": len(v),
-            "p50_ms": round(statistics.median(v), 3),
-            "p99_ms": round(percentile(v, 0.99), 3),
-        }
-    base = res["by_hops"][0]
-    res["added_per_hop_ms"] = {
-        h: {
-            "p50": round((res["by_hops"][h]["p50_ms"] - base["p50_ms"]) / h, 3),
-            "p99": round((res["by_hops"][h]["p99_ms"] - base["p99_ms"]) / h, 3),
-        }
-        for h in HOPS
-        if h
-    }
+    res["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
     return res
 
 
@@ -553,7 +446,16 @@ def main() -> None:
     c.add_argument("--changes", type=int, default=200)
     c.add_argument("--wire-format", type=int, choices=(1, 2), default=2)
     la = sub.add_parser("latency")
-    la.add_argument("--seconds", type=float, default=20.0)
+    la.add_argument("--seconds", type=float, default=20.0, help="measured window per layout")
+    la.add_argument("--warmup", type=float, default=2.0, help="paths open, before the window")
+    la.add_argument(
+        "--one-process",
+        action="store_true",
+        help="also the old layout (all five nodes in one process), after the per-process one",
+    )
+    la.add_argument(
+        "--loop", choices=("uvloop", "asyncio"), default="uvloop", help="the node processes' loop"
+    )
     tt = sub.add_parser("ttff")
     tt.add_argument("--runs", type=int, default=5)
     args = ap.parse_args()
@@ -565,7 +467,9 @@ def main() -> None:
             args.endpoints, args.counties, args.changes, args.wire_format
         )
     elif args.what == "latency":
-        run = lambda: latency(args.seconds)  # noqa: E731
+        run = lambda: latency(  # noqa: E731
+            args.seconds, args.one_process, args.warmup, args.loop
+        )
     else:
         run = lambda: ttff(args.runs)  # noqa: E731
     result = asyncio.run(run())
