@@ -16,12 +16,20 @@ province's stream is created and the clock runs until every entry is in the prov
 single changes, one at a time, each a new version of a random county's entry: published at the
 simulator, timed until the province's database row has that version (polled every 2 ms).
 
-``latency``: five fabric agents in a chain (``FabricService`` + a ``SwitchTransport`` each, one
-nats-server for the bus, UDP on loopback, in this one process). A camera at the viewer's node and
-cameras 1, 2 and 4 hops away send 25 frames/s × 4 packets with the send time (``time.time_ns``)
-in the payload; the viewer's node routes each stream to an output on a local UDP socket, which
-reads the time back. Added latency per hop = (pN − p0) / N for p50 and p99 over ``--seconds``.
-All nodes share one Python process and event loop: an upper bound of the per-hop cost.
+``latency``: five fabric agents in a chain (province ← city ← county ← township ← village; a
+``FabricService`` + its own ``SwitchTransport`` each, one nats-server for the bus, UDP on
+loopback), each node in its own OS process (``bench/fabric_hops.py node``: uvloop and
+``settle_gc`` as ``vmesh node run``), so that a node's stalls delay only its own hop, as between
+real nodes. A camera at the viewer's node and cameras 1, 2 and 4 hops away (each in its node's
+process) send 25 frames/s × 4 packets with the send time (``time.time_ns``) in the payload; the
+viewer's node routes each stream to an output to a UDP socket of this process, read by a thread
+with the kernel's receive timestamps (``SO_TIMESTAMPNS``; the thread's read time is kept as
+``app_read``). Added latency per hop = (pN − p0) / N for p50, p99 and p99.9 over ``--seconds``
+(after ``--warmup``). ``--one-process`` also runs the old layout — all five nodes in one process,
+one event loop — after it, reported beside it (``per_process`` / ``one_process``). Every node
+process stops when its stdin closes (end, error, Ctrl-C: node processes and the nats-server are
+in process groups of their own, so Ctrl-C reaches this process, which stops the nodes, then the
+bus) and dies with this process (``PR_SET_PDEATHSIG``), as does the nats-server.
 
 ``ttff``: see ``tests/e2e`` — five real ``vmesh node run`` in network namespaces
 (``netns.vnet``: province ← city ← county ← township ← village, nats-server, Janus, switch and
@@ -34,7 +42,7 @@ new stream (``requestVideoFrameCallback``'s ``presentationTime``), in the page's
 trials the tile is stopped. Needs root (namespaces).
 
 Run: ``.venv/bin/python bench/fabric.py catalogue [--endpoints 1000000 --counties 90]``,
-``... latency [--seconds 20]``, ``... ttff [--runs 5]``.
+``... latency [--seconds 20] [--one-process]``, ``... ttff [--runs 5]``.
 """
 
 from __future__ import annotations
@@ -292,14 +300,14 @@ def _entry(origin: str, code: str, name: str) -> dict[str, Any]:
 async def latency(seconds: float, one_process: bool, warmup: float, loop: str) -> dict[str, Any]:
     """One nats-server; then each layout in turn (``fabric_hops.run_layout``): ``per_process``
     (five node processes) and, with ``one_process``, the old layout (one process for all five)."""
-    from fabric_hops import CHAIN, die_with_parent, run_layout
+    from fabric_hops import CHAIN, child_setup, run_layout
     from peers.rtp import free_tcp_port
 
     port = free_tcp_port()
     nats_proc = await asyncio.create_subprocess_exec(
         "nats-server", "-a", "127.0.0.1", "-p", str(port),
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
-        preexec_fn=die_with_parent,
+        preexec_fn=child_setup,
     )  # fmt: skip
     url = f"nats://127.0.0.1:{port}"
     res: dict[str, Any] = {"seconds": seconds, "warmup_s": warmup, "loop": loop}

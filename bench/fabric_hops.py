@@ -29,6 +29,7 @@ import argparse
 import asyncio
 import contextlib
 import ctypes
+import os
 import selectors
 import signal
 import socket
@@ -174,8 +175,11 @@ class Receiver:
             s.close()
 
 
-def die_with_parent() -> None:
-    """In a child, before exec: SIGTERM when the bench's process dies (even by SIGKILL)."""
+def child_setup() -> None:
+    """In a child (node process, nats-server), before exec: its own process group, so that the
+    terminal's Ctrl-C reaches only the bench, which then stops the nodes before the bus; and
+    SIGTERM when the bench's process dies (even by SIGKILL)."""
+    os.setpgid(0, 0)
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
@@ -233,7 +237,7 @@ async def run_layout(
             proc = await asyncio.create_subprocess_exec(
                 *cmd, "--loop", loop, *codes,
                 stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-                preexec_fn=die_with_parent,
+                preexec_fn=child_setup,
             )  # fmt: skip
             procs.append(proc)
         for p in procs:
