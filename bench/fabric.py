@@ -55,7 +55,6 @@ import json
 import logging
 import os
 import random
-import socket
 import statistics
 import sys
 import tempfile
@@ -297,35 +296,27 @@ def _entry(origin: str, code: str, name: str) -> dict[str, Any]:
 # --- latency -------------------------------------------------------------------------------------
 
 
-async def latency(seconds: float, one_process: bool, warmup: float, loop: str) -> dict[str, Any]:
-    """One nats-server; then each layout in turn (``fabric_hops.run_layout``): ``per_process``
-    (five node processes) and, with ``one_process``, the old layout (one process for all five)."""
-    from fabric_hops import CHAIN, child_setup, run_layout
-    from peers.rtp import free_tcp_port
+async def latency(
+    seconds: float, one_process: bool, warmup: float, loop: str, nice: int | None
+) -> dict[str, Any]:
+    """``fabric_hops.measure``: ``per_process`` (five node processes) and, with ``one_process``,
+    the old layout (one process for all five). ``nice``: this process, what it starts and this
+    session's scheduler group at that nice value (``bench_switch_udp.set_nice``, as
+    ``bench/switch.py --nice``), put back to 0 at the end."""
+    from bench_switch_udp import set_nice
+    from fabric_hops import CHAIN, measure
 
-    port = free_tcp_port()
-    nats_proc = await asyncio.create_subprocess_exec(
-        "nats-server", "-a", "127.0.0.1", "-p", str(port),
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
-        preexec_fn=child_setup,
-    )  # fmt: skip
-    url = f"nats://127.0.0.1:{port}"
-    res: dict[str, Any] = {"seconds": seconds, "warmup_s": warmup, "loop": loop}
+    res: dict[str, Any] = {"seconds": seconds, "warmup_s": warmup, "loop": loop, "nice": nice}
+    if nice is not None:  # inherited by the node processes and the nats-server
+        res["autogroup"] = set_nice(nice)
+    layouts = {"per_process": [[c] for c in CHAIN]}
+    if one_process:
+        layouts["one_process"] = [list(CHAIN)]
     try:
-        for _ in range(100):
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-                break
-            await asyncio.sleep(0.1)
-        layouts = {"per_process": [[c] for c in CHAIN]}
-        if one_process:
-            layouts["one_process"] = [list(CHAIN)]
-        for name, groups in layouts.items():
-            print(f"latency: {name}, {len(groups)} node process(es)", file=sys.stderr)
-            res[name] = await run_layout(groups, url, seconds, warmup, loop)
+        res |= await measure(layouts, seconds, warmup, loop)
     finally:
-        if nats_proc.returncode is None:
-            nats_proc.terminate()
-        await nats_proc.wait()
+        if nice is not None:  # the session's group outlives this process: put it back
+            set_nice(0)
     res["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
     return res
 
@@ -464,6 +455,13 @@ def main() -> None:
     la.add_argument(
         "--loop", choices=("uvloop", "asyncio"), default="uvloop", help="the node processes' loop"
     )
+    la.add_argument(
+        "--nice",
+        type=int,
+        default=None,
+        help="this bench, its node processes and nats-server, and this session's scheduler "
+        "group at this nice value (negative: root), as bench/switch.py --nice",
+    )
     tt = sub.add_parser("ttff")
     tt.add_argument("--runs", type=int, default=5)
     args = ap.parse_args()
@@ -476,7 +474,7 @@ def main() -> None:
         )
     elif args.what == "latency":
         run = lambda: latency(  # noqa: E731
-            args.seconds, args.one_process, args.warmup, args.loop
+            args.seconds, args.one_process, args.warmup, args.loop, args.nice
         )
     else:
         run = lambda: ttff(args.runs)  # noqa: E731

@@ -20,7 +20,7 @@ Receiver: one UDP socket per hop count, read by a thread with the kernel's recei
 the camera wrote into the payload just before ``sendto`` (both CLOCK_REALTIME), so the figure does
 not include when the bench's Python thread got round to reading (that is kept as ``app_*``).
 
-Public: ``CHAIN``, ``HOPS``, ``StampedCamera``, ``Receiver``, ``run_layout``.
+Public: ``CHAIN``, ``HOPS``, ``StampedCamera``, ``Receiver``, ``measure``, ``run_layout``.
 """
 
 from __future__ import annotations
@@ -270,6 +270,35 @@ async def run_layout(
         "node_process_cpu_s": cpu,
         "window_s": round(wall, 2),
     }
+
+
+async def measure(
+    layouts: dict[str, list[list[str]]], seconds: float, warmup: float, loop: str
+) -> dict[str, Any]:
+    """One nats-server for the bus; then each layout in turn (``run_layout``), by name."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    nats_proc = await asyncio.create_subprocess_exec(
+        "nats-server", "-a", "127.0.0.1", "-p", str(port),
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        preexec_fn=child_setup,
+    )  # fmt: skip
+    url = f"nats://127.0.0.1:{port}"
+    res: dict[str, Any] = {}
+    try:
+        for _ in range(100):
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+                break
+            await asyncio.sleep(0.1)
+        for name, groups in layouts.items():
+            print(f"latency: {name}, {len(groups)} node process(es)", file=sys.stderr)
+            res[name] = await run_layout(groups, url, seconds, warmup, loop)
+    finally:
+        if nats_proc.returncode is None:  # after the node processes: they stop on a live bus
+            nats_proc.terminate()
+        await nats_proc.wait()
+    return res
 
 
 async def _stop(procs: list[asyncio.subprocess.Process]) -> None:
