@@ -275,7 +275,10 @@ async def run_layout(
 async def measure(
     layouts: dict[str, list[list[str]]], seconds: float, warmup: float, loop: str
 ) -> dict[str, Any]:
-    """One nats-server for the bus; then each layout in turn (``run_layout``), by name."""
+    """One nats-server for the bus; then each layout in turn (``run_layout``), by name. Not
+    ``peers.nats_server.local_nats``: this one is in its own process group (``child_setup``), so
+    the terminal's Ctrl-C does not take the bus away before the node processes have stopped, and
+    it dies with the bench."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
