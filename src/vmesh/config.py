@@ -342,6 +342,10 @@ class FabricConfig(_Strict):
     # A stream whose upstream neighbour sent nothing this long is taken from another neighbour
     # when the node tree now reaches the camera through it (dual homing).
     failover_seconds: Annotated[float, Field(ge=0.2, le=60)] = 1.0
+    # Dual homing: a stream from a camera node with two parents also comes through the other
+    # parent, hot, where the two paths part; it takes over when the upstream is this long silent.
+    hot_standby: bool = True
+    standby_takeover_seconds: Annotated[float, Field(ge=0.05, le=10)] = 0.3
 
     @field_validator("address")
     @classmethod

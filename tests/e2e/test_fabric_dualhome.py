@@ -7,10 +7,13 @@ nodes under it (``city``, the county's primary parent, and ``city2``, its second
 with ``parents = [city, city2]``. Chromium (root namespace, the lab's root leg) logs in at the
 province and plays the county camera on the wall. The test then blackholes county↔city both
 ways and watches what the user sees: the picture freezes, then frames are decoded again in the
-same ``RTCPeerConnection`` and the tile is ``playing``. Behind it: the county's nats-server leaf
-moves to ``city2``, the county announces itself there, the province's map puts the county under
-``city2`` and the province's fabric, its upstream silent, re-opens the stream at ``city2`` into
-the same switch input (the channel keeps its SSRC; ``fabric.reroute`` in the province's audit).
+same ``RTCPeerConnection`` and the tile is ``playing``. Behind it (docs/fabric.md, "Hot
+standby"): the province, where the county's two paths part, has the stream through ``city2`` too
+(a standby leg ``via`` the county); its upstream silent for ``standby_takeover_seconds``, the
+standby leg becomes the upstream into the same switch input (the channel keeps its SSRC;
+``fabric.reroute`` with ``"standby": true`` in the province's audit). The control plane follows
+later: the county's nats-server leaf moves to ``city2`` and the province's map puts the county
+under ``city2``.
 
 The gap is the longest stretch without a new decoded frame after the cut, sampled in the page
 every 20 ms (``getVideoPlaybackQuality``); printed, not asserted (a shared 2-core machine).
@@ -146,7 +149,7 @@ async def test_a_dual_homed_county_moves_to_its_second_parent_during_playback(ne
         return [r["detail"] for r in rows]
 
     details = await wait_until(rerouted, "fabric.reroute audited at the province")
-    assert details == [{"from": city, "to": city2}], details
+    assert details == [{"from": city, "to": city2, "standby": True}], details
 
 
 async def _moved(net: Net, city2: str) -> tuple[str | None, str | None] | None:

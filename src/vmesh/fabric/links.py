@@ -11,10 +11,17 @@ through a ``NackRequester`` (gaps become NACKs to the neighbour at once, retried
 measured repair round trip; packets that already came are dropped here); the switch input's own
 RTCP (keyframe requests, receiver reports), sent to ``lo``, goes on to the neighbour.
 
+A ``LinkIn`` may hold a **standby leg** (``add_standby``): a second socket taking the same stream
+from another neighbour (a dual-homed camera node's second parent), hot but not forwarded — it
+keeps the packets since the last keyframe's first packet. ``promote`` makes it the link's
+upstream at once: the kept GOP goes to the switch input first (a new SSRC there: a source
+restart that starts on a keyframe), then the leg's live packets; the old leg is closed. No
+signalling is needed at that moment, so a dead primary link costs only the time to notice it.
+
 The switch stays on loopback and unchanged; only these sockets face the network. Counters (RTP
 packets and bytes per direction) are what the link carries for this stream.
 
-Public: ``LinkOut``, ``LinkIn``.
+Public: ``LinkOut``, ``LinkIn``, ``Standby``.
 """
 
 from __future__ import annotations
@@ -28,7 +35,8 @@ from collections.abc import Callable
 from typing import cast
 
 from vmesh.fabric.nack import NackRequester
-from vmesh.switch.rtp import is_rtcp
+from vmesh.switch.codecs import Codec, starts_keyframe
+from vmesh.switch.rtp import MalformedPacket, is_rtcp, payload_bounds
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +149,42 @@ class LinkOut:
             s.close()
 
 
+class Standby:
+    """A second upstream leg of a ``LinkIn``, held hot (see the module docstring): its socket,
+    its neighbour's ``LinkOut`` once known, and for video the packets from the first packet of
+    the last keyframe on (at most ``max_packets``; beyond that nothing is kept until the next
+    keyframe). Sans-IO apart from owning the socket."""
+
+    def __init__(self, sock: _Sock, video: bool, max_packets: int = 4096) -> None:
+        self.sock = sock
+        self.video = video
+        self.max_packets = max_packets
+        self.peer: Address | None = None
+        self.last_rtp_at: float | None = None
+        self.packets = 0
+        self.gop: list[bytes] = []
+        self._gop_ts: bytes | None = None
+
+    def keep(self, data: bytes, now: float) -> None:
+        self.last_rtp_at = now
+        self.packets += 1
+        if not self.video:
+            return
+        try:
+            start, end = payload_bounds(data)
+        except MalformedPacket:
+            return
+        ts = data[4:8]
+        if starts_keyframe(Codec.h264, data[start:end]) and ts != self._gop_ts:
+            self.gop = [data]  # a new keyframe: what came before it is not needed
+            self._gop_ts = ts
+        elif self.gop:
+            if len(self.gop) >= self.max_packets:
+                self.gop, self._gop_ts = [], None
+            else:
+                self.gop.append(data)
+
+
 class LinkIn:
     """Downstream end of (stream, link): see the module docstring."""
 
@@ -151,6 +195,8 @@ class LinkIn:
         self.clock = clock
         self.rtcp_out = 0
         self.last_rtp_at: float | None = None  # when the neighbour's last RTP packet came
+        self.standby: Standby | None = None
+        self.promotions = 0
         self._socks: list[_Sock] = []
         self.wan: _Sock
         self.lo: _Sock
@@ -173,13 +219,60 @@ class LinkIn:
             return  # the upstream output's sender reports: nothing here needs them
         if self.peer is not None and addr != self.peer:
             return  # a former upstream still sending (after a re-route): not ours any more
-        self.last_rtp_at = now = self.clock()
+        self.last_rtp_at = self.clock()
+        self._forward(data, self.last_rtp_at)
+
+    def _forward(self, data: bytes, now: float) -> None:
         if self.nack.duplicate(data):
             return  # already forwarded: the channel must not send (and count) it twice
         self.lo.send(data, self.switch_rtp)
         req = self.nack.on_rtp(data, now)
         if req is not None:
             self._to_peer(req)
+
+    # --- the standby leg ---------------------------------------------------------------------
+
+    async def add_standby(
+        self, address: str, video: bool, ports: PortRange | None = None
+    ) -> Standby:
+        """Bind a standby leg's socket on ``address``; its neighbour is set in ``peer`` once
+        the neighbour answers (until then packets from any address are kept)."""
+        self.drop_standby()
+        standby: Standby | None = None
+
+        def on(data: bytes, addr: Address) -> None:
+            if standby is None or is_rtcp(data):
+                return
+            if standby.peer is not None and addr != standby.peer:
+                return
+            standby.keep(data, self.clock())
+
+        sock = await _bind(address, on, ports)
+        standby = self.standby = Standby(sock, video)
+        return standby
+
+    def drop_standby(self) -> None:
+        if self.standby is not None:
+            self.standby.sock.close()
+            self.standby = None
+
+    def promote(self) -> None:
+        """The standby leg becomes this link's upstream (see the module docstring)."""
+        standby = self.standby
+        if standby is None:
+            raise RuntimeError("no standby leg to promote")
+        self.standby = None
+        old = self.wan
+        self.wan, self.peer = standby.sock, standby.peer
+        self.wan.on = self._from_peer
+        self._socks = [self.wan, self.lo]
+        old.close()
+        self.nack = NackRequester()  # another sender: nothing of the old one can be asked for
+        self.promotions += 1
+        now = self.clock()
+        for data in standby.gop:
+            self._forward(data, now)
+        self.last_rtp_at = standby.last_rtp_at
 
     def _from_switch(self, data: bytes, addr: Address) -> None:
         self._to_peer(data)  # keyframe requests and receiver reports of the switch input
@@ -205,8 +298,11 @@ class LinkIn:
             "rtt_ms": n.rtt_ms,
             "retry_ms": n.retry_ms,
             "rtcp_out": self.rtcp_out,
+            "standby_packets": self.standby.packets if self.standby is not None else None,
+            "promotions": self.promotions,
         }
 
     def close(self) -> None:
         for s in self._socks:
             s.close()
+        self.drop_standby()

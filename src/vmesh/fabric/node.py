@@ -101,6 +101,8 @@ async def start_fabric(ctx: NodeContext) -> FabricService:
         rpc_timeout=cfg.fabric.rpc_timeout_seconds,
         port_range=cfg.fabric.port_range,
         failover_after=cfg.fabric.failover_seconds,
+        standby_after=cfg.fabric.standby_takeover_seconds if cfg.fabric.hot_standby else None,
+        parents=registry.parent_codes,
     )
     sources.rebind = fabric.rebind
     await fabric.start()

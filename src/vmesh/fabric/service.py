@@ -10,6 +10,20 @@ RPC (``vmesh.<node>.rpc.fabric``, JSON over the federation ``Bus``)::
     <- {"closed": true}
     -> {"op": "record", "stream": "...", "user": "alice", "viewer_node": "...", "viewer": "..."}
     <- {"recorded": true}                 (a view, recorded at the camera's node: fabric.serve)
+    -> {"op": "parents"}
+    <- {"parents": ["<node code>", ...]}   (this node's configured parents, identified)
+
+An ``open`` may carry ``"via": "<camera node>"``: take the stream straight from the camera's node
+rather than along the node tree (a standby leg through a dual-homed camera node's second parent).
+
+Hot standby (dual homing): a node carrying a stream from a camera node with two parents, where
+the two parents' paths part at this node (the second parent is below it on another link, or is
+this node), also opens the stream through the other parent (``via``) into a standby leg of the
+same ``LinkIn`` (``links.Standby``): both legs carry it all the time. When the upstream sends
+nothing for ``standby_after`` s while the standby leg does, the standby becomes the upstream at
+once (``LinkIn.promote``: no signalling, so it works with the primary link dead and the control
+plane not yet moved); ``fabric.reroute`` with ``"standby": true`` is audited, the old upstream is
+closed in the background and a new standby is sought later (the old parent, once reachable).
 
 Grants (``vmesh.grants``): ``open`` and ``record`` may carry ``"grant": "<id>"``, set at the
 viewer's node by ``credentials(stream, user)`` and passed on hop by hop; at the camera's node
@@ -46,7 +60,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from vmesh.errors import Forbidden, InvalidInput, NotFound
+from vmesh.errors import Conflict, Forbidden, InvalidInput, NotFound
 from vmesh.fabric.leases import Consumer, LeaseTable
 from vmesh.fabric.links import LOOPBACK, LinkIn, LinkOut
 from vmesh.fabric.route import Parents, next_hop
@@ -58,6 +72,8 @@ from vmesh.switch.transport import SwitchTransport
 log = logging.getLogger(__name__)
 
 SERVICE = "fabric"
+STANDBY_RETRY_S = 5.0  # a stream without a standby leg (none possible, or it failed): ask again
+PARENTS_TTL_S = 60.0  # how long a camera node's answer to ``parents`` is kept
 _CODE = re.compile(r"^\d{20}$")
 AUDIO_SUFFIX = "/audio"
 CONTENT_SUFFIX = "-content"  # a venue's shared screen (双流), a video stream of its own
@@ -113,6 +129,10 @@ class _Carried:
     open_body: dict[str, Any] = field(default_factory=dict)
     since: float = 0.0  # opened or last re-routed at (this node's clock)
     tried_at: float = 0.0  # last re-route attempt
+    pinned: bool = False  # opened with ``via``: a standby leg's hop, never re-routed by the tree
+    standby_up: str | None = None  # the neighbour feeding the link's standby leg
+    standby_body: dict[str, Any] = field(default_factory=dict)
+    standby_at: float = 0.0  # last attempt to set up a standby leg
 
 
 def _code(body: dict[str, Any], key: str) -> str:
@@ -138,6 +158,8 @@ class FabricService:
         clock: Callable[[], float] = time.time,
         port_range: tuple[int, int] | None = None,
         failover_after: float = 1.0,
+        standby_after: float | None = 0.3,
+        parents: Callable[[], Awaitable[list[str]]] | None = None,
     ) -> None:
         self.code = node_code
         self.bus = bus
@@ -151,6 +173,12 @@ class FabricService:
         self.clock = clock
         self.port_range = port_range  # UDP ports of the link ends on ``address``; None: any
         self.failover_after = failover_after  # an upstream this long silent: look for another
+        # An upstream this long silent while the standby leg is not: promote it (None: no
+        # standby legs are opened from here).
+        self.standby_after = standby_after
+        self.parents = parents  # this node's parents' codes (answers ``parents``)
+        self._parents_of: dict[str, tuple[float, list[str]]] = {}
+        self._arming: set[str] = set()
         self._rerouting: asyncio.Task[None] | None = None
         self._carried: dict[str, _Carried] = {}
         self._locks: dict[str, asyncio.Lock] = {}
@@ -184,10 +212,22 @@ class FabricService:
         n = 0
         while True:
             await asyncio.sleep(0.05)
+            now = self.clock()
             for c in list(self._carried.values()):
                 if c.link_in is not None:
                     c.link_in.tick()
+                    if c.standby_up is not None:
+                        self._take_over_if_silent(c, now)
             n += 1
+            if n % 20 == 0 and self.standby_after is not None:
+                for c in list(self._carried.values()):
+                    if (
+                        c.link_in is not None
+                        and c.standby_up is None
+                        and not c.pinned
+                        and now - c.standby_at > STANDBY_RETRY_S
+                    ):
+                        self._spawn(self._arm_standby(c))
             if n % 4 == 0 and (self._rerouting is None or self._rerouting.done()):
                 self._rerouting = asyncio.create_task(self._reroute_silent())
             if n % 10 == 0:
@@ -254,10 +294,14 @@ class FabricService:
         user: str,
         viewer_node: str,
         creds: dict[str, Any] | None = None,
+        via: str | None = None,
     ) -> str:
         async with self._lock(stream):
-            parents, parent = await self.tree()
-            up = next_hop(self.code, camera_node, parents, parent)
+            if via is not None:
+                up: str | None = via
+            else:
+                parents, parent = await self.tree()
+                up = next_hop(self.code, camera_node, parents, parent)
             if not self.leases.acquire(stream, consumer, up, self.clock()):
                 return self._carried[stream].input_id
             try:
@@ -265,10 +309,13 @@ class FabricService:
             except BaseException:
                 self.leases.failed(stream)
                 raise
+            carried.pinned = via is not None
             self._carried[stream] = carried
             if self.leases.opened(stream):
                 await self._teardown(stream)
                 raise NotFound(f"stream {stream} was released while it opened")
+            if carried.link_in is not None and not carried.pinned:
+                self._spawn(self._arm_standby(carried))
             return carried.input_id
 
     async def _open(
@@ -332,6 +379,7 @@ class FabricService:
             c
             for c in self._carried.values()
             if c.link_in is not None
+            and not c.pinned
             and now - max(c.link_in.last_rtp_at or 0.0, c.since) > self.failover_after
             and now - c.tried_at > self.failover_after
         ]
@@ -365,6 +413,9 @@ class FabricService:
         with its GOP cache, which the input takes as a source restart, so every channel routed
         from it goes on with its own SSRC and sequence (the viewer's browser sees one stream)."""
         assert c.link_in is not None
+        if c.standby_up == up:  # the new open replaces that neighbour's output to this node
+            c.link_in.drop_standby()
+            c.standby_up, c.standby_body = None, {}
         old, old_peer = c.upstream, c.link_in.peer
         c.link_in.peer = None  # the new upstream's GOP replay may come before its answer
         try:
@@ -385,6 +436,117 @@ class FabricService:
         )
         if self.audit is not None:
             self._spawn(self.audit("fabric.reroute", c.stream, "ok", {"from": old, "to": up}))
+        if old is not None:
+            self._spawn(self._close_at(old, c.stream))
+
+    # --- hot standby (dual homing) -------------------------------------------------------------
+
+    async def _camera_parents(self, camera_node: str) -> list[str]:
+        """The parents ``camera_node`` is configured with (asked once a minute; [] if it
+        cannot say)."""
+        now = self.clock()
+        hit = self._parents_of.get(camera_node)
+        if hit is not None and now - hit[0] < PARENTS_TTL_S:
+            return hit[1]
+        try:
+            reply = await self.bus.call(
+                camera_node, SERVICE, {"op": "parents"}, timeout=self.rpc_timeout
+            )
+            codes = [p for p in reply.get("parents") or [] if isinstance(p, str) and _CODE.match(p)]
+        except Exception as e:
+            log.debug("fabric node=%s parents of %s unknown: %s", self.code, camera_node, e)
+            codes = []
+        self._parents_of[camera_node] = (now, codes)
+        return codes
+
+    async def _standby_plan(self, c: _Carried) -> tuple[str, str | None] | None:
+        """Where a standby leg for ``c`` comes from: (neighbour to ask, ``via``), or ``None``.
+
+        Only where the camera node's two paths part: its other parent is this node (ask the
+        camera node itself), or is below this node on another link than the upstream's (ask the
+        other parent, ``via`` the camera node). Elsewhere the paths share this node's upstream
+        link and a standby leg here would protect nothing; the node where they part has it."""
+        camera_node = str(c.open_body["camera_node"])
+        alternates = [p for p in await self._camera_parents(camera_node) if p != c.upstream]
+        if not alternates:
+            return None
+        parents, parent = await self.tree()
+        for p2 in alternates:
+            if p2 == self.code:
+                if c.upstream != camera_node:
+                    return camera_node, None
+                continue
+            if p2 not in parents:
+                continue
+            if next_hop(self.code, p2, parents, parent) not in (c.upstream, parent):
+                return p2, camera_node
+        return None
+
+    async def _arm_standby(self, c: _Carried) -> None:
+        """Open ``c``'s stream a second time through the camera node's other parent, into the
+        standby leg of its ``LinkIn`` (see the module docstring). Best effort: logged, retried
+        every ``STANDBY_RETRY_S`` by the tick."""
+        stream = c.stream
+        if stream in self._arming or self.standby_after is None:
+            return
+        self._arming.add(stream)
+        c.standby_at = self.clock()
+        target = None
+        try:
+            plan = await self._standby_plan(c)
+            if plan is None or self._carried.get(stream) is not c or c.link_in is None:
+                return
+            target, via = plan
+            link_in = c.link_in
+            leg = await link_in.add_standby(self.address, not is_audio(stream), self.port_range)
+            body = {k: v for k, v in c.open_body.items() if k != "via"} | {"port": leg.sock.port}
+            if via is not None:
+                body["via"] = via
+            try:
+                reply = await self.bus.call(target, SERVICE, body, timeout=self.rpc_timeout)
+            except BaseException:
+                if link_in.standby is leg:
+                    link_in.drop_standby()
+                raise
+            if self._carried.get(stream) is not c or link_in.standby is not leg:
+                self._spawn(self._close_at(target, stream))  # gone or moved meanwhile
+                return
+            leg.peer = (str(reply["addr"]), int(reply["port"]))
+            c.standby_up, c.standby_body = target, body
+            log.info(
+                "fabric node=%s stream=%s standby from node=%s via=%s peer=%s",
+                self.code, stream, target, via, leg.peer,
+            )  # fmt: skip
+        except Exception as e:
+            log.info("fabric node=%s stream=%s no standby via %s: %s", self.code, stream, target, e)
+        finally:
+            self._arming.discard(stream)
+
+    def _take_over_if_silent(self, c: _Carried, now: float) -> None:
+        """The upstream silent for ``standby_after`` s and the standby leg not: promote it."""
+        link_in = c.link_in
+        leg = link_in.standby if link_in is not None else None
+        if link_in is None or leg is None or leg.last_rtp_at is None or c.standby_up is None:
+            return
+        if self.standby_after is None or self._lock(c.stream).locked():
+            return  # opening, closing or re-routing: not now
+        quiet = now - max(link_in.last_rtp_at or 0.0, c.since)
+        if quiet <= self.standby_after or now - leg.last_rtp_at > self.standby_after:
+            return
+        old, new = c.upstream, c.standby_up
+        link_in.promote()
+        c.upstream, c.since, c.standby_at = new, now, now
+        c.open_body = {k: v for k, v in c.standby_body.items() if k != "via"}
+        c.standby_up, c.standby_body = None, {}
+        self.leases.rerouted(c.stream, new)
+        log.warning(
+            "fabric node=%s stream=%s upstream node=%s silent %.0f ms: standby from node=%s "
+            "took over",
+            self.code, c.stream, old, quiet * 1000, new,
+        )  # fmt: skip
+        if self.audit is not None:
+            detail = {"from": old, "to": new, "standby": True}
+            self._spawn(self.audit("fabric.reroute", c.stream, "ok", detail))
         if old is not None:
             self._spawn(self._close_at(old, c.stream))
 
@@ -412,6 +574,8 @@ class FabricService:
             if carried.link_in is not None:
                 carried.link_in.close()
             await self._close_at(carried.upstream, stream)
+            if carried.standby_up is not None:
+                await self._close_at(carried.standby_up, stream)
         log.info("fabric node=%s stream=%s closed", self.code, stream)
 
     def _remove_output(self, carried: _Carried, node: str) -> None:
@@ -430,7 +594,9 @@ class FabricService:
             return await self._on_close(body)
         if op == "record":
             return await self._on_record(body)
-        raise InvalidInput.one("op", "must be open, close or record", op)
+        if op == "parents":
+            return {"parents": await self.parents() if self.parents is not None else []}
+        raise InvalidInput.one("op", "must be open, close, record or parents", op)
 
     async def _on_open(self, body: dict[str, Any]) -> dict[str, Any]:
         stream = _stream(body)
@@ -446,11 +612,22 @@ class FabricService:
         viewer_node = str(body.get("viewer_node") or down)
         grant = body.get("grant") if isinstance(body.get("grant"), str) else None
         creds = {"grant": grant} if grant else {}
+        via = None
+        if body.get("via") is not None:
+            via = _code(body, "via")
+            if via != camera_node:
+                raise InvalidInput.one("via", "must be the camera node", via)
+            c = self._carried.get(stream)
+            if c is not None and down in (c.upstream, c.standby_up):
+                raise Conflict(
+                    f"stream {stream} comes to node {self.code} from node {down}: "
+                    "no second path from here"
+                )
         use = None
         if camera_node == self.code and self.admit is not None:
             use = await self.admit(stream, viewer_node, grant)
         input_id = await self._ensure(
-            stream, camera_node, Consumer.link(down), user, viewer_node, creds
+            stream, camera_node, Consumer.link(down), user, viewer_node, creds, via
         )
         async with self._lock(stream):
             carried = self._carried.get(stream)
@@ -572,6 +749,7 @@ class FabricService:
             out[lease.stream] = {
                 "state": str(lease.state),
                 "upstream": lease.upstream,
+                "standby_upstream": c.standby_up if c else None,
                 "viewers": lease.viewers,
                 "links_down": lease.links_down,
                 "input": c.input_id if c else None,

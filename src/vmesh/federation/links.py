@@ -212,6 +212,7 @@ class NetworkRegistry:
         self._failed_pings: dict[str, int] = {}
         self.uplink = Uplink() if self.parents else None
         self._known_children: set[str] = set()
+        self._parent_codes: dict[str, str] = {}  # parent URL → the code it answered with
 
     # --- storage --------------------------------------------------------------------------------
 
@@ -459,6 +460,25 @@ class NetworkRegistry:
             self.uplink.parent_code, self.uplink.url = ident.code, url
             return
         raise OSError("; ".join(errors))
+
+    async def parent_codes(self) -> list[str]:
+        """The codes of this node's configured parents, in configuration order: each parent's
+        leaf port is asked once (``identify_parent``), a parent that does not answer is left out
+        and asked again next time. The fabric's hot standby uses them (a dual-homed node)."""
+        if self.tls is None:
+            return [self.uplink.parent_code] if self.uplink and self.uplink.parent_code else []
+        out = []
+        for url in self.parents:
+            code = self._parent_codes.get(url)
+            if code is None:
+                try:
+                    ident = await identify_parent(url, *self.tls, timeout=self.call_timeout)
+                except (OSError, ValueError, ssl.SSLError) as e:
+                    log.debug("network node=%s parent %s not identified: %s", self.me.code, url, e)
+                    continue
+                code = self._parent_codes[url] = ident.code
+            out.append(code)
+        return out
 
     async def announce(self) -> None:
         """Announce this node (and its subtree) to its parent once; updates ``uplink``."""
