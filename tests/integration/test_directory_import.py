@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -275,3 +276,23 @@ async def test_malformed_rows_of_a_streamed_file_are_reported_alone(ctx: NodeCon
         await transfer.import_file(ctx.db, ctx.audit, SYSTEM, text_.encode(), "csv")
     assert [(r, f) for r, f, _ in errors_of(e)] == [(5, "columns")]
     assert await Directory(ctx.db, ctx.audit).count() == 0
+
+
+async def test_the_garbage_collector_is_back_on_after_an_import(ctx: NodeContext) -> None:
+    """An import checks its rows with Python's cyclic collector off; it is on again afterwards,
+    whether the file went in or was refused, and stays off if it was off before."""
+    assert gc.isenabled()
+    await import_text(ctx, GOOD, dry_run=True)
+    assert gc.isenabled()
+    with pytest.raises(InvalidInput):
+        await transfer.import_file(ctx.db, ctx.audit, SYSTEM, GOOD + "1,2,3\n", "csv")
+    assert gc.isenabled()
+    await transfer.import_file(ctx.db, ctx.audit, SYSTEM, GOOD, "csv")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with pytest.raises(InvalidInput):
+            await transfer.import_file(ctx.db, ctx.audit, SYSTEM, GOOD, "csv")
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
