@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from conftest import make_config
 from directory_sample import SYSTEM, build_sample
 from vmesh.audit.models import AuditRecord
 from vmesh.directory import transfer
+from vmesh.directory.models import Entry
 from vmesh.directory.search import SearchQuery, search
 from vmesh.directory.store import Directory
 from vmesh.errors import InvalidInput
@@ -296,3 +298,20 @@ async def test_the_garbage_collector_is_back_on_after_an_import(ctx: NodeContext
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+async def test_imported_entries_carry_the_import_time_and_first_version(
+    ctx: NodeContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The columns every new entry shares (written as SQL text on SQLite, not bound per row)
+    read back as the ORM writes them: version 1, never seen, updated at the import's time."""
+    monkeypatch.setattr(transfer, "BULK_REBUILD_ROWS", 2)
+    monkeypatch.setattr(transfer, "SQLITE_PARAMS", 45)
+    before = datetime.now(UTC)
+    await import_text(ctx, GOOD)
+    after = datetime.now(UTC)
+    async with ctx.db.sessions() as s:
+        rows = (await s.execute(select(Entry).order_by(Entry.id))).scalars().all()
+    assert [(e.version, e.last_seen) for e in rows] == [(1, None)] * 4
+    stamps = {e.updated_at.replace(tzinfo=e.updated_at.tzinfo or UTC) for e in rows}
+    assert len(stamps) == 1 and before <= stamps.pop() <= after
