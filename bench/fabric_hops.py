@@ -215,14 +215,16 @@ def per_hop(by_hops: dict[int, dict[str, Any]]) -> dict[int, dict[str, float]]:
 
 
 async def _line(proc: asyncio.subprocess.Process, want: str, within: float) -> None:
+    """Wait for the node process to print ``want`` (RuntimeError: it exited or did not)."""
     assert proc.stdout is not None
-    async with asyncio.timeout(within):
-        while True:
-            raw = await proc.stdout.readline()
-            if not raw:
-                raise RuntimeError(f"node process {proc.pid} exited ({await proc.wait()})")
-            if raw.decode().strip() == want:
-                return
+    try:
+        async with asyncio.timeout(within):
+            while raw := await proc.stdout.readline():
+                if raw.decode().strip() == want:
+                    return
+    except TimeoutError:
+        raise RuntimeError(f"node process {proc.pid}: no {want!r} within {within:g} s") from None
+    raise RuntimeError(f"node process {proc.pid} exited ({await proc.wait()}) before {want!r}")
 
 
 async def run_layout(
@@ -305,18 +307,20 @@ async def measure(
 
 
 async def _stop(procs: list[asyncio.subprocess.Process]) -> None:
-    """Close every node process's stdin (it stops its nodes and exits); kill what is left."""
+    """Close every node process's stdin (it stops its nodes and exits); after 15 s (one still
+    starting, e.g. its bus connection retrying) kill what is left."""
     for p in procs:
         if p.stdin is not None and not p.stdin.is_closing():
             p.stdin.close()
+    waits = [asyncio.ensure_future(p.wait()) for p in procs]
+    if waits:
+        await asyncio.wait(waits, timeout=15)
     for p in procs:
-        try:
-            async with asyncio.timeout(20):
-                await p.wait()
-        except TimeoutError:
+        if p.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 p.kill()
-            await p.wait()
+    if waits:
+        await asyncio.gather(*waits)
 
 
 # --- a node process ------------------------------------------------------------------------------
