@@ -68,17 +68,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "bench"))
 from benchinfo import machine  # noqa: E402
+from fabric_hops import percentile  # noqa: E402
 
 log = logging.getLogger("bench.fabric")
 
 PROV = "33000000002006000001"
 SIM = "33010000002006000099"  # the simulator's own node code (its JetStream domain)
-
-
-def percentile(values: list[float], q: float) -> float:
-    """Nearest-rank percentile."""
-    s = sorted(values)
-    return s[max(0, min(len(s) - 1, int(q * len(s) + 0.999999) - 1))]
 
 
 # --- catalogue ---------------------------------------------------------------------------

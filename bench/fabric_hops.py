@@ -20,7 +20,8 @@ Receiver: one UDP socket per hop count, read by a thread with the kernel's recei
 the camera wrote into the payload just before ``sendto`` (both CLOCK_REALTIME), so the figure does
 not include when the bench's Python thread got round to reading (that is kept as ``app_*``).
 
-Public: ``CHAIN``, ``HOPS``, ``StampedCamera``, ``Receiver``, ``measure``, ``run_layout``.
+Public: ``CHAIN``, ``HOPS``, ``percentile``, ``StampedCamera``, ``Receiver``, ``measure``,
+``run_layout``.
 """
 
 from __future__ import annotations
@@ -184,7 +185,9 @@ def child_setup() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
-def _nearest_rank(s: list[float], q: float) -> float:
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile."""
+    s = sorted(values)
     return s[max(0, min(len(s) - 1, int(q * len(s) + 0.999999) - 1))]
 
 
@@ -194,9 +197,9 @@ def summarize(samples_ns: list[int]) -> dict[str, Any]:
         return {"packets": 0}
     return {
         "packets": len(s),
-        "p50_ms": round(_nearest_rank(s, 0.5), 3),
-        "p99_ms": round(_nearest_rank(s, 0.99), 3),
-        "p99_9_ms": round(_nearest_rank(s, 0.999), 3),
+        "p50_ms": round(percentile(s, 0.5), 3),
+        "p99_ms": round(percentile(s, 0.99), 3),
+        "p99_9_ms": round(percentile(s, 0.999), 3),
         "max_ms": round(s[-1], 3),
     }
 
