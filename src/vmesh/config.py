@@ -115,6 +115,10 @@ class MediaConfig(_Strict):
     # The switch keeps each camera's current GOP and replays it to a new viewer (instant first
     # frame); false only to measure what it saves (bench/ttff.py).
     gop_cache: bool = True
+    # The switch's data plane thread (docs/switch.md, "Scheduling"): the CPUs it may run on
+    # (empty: any) and its SCHED_FIFO priority (0: the normal scheduler); refused, a warning.
+    dataplane_cpus: list[Annotated[int, Field(ge=0, le=4095)]] = []
+    dataplane_priority: Annotated[int, Field(ge=0, le=99)] = 0
 
     @field_validator(
         "ice_port_range", "streaming_port_range", "channel_port_range", "input_port_range"

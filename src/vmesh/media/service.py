@@ -173,7 +173,10 @@ class MediaService:
         self._online: dict[str, bool] = {}
         self.janus_binary = janus_binary
         self.transport = SwitchTransport(
-            Switch(SwitchConfig(gop_cache=config.gop_cache)), host="127.0.0.1"
+            Switch(SwitchConfig(gop_cache=config.gop_cache)),
+            host="127.0.0.1",
+            cpus=config.dataplane_cpus or None,
+            realtime_priority=config.dataplane_priority or None,
         )
         self.pool = ChannelPool(config.channels, config.channel_port_range[0])
         self.edge: JanusEdge | None = None

@@ -23,6 +23,7 @@
 #include <netinet/in.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -205,17 +206,15 @@ static int is_key_h265(const unsigned char *p, Py_ssize_t n) {
 
 /* -- sending ----------------------------------------------------------------------------------- */
 
+/* Sent with the GIL held. Letting it go for a long send (as before 2026-11-30) meant taking it
+ * back mid-fan-out: at fan-out 100 three times per packet, and each time another thread running
+ * Python (the node's event loop) could keep it for up to the switch interval, measured 0.6-1.4 ms
+ * p99 (max 4.6 ms) of waits per packet with a busy Python thread beside the plane
+ * (docs/switch.md, "The latency tail"). The plane lets the GIL go only in epoll_wait. */
 static void flush(DataPlane *self) {
     int i = 0;
     while (i < self->ns) {
-        int r;
-        if (self->ns - i > 8) { /* a long send: let the event loop run meanwhile */
-            Py_BEGIN_ALLOW_THREADS
-            r = sendmmsg(self->out_fd, self->smsg + i, (unsigned)(self->ns - i), MSG_DONTWAIT);
-            Py_END_ALLOW_THREADS
-        } else {
-            r = sendmmsg(self->out_fd, self->smsg + i, (unsigned)(self->ns - i), MSG_DONTWAIT);
-        }
+        int r = sendmmsg(self->out_fd, self->smsg + i, (unsigned)(self->ns - i), MSG_DONTWAIT);
         if (r > 0) { i += r; continue; }
         if (r < 0 && errno == EINTR) continue;
         /* the copy at i failed (full buffer, ICMP error): UDP drops it; count it */
@@ -566,6 +565,8 @@ static int handle(DataPlane *self, PyObject *input_id, int count, double now) {
 static PyObject *DataPlane_run(DataPlane *self, PyObject *noargs) {
     struct epoll_event evs[16];
     double next_tick = 0;
+    /* the thread's name in ps -L, top -H, perf and /proc (chrt -p, taskset -p find it by it) */
+    prctl(PR_SET_NAME, "vmesh-dataplane", 0, 0, 0);
     while (!self->stop) {
         double now = wall();
         int timeout = next_tick > now ? (int)ceil((next_tick - now) * 1000) : 0;

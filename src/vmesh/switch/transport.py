@@ -42,7 +42,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Collection, Hashable
 from typing import Any, NamedTuple, cast
 
 from vmesh.switch.core import InputSpec, OutputSpec, Replay, Send, Switch
@@ -123,6 +123,8 @@ class SwitchTransport:
         dataplane: bool = True,
         gil_interval: float | None = GIL_INTERVAL,
         nice: int | None = None,
+        cpus: Collection[int] | None = None,
+        realtime_priority: int | None = None,
     ) -> None:
         self.switch = switch
         self.host = host
@@ -153,6 +155,12 @@ class SwitchTransport:
         # The data plane thread's nice value (None: inherited). A negative one needs root or
         # CAP_SYS_NICE (systemd: Nice= or AmbientCapabilities=); refused, the thread keeps its own.
         self.nice = nice
+        # The data plane thread's CPUs (None: any) and SCHED_FIFO priority (None: the normal
+        # scheduler); docs/switch.md, "Scheduling". Refused, the thread runs as it would without.
+        self.cpus = None if cpus is None else frozenset(cpus)
+        if realtime_priority is not None and not 1 <= realtime_priority <= 99:
+            raise ValueError(f"realtime_priority must be 1 to 99, got {realtime_priority}")
+        self.realtime_priority = realtime_priority
         self.plane_tid: int | None = None  # the data plane thread's kernel id, once it runs
 
     async def _bind(self, port: int, handler: Callable[[bytes, Any], None]) -> _Endpoint:
@@ -380,13 +388,41 @@ class SwitchTransport:
 
     def _run_plane(self) -> None:
         """The data plane thread: on a busy machine a forwarder that waits for a CPU is late by
-        the wait, so it may run at a higher priority (``nice``) than the node's other work."""
-        self.plane_tid = threading.get_native_id()
+        the wait, so it may run at a higher priority (``nice``, ``realtime_priority``) than the
+        node's other work, on CPUs of its own (``cpus``)."""
+        self.plane_tid = tid = threading.get_native_id()
         if self.nice is not None:
             try:
-                os.setpriority(os.PRIO_PROCESS, self.plane_tid, self.nice)
+                os.setpriority(os.PRIO_PROCESS, tid, self.nice)
             except OSError as e:
                 log.warning("switch data plane: nice %d refused (%s); left as it was", self.nice, e)
+        if self.cpus is not None:
+            try:
+                os.sched_setaffinity(tid, self.cpus)
+            except (OSError, ValueError) as e:
+                log.warning(
+                    "switch data plane: cpus %s refused (%s); runs on any CPU", sorted(self.cpus), e
+                )
+        if self.realtime_priority is not None:
+            # Each copy's receive path runs inside our sendmmsg and wakes the receiver, which the
+            # kernel then tends to put on this CPU; at the normal policy it preempts the rest of
+            # the fan-out (docs/switch.md, "The latency tail"). SCHED_FIFO is not preempted by it.
+            try:
+                os.sched_setscheduler(tid, os.SCHED_FIFO, os.sched_param(self.realtime_priority))
+            except OSError as e:
+                log.warning(
+                    "switch data plane: SCHED_FIFO priority %d refused (%s); normal scheduling "
+                    "(needs root, CAP_SYS_NICE or a LimitRTPRIO)",
+                    self.realtime_priority,
+                    e,
+                )
+        fifo = os.sched_getscheduler(tid) == os.SCHED_FIFO
+        log.info(
+            "switch data plane tid=%d cpus=%s policy=%s",
+            tid,
+            ",".join(map(str, sorted(os.sched_getaffinity(tid)))),
+            f"fifo:{os.sched_getparam(tid).sched_priority}" if fifo else "normal",
+        )
         self._plane.run()
 
     def _plane_slow(self, input_id: str, data: bytes, addr: Any, now: float) -> None:
