@@ -192,7 +192,9 @@ class FabricService:
     # --- life cycle -------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        await self.bus.serve(SERVICE, self._on_rpc)
+        # Concurrent: an open waits on the hops above; closes and other streams must not queue
+        # behind it (each stream is serialised by its own lock).
+        await self.bus.serve(SERVICE, self._on_rpc, concurrent=True)
         self._ticker = asyncio.create_task(self._tick_loop(), name="fabric-tick")
         log.info("fabric node=%s address=%s started", self.code, self.address)
 

@@ -121,6 +121,7 @@ class Bus:
         self.nc = nc
         self.node_code = parse_code(node_code, "node").text
         self._subs: list[Subscription] = []
+        self._handling: set[asyncio.Task[None]] = set()  # requests of ``concurrent`` services
 
     @classmethod
     async def connect(
@@ -246,10 +247,16 @@ class Bus:
 
     # --- responders -------------------------------------------------------------------------------
 
-    async def serve(self, service: str, handler: Handler, *, queue: str = "") -> Subscription:
+    async def serve(
+        self, service: str, handler: Handler, *, queue: str = "", concurrent: bool = False
+    ) -> Subscription:
         """Answer ``vmesh.<this node>.rpc.<service>`` with ``handler`` (JSON in, JSON out).
 
-        ``queue`` makes several responders share the load (one answers each request)."""
+        ``queue`` makes several responders share the load (one answers each request).
+        Requests are handled one after the other (nats-py awaits a subscription's callback
+        before the next message), unless ``concurrent``: then each in a task of its own, so a
+        request that waits on another node (a fabric ``open`` going up a chain of hops) does not
+        hold up the ones behind it; the handler must then serialise what needs it."""
         subject = rpc_subject(self.node_code, service)
 
         async def _on(msg: Msg) -> None:
@@ -277,7 +284,12 @@ class Bus:
                         "bus node=%s service=%s cannot reply: %s", self.node_code, service, e
                     )
 
-        sub = await self.nc.subscribe(subject, queue=queue, cb=_on)
+        async def _spawn(msg: Msg) -> None:
+            task = asyncio.get_running_loop().create_task(_on(msg))
+            self._handling.add(task)
+            task.add_done_callback(self._handling.discard)
+
+        sub = await self.nc.subscribe(subject, queue=queue, cb=_spawn if concurrent else _on)
         # The subscription must be known to the server before anyone is told it exists.
         await self.nc.flush()
         self._subs.append(sub)
@@ -288,7 +300,11 @@ class Bus:
         """Stop the responders and close the connection (pending replies are sent first)."""
         if self.nc.is_closed:
             return
+        if self._handling:  # concurrent requests still being answered: a moment for them
+            await asyncio.wait(list(self._handling), timeout=1.0)
         try:
             await self.nc.drain()
         except (nats.errors.Error, TimeoutError):
             await self.nc.close()
+        for task in list(self._handling):
+            task.cancel()
