@@ -2,7 +2,10 @@
 moved to its second city is reported by both cities — the new one with a fresh ``last_seen``, the
 old one with the link down and the last sighting before the cut. The province keeps the newest
 evidence: the county stays under its second parent whatever order the reports come in, and a
-report that is newer again (the county back under its first city) moves it back."""
+report that is newer again (the county back under its first city) moves it back.
+
+``shape_version`` (what the fabric caches the tree by) moves exactly when a node is added or
+changes parent, not on the periodic reports that change nothing of the tree's shape."""
 
 from __future__ import annotations
 
@@ -50,11 +53,17 @@ async def test_the_newest_report_of_a_moved_node_wins(ctx: NodeContext) -> None:
     reg = NetworkRegistry(ctx.db, None, NodeInfo(PROV, "province", "浙江省"))  # type: ignore[arg-type]
     await reg._on_announce(_announce(CITY, _link("up", T0)))
     assert await _parent(reg) == (CITY, "up")
+    shape = reg.shape_version
+    assert shape == 2  # city and county added
+    await reg._on_announce(_announce(CITY, _link("up", T0 + timedelta(seconds=1))))
+    assert reg.shape_version == shape  # the same tree
     # The county moved: city2 reports it fresh, city still reports it (down, last seen at T0).
     await reg._on_announce(_announce(CITY2, _link("up", T0 + timedelta(seconds=10))))
     assert await _parent(reg) == (CITY2, "up")
+    assert reg.shape_version == shape + 2  # city2 added, the county moved
     await reg._on_announce(_announce(CITY, _link("down", T0)))
     assert await _parent(reg) == (CITY2, "up")
+    assert reg.shape_version == shape + 2
     # A report without a sighting cannot take it away either.
     await reg._on_announce(_announce(CITY, {"state": "down", "rtt_ms": None, "last_seen": None}))
     assert await _parent(reg) == (CITY2, "up")

@@ -77,12 +77,20 @@ async def start_fabric(ctx: NodeContext) -> FabricService:
     assert registry is not None
     code = cfg.node.code
 
+    # The subtree's shape, read again only when the registry says it changed: every stream
+    # opened here asks for it, and at the province it is every node of the network.
+    shape: list[Any] = [None, {}]  # [registry.shape_version, code → parent]
+
     async def tree() -> tuple[Parents, str | None]:
-        nodes = await registry.subtree()
-        parents: dict[str, str | None] = {n.code: n.parent_code for n in nodes}
+        version = registry.shape_version
+        if shape[0] != version:
+            nodes = await registry.subtree()
+            shape[:] = [version, {n.code: n.parent_code for n in nodes}]
+        parents: dict[str, str | None] = shape[1]
         up = registry.uplink
         parent = up.parent_code if up is not None and up.parent_code else parents.get(code)
-        parents[code] = parent
+        if parents.get(code, ...) != parent:
+            parents = {**parents, code: parent}
         return parents, parent
 
     async def audit(action: str, target: str, result: str, detail: dict[str, Any]) -> None:

@@ -213,6 +213,9 @@ class NetworkRegistry:
         self.uplink = Uplink() if self.parents else None
         self._known_children: set[str] = set()
         self._parent_codes: dict[str, str] = {}  # parent URL → the code it answered with
+        # Bumped after a commit that adds a node or moves one to another parent: the tree's
+        # shape (``subtree``) is the same while it is (the fabric caches it by this).
+        self.shape_version = 0
 
     # --- storage --------------------------------------------------------------------------------
 
@@ -231,6 +234,7 @@ class NetworkRegistry:
             if row is None:
                 row = KnownNode(code=d["code"], updated_at=_now())
                 s.add(row)
+            reshaped = row.parent_code != parent_code or row.tier is None
             row.parent_code = parent_code
             row.tier = d["tier"]
             row.name = d["name"]
@@ -246,6 +250,8 @@ class NetworkRegistry:
                 row.last_seen = datetime.fromisoformat(seen) if isinstance(seen, str) else seen
                 row.reported_by = reported_by
             row.updated_at = _now()
+        if reshaped:
+            self.shape_version += 1
 
     async def record_self(self) -> None:
         up = self.uplink
