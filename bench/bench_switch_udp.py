@@ -36,6 +36,41 @@ TIMESPEC = struct.Struct("@qq")
 
 # --nice: the nice value of the forwarders' scheduler groups (None: left alone)
 NICE: dict[str, int | None] = {"value": None}
+# --pin / --rt: the CPU the forwarders run on and their SCHED_FIFO priority (None: left alone)
+SCHED: dict[str, int | None] = {"cpu": None, "rt": None}
+
+
+def schedule_forwarder(pid: int) -> list[str]:
+    """--pin/--rt for Janus and the switch's Python path: every thread of the process on the CPU,
+    at the priority (more than the C data plane gets: only its own thread, as the node's
+    ``[media] dataplane_cpus``/``dataplane_priority`` do). Threads started later inherit it.
+    Returns each thread's ``policy@cpus``."""
+    out = []
+    for task in sorted(os.listdir(f"/proc/{pid}/task")):
+        tid = int(task)
+        with contextlib.suppress(ProcessLookupError):  # a thread that just ended
+            if SCHED["cpu"] is not None:
+                os.sched_setaffinity(tid, {SCHED["cpu"]})
+            if SCHED["rt"] is not None:
+                os.sched_setscheduler(tid, os.SCHED_FIFO, os.sched_param(SCHED["rt"]))
+            out.append(_policy(tid))
+    return out
+
+
+def _policy(tid: int) -> str:
+    fifo = os.sched_getscheduler(tid) == os.SCHED_FIFO
+    cpus = ",".join(map(str, sorted(os.sched_getaffinity(tid))))
+    policy = f"fifo:{os.sched_getparam(tid).sched_priority}" if fifo else "normal"
+    return f"{policy}@{cpus}"
+
+
+def plane_policy(pid: int) -> str | None:
+    """``policy@cpus`` of the switch child's data plane thread (named ``vmesh-dataplane``)."""
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(OSError):
+            if Path(f"/proc/{pid}/task/{task}/comm").read_text().strip() == "vmesh-dataplane":
+                return _policy(int(task))
+    return None
 
 
 def set_nice(nice: int, pid: int | str = "self") -> str | None:
@@ -56,12 +91,19 @@ def set_nice(nice: int, pid: int | str = "self") -> str | None:
 
 
 def serve_switch(
-    in_port: int, sink_base: int, n: int, dataplane: bool = True, rtcp: bool = False
+    in_port: int,
+    sink_base: int,
+    n: int,
+    dataplane: bool = True,
+    rtcp: bool = False,
+    cpu: int | None = None,
+    rt: int | None = None,
 ) -> None:
     """Child process: a SwitchTransport with one input and ``n`` outputs, until killed
     (``dataplane=False``: the pure-Python asyncio path, as without the C extension; ``rtcp``:
     each output has an RTCP destination, as the node's media channels do, so ``tick`` makes a
-    sender report per output per interval; the sink drops them)."""
+    sender report per output per interval; the sink drops them; ``cpu``/``rt``: the data plane
+    thread's CPU and SCHED_FIFO priority, as ``[media] dataplane_cpus``/``dataplane_priority``)."""
     from vmesh.switch.codecs import Codec
     from vmesh.switch.core import InputSpec, OutputSpec, Switch
     from vmesh.switch.transport import SwitchTransport, use_uvloop
@@ -69,7 +111,12 @@ def serve_switch(
     use_uvloop()
 
     async def main() -> None:
-        t = SwitchTransport(Switch(), dataplane=dataplane)
+        t = SwitchTransport(
+            Switch(),
+            dataplane=dataplane,
+            cpus=None if cpu is None else {cpu},
+            realtime_priority=rt,
+        )
         await t.start()
         await t.add_input(InputSpec("cam", Codec.h264), port=in_port)
         for i in range(n):
@@ -230,6 +277,8 @@ def run_switch(
             str(n),
             *([] if dataplane else ["--no-dataplane"]),
             *(["--rtcp"] if rtcp else []),
+            *([] if SCHED["cpu"] is None else ["--plane-cpu", str(SCHED["cpu"])]),
+            *([] if SCHED["rt"] is None else ["--plane-rt", str(SCHED["rt"])]),
         ],
         stdout=subprocess.PIPE,
         text=True,
@@ -245,7 +294,14 @@ def run_switch(
         assert line == "ready", (
             f"switch child said {line!r} (no-plane: the C extension is not built)"
         )
-        return measure(psutil.Process(child.pid), packets, SWITCH_IN, n, rate, seconds)
+        if dataplane:
+            policy = [plane_policy(child.pid)]
+        elif SCHED["cpu"] is not None or SCHED["rt"] is not None:
+            policy = schedule_forwarder(child.pid)
+        else:
+            policy = [_policy(child.pid)]
+        r = measure(psutil.Process(child.pid), packets, SWITCH_IN, n, rate, seconds)
+        return {**r, "scheduling": policy}
     finally:
         child.terminate()
         child.wait(5)
@@ -329,9 +385,10 @@ def side_by_side(
                 sw = run_switch(packets, n, rate, seconds)
                 swr = run_switch(packets, n, rate, seconds, rtcp=True) if with_rtcp else None
                 session, _, _ = loop.run_until_complete(_janus_setup(edge, n, 101 + k))
+                policy = sorted(set(schedule_forwarder(jproc.pid)))
                 # Janus's port of this publisher (JANUS_IN + 2 * (id % 4)).
                 port = JANUS_IN + 2 * ((101 + k) % 4)
-                ja = measure(jproc, jpackets, port, n, rate, seconds)
+                ja = {**measure(jproc, jpackets, port, n, rate, seconds), "scheduling": policy}
                 with contextlib.suppress(Exception):
                     loop.run_until_complete(session.destroy())
                 ratio = None

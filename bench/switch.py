@@ -8,7 +8,8 @@ and Janus VideoRoom ``rtp_forward`` side by side over loopback at the same fan-o
 run (packets per core-second of each forwarder process, the ratio, one-way latency p50/p99).
 
 Run: ``.venv/bin/python bench/switch.py [--seconds 3] [--udp --udp-seconds 20] [--also-python]
-[--with-rtcp] [--nice -10]``; prints JSON (docs/BENCHMARKS.md has the exact commands).
+[--with-rtcp] [--nice -10] [--pin 1 --rt 10] [--fanouts 1,10,100]``; prints JSON
+(docs/BENCHMARKS.md has the exact commands).
 """
 
 from __future__ import annotations
@@ -113,15 +114,54 @@ def main() -> None:
         "nice value, the sink threads 5 lower (negative: root); the same for both forwarders, "
         "so on a busy machine the latency is the forwarders' and less the CPU queue's",
     )
+    ap.add_argument(
+        "--pin",
+        type=int,
+        default=None,
+        metavar="CPU",
+        help="with --udp: the forwarders on this CPU (the switch's data plane thread, as "
+        "[media] dataplane_cpus does; every thread of Janus and of the Python path), this "
+        "process (sender, sinks) on the others",
+    )
+    ap.add_argument(
+        "--rt",
+        type=int,
+        default=None,
+        metavar="PRIO",
+        help="with --udp: the forwarders at this SCHED_FIFO priority (the switch's data plane "
+        "thread, as [media] dataplane_priority does; every thread of Janus and of the Python "
+        "path); needs root. Without --pin the forwarder may preempt the sender between the "
+        "two packets of a burst, which shortens the second one's measured wait: use both",
+    )
+    ap.add_argument(
+        "--fanouts",
+        type=lambda v: tuple(int(x) for x in v.split(",")),
+        default=(1, 10, 100),
+        help="comma-separated (default 1,10,100)",
+    )
     ap.add_argument("--serve-switch", nargs=3, type=int, metavar=("IN", "SINK", "N"))
+    ap.add_argument("--plane-cpu", type=int, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--plane-rt", type=int, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--no-dataplane", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--rtcp", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.serve_switch:
         from bench_switch_udp import serve_switch
 
-        serve_switch(*args.serve_switch, dataplane=not args.no_dataplane, rtcp=args.rtcp)
+        serve_switch(
+            *args.serve_switch,
+            dataplane=not args.no_dataplane,
+            rtcp=args.rtcp,
+            cpu=args.plane_cpu,
+            rt=args.plane_rt,
+        )
         return
+    if args.pin is not None or args.rt is not None:
+        from bench_switch_udp import SCHED
+
+        SCHED["cpu"], SCHED["rt"] = args.pin, args.rt
+        if args.pin is not None:  # sender and sink threads (started later) inherit it
+            os.sched_setaffinity(0, os.sched_getaffinity(0) - {args.pin})
     autogroup = None
     if args.nice is not None:  # inherited by the threads and processes started from here on
         from bench_switch_udp import NICE, set_nice
@@ -137,7 +177,7 @@ def main() -> None:
 
 def report(args: argparse.Namespace, autogroup: str | None) -> None:
     packets = stream(0x10000 // PER_FRAME)
-    results = [run(f, packets, args.seconds) for f in (1, 10, 100)]
+    results = [run(f, packets, args.seconds) for f in args.fanouts]
     udp = None
     if args.udp:
         from bench_switch_udp import side_by_side
@@ -146,7 +186,7 @@ def report(args: argparse.Namespace, autogroup: str | None) -> None:
             packets,
             args.rate,
             args.udp_seconds,
-            (1, 10, 100),
+            args.fanouts,
             also_python=args.also_python,
             with_rtcp=args.with_rtcp,
         )
@@ -163,6 +203,9 @@ def report(args: argparse.Namespace, autogroup: str | None) -> None:
                 "loadavg": os.getloadavg(),
                 "nice": os.getpriority(os.PRIO_PROCESS, 0),
                 "autogroup": autogroup,
+                "pin": args.pin,
+                "rt": args.rt,
+                "bench_cpus": sorted(os.sched_getaffinity(0)),
             },
             indent=2,
         )
