@@ -5,6 +5,7 @@ subtree is one indexed prefix range and scope checks need no recursion. Name sea
 index (FTS5 on SQLite, kept by ``vmesh.directory.store``; a GIN index over the name's characters
 on PostgreSQL), created in migration 0002. Migration 0004 dropped the
 ``parent_id`` and ``(kind, name)`` indexes: nothing needs them beside ``(parent_id, status)``.
+Migration 0017 made the codes unique by an index instead of a table constraint.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ class Entry(Base):
     __tablename__ = "directory_entries"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-    code: Mapped[str] = mapped_column(String(20), unique=True)
+    code: Mapped[str] = mapped_column(String(20))  # unique: uq_directory_entries_code
     parent_id: Mapped[int | None] = mapped_column(
         Integer, ForeignKey("directory_entries.id", ondelete="RESTRICT")
     )  # indexed by (parent_id, status)
@@ -57,6 +58,9 @@ class Entry(Base):
         Index("ix_directory_entries_path_name", "path", "name"),
         Index("ix_directory_entries_parent_status", "parent_id", "status"),
         Index("ix_directory_entries_name", "name"),
+        # An index, not a table constraint, so that a big import can drop and rebuild it with
+        # the others (migration 0017).
+        Index("uq_directory_entries_code", "code", unique=True),
     )
 
 
