@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import gc
+import io
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -315,3 +317,45 @@ async def test_imported_entries_carry_the_import_time_and_first_version(
     assert [(e.version, e.last_seen) for e in rows] == [(1, None)] * 4
     stamps = {e.updated_at.replace(tzinfo=e.updated_at.tzinfo or UTC) for e in rows}
     assert len(stamps) == 1 and before <= stamps.pop() <= after
+
+
+def permuted(text_: str) -> str:
+    """The same CSV with its columns in another order (read by column name, one dict per row)."""
+    order = [9, 8, 7, 6, 5, 4, 3, 2, 1, 0]
+    rows = list(csv.reader(io.StringIO(text_)))
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerows([[r[i] for i in order] for r in rows])
+    return out.getvalue()
+
+
+async def test_rows_read_as_cells_import_as_rows_read_by_column(
+    ctx: NodeContext, tmp_path: Path, second_url: str
+) -> None:
+    """A CSV file with the export's header is checked from its cells (no dictionary per row);
+    the same file with its columns reordered goes through dictionaries: same errors, and the
+    same entries, tags and name index."""
+    bad = GOOD + (
+        "33030200001326000002,33030200002166000001,camera,,坐标,91,120,,,\n"
+        '33030200001326000003,33030200002166000001,camera,,属性,,,,,"{""a"":1"\n'
+        "33030200001326000004,33030200002166000001,camera,, 空格 ,,,,,\n"
+    )
+    errors = []
+    for text_ in (bad, permuted(bad)):
+        with pytest.raises(InvalidInput) as e:
+            await transfer.import_file(ctx.db, ctx.audit, SYSTEM, text_.encode(), "csv")
+        errors.append(errors_of(e))
+    assert errors[0] == errors[1] and [(r, f) for r, f, _ in errors[0]] == [
+        (5, "lat"),
+        (6, "attrs"),
+    ]
+    good = GOOD + "33030200001326000004,33030200002166000001,camera,, 空格  两个 ,,,x y x,,\n"
+    other = await NodeContext.open(make_config(tmp_path / "other", second_url))
+    try:
+        await transfer.import_file(ctx.db, ctx.audit, SYSTEM, good.encode(), "csv")
+        await transfer.import_file(other.db, other.audit, SYSTEM, permuted(good).encode(), "csv")
+        assert await export(ctx, "csv") == await export(other, "csv")
+        for q in (SearchQuery(q="两个"), SearchQuery(q="五马"), SearchQuery(tag="x")):
+            got = [(await search(c.db, q, None)).items for c in (ctx, other)]
+            assert got[0] == got[1] and len(got[0]) == 1
+    finally:
+        await other.close()

@@ -100,6 +100,10 @@ def _decode(data: bytes | str) -> str:
         ) from None
 
 
+# A row as read: its fields by column, or (a CSV file with the export's header) its cells.
+Raw = dict[str, Any] | list[str]
+Chunks = Iterator[list[tuple[int, Raw]]]
+
 _BLOCK = 1 << 20  # characters of plain CSV lines split at a time
 
 
@@ -138,10 +142,11 @@ def _csv_records(text_: str) -> Iterator[list[str]]:
             raise InvalidInput.one("file", f"is not valid CSV (line {lineno}: {e})") from None
 
 
-def _csv_chunks(text_: str, errors: ErrorList) -> Iterator[list[tuple[int, dict[str, str]]]]:
+def _csv_chunks(text_: str, errors: ErrorList, *, cells: bool = False) -> Chunks:
     """Rows of a CSV file as ``(row number, fields)``, ``CHUNK`` at a time; malformed rows (wrong
     number of cells) are left out and added to ``errors``. Raises at once on a bad header or
-    text that is not CSV."""
+    text that is not CSV. With ``cells``, when the header is ``FIELDS`` in order (the export's),
+    a row is its list of cells (no dictionary per row: ``_Import._fields`` reads both)."""
     records = _csv_records(text_)
     first = next(records, None)
     if first is None:
@@ -149,24 +154,25 @@ def _csv_chunks(text_: str, errors: ErrorList) -> Iterator[list[tuple[int, dict[
     header = [h.strip() for h in first]
     _check_columns(header)
     width = len(header)
-    chunk: list[tuple[int, dict[str, str]]] = []
-    for n, cells in enumerate(records, start=1):
-        if len(cells) == width:
-            chunk.append((n, dict(zip(header, cells, strict=True))))
+    as_cells = cells and tuple(header) == v.FIELDS
+    chunk: list[tuple[int, Raw]] = []
+    for n, record in enumerate(records, start=1):
+        if len(record) == width:
+            chunk.append((n, record if as_cells else dict(zip(header, record, strict=True))))
             if len(chunk) >= CHUNK:
                 yield chunk
                 chunk = []
-        elif cells:
+        elif record:
             errors.add(
-                FieldError("columns", f"has {len(cells)} cells, the header has {width}", None, n)
+                FieldError("columns", f"has {len(record)} cells, the header has {width}", None, n)
             )
     if chunk:
         yield chunk
 
 
-def _parse_csv(text_: str) -> list[tuple[int, dict[str, str]]]:
+def _parse_csv(text_: str) -> list[tuple[int, dict[str, Any]]]:
     errors = ErrorList()
-    rows = [r for chunk in _csv_chunks(text_, errors) for r in chunk]
+    rows = [(n, r) for chunk in _csv_chunks(text_, errors) for n, r in chunk if isinstance(r, dict)]
     errors.raise_if_any("the file has malformed rows")
     return rows
 
@@ -389,7 +395,7 @@ class _Import:
             else:
                 self._fixed = {"last_seen": None, "version": 1, "updated_at": self.now}
 
-    async def add(self, chunk: list[tuple[int, dict[str, Any]]]) -> None:
+    async def add(self, chunk: list[tuple[int, Raw]]) -> None:
         rows = self._fields(chunk)
         if not self.empty:
             # What the database holds of this chunk's codes and of parents not seen yet.
@@ -414,16 +420,21 @@ class _Import:
         if self.progress:
             self.progress("import", min(self.rows, self.total), self.total)
 
-    def _fields(self, chunk: list[tuple[int, dict[str, Any]]]) -> list[_Row]:
+    def _fields(self, chunk: list[tuple[int, Raw]]) -> list[_Row]:
         """Each row's own checks: fields, code forms, duplicates within the file."""
         errors, first_row, good_parents = self.errors, self.first_row, self.good_parents
         rows: list[_Row] = []
         for n, raw in chunk:
-            f = v.fast_fields(raw)
-            if f is None:
-                f = v.check_fields(raw, errors, n)
+            if isinstance(raw, list):  # cells in ``FIELDS`` order
+                f = v.fast_cells(raw)
                 if f is None:
-                    continue
+                    f = v.check_fields(dict(zip(v.FIELDS, raw, strict=True)), errors, n)
+            else:
+                f = v.fast_fields(raw)
+                if f is None:
+                    f = v.check_fields(raw, errors, n)
+            if f is None:
+                continue
             code, parent = f.code, f.parent_code
             if code is None:
                 errors.add(FieldError("code", "is required in an import file", None, n))
@@ -662,12 +673,9 @@ class _Import:
 # -- writing ---------------------------------------------------------------------------------
 
 
-Chunks = Iterator[list[tuple[int, dict[str, Any]]]]
-
-
 def _chunks_of(rows: list[tuple[int, dict[str, Any]]]) -> Chunks:
     for i in range(0, len(rows), CHUNK):
-        yield rows[i : i + CHUNK]
+        yield list[tuple[int, Raw]](rows[i : i + CHUNK])
 
 
 async def import_rows(
@@ -720,7 +728,7 @@ async def import_file(
     parse_errors: ErrorList | None = None
     if fmt == "csv":
         parse_errors = ErrorList()
-        chunks = _csv_chunks(text_, parse_errors)
+        chunks = _csv_chunks(text_, parse_errors, cells=True)
         total = text_.count("\n")  # rows, for progress (quoted line breaks make it an estimate)
     else:
         rows = _parse_json(text_)
