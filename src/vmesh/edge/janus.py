@@ -451,7 +451,8 @@ class JanusHandle:
             if data.get("janus") == "ack":
                 t = s.client._http.timeout if time_limit is None else time_limit
                 try:
-                    data = await asyncio.wait_for(asyncio.shield(fut), t)
+                    async with asyncio.timeout(t):
+                        data = await asyncio.shield(fut)
                 except TimeoutError:
                     raise JanusTimeout(
                         f"{self.plugin} {request}", None, f"no event within {t:g} s"

@@ -129,7 +129,8 @@ async def identify_parent(
                 await writer.wait_closed()
 
     try:
-        return await asyncio.wait_for(go(), timeout)
+        async with asyncio.timeout(timeout):
+            return await go()
     except TimeoutError:
         raise OSError(f"{url}: no answer within {timeout:g} s") from None
     except InvalidInput as e:

@@ -131,7 +131,8 @@ class GbPlaybackSource(GbLiveSource):
         self.cseq += 1
         info = self._in_dialog("INFO", dev, mansrtsp.encode(req), mansrtsp.CONTENT_TYPE)
         try:
-            resp = await asyncio.wait_for(svc.endpoint_request(info, dev.addr), 10.0)
+            async with asyncio.timeout(10.0):
+                resp = await svc.endpoint_request(info, dev.addr)
         except TimeoutError:
             raise Conflict(f"device {self.spec.device} did not answer the INFO") from None
         if resp.status >= 300:

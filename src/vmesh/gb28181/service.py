@@ -291,7 +291,8 @@ class GbService:
             await self.cascade.stop()
         for s in list(self.sessions.values()):
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(s.stop(), 3.0)
+                async with asyncio.timeout(3.0):
+                    await s.stop()
         if self._watchdog is not None:
             self._watchdog.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -808,7 +809,8 @@ class GbService:
         self._waiters[key] = fut
         try:
             await self._send_message(dev, message)
-            return await asyncio.wait_for(fut, wait)
+            async with asyncio.timeout(wait):
+                return await fut
         finally:
             self._waiters.pop(key, None)
 

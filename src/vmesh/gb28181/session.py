@@ -215,9 +215,8 @@ class GbLiveSource:
                 content_type="APPLICATION/SDP",
                 subject=f"{self.spec.channel}:{self.ssrc},{svc.server_id}:0",
             )
-            resp = await asyncio.wait_for(
-                svc.endpoint_request(req, dev.addr), svc.config.invite_timeout_seconds
-            )
+            async with asyncio.timeout(svc.config.invite_timeout_seconds):
+                resp = await svc.endpoint_request(req, dev.addr)
             if resp.status >= 300:
                 kind = FailureKind.NOT_FOUND if resp.status == 404 else FailureKind.UNREACHABLE
                 raise Failure(kind, f"device answered {resp.status} {resp.reason}")
@@ -275,10 +274,8 @@ class GbLiveSource:
             raise Failure(FailureKind.BAD_STREAM, "the answer names no TCP address and port")
         loop = asyncio.get_running_loop()
         try:
-            await asyncio.wait_for(
-                loop.create_connection(lambda: _TcpRtp(self), a.connection_address, a.port),
-                self.service.config.invite_timeout_seconds,
-            )
+            async with asyncio.timeout(self.service.config.invite_timeout_seconds):
+                await loop.create_connection(lambda: _TcpRtp(self), a.connection_address, a.port)
         except (OSError, TimeoutError) as e:
             raise Failure(
                 FailureKind.UNREACHABLE,
@@ -311,7 +308,8 @@ class GbLiveSource:
         bye = self._in_dialog("BYE", dev)
         self.bye_sent = True
         log.info("gb bye channel=%s ssrc=%s", self.spec.channel, self.ssrc)
-        await asyncio.wait_for(svc.endpoint_request(bye, dev.addr), 5.0)
+        async with asyncio.timeout(5.0):
+            await svc.endpoint_request(bye, dev.addr)
 
     def on_bye(self, req: SipRequest) -> None:
         """The device hung up."""

@@ -235,7 +235,8 @@ class UpperLink:
                 await self._task
         if self.state == "registered":
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.register(0), 2.0)
+                async with asyncio.timeout(2.0):
+                    await self.register(0)
         self.state = "stopped"
 
     def next_sn(self) -> int:
@@ -679,7 +680,8 @@ class Cascade:
             s._server = await asyncio.start_server(accepted, host, 0)
             port = int(s._server.sockets[0].getsockname()[1])
         else:
-            _, writer = await asyncio.wait_for(asyncio.open_connection(*s.dest), 10.0)
+            async with asyncio.timeout(10.0):
+                _, writer = await asyncio.open_connection(*s.dest)
             s._writer = writer
             port = int(writer.get_extra_info("sockname")[1])
         s.output_id = f"gb-upper/{s.call_id}"

@@ -215,7 +215,8 @@ async def probe(
     loop = asyncio.get_running_loop()
     started = loop.time()
     try:
-        out, err = await asyncio.wait_for(proc.communicate(), seconds + 5)
+        async with asyncio.timeout(seconds + 5):
+            out, err = await proc.communicate()
     except TimeoutError:
         with contextlib.suppress(ProcessLookupError):
             proc.kill()

@@ -481,7 +481,8 @@ class SupervisedProcess:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(proc.pid, self.spec.stop_signal)
             try:
-                await asyncio.wait_for(proc.wait(), self.spec.stop_timeout)
+                async with asyncio.timeout(self.spec.stop_timeout):
+                    await proc.wait()
             except TimeoutError:
                 log.warning(
                     "process=%s did not stop within %g s; SIGKILL",
