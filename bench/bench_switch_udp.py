@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import os
 import selectors
 import socket
@@ -34,6 +35,62 @@ SO_TIMESTAMPNS = 35  # Linux (asm-generic/socket.h); the cmsg type is the same n
 TIMESPEC = struct.Struct("@qq")
 
 
+# The sink counts outputs 1..N-1 with recvmmsg, BATCH datagrams per call, reading 2 bytes of
+# each (enough to tell RTCP from RTP): the receive path in the kernel, ~no Python per datagram.
+BATCH = 256
+RTCP_TYPES = bytes(range(192, 224))  # the second byte of an RTCP packet (RFC 5761)
+MSG_DONTWAIT = 0x40
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+class _Iovec(ctypes.Structure):
+    _fields_ = [("iov_base", ctypes.c_void_p), ("iov_len", ctypes.c_size_t)]
+
+
+class _Msghdr(ctypes.Structure):
+    _fields_ = [
+        ("msg_name", ctypes.c_void_p),
+        ("msg_namelen", ctypes.c_uint32),
+        ("msg_iov", ctypes.POINTER(_Iovec)),
+        ("msg_iovlen", ctypes.c_size_t),
+        ("msg_control", ctypes.c_void_p),
+        ("msg_controllen", ctypes.c_size_t),
+        ("msg_flags", ctypes.c_int),
+    ]
+
+
+class _Mmsghdr(ctypes.Structure):
+    _fields_ = [("msg_hdr", _Msghdr), ("msg_len", ctypes.c_uint)]
+
+
+class _Counter:
+    """recvmmsg into BATCH 2-byte buffers: how many RTP datagrams were waiting on a socket."""
+
+    def __init__(self) -> None:
+        self.buf = (ctypes.c_ubyte * (2 * BATCH))()
+        self.iov = (_Iovec * BATCH)()
+        self.vec = (_Mmsghdr * BATCH)()
+        base = ctypes.addressof(self.buf)
+        for i in range(BATCH):
+            self.iov[i].iov_base = base + 2 * i
+            self.iov[i].iov_len = 2
+            self.vec[i].msg_hdr.msg_iov = ctypes.pointer(self.iov[i])
+            self.vec[i].msg_hdr.msg_iovlen = 1
+
+    def drain(self, fd: int) -> int:
+        n = 0
+        while True:
+            got = _libc.recvmmsg(fd, self.vec, BATCH, MSG_DONTWAIT, None)
+            if got <= 0:
+                return n
+            second = bytes(self.buf)[1 : 2 * got : 2]
+            n += len(second.translate(None, RTCP_TYPES))  # RTCP (--rtcp) is not counted
+            if got < BATCH:
+                return n
+
+
+# --python-sink: every output read with recvmsg in Python, as before 2026-11-30
+PYTHON_SINK = {"on": False}
 # --nice: the nice value of the forwarders' scheduler groups (None: left alone)
 NICE: dict[str, int | None] = {"value": None}
 # --pin / --rt: the CPU the forwarders run on and their SCHED_FIFO priority (None: left alone)
@@ -137,7 +194,14 @@ def serve_switch(
 
 class Sink:
     """Counts RTP packets on ``n`` ports (RTCP is dropped); latency samples of port 0 (ns): by
-    the kernel's receive timestamp (``lat``) and when this thread read it (``app_lat``)."""
+    the kernel's receive timestamp (``lat``) and when this thread read it (``app_lat``).
+
+    Port 0 is read with ``recvmsg`` in Python (the probe); the others are only counted, with
+    ``recvmmsg`` in batches (:class:`_Counter`). Before 2026-11-30 every port was read like port
+    0 (``--python-sink``): at fan-out 100 that is 20,000 datagrams/s of Python, 1–3 ms slices of
+    a CPU that the sink thread took from the forwarder whose copies woke it (docs/switch.md, "The
+    latency tail"): a receiver far heavier than Janus or a browser, the same for both
+    forwarders."""
 
     def __init__(self, n: int) -> None:
         self.socks = []
@@ -145,7 +209,8 @@ class Sink:
         for i in range(n):
             s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
-            s.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+            if i == 0:
+                s.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
             s.bind(("127.0.0.1", SINK_BASE + i))
             s.setblocking(False)
             self.sel.register(s, selectors.EVENT_READ, i)
@@ -166,9 +231,13 @@ class Sink:
                 os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), min(19, prio + 5))
         now = time.time_ns
         space = socket.CMSG_SPACE(TIMESPEC.size)
+        counter = None if PYTHON_SINK["on"] else _Counter()
         while not self.stop:
             for key, _ in self.sel.select(0.1):
                 s: socket.socket = key.fileobj  # type: ignore[assignment]
+                if key.data != 0 and counter is not None:
+                    self.count += counter.drain(s.fileno())
+                    continue
                 while True:
                     try:
                         data, anc, _, _ = s.recvmsg(2048, space)
@@ -336,18 +405,28 @@ async def _janus_setup(edge: Any, n: int, pub_id: int) -> Any:
             "streams": [{"type": "video", "mindex": 0, "mid": "0", "codec": "h264"}],
         }
     )
+    from vmesh.edge.janus import JanusPluginError
+
     for i in range(n):
-        await h.request(
-            {
-                "request": "rtp_forward",
-                "room": room,
-                "publisher_id": pub_id,
-                "admin_key": key,
-                "host": "127.0.0.1",
-                "host_family": "ipv4",
-                "streams": [{"mid": "0", "port": SINK_BASE + i, "ssrc": i + 1}],
-            }
-        )
+        forward = {
+            "request": "rtp_forward",
+            "room": room,
+            "publisher_id": pub_id,
+            "admin_key": key,
+            "host": "127.0.0.1",
+            "host_family": "ipv4",
+            "streams": [{"mid": "0", "port": SINK_BASE + i, "ssrc": i + 1}],
+        }
+        for attempt in range(20):
+            try:
+                await h.request(forward)
+                break
+            except JanusPluginError as e:
+                # Now and then Janus 1.1.2 answers 428 "No such feed" just after
+                # add_remote_publisher (seen in tests/integration/test_media_publish.py too)
+                if "error 428" not in str(e) or attempt == 19:
+                    raise
+                await asyncio.sleep(0.05)
     return session, h, room
 
 

@@ -134,6 +134,12 @@ def main() -> None:
         "two packets of a burst, which shortens the second one's measured wait: use both",
     )
     ap.add_argument(
+        "--python-sink",
+        action="store_true",
+        help="with --udp: read every output's copies with recvmsg in Python (the sink before "
+        "2026-11-30), not only output 0's; the others counted with recvmmsg in batches",
+    )
+    ap.add_argument(
         "--fanouts",
         type=lambda v: tuple(int(x) for x in v.split(",")),
         default=(1, 10, 100),
@@ -156,6 +162,10 @@ def main() -> None:
             rt=args.plane_rt,
         )
         return
+    if args.python_sink:
+        from bench_switch_udp import PYTHON_SINK
+
+        PYTHON_SINK["on"] = True
     if args.pin is not None or args.rt is not None:
         from bench_switch_udp import SCHED
 
@@ -203,6 +213,7 @@ def report(args: argparse.Namespace, autogroup: str | None) -> None:
                 "loadavg": os.getloadavg(),
                 "nice": os.getpriority(os.PRIO_PROCESS, 0),
                 "autogroup": autogroup,
+                "python_sink": args.python_sink,
                 "pin": args.pin,
                 "rt": args.rt,
                 "bench_cpus": sorted(os.sched_getaffinity(0)),
