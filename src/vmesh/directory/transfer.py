@@ -937,6 +937,9 @@ async def _fts_hashsize(s: AsyncSession, size: int) -> None:
     )
 
 
+_KEPT_IN_BULK = ("ix_directory_entries_updated", "ix_directory_entries_parent_status")
+
+
 async def _drop_secondary_indexes(s: AsyncSession, db: Database) -> list[str]:
     """Drop ``directory_entries``' secondary indexes before a big insert; returns the SQL that
     recreates them, run in the same transaction so the import stays all or nothing.
@@ -946,12 +949,20 @@ async def _drop_secondary_indexes(s: AsyncSession, db: Database) -> list[str]:
     On PostgreSQL the foreign keys go too and come back the same way.
     SQLite readers are unaffected (in WAL mode they read the committed snapshot). PostgreSQL
     readers of the table wait for the import to commit: a big import is a loading event.
+
+    On SQLite the indexes on ``updated_at`` and ``(parent_id, status)`` stay: an import's new
+    rows all have the same ``updated_at`` and, parents coming first, rising parent ids, so
+    their entries are appended at the end of those indexes. That costs more CPU than building
+    them afterwards, but it is spent while the next chunk is checked, whereas rebuilding comes
+    after the last chunk, with nothing beside it (300,000 rows: 0.5–0.8 s less after the last
+    chunk).
     """
     dialect = db.dialect
     if dialect == "sqlite":
+        kept = ", ".join(f"'{name}'" for name in _KEPT_IN_BULK)
         sql = (
             "SELECT name, sql FROM sqlite_master WHERE type = 'index' "
-            "AND tbl_name = 'directory_entries' AND sql IS NOT NULL"
+            f"AND tbl_name = 'directory_entries' AND sql IS NOT NULL AND name NOT IN ({kept})"
         )
     else:
         sql = (
