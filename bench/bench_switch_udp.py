@@ -89,6 +89,7 @@ class _Counter:
                 return n
 
 
+SWEEP = 0.01  # s between two counts of outputs 1..N-1 (4 MB buffers hold seconds of copies)
 # --python-sink: every output read with recvmsg in Python, as before 2026-11-30
 PYTHON_SINK = {"on": False}
 # --nice: the nice value of the forwarders' scheduler groups (None: left alone)
@@ -196,12 +197,12 @@ class Sink:
     """Counts RTP packets on ``n`` ports (RTCP is dropped); latency samples of port 0 (ns): by
     the kernel's receive timestamp (``lat``) and when this thread read it (``app_lat``).
 
-    Port 0 is read with ``recvmsg`` in Python (the probe); the others are only counted, with
-    ``recvmmsg`` in batches (:class:`_Counter`). Before 2026-11-30 every port was read like port
-    0 (``--python-sink``): at fan-out 100 that is 20,000 datagrams/s of Python, 1–3 ms slices of
-    a CPU that the sink thread took from the forwarder whose copies woke it (docs/switch.md, "The
-    latency tail"): a receiver far heavier than Janus or a browser, the same for both
-    forwarders."""
+    Port 0 is watched and read with ``recvmsg`` in Python (the probe); the others are counted
+    every ``SWEEP`` with ``recvmmsg`` in batches (:class:`_Counter`), unwatched, so their copies
+    wake nobody. Before 2026-11-30 every port was watched and read like port 0
+    (``--python-sink``): at fan-out 100, 20,000 datagrams/s of Python in 1–3 ms slices of a CPU
+    that the sink thread took from the forwarder whose copies woke it onto that CPU
+    (docs/switch.md, "The latency tail"). The same for both forwarders either way."""
 
     def __init__(self, n: int) -> None:
         self.socks = []
@@ -213,8 +214,10 @@ class Sink:
                 s.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
             s.bind(("127.0.0.1", SINK_BASE + i))
             s.setblocking(False)
-            self.sel.register(s, selectors.EVENT_READ, i)
+            if i == 0 or PYTHON_SINK["on"]:
+                self.sel.register(s, selectors.EVENT_READ, i)
             self.socks.append(s)
+        self.counter = None if PYTHON_SINK["on"] else _Counter()
         self.count = 0
         self.lat: list[int] = []
         self.app_lat: list[int] = []
@@ -231,13 +234,13 @@ class Sink:
                 os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), min(19, prio + 5))
         now = time.time_ns
         space = socket.CMSG_SPACE(TIMESPEC.size)
-        counter = None if PYTHON_SINK["on"] else _Counter()
+        swept = time.monotonic()
         while not self.stop:
-            for key, _ in self.sel.select(0.1):
+            if self.counter is not None and time.monotonic() - swept >= SWEEP:
+                self.sweep()
+                swept = time.monotonic()
+            for key, _ in self.sel.select(SWEEP if self.counter is not None else 0.1):
                 s: socket.socket = key.fileobj  # type: ignore[assignment]
-                if key.data != 0 and counter is not None:
-                    self.count += counter.drain(s.fileno())
-                    continue
                 while True:
                     try:
                         data, anc, _, _ = s.recvmsg(2048, space)
@@ -254,9 +257,17 @@ class Sink:
                                 sec, nsec = TIMESPEC.unpack_from(cdata)
                                 self.lat.append(sec * 1_000_000_000 + nsec - sent)
 
+    def sweep(self) -> None:
+        """Count what waits on outputs 1..N-1 (not watched: their copies wake nobody)."""
+        assert self.counter is not None
+        for s in self.socks[1:]:
+            self.count += self.counter.drain(s.fileno())
+
     def close(self) -> None:
         self.stop = True
         self.thread.join()
+        if self.counter is not None:
+            self.sweep()
         for s in self.socks:
             s.close()
 
