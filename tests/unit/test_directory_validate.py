@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from vmesh.directory import validate as v
@@ -105,3 +107,30 @@ def test_ranges_for_prefixes() -> None:
     assert lo <= "/1/7/93/" < hi
     assert not lo <= "/1/70/" < hi
     assert not lo <= "/1/8/" < hi
+
+
+def test_the_fast_path_accepts_only_what_check_fields_accepts_alike() -> None:
+    """``fast_fields``/``fast_cells`` (the bulk import's first try) either decline a row or give
+    exactly what ``check_fields`` gives, on rows mixing valid and invalid values."""
+    rng = random.Random(28181)
+    choices: dict[str, list[object]] = {
+        "code": ["33010000001326000001", "", " 33010000001326000001", None],
+        "parent_code": ["33010000002166000001", "", " ", "33010000002166000001 ", None],
+        "kind": ["camera", "region", "nvr", "carema", "", ["camera"]],
+        "tier": ["", "city", "county", "town", None],
+        "name": ["西湖区文三路", " 两 个 ", "a  b", "x" * 201, "", "\x01", "西湖", None, 5],
+        "lat": ["", "30.25", "91", "nan", "x", None, 30.0],
+        "lon": ["", "120.1", "-181", "inf", None],
+        "tags": ["", "hd", "hd 雪亮 hd", "a\tb", "x" * 65, " ".join(f"t{i}" for i in range(33))],
+        "status": ["", "online", "offline", "unknown", "up", None],
+        "attrs": ["", "{}", '{"a":1}', "[", None],
+    }
+    fast_rows = 0
+    for _ in range(20_000):
+        raw = {k: vs[0] if rng.random() < 0.7 else rng.choice(vs) for k, vs in choices.items()}
+        fast = v.fast_fields(raw)
+        assert fast == v.fast_cells([raw[k] for k in v.FIELDS])
+        if fast is not None:
+            fast_rows += 1
+            assert fast == v.check_fields(raw, ErrorList(), 1), raw
+    assert fast_rows > 100  # the fast path was taken, not only declined

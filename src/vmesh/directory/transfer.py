@@ -458,6 +458,7 @@ class _Import:
         sqlite = self.db.is_sqlite
         entries, tags, names = self.entries, self.tags, self.names
         next_id, write, name_tokens = self.next_id, self.write, v.name_tokens
+        failed = errors.errors  # collected errors (the list itself: it grows as rows fail)
         for r in rows:
             f, n = r.f, r.n
             existing = known.get(r.code) if r.code in in_db else None
@@ -548,7 +549,7 @@ class _Import:
             tier = _TIER_VALUE[f.tier]
             kind = _KIND_VALUE[f.kind]
             known[r.code] = _Known(kind, tier, eid, path)
-            if errors or not write:
+            if failed or not write:  # (a list's truth, not ``ErrorList.__bool__``: a million rows)
                 continue
             entries.append(
                 (

@@ -334,10 +334,13 @@ def fast_cells(cells: Sequence[object]) -> EntryFields | None:
         if not isinstance(tags_s, str) or not tags_s.isprintable():
             return None
         parts = tags_s.split()
-        if len(parts) > TAGS_MAX or any(len(t) > TAG_MAX for t in parts):
+        if len(parts) > TAGS_MAX or max(map(len, parts), default=0) > TAG_MAX:
             return None
-        tags = tuple(sorted(set(parts)))
+        tags = (parts[0],) if len(parts) == 1 else tuple(sorted(set(parts)))
     parent = parent or None
-    if not isinstance(code, str) or not (parent is None or isinstance(parent, str)):
+    # Codes as digits alone: blank or padded ones are check_fields' to trim or to name as missing.
+    if not isinstance(code, str) or not code.isdigit():
+        return None
+    if parent is not None and not (isinstance(parent, str) and parent.isdigit()):
         return None
     return EntryFields(code, parent, kind, tier, name, lat, lon, tags, str(status), "{}")
