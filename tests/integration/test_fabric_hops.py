@@ -208,10 +208,28 @@ async def test_an_unreachable_camera_node_is_named_and_nothing_is_left(
     nodes: dict[str, Node],
 ) -> None:
     prov = nodes[PROV]
+    # A viewer at the province watching the province's own camera asks for the county's: its
+    # output is routed to the new input while the hops are asked (``on_input``).
+    local = await prov.fabric.acquire("33000000001310000001", PROV, "p0", "alice")
+    viewer = await _viewer(prov, "p0", local)
+    await wait_until(lambda: viewer.frames() >= 5, "the province's own camera")
+    routed: list[str] = []
+
+    async def early(input_id: str) -> None:
+        routed.append(input_id)
+        prov.transport.route("view-p0", input_id)
+
     await nodes[COUNTY].fabric.stop()
     await nodes[COUNTY].bus.close()
     with pytest.raises(Exception, match=COUNTY):
-        await prov.fabric.acquire(CAM, COUNTY, "p0", "alice")
-    assert prov.fabric.snapshot() == {}
+        await prov.fabric.acquire(CAM, COUNTY, "p0", "alice", on_input=early)
+    assert routed == [f"fabric/{CAM}"]
+    assert list(prov.fabric.snapshot()) == ["33000000001310000001"]
     assert nodes[CITY].fabric.snapshot() == {}
     assert f"fabric/{CAM}" not in prov.transport.switch.snapshot().inputs
+    assert f"fabric/{CAM}>{PROV}" not in nodes[CITY].transport.switch.snapshot().outputs
+    # The viewer kept its picture: the province's camera goes on, same SSRC.
+    n = viewer.frames()
+    await wait_until(lambda: viewer.frames() >= n + 5, "the old picture going on")
+    assert len({p.ssrc for p in viewer.packets}) == 1
+    viewer.close()

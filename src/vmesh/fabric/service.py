@@ -111,6 +111,10 @@ class LocalCameras(Protocol):
     def release(self, code: str) -> None: ...
 
 
+OnInput = Callable[[str], Awaitable[None]]
+"""Called with a new stream's switch input while the upstream is still being asked (see
+``acquire``)."""
+
 Tree = Callable[[], Awaitable[tuple[Parents, str | None]]]
 """(this node's subtree as code → parent, this node's parent)."""
 
@@ -245,11 +249,25 @@ class FabricService:
 
     # --- local viewers ----------------------------------------------------------------------------
 
-    async def acquire(self, stream: str, camera_node: str, viewer: str, user: str) -> str:
-        """Carry ``stream`` to this node for ``viewer``; the switch input id carrying it."""
+    async def acquire(
+        self,
+        stream: str,
+        camera_node: str,
+        viewer: str,
+        user: str,
+        on_input: OnInput | None = None,
+    ) -> str:
+        """Carry ``stream`` to this node for ``viewer``; the switch input id carrying it.
+
+        ``on_input``: when the stream is opened now, called with its new switch input as soon
+        as the input exists, while the hops above are still being asked — a caller that routes
+        its output there then gets the first keyframe as soon as it arrives, not after every
+        hop's answer has come back down (the switch keeps the output on its old input until
+        then, and again if the open fails and the input goes). Not called for a stream already
+        carried: route from the input returned."""
         creds = self.credentials(stream, user) if self.credentials is not None else {}
         input_id = await self._ensure(
-            stream, camera_node, Consumer.viewer(viewer), user, self.code, creds
+            stream, camera_node, Consumer.viewer(viewer), user, self.code, creds, on_input=on_input
         )
         if camera_node != self.code:
             self._spawn(self._record(stream, camera_node, viewer, user, creds))
@@ -297,6 +315,7 @@ class FabricService:
         viewer_node: str,
         creds: dict[str, Any] | None = None,
         via: str | None = None,
+        on_input: OnInput | None = None,
     ) -> str:
         async with self._lock(stream):
             if via is not None:
@@ -307,7 +326,9 @@ class FabricService:
             if not self.leases.acquire(stream, consumer, up, self.clock()):
                 return self._carried[stream].input_id
             try:
-                carried = await self._open(stream, camera_node, up, user, viewer_node, creds)
+                carried = await self._open(
+                    stream, camera_node, up, user, viewer_node, creds, on_input
+                )
             except BaseException:
                 self.leases.failed(stream)
                 raise
@@ -328,6 +349,7 @@ class FabricService:
         user: str,
         viewer_node: str,
         creds: dict[str, Any] | None = None,
+        on_input: OnInput | None = None,
     ) -> _Carried:
         if up is None:
             if camera_node != self.code:
@@ -358,11 +380,24 @@ class FabricService:
                 "user": user,
                 "viewer_node": viewer_node,
             }
+            # The caller's output is attached while the hops above are asked (``acquire``).
+            attach = asyncio.ensure_future(on_input(input_id)) if on_input is not None else None
             try:
                 reply = await self.bus.call(up, SERVICE, body, timeout=self.rpc_timeout)
             except BaseException:
+                if attach is not None:
+                    attach.cancel()
+                    with contextlib.suppress(BaseException):
+                        await attach
                 self.transport.remove_input(input_id)
                 raise
+            if attach is not None:
+                try:
+                    await attach
+                except BaseException:
+                    self.transport.remove_input(input_id)
+                    self._spawn(self._close_at(up, stream))
+                    raise
         except BaseException:
             link.close()
             raise
@@ -628,26 +663,42 @@ class FabricService:
         use = None
         if camera_node == self.code and self.admit is not None:
             use = await self.admit(stream, viewer_node, grant)
-        input_id = await self._ensure(
-            stream, camera_node, Consumer.link(down), user, viewer_node, creds, via
-        )
-        async with self._lock(stream):
-            carried = self._carried.get(stream)
-            if carried is None:
-                raise NotFound(f"stream {stream} is not carried at node {self.code}")
-            if down in carried.outputs:  # the neighbour opened again (it restarted)
-                self._remove_output(carried, down)
-            link = await LinkOut.open(self.address, (addr, port), self.port_range)
-            output_id = f"fabric/{stream}>{down}"
-            try:
-                await self._add_output(output_id, link, Codec.opus if is_audio(stream) else None)
-                self.transport.route(output_id, input_id)
-            except BaseException:
-                link.close()
-                raise
-            carried.outputs[down] = (output_id, link)
-            if use is not None:
-                self._by_grant.setdefault(use.grant, set()).add((stream, down))
+        link = await LinkOut.open(self.address, (addr, port), self.port_range)
+        output_id = f"fabric/{stream}>{down}"
+        codec = Codec.opus if is_audio(stream) else None
+        added = False
+
+        async def attach(input_id: str) -> None:
+            # A stream opened now: the output towards ``down`` is made and routed while the
+            # hops above are asked, so their first keyframe goes on down as it comes.
+            nonlocal added
+            await self._add_output(output_id, link, codec)
+            added = True
+            self.transport.route(output_id, input_id)
+
+        try:
+            input_id = await self._ensure(
+                stream, camera_node, Consumer.link(down), user, viewer_node, creds, via, attach
+            )
+            async with self._lock(stream):
+                carried = self._carried.get(stream)
+                if carried is None:
+                    raise NotFound(f"stream {stream} is not carried at node {self.code}")
+                if not added:  # carried already: an output from its input
+                    if down in carried.outputs:  # the neighbour opened again (it restarted)
+                        self._remove_output(carried, down)
+                    await self._add_output(output_id, link, codec)
+                    added = True
+                    self.transport.route(output_id, input_id)
+                carried.outputs[down] = (output_id, link)
+                if use is not None:
+                    self._by_grant.setdefault(use.grant, set()).add((stream, down))
+        except BaseException:
+            if added:
+                with contextlib.suppress(Exception):
+                    self.transport.remove_output(output_id)
+            link.close()
+            raise
         log.info("fabric node=%s stream=%s to node=%s", self.code, stream, down)
         return {"addr": self.address, "port": link.wan.port}
 

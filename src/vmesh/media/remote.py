@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -63,7 +64,14 @@ class RemoteSpec:
 class FabricHooks(Protocol):
     """What ``vmesh.fabric.service.FabricService`` answers for the media service."""
 
-    async def acquire(self, stream: str, camera_node: str, viewer: str, user: str) -> str: ...
+    async def acquire(
+        self,
+        stream: str,
+        camera_node: str,
+        viewer: str,
+        user: str,
+        on_input: Callable[[str], Awaitable[None]] | None = None,
+    ) -> str: ...
 
     async def release(self, stream: str, viewer: str) -> None: ...
 

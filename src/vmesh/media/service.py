@@ -311,8 +311,9 @@ class MediaService:
         for src in list(self._sources.values()):
             await self._stop_source(src)
         if self._presence_task is not None:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._presence.join(), 5.0)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(5.0):
+                    await self._presence.join()
             self._presence_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._presence_task
@@ -398,7 +399,14 @@ class MediaService:
             raise Conflict(
                 f"camera {code} is at node {spec.node}; this node runs without [fabric] enabled"
             )
-        input_id = await self.fabric.acquire(code, spec.node, f"channel-{ch.index}", user)
+
+        async def early(input_id: str) -> None:
+            # Routed while the hops above are asked: the first keyframe is shown as it comes.
+            self.transport.route(ch.video_output, input_id)
+
+        input_id = await self.fabric.acquire(
+            code, spec.node, f"channel-{ch.index}", user, on_input=early
+        )
         r = self._remote.get(code)
         if r is None:
             r = self._remote[code] = _Remote(code, spec.node, time.time())
