@@ -122,15 +122,6 @@ def _policy(tid: int) -> str:
     return f"{policy}@{cpus}"
 
 
-def plane_policy(pid: int) -> str | None:
-    """``policy@cpus`` of the switch child's data plane thread (named ``vmesh-dataplane``)."""
-    for task in os.listdir(f"/proc/{pid}/task"):
-        with contextlib.suppress(OSError):
-            if Path(f"/proc/{pid}/task/{task}/comm").read_text().strip() == "vmesh-dataplane":
-                return _policy(int(task))
-    return None
-
-
 def set_nice(nice: int, pid: int | str = "self") -> str | None:
     """Where the kernel shares CPU time out by session first (``sched_autogroup``: each session,
     e.g. each other engineer's test run, gets an equal share whatever the nice values of the
@@ -185,9 +176,8 @@ def serve_switch(
                 )
             )
             t.route(f"o{i}", "cam")
-        print(
-            "ready" if t.dataplane_counts() is not None or not dataplane else "no-plane", flush=True
-        )
+        ready = t.dataplane_counts() is not None or not dataplane
+        print(f"ready {t.plane_tid}" if ready else "no-plane", flush=True)
         await asyncio.Event().wait()
 
     asyncio.run(main())
@@ -261,7 +251,8 @@ class Sink:
         """Count what waits on outputs 1..N-1 (not watched: their copies wake nobody)."""
         assert self.counter is not None
         for s in self.socks[1:]:
-            self.count += self.counter.drain(s.fileno())
+            got = self.counter.drain(s.fileno())  # not inside +=: measure() may reset count
+            self.count += got
 
     def close(self) -> None:
         self.stop = True
@@ -371,11 +362,11 @@ def run_switch(
             set_nice(NICE["value"], child.pid)
         assert child.stdout is not None
         line = child.stdout.readline().strip()
-        assert line == "ready", (
+        assert line.startswith("ready"), (
             f"switch child said {line!r} (no-plane: the C extension is not built)"
         )
-        if dataplane:
-            policy = [plane_policy(child.pid)]
+        if dataplane:  # "ready <tid>": the data plane thread, its scheduling applied
+            policy = [_policy(int(line.split()[1]))]
         elif SCHED["cpu"] is not None or SCHED["rt"] is not None:
             policy = schedule_forwarder(child.pid)
         else:

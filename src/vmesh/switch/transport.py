@@ -162,6 +162,7 @@ class SwitchTransport:
             raise ValueError(f"realtime_priority must be 1 to 99, got {realtime_priority}")
         self.realtime_priority = realtime_priority
         self.plane_tid: int | None = None  # the data plane thread's kernel id, once it runs
+        self._plane_scheduled = threading.Event()  # set once plane_tid and the above are done
 
     async def _bind(self, port: int, handler: Callable[[bytes, Any], None]) -> _Endpoint:
         loop = asyncio.get_running_loop()
@@ -210,6 +211,8 @@ class SwitchTransport:
                 target=self._run_plane, name="switch-dataplane", daemon=True
             )
             self._plane_thread.start()
+            # When start() returns, plane_tid is known and the thread's scheduling is applied.
+            await asyncio.to_thread(self._plane_scheduled.wait)
         else:
             self._tick(self.clock())
 
@@ -390,6 +393,13 @@ class SwitchTransport:
         """The data plane thread: on a busy machine a forwarder that waits for a CPU is late by
         the wait, so it may run at a higher priority (``nice``, ``realtime_priority``) than the
         node's other work, on CPUs of its own (``cpus``)."""
+        try:
+            self._schedule_plane()
+        finally:
+            self._plane_scheduled.set()
+        self._plane.run()
+
+    def _schedule_plane(self) -> None:
         self.plane_tid = tid = threading.get_native_id()
         if self.nice is not None:
             try:
@@ -423,7 +433,6 @@ class SwitchTransport:
             ",".join(map(str, sorted(os.sched_getaffinity(tid)))),
             f"fifo:{os.sched_getparam(tid).sched_priority}" if fifo else "normal",
         )
-        self._plane.run()
 
     def _plane_slow(self, input_id: str, data: bytes, addr: Any, now: float) -> None:
         """The data plane's thread, lock held: a datagram that is not the steady state."""
