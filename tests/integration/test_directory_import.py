@@ -359,3 +359,55 @@ async def test_rows_read_as_cells_import_as_rows_read_by_column(
             assert got[0] == got[1] and len(got[0]) == 1
     finally:
         await other.close()
+
+
+async def test_a_file_checked_in_its_own_process_imports_as_in_this_one(
+    ctx: NodeContext, tmp_path: Path, second_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A big CSV import into an empty SQLite directory is parsed and checked by
+    ``vmesh.directory.checkproc``: the same errors by row and field, and the same entries,
+    tags and name index as when this process checks it (PostgreSQL always checks here)."""
+    monkeypatch.setattr(transfer, "CHUNK", 2)
+    monkeypatch.setattr(transfer, "BULK_REBUILD_ROWS", 2)
+    cams = "".join(
+        f"330302000013260001{i:02d},33030200002166000001,camera,,路口{i},28.0,120.{i},t{i % 3},,\n"
+        for i in range(1, 8)
+    )
+    bad = (
+        GOOD
+        + cams
+        + "33030200001326000201,33030200001326000299,camera,,父在后,,,,,\n"
+        + "33030200001326000202,33030200002166000001,camera,,坐标,91,120,,,\n"
+        + "33030200001326000299,33030200002166000001,camera,,后来的父,,,,,\n"
+        + "33030200001326000101,33030200002166000001,camera,,重复,,,,,\n"
+    )
+    good = GOOD + cams
+    results = []
+    for separate in (False, True):
+        monkeypatch.setattr(transfer, "SEPARATE_CHECKS_ROWS", 1 if separate else 10**9)
+        outcome = []
+        for text_ in (bad, GOOD + "1,2,3\n", "code,name\n", bad.replace("\n", "\r\n")):
+            with pytest.raises(InvalidInput) as e:
+                await transfer.import_file(ctx.db, ctx.audit, SYSTEM, text_.encode(), "csv")
+            outcome.append((e.value.detail, errors_of(e)))
+        assert await Directory(ctx.db, ctx.audit).count() == 0
+        results.append(outcome)
+    assert results[0] == results[1]
+    assert [(r, f) for r, f, _ in results[1][0][1]] == [
+        (12, "parent_code"),
+        (13, "lat"),
+        (15, "code"),
+    ]
+    other = await NodeContext.open(make_config(tmp_path / "other", second_url))
+    try:
+        monkeypatch.setattr(transfer, "SEPARATE_CHECKS_ROWS", 10**9)
+        await transfer.import_file(other.db, other.audit, SYSTEM, good.encode(), "csv")
+        monkeypatch.setattr(transfer, "SEPARATE_CHECKS_ROWS", 1)
+        report = await transfer.import_file(ctx.db, ctx.audit, SYSTEM, good.encode(), "csv")
+        assert (report.rows, report.created) == (11, 11)
+        assert await export(ctx, "csv") == await export(other, "csv")
+        for q in (SearchQuery(q="路口"), SearchQuery(q="口3"), SearchQuery(tag="t1")):
+            got = [(await search(c.db, q, None)).items for c in (ctx, other)]
+            assert got[0] == got[1] and got[0]
+    finally:
+        await other.close()

@@ -29,6 +29,8 @@ import gc
 import io
 import json
 import logging
+import os
+import sys
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -36,7 +38,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
 from itertools import chain
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import delete, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -67,6 +69,9 @@ FORMATS = ("csv", "json")
 CHUNK = 10_000
 IN_FLIGHT = 2  # chunks handed to the database driver and not yet written
 BULK_REBUILD_ROWS = 50_000  # from this many new rows, rebuild indexes instead of updating them
+# From this many lines, a CSV import into an empty SQLite directory is checked in a process of
+# its own (``vmesh.directory.checkproc``; starting it costs about half a second).
+SEPARATE_CHECKS_ROWS = 100_000
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
 
 
@@ -254,6 +259,18 @@ class _Known:
     name: str | None = None
 
 
+@dataclass(slots=True)
+class Checked:
+    """One chunk checked in ``checkproc``: its row count, the statement parameters of its new
+    entries, tags and name index (empty once the file has an error), and the next free id."""
+
+    rows: int
+    entries: list[tuple[Any, ...]]
+    tags: list[tuple[int, str]]
+    names: list[tuple[int, str]]
+    next_id: int
+
+
 async def _lookup(s: AsyncSession, codes: Iterable[str]) -> dict[str, _Known]:
     found: dict[str, _Known] = {}
     batch: list[str] = []
@@ -358,29 +375,43 @@ class _Import:
         progress: Progress | None,
         total: int,
     ) -> None:
-        self.s, self.db, self.write, self.progress, self.total = s, db, write, progress, total
+        self.s, self.db, self.progress, self.total = s, db, progress, total
+        scope = who.scope_path if isinstance(who, Principal) else None
+        self._init_checks(scope, db.is_sqlite, write=write, update_existing=update_existing)
+        self.empty = True
+        # The columns every new entry has the same value in: SQL text on SQLite, values for COPY.
+        self._fixed: dict[str, Any] = {}
+        # Chunks handed to the driver and not yet written, oldest first (at most ``IN_FLIGHT``).
+        self.pending: deque[asyncio.Future[Any]] = deque()
+        self.rebuild: list[str] | None = None  # None: not decided yet (see ``_decide``)
+        self.existing = 0
+
+    @classmethod
+    def checks_only(cls, scope: str | None, sqlite: bool) -> _Import:
+        """The checks of an import into an empty directory, without a database (``checkproc``):
+        ``_fields``, ``_place`` and ``judge_parents``."""
+        imp = cls.__new__(cls)
+        imp._init_checks(scope, sqlite, write=True, update_existing=False)
+        return imp
+
+    def _init_checks(
+        self, scope: str | None, sqlite: bool, *, write: bool, update_existing: bool
+    ) -> None:
+        self.scope, self.sqlite, self.write = scope, sqlite, write
         self.update_existing = update_existing
-        self.scope = who.scope_path if isinstance(who, Principal) else None
         self.errors = ErrorList()
         self.first_row: dict[str, int] = {}  # code → the row it is first on
         self.good_parents: set[str] = set()  # parent codes whose form was checked
         self.known: dict[str, _Known] = {}  # what the checks know of codes: DB or earlier rows
         self.in_db: set[str] = set()
         self.parent_later: list[tuple[int, str]] = []  # (row, parent) not known on its row
-        self.empty = True
         self.next_id = 1
-        # The columns every new entry has the same value in: SQL text on SQLite, values for COPY.
-        self._fixed: dict[str, Any] = {}
+        self.updates: list[_Row] = []
         self.now = datetime.now(UTC)
         self.rows = self.created = 0
-        self.updates: list[_Row] = []
         self.entries: list[tuple[Any, ...]] = []
         self.tags: list[tuple[int, str]] = []
         self.names: list[tuple[int, str]] = []
-        # Chunks handed to the driver and not yet written, oldest first (at most ``IN_FLIGHT``).
-        self.pending: deque[asyncio.Future[Any]] = deque()
-        self.rebuild: list[str] | None = None  # None: not decided yet (see ``_decide``)
-        self.existing = 0
 
     async def start(self) -> None:
         s = self.s
@@ -409,7 +440,20 @@ class _Import:
             self.in_db.update(found)
             self.known.update(found)
         self._place(rows)
-        self.rows += len(chunk)
+        await self._take(len(chunk))
+
+    async def add_checked(self, checked: Checked) -> None:
+        """A chunk checked by ``checkproc`` (an import into an empty directory): its new rows."""
+        self.entries += checked.entries
+        self.tags += checked.tags
+        self.names += checked.names
+        self.created += checked.next_id - self.next_id
+        self.next_id = checked.next_id
+        await self._take(checked.rows)
+
+    async def _take(self, rows: int) -> None:
+        """Count ``rows`` more rows; hand new entries to the driver once a chunk is waiting."""
+        self.rows += rows
         if self.errors:  # nothing of this file will be kept: stop writing, keep checking
             self.entries, self.tags, self.names = [], [], []
         elif self.write:
@@ -455,7 +499,7 @@ class _Import:
     def _place(self, rows: list[_Row]) -> None:
         """Checks against the directory and earlier rows; new entries get their id and path."""
         errors, known, in_db, scope = self.errors, self.known, self.in_db, self.scope
-        sqlite = self.db.is_sqlite
+        sqlite = self.sqlite
         entries, tags, names = self.entries, self.tags, self.names
         next_id, write, name_tokens = self.next_id, self.write, v.name_tokens
         failed = errors.errors  # collected errors (the list itself: it grows as rows fail)
@@ -633,11 +677,9 @@ class _Import:
         )
         await driver.copy_records_to_table("entry_tags", records=t, columns=["entry_id", "tag"])
 
-    async def finish(self, parse_errors: ErrorList | None = None) -> tuple[int, int]:
-        """Raise every error of the file, or write what is left and rebuild indexes: returns
-        (created, updated)."""
-        if parse_errors:
-            parse_errors.raise_if_any("the file has malformed rows")
+    def judge_parents(self) -> None:
+        """Add the errors of parents not known on their rows (defined later, or nowhere) and sort
+        every error by row."""
         for n, parent in self.parent_later:
             later = self.first_row.get(parent)
             reason = (
@@ -646,7 +688,16 @@ class _Import:
                 else "unknown parent: not in the directory or on an earlier row"
             )
             self.errors.add(FieldError("parent_code", reason, parent, n))
+        self.parent_later = []
         self.errors.errors.sort(key=lambda fe: fe.row or 0)
+
+    async def finish(self, parse_errors: ErrorList | None = None) -> tuple[int, int]:
+        """Raise every error of the file, or write what is left and rebuild indexes: returns
+        (created, updated)."""
+        if parse_errors:
+            await self._drain()  # (asyncpg: no rollback while a COPY is still running)
+            parse_errors.raise_if_any("the file has malformed rows")
+        self.judge_parents()
         if self.errors:
             await self._drain()  # (its work is rolled back with the transaction)
         self.errors.raise_if_any("the file was not imported")
@@ -727,10 +778,13 @@ async def import_file(
         raise InvalidInput.one("format", f"must be one of {', '.join(FORMATS)}", fmt)
     text_ = _decode(data)
     parse_errors: ErrorList | None = None
+    elsewhere: str | None = None
     if fmt == "csv":
         parse_errors = ErrorList()
         chunks = _csv_chunks(text_, parse_errors, cells=True)
         total = text_.count("\n")  # rows, for progress (quoted line breaks make it an estimate)
+        if total >= SEPARATE_CHECKS_ROWS and db.is_sqlite and not dry_run and not update_existing:
+            elsewhere = text_
     else:
         rows = _parse_json(text_)
         chunks, total = _chunks_of(rows), len(rows)
@@ -741,6 +795,7 @@ async def import_file(
         chunks,
         total,
         parse_errors,
+        elsewhere=elsewhere,
         dry_run=dry_run,
         update_existing=update_existing,
         fmt=fmt,
@@ -757,6 +812,7 @@ async def _run(
     total: int,
     parse_errors: ErrorList | None,
     *,
+    elsewhere: str | None = None,
     dry_run: bool,
     update_existing: bool,
     fmt: str,
@@ -774,6 +830,8 @@ async def _run(
             total=total,
         )
         await imp.start()
+        if elsewhere is not None and imp.empty:
+            return await imp.finish(await _check_elsewhere(imp, elsewhere))
         for chunk in chunks:
             await imp.add(chunk)
         return await imp.finish(parse_errors)
@@ -811,6 +869,56 @@ async def _run(
         who.username,
     )
     return ImportReport(created + updated, created, updated, False)
+
+
+async def _check_elsewhere(imp: _Import, text_: str) -> ErrorList:
+    """Have ``checkproc`` parse and check a CSV file for an import into an empty directory, and
+    write the chunks it sends back as they come; returns the file's malformed rows (``finish``
+    reports them), with the checks' errors in ``imp.errors``."""
+    from vmesh.directory.checkproc import read_frame  # (it imports this module)
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "vmesh.directory.checkproc",
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        env=env,
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    stdin, stdout = proc.stdin, proc.stdout
+
+    async def send() -> None:
+        stdin.write(json.dumps({"scope": imp.scope}).encode() + b"\n")
+        stdin.write(text_.encode())
+        await stdin.drain()
+        stdin.close()
+
+    sending = asyncio.ensure_future(send())
+    try:
+        while True:
+            try:
+                msg = await read_frame(stdout)
+            except asyncio.IncompleteReadError:
+                await proc.wait()
+                raise RuntimeError(
+                    f"the import's checking process ended early (exit status {proc.returncode})"
+                ) from None
+            if isinstance(msg, Checked):
+                await imp.add_checked(msg)
+                continue
+            await sending
+            if msg[0] == "invalid":
+                raise InvalidInput(msg[1], errors=msg[2])
+            _, errors, parse_errors = msg
+            imp.errors = errors
+            return cast(ErrorList, parse_errors)
+    finally:
+        sending.cancel()
+        if proc.returncode is None:
+            proc.kill()
+        await proc.wait()
 
 
 @contextmanager
