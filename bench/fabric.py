@@ -41,6 +41,13 @@ hop. TTFF = from setting the wall's hash (``#/wall/<code>``) to the first frame 
 new stream (``requestVideoFrameCallback``'s ``presentationTime``), in the page's clock; between
 trials the tile is stopped. Needs root (namespaces).
 
+``failover``: the dual-homing topology of ``tests/e2e/test_fabric_dualhome.py`` (province, city,
+city2, county with both cities as parents; Chromium at the province playing the county's camera).
+``--cuts`` times: wait until the province's standby leg flows (its ``/metrics``), blackhole the
+county's link to the parent carrying the stream now (both ways), take the longest stretch
+without a newly decoded frame in the page from the cut on (sampled every 20 ms), restore the
+link once frames flow again; the next cut takes the other parent's link. Needs root.
+
 Run: ``.venv/bin/python bench/fabric.py catalogue [--endpoints 1000000 --counties 90]``,
 ``... latency [--seconds 20] [--one-process]``, ``... ttff [--runs 5]``.
 """
@@ -51,6 +58,7 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import itertools
 import json
 import logging
 import os
@@ -428,6 +436,97 @@ async def ttff(runs: int) -> dict[str, Any]:
     return res
 
 
+# --- failover: hot standby, cut after cut -------------------------------------------------------
+
+
+def _metric(m: dict[str, float], name: str, **labels: str) -> dict[str, float]:
+    """The series of ``name`` whose labels include ``labels``: {label text: value}."""
+    out = {}
+    for key, value in m.items():
+        if key.split("{")[0] == name and all(f'{k}="{v}"' in key for k, v in labels.items()):
+            out[key] = value
+    return out
+
+
+async def failover(cuts: int) -> dict[str, Any]:
+    """The dual-homing topology of ``tests/e2e/test_fabric_dualhome.py`` (province, city, city2,
+    county with parents city and city2; Chromium at the province playing the county's camera).
+    Before each cut the province's standby leg must be flowing (its ``/metrics``); then the
+    county's link to the parent that carries the stream now is blackholed both ways, the gap is
+    the longest stretch without a newly decoded frame in the page from the cut on, and the link
+    is restored once frames flow again. The next cut takes the other parent's link."""
+    from e2e.test_fabric_dualhome import CAM, RECORD_JS, TOPO, _camera
+    from netns.fednodes import wait_until
+    from netns.lab import Lab
+    from netns.vnet import console, start_network
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-fabric-failover-"))
+    lab = Lab(list(TOPO.nodes), root_leg=True).up()
+    runs: list[dict[str, Any]] = []
+    try:
+        net = await start_network(tmp, lab, TOPO, _camera)
+        names = {net.code(n): n for n in TOPO.nodes}
+
+        async def known() -> bool:
+            page = await net.get("prov", "/api/network/catalogue", code_prefix=CAM)
+            return bool(page["total"] == 1)
+
+        await wait_until(known, "the county camera at the province", within=120)
+        async with console(net, "prov") as page:
+            await page.goto(f"{net.url('prov')}/#/wall/{CAM}")
+            await page.wait_for_function(
+                """() => Number(document.querySelector('[data-testid="tile-0"]')
+                    ?.dataset.framesDecoded || 0) > 30""",
+                timeout=60_000,
+            )
+            await page.evaluate(RECORD_JS)
+
+            async def legs() -> tuple[str, str] | None:
+                """(upstream, standby) at the province once the standby leg is flowing."""
+                m = await net.metrics("prov")
+                ups = _metric(m, "vmesh_fabric_link_in_packets_total", stream=CAM)
+                stand = _metric(m, "vmesh_fabric_standby_packets_total", stream=CAM)
+                if len(ups) != 1 or len(stand) != 1 or next(iter(stand.values())) <= 0:
+                    return None
+                up = next(iter(ups)).split('upstream="')[1].split('"')[0]
+                sb = next(iter(stand)).split('standby="')[1].split('"')[0]
+                return up, sb
+
+            for i in range(cuts):
+                up, sb = await wait_until(legs, "a flowing standby leg", within=180)
+                await asyncio.sleep(1.0)
+                cut_at = await page.evaluate("() => performance.now()")
+                net.blackhole("county", names[up], "add")
+                try:
+                    n0 = await page.evaluate("() => window.__frames.at(-1)[1]")
+                    await page.wait_for_function(
+                        f"() => window.__frames.at(-1)[1] > {n0 + 50}", timeout=60_000
+                    )
+                    frames = await page.evaluate("() => window.__frames")
+                finally:
+                    net.blackhole("county", names[up], "del")
+                before = [(t, n) for t, n in frames if t < cut_at][-1:]
+                after = before + [(t, n) for t, n in frames if t >= cut_at]
+                gap, at = max((t1 - t0, t0) for (t0, _), (t1, _) in itertools.pairwise(after))
+                runs.append(
+                    {
+                        "cut": f"county-{names[up]}",
+                        "standby_was": names[sb],
+                        "gap_ms": round(gap, 1),
+                        "gap_from_cut_ms": round(at - cut_at, 1),
+                    }
+                )
+                log.warning("cut %d: %s", i + 1, runs[-1])
+    finally:
+        lab.down()
+    gaps = [r["gap_ms"] for r in runs]
+    return {
+        "cuts": runs,
+        "gap_median_ms": statistics.median(gaps) if gaps else None,
+        "gap_max_ms": max(gaps) if gaps else None,
+    }
+
+
 # --- main ----------------------------------------------------------------------------------------
 
 
@@ -459,6 +558,8 @@ def main() -> None:
     )
     tt = sub.add_parser("ttff")
     tt.add_argument("--runs", type=int, default=5)
+    fo = sub.add_parser("failover")
+    fo.add_argument("--cuts", type=int, default=5, help="primary links cut, one after the other")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     load0 = [round(x, 2) for x in os.getloadavg()]
@@ -471,6 +572,8 @@ def main() -> None:
         run = lambda: latency(  # noqa: E731
             args.seconds, args.one_process, args.warmup, args.loop, args.nice
         )
+    elif args.what == "failover":
+        run = lambda: failover(args.cuts)  # noqa: E731
     else:
         run = lambda: ttff(args.runs)  # noqa: E731
     result = asyncio.run(run())

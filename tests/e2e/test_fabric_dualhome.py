@@ -113,6 +113,13 @@ async def test_a_dual_homed_county_moves_to_its_second_parent_during_playback(ne
             timeout=PLAY_TIMEOUT_MS,
         )
         pc = await tile.get_attribute("data-pc")
+
+        async def standby_flowing() -> bool:  # the province's standby leg, through city2
+            m = await net.metrics("prov")
+            key = f'vmesh_fabric_standby_packets_total{{standby="{city2}",stream="{CAM}"}}'
+            return m.get(key, 0.0) > 0
+
+        await wait_until(standby_flowing, "the standby leg through city2 flowing", within=60)
         await page.evaluate(RECORD_JS)
         await page.wait_for_timeout(1000)  # frames before the cut, for the record
 

@@ -10,7 +10,8 @@ media switch, directory and audit log (started after federation and media, stopp
   cameras;
 - ``/metrics``: per stream arriving over a link, its repair counters (``vmesh_fabric_link_in_*``:
   packets, NACKed sequence numbers, recovered, given up, duplicates dropped, the measured repair
-  round trip and retry interval).
+  round trip and retry interval), and its hot standby (``vmesh_fabric_standby_packets_total``
+  by standby neighbour, ``vmesh_fabric_standby_promotions_total``).
 
 Public: ``start_fabric``.
 """
@@ -58,6 +59,16 @@ class _FabricCollector(Collector):
         for key, (kind, doc) in _LINK_IN.items():
             cls = CounterMetricFamily if kind == "counter" else GaugeMetricFamily
             fams[key] = cls(f"vmesh_fabric_link_in_{key}", doc, labels=["stream", "upstream"])
+        standby = CounterMetricFamily(
+            "vmesh_fabric_standby_packets",
+            "RTP packets that came over a stream's standby leg (hot standby, dual homing)",
+            labels=["stream", "standby"],
+        )
+        promotions = CounterMetricFamily(
+            "vmesh_fabric_standby_promotions",
+            "times a stream's standby leg became its upstream",
+            labels=["stream"],
+        )
         for stream, s in self.fabric.snapshot().items():
             stats = s["link_in"]
             if not stats:
@@ -65,7 +76,12 @@ class _FabricCollector(Collector):
             for key, fam in fams.items():
                 if stats.get(key) is not None:
                     fam.add_metric([stream, str(s["upstream"])], float(stats[key]))
+            if s["standby_upstream"] is not None and stats.get("standby_packets") is not None:
+                standby.add_metric([stream, s["standby_upstream"]], float(stats["standby_packets"]))
+            promotions.add_metric([stream], float(stats.get("promotions") or 0))
         yield from fams.values()
+        yield standby
+        yield promotions
 
 
 async def start_fabric(ctx: NodeContext) -> FabricService:
