@@ -10,6 +10,7 @@ sender of H.264-shaped packets (a keyframe a second) into a switch input.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 import socket
 import struct
@@ -89,24 +90,34 @@ class Node:
     audit: list[tuple[str, str, str, dict[str, Any]]] = field(default_factory=list)
 
 
-@pytest.fixture
-async def nodes() -> AsyncIterator[dict[str, Node]]:
+@contextlib.asynccontextmanager
+async def fabric_agents(
+    parents: dict[str, str | None], camera_parents: dict[str, list[str]] | None = None
+) -> AsyncIterator[dict[str, Node]]:
+    """A fabric agent for every node of ``parents`` (code → parent), each with its own switch
+    and ``Camera``, on one real nats-server; ``camera_parents``: what a node answers ``parents``
+    with (a dual-homed node's two), else its one parent."""
     out: dict[str, Node] = {}
     async with local_nats() as url:
         try:
-            for code in (PROV, CITY, COUNTY):
+            for code in parents:
                 tr = SwitchTransport(Switch())
                 await tr.start()
                 bus = await Bus.connect(url, code)
                 audit: list[tuple[str, str, str, dict[str, Any]]] = []
 
                 async def tree(code: str = code) -> tuple[dict[str, str | None], str | None]:
-                    return PARENTS, PARENTS[code]
+                    return parents, parents[code]
 
                 async def record(
                     a: str, t: str, r: str, d: dict[str, Any], log: Any = audit
                 ) -> None:
                     log.append((a, t, r, d))
+
+                async def parents_of(code: str = code) -> list[str]:
+                    if camera_parents and code in camera_parents:
+                        return camera_parents[code]
+                    return [p for p in (parents[code],) if p]
 
                 fab = FabricService(
                     node_code=code,
@@ -117,6 +128,7 @@ async def nodes() -> AsyncIterator[dict[str, Node]]:
                     cameras=Camera(tr),
                     audit=record,
                     linger=LINGER,
+                    parents=parents_of,
                 )
                 await fab.start()
                 out[code] = Node(code, tr, fab, bus, audit)
@@ -126,6 +138,12 @@ async def nodes() -> AsyncIterator[dict[str, Node]]:
                 await n.fabric.stop()
                 await n.bus.close()
                 await n.transport.close()
+
+
+@pytest.fixture
+async def nodes() -> AsyncIterator[dict[str, Node]]:
+    async with fabric_agents(PARENTS) as out:
+        yield out
 
 
 async def _viewer(node: Node, name: str, input_id: str) -> RtpCollector:

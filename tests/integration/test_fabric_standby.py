@@ -18,18 +18,12 @@ import itertools
 import shutil
 import time
 from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
 
-from integration.test_fabric_hops import Camera, Node, _viewer
-from peers.nats_server import local_nats
+from integration.test_fabric_hops import Node, _viewer, fabric_agents
 from peers.rtp import wait_until
 from vmesh.errors import Conflict, InvalidInput
-from vmesh.fabric.service import FabricService
-from vmesh.federation.bus import Bus
-from vmesh.switch.core import Switch
-from vmesh.switch.transport import SwitchTransport
 
 pytestmark = [
     pytest.mark.integration,
@@ -44,45 +38,8 @@ PARENTS: dict[str, str | None] = {PROV: None, CITY: PROV, CITY2: PROV, COUNTY: C
 
 @pytest.fixture
 async def nodes() -> AsyncIterator[dict[str, Node]]:
-    out: dict[str, Node] = {}
-    async with local_nats() as url:
-        try:
-            for code in (PROV, CITY, CITY2, COUNTY):
-                tr = SwitchTransport(Switch())
-                await tr.start()
-                bus = await Bus.connect(url, code)
-                audit: list[tuple[str, str, str, dict[str, Any]]] = []
-
-                async def tree(code: str = code) -> tuple[dict[str, str | None], str | None]:
-                    return PARENTS, PARENTS[code]
-
-                async def record(
-                    a: str, t: str, r: str, d: dict[str, Any], log: Any = audit
-                ) -> None:
-                    log.append((a, t, r, d))
-
-                async def parents(code: str = code) -> list[str]:
-                    return [CITY, CITY2] if code == COUNTY else [p for p in [PARENTS[code]] if p]
-
-                fab = FabricService(
-                    node_code=code,
-                    bus=bus,
-                    transport=tr,
-                    address="127.0.0.1",
-                    tree=tree,
-                    cameras=Camera(tr),
-                    audit=record,
-                    linger=1.0,
-                    parents=parents,
-                )
-                await fab.start()
-                out[code] = Node(code, tr, fab, bus, audit)
-            yield out
-        finally:
-            for n in out.values():
-                await n.fabric.stop()
-                await n.bus.close()
-                await n.transport.close()
+    async with fabric_agents(PARENTS, {COUNTY: [CITY, CITY2]}) as out:
+        yield out
 
 
 async def test_the_standby_leg_takes_over_when_the_primary_link_dies(
