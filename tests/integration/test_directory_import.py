@@ -384,7 +384,7 @@ async def test_a_file_checked_in_its_own_process_imports_as_in_this_one(
     good = GOOD + cams
     results = []
     for separate in (False, True):
-        monkeypatch.setattr(transfer, "SEPARATE_CHECKS_ROWS", 1 if separate else 10**9)
+        monkeypatch.setattr(transfer, "SEPARATE_CHECKS_ROWS", 1 if separate else None)
         outcome = []
         for text_ in (bad, GOOD + "1,2,3\n", "code,name\n", bad.replace("\n", "\r\n")):
             with pytest.raises(InvalidInput) as e:
@@ -400,7 +400,7 @@ async def test_a_file_checked_in_its_own_process_imports_as_in_this_one(
     ]
     other = await NodeContext.open(make_config(tmp_path / "other", second_url))
     try:
-        monkeypatch.setattr(transfer, "SEPARATE_CHECKS_ROWS", 10**9)
+        monkeypatch.setattr(transfer, "SEPARATE_CHECKS_ROWS", None)
         await transfer.import_file(other.db, other.audit, SYSTEM, good.encode(), "csv")
         monkeypatch.setattr(transfer, "SEPARATE_CHECKS_ROWS", 1)
         report = await transfer.import_file(ctx.db, ctx.audit, SYSTEM, good.encode(), "csv")

@@ -1,12 +1,15 @@
 """The checks of a big CSV import into an empty directory, in a process of their own.
 
-``vmesh.directory.transfer`` starts ``python -m vmesh.directory.checkproc`` for a big import into an
-empty directory on SQLite: this process parses and checks the file (the same ``_Import._fields``,
-``_place`` and ``judge_parents`` as in-process, so the same errors by row and field) and sends
-each chunk's new rows back as ready statement parameters, while the node's process only writes
-them. In one process the checks and aiosqlite's thread (binding each statement's parameters)
-take turns at Python's GIL; here they run on two cores. An empty directory needs no lookups
-in the database, which only the node's process (inside the import's transaction) could make.
+When ``transfer.SEPARATE_CHECKS_ROWS`` is set (off by default: on a 2-core machine it was not
+faster, see there; ``bench/directory.py --checks process`` measures it),
+``vmesh.directory.transfer`` starts ``python -m vmesh.directory.checkproc`` for a big CSV import
+into an empty directory on SQLite: this process parses and checks the file (the same
+``_Import._fields``, ``_place`` and ``judge_parents`` as in-process, so the same errors by row
+and field) and sends each chunk's new rows back as ready statement parameters, while the node's
+process only writes them. In one process the checks and aiosqlite's thread (binding each
+statement's parameters) take turns at Python's GIL; here they run on two cores. An empty
+directory needs no lookups in the database, which only the node's process (inside the import's
+transaction) could make.
 
 Protocol: stdin is one JSON line (``{"scope": …}``) followed by the file's text (UTF-8); stdout
 is frames of a 4-byte little-endian length and a pickle: a ``transfer.Checked`` per chunk, then

@@ -70,8 +70,11 @@ CHUNK = 10_000
 IN_FLIGHT = 2  # chunks handed to the database driver and not yet written
 BULK_REBUILD_ROWS = 50_000  # from this many new rows, rebuild indexes instead of updating them
 # From this many lines, a CSV import into an empty SQLite directory is checked in a process of
-# its own (``vmesh.directory.checkproc``; starting it costs about half a second).
-SEPARATE_CHECKS_ROWS = 100_000
+# its own (``vmesh.directory.checkproc``). Off (None) by default: on this project's 2-core machine
+# under load it took a fifth more CPU (starting the process, pickling the chunks) and was not
+# faster (300,000 rows: 7.8–9.2 s against 7.8–8.6 s); ``bench/directory.py --checks process``
+# measures it on a quiet machine.
+SEPARATE_CHECKS_ROWS: int | None = None
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
 
 
@@ -783,7 +786,8 @@ async def import_file(
         parse_errors = ErrorList()
         chunks = _csv_chunks(text_, parse_errors, cells=True)
         total = text_.count("\n")  # rows, for progress (quoted line breaks make it an estimate)
-        if total >= SEPARATE_CHECKS_ROWS and db.is_sqlite and not dry_run and not update_existing:
+        separate = SEPARATE_CHECKS_ROWS is not None and total >= SEPARATE_CHECKS_ROWS
+        if separate and db.is_sqlite and not dry_run and not update_existing:
             elsewhere = text_
     else:
         rows = _parse_json(text_)
