@@ -13,12 +13,15 @@ a chunk of rows at a time (``_Import``; a CSV file is parsed chunk by chunk too)
 transaction with its audit row under the directory writers' lock: while one chunk is written the
 next is parsed and checked; after the first error nothing more is written, the rest is still
 checked, and the errors raised at the end roll back what was written, so a file is applied all
-or nothing. ``dry_run`` only checks. Export orders rows by depth, then code,
-so parents come first and the file does not depend on internal ids: export → import into an empty
-node → export gives the same bytes.
+or nothing. ``dry_run`` only checks. Python's cyclic garbage collector is off while a file is
+checked (``_gc_paused``). With ``SEPARATE_CHECKS_ROWS`` set, a big CSV import into an empty SQLite
+directory is checked by ``vmesh.directory.checkproc`` in a process of its own, which sends back
+``Checked`` chunks (off by default). Export orders rows by depth, then code, so parents come first
+and the file does not depend on internal ids: export → import into an empty node → export gives
+the same bytes.
 
 Public: ``ImportReport``, ``parse_file``, ``import_file``, ``import_rows``, ``export_lines``,
-``FORMATS``.
+``FORMATS``, ``Checked`` and ``SEPARATE_CHECKS_ROWS`` (``checkproc``, ``bench/directory.py``).
 """
 
 from __future__ import annotations
