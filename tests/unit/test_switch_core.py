@@ -14,7 +14,15 @@ import pytest
 
 from vmesh.errors import Conflict, InvalidInput, NotFound
 from vmesh.switch.codecs import Codec
-from vmesh.switch.core import InputSpec, KeyframeRequest, OutputSpec, Send, Switch, SwitchConfig
+from vmesh.switch.core import (
+    InputSpec,
+    KeyframeRequest,
+    OutputSpec,
+    Replay,
+    Send,
+    Switch,
+    SwitchConfig,
+)
 from vmesh.switch.rtcp import (
     ReportBlock,
     RtcpFir,
@@ -221,11 +229,63 @@ def test_splice_timestamp_follows_the_wall_clock() -> None:
     last_a = rtp_to(feed(sw, "a", a.frame(key=True), t), "o1")[-1]
     first_b = rtp_to(sw.route("o1", "b", t + 2.0), "o1")[0]
     assert (first_b.timestamp - last_a.timestamp) & 0xFFFFFFFF == 2 * 90000
-    # A splice right after the last packet still advances by one frame interval.
+    # A splice right after the last packet advances by the time that passed (at least a tick),
+    # not by a frame: a frame per splice would run the output's clock ahead of the wall clock.
     last_b = rtp_to(feed(sw, "b", b.frame(), t + 2.0), "o1")[-1]
     feed(sw, "a", a.frame(key=True), t + 2.0)
     first_a = rtp_to(sw.route("o1", "a", t + 2.0), "o1")[0]
-    assert (first_a.timestamp - last_b.timestamp) & 0xFFFFFFFF == TICKS
+    assert (first_a.timestamp - last_b.timestamp) & 0xFFFFFFFF == 1
+
+
+def test_roll_calls_keep_the_output_clock_with_the_wall_clock() -> None:
+    """Forty keyframe splices (a roll call each: the cached keyframe at once, live from the
+    source's next keyframe, asked for): the output's timestamps stay with the wall clock. They
+    ran a frame ahead per splice (a receiver's jitter buffer then held every frame ~40 ms longer
+    per roll call)."""
+    sw, clock = make(kf=KeyframeRequest.pli), Clock()
+    cams = {"a": Camera("a", 0xA), "b": Camera("b", 0xB, ts=77_000)}
+    asked = {"a": True, "b": True}
+    out: list[tuple[float, int]] = []
+    current = "a"
+    sw.route("o1", "a", clock.now)
+    for n in range(800):
+        t = clock.frame()
+        for name, cam in cams.items():
+            sends = feed(sw, name, cam.frame(key=asked[name]), t + (0.002 if name == "b" else 0))
+            asked[name] = False
+            out += [(t, p.timestamp) for p in rtp_to(sends, "o1")]
+            for s in sends:
+                if s.dest in ("cam-a-rtcp", "cam-b-rtcp"):
+                    asked[s.dest[4]] = True
+        if n % 20 == 10:
+            current = "b" if current == "a" else "a"
+            sends = sw.route("o1", current, t + 0.003, replay=Replay.keyframe)
+            out += [(t + 0.003, p.timestamp) for p in rtp_to(sends, "o1")]
+            for s in sends:
+                if s.dest in ("cam-a-rtcp", "cam-b-rtcp"):
+                    asked[s.dest[4]] = True
+    assert sw.snapshot().outputs["o1"].splices == 40
+    (t0, ts0), (t1, ts1) = out[0], out[-1]
+    ahead = ((ts1 - ts0) & 0xFFFFFFFF) / 90000 - (t1 - t0)
+    assert abs(ahead) < 2 / FPS, f"the output's clock is {ahead * 1000:.0f} ms off the wall clock"
+
+
+def test_a_splice_moves_the_output_clock_at_most_a_frame_beyond_the_time_passed() -> None:
+    """A source whose capture clock ran slow (its frames 2 % closer together than the wall
+    clock's 40 ms, for 50 s: 1 s behind): the next splice does not jump the output's clock the
+    whole second forward (a receiver would hold every frame that long); one frame more than
+    the time passed, and each later splice another frame."""
+    sw, clock = make(), Clock()
+    a, b = Camera("a", 0xA), Camera("b", 0xB)
+    sw.route("o1", "a", clock.now)
+    for _ in range(1250):
+        t = clock.frame()
+        a.ts = (a.ts - round(TICKS * 0.02)) & 0xFFFFFFFF  # this frame 2 % early
+        last_a = rtp_to(feed(sw, "a", a.frame(key=True), t), "o1")[-1]
+        feed(sw, "b", b.frame(key=True), t)
+    first_b = rtp_to(sw.route("o1", "b", t + 0.010), "o1")[0]
+    step = (first_b.timestamp - last_a.timestamp) & 0xFFFFFFFF
+    assert step == round(0.010 * 90000) + TICKS, step
 
 
 def test_splice_without_cache_keeps_the_old_picture_until_the_new_keyframe() -> None:

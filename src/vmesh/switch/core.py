@@ -368,6 +368,7 @@ class _Output:
         "mid_frame",
         "nacks",
         "next_seq",
+        "origin",
         "packets",
         "payload_bytes",
         "pending",
@@ -410,6 +411,9 @@ class _Output:
         self.next_seq = first_seq
         self.last_ts = first_ts
         self.last_sent_at: float | None = None
+        # (wall time, output timestamp) of the first synced frame: the output's clock follows
+        # the wall clock from there across splices (``Switch._sync``)
+        self.origin: tuple[float, int] | None = None
         self.last_in_ts: int | None = None
         self.mid_frame = False
         self.packets = 0
@@ -617,12 +621,29 @@ class Switch:
         self._request_keyframe(inp, now, out)
 
     def _sync(self, o: _Output, inp: _Input, seq: int, ts: int, now: float, extra: int) -> None:
-        """Choose offsets so input ``seq`` is the output's next number and input ``ts`` lands one
-        wall-clock step (at least a frame) plus ``extra`` ticks after the output's last one."""
-        if o.last_sent_at is None:
+        """Choose offsets so input ``seq`` is the output's next number and input ``ts`` (the
+        frame arriving ``now``) lands where the wall clock says the output is, at least a tick
+        after its last timestamp (``extra`` ticks more for a replayed GOP's earlier frames).
+
+        The wall clock counts from the output's first frame (``origin``), not from its last
+        packet: anchored on the last packet, every splice's error was carried on (a keyframe,
+        slower to encode, comes late), and with the old "at least a frame" per splice — a roll
+        call splices twice, right after a packet — the output's clock ran two frames ahead of
+        the wall clock per roll call; a receiver then holds every later frame that much longer
+        (its jitter buffer's delay grew ~40 ms per roll call in the conference bench, to
+        0.5 s). A splice moves the output's clock at most one frame beyond the time that
+        passed, either way: a source whose capture clock drifted over hours is brought back a
+        frame per splice, not in one jump the receiver would wait out."""
+        if o.last_sent_at is None or o.origin is None:
             step = 0
+            o.origin = (now, (o.last_ts + extra) & 0xFFFFFFFF)
         else:
-            step = max(round((now - o.last_sent_at) * o.clock), inp.frame_interval)
+            t0, ts0 = o.origin
+            wall = (ts0 + round((now - t0) * o.clock)) & 0xFFFFFFFF
+            behind = ((wall - o.last_ts + 0x80000000) & 0xFFFFFFFF) - 0x80000000
+            elapsed = round((now - o.last_sent_at) * o.clock)
+            frame = inp.frame_interval
+            step = min(max(behind - extra, elapsed - frame, 1), elapsed + frame)
         o.seq_offset = (o.next_seq - seq) & 0xFFFF
         o.ts_offset = (o.last_ts + step + extra - ts) & 0xFFFFFFFF
         o.guard = seq
