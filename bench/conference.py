@@ -452,6 +452,16 @@ async def tiers(seconds: float, calls: int, light: int) -> dict[str, Any]:
                     for n in watchers
                 ]
                 await asyncio.sleep(0.2)  # the pages are waiting
+                # Each watcher's receive delay in its big tile just before (the jitter buffer's
+                # delay over the last second, from the tile's getStats sampling).
+                delays = {
+                    n: await pages[n].evaluate(
+                        "(s) => document.querySelector(s)?.closest('[data-delay-ms]')"
+                        "?.dataset.delayMs",
+                        media("v0"),
+                    )
+                    for n in watchers
+                }
                 await chair.evaluate("() => performance.clearResourceTimings()")
                 # The click on the chair's page, on its wall clock (the venues' pages run on the
                 # same machine's clock).
@@ -473,6 +483,7 @@ async def tiers(seconds: float, calls: int, light: int) -> dict[str, Any]:
                 roll.append(
                     {"venue": called, "api": round(answered)}
                     | {n: round(t - t_click) for n, t in zip(watchers, shown, strict=True)}
+                    | {"jitter_buffer_ms_before": delays}
                 )
                 await asyncio.sleep(1.0 + (c % 5) * 0.3)  # another GOP phase next time
             if proc is not None:
@@ -495,7 +506,8 @@ async def tiers(seconds: float, calls: int, light: int) -> dict[str, Any]:
         }
         for n in usage1
     }
-    times = [float(v) for r in roll for k, v in r.items() if k not in ("venue", "api")]
+    skip = ("venue", "api", "jitter_buffer_ms_before")
+    times = [float(v) for r in roll for k, v in r.items() if k not in skip]
     out: dict[str, Any] = {"seconds": round(dt, 1), "links": links, "nodes": nodes}
     if roll:
         out["chromium_roll_call_ms"] = spread(times) | {"calls": roll}

@@ -194,9 +194,13 @@ class TilePlayer {
     if (this.last && now > this.last.timestamp) {
       bitrate = ((inbound.bytesReceived - this.last.bytesReceived) * 8) / ((now - this.last.timestamp) / 1000);
     }
+    // The jitter buffer's delay over the last second (frames emitted since the last sample),
+    // not the average since the connection began: a delay that grew shows as it is now.
     const emitted = inbound.jitterBufferEmittedCount || 0;
-    const latencyMs = emitted ? (1000 * (inbound.jitterBufferDelay || 0)) / emitted : null;
-    this.last = { timestamp: now, bytesReceived: inbound.bytesReceived };
+    const delay = inbound.jitterBufferDelay || 0;
+    const prev = this.last && this.last.emitted !== undefined ? this.last : { emitted: 0, delay: 0 };
+    const latencyMs = emitted > prev.emitted ? (1000 * (delay - prev.delay)) / (emitted - prev.emitted) : null;
+    this.last = { timestamp: now, bytesReceived: inbound.bytesReceived, emitted, delay };
     this.client.onStats(this.tile, {
       pcId: pc.vmeshId,
       width: inbound.frameWidth || 0,

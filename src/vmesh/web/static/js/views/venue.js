@@ -205,6 +205,8 @@ export function create(ctx) {
     if (!tile) return;
     tile.el.dataset.framesDecoded = String(s.framesDecoded);
     tile.el.dataset.pcId = String(s.pcId);
+    // The receiver's jitter-buffer delay over the last second (diagnostics; live.js sample()).
+    tile.el.dataset.delayMs = s.latencyMs === null ? "" : String(Math.round(s.latencyMs));
   }
 
   async function onMessage(msg) {
