@@ -552,10 +552,11 @@ def main() -> None:
     )
     ap.add_argument(
         "--checks",
-        choices=["here", "process"],
-        default="here",
-        help="here: the importing process checks the rows (the node's behaviour); process: a "
-        "big SQLite import is checked in a process of its own (vmesh.directory.checkproc)",
+        choices=["node", "here", "process"],
+        default="node",
+        help="node: as the node does (a big SQLite import is checked in a process of its own, "
+        "transfer.SEPARATE_CHECKS_ROWS); here: always in the importing process; process: from "
+        "BULK_REBUILD_ROWS lines in a process of its own (vmesh.directory.checkproc)",
     )
     ap.add_argument(
         "--pg-url",
@@ -565,6 +566,8 @@ def main() -> None:
     args = ap.parse_args()
     if args.checks == "process":
         transfer.SEPARATE_CHECKS_ROWS = transfer.BULK_REBUILD_ROWS
+    elif args.checks == "here":
+        transfer.SEPARATE_CHECKS_ROWS = None
     t0 = time.perf_counter()
     text, levels = generate(args.rows)
     gen_s = time.perf_counter() - t0

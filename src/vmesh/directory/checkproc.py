@@ -1,7 +1,7 @@
 """The checks of a big CSV import into an empty directory, in a process of their own.
 
-When ``transfer.SEPARATE_CHECKS_ROWS`` is set (off by default: on a 2-core machine it was not
-faster, see there; ``bench/directory.py --checks process`` measures it),
+From ``transfer.SEPARATE_CHECKS_ROWS`` lines (100,000; see there for what it saves;
+``bench/directory.py --checks here|process`` compares),
 ``vmesh.directory.transfer`` starts ``python -m vmesh.directory.checkproc`` for a big CSV import
 into an empty directory on SQLite: this process parses and checks the file (the same
 ``_Import._fields``, ``_place`` and ``judge_parents`` as in-process, so the same errors by row

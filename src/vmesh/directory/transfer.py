@@ -14,7 +14,7 @@ transaction with its audit row under the directory writers' lock: while one chun
 next is parsed and checked; after the first error nothing more is written, the rest is still
 checked, and the errors raised at the end roll back what was written, so a file is applied all
 or nothing. ``dry_run`` only checks. Python's cyclic garbage collector is off while a file is
-checked (``_gc_paused``). With ``SEPARATE_CHECKS_ROWS`` set, a big CSV import into an empty SQLite
+checked (``_gc_paused``). From ``SEPARATE_CHECKS_ROWS`` lines, a big CSV import into an empty SQLite
 directory is checked by ``vmesh.directory.checkproc`` in a process of its own, which sends back
 ``Checked`` chunks (off by default). Export orders rows by depth, then code, so parents come first
 and the file does not depend on internal ids: export → import into an empty node → export gives
@@ -73,11 +73,10 @@ CHUNK = 10_000
 IN_FLIGHT = 2  # chunks handed to the database driver and not yet written
 BULK_REBUILD_ROWS = 50_000  # from this many new rows, rebuild indexes instead of updating them
 # From this many lines, a CSV import into an empty SQLite directory is checked in a process of
-# its own (``vmesh.directory.checkproc``). Off (None) by default: on this project's 2-core machine
-# under load it took a fifth more CPU (starting the process, pickling the chunks) and was not
-# faster (300,000 rows: 7.8–9.2 s against 7.8–8.6 s); ``bench/directory.py --checks process``
-# measures it on a quiet machine.
-SEPARATE_CHECKS_ROWS: int | None = None
+# its own (``vmesh.directory.checkproc``); None: never. On a quiet 2-core machine 1,000,000 rows
+# took 23.6 s this way against 30.2 s in one process (42,400 against 33,100 rows/s, 2026-11-30);
+# under load it was not faster and took a fifth more CPU (starting the process, pickling).
+SEPARATE_CHECKS_ROWS: int | None = 100_000
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
 
 
