@@ -49,7 +49,8 @@ without a newly decoded frame in the page from the cut on (sampled every 20 ms),
 link once frames flow again; the next cut takes the other parent's link. Needs root.
 
 Run: ``.venv/bin/python bench/fabric.py catalogue [--endpoints 1000000 --counties 90]``,
-``... latency [--seconds 20] [--one-process]``, ``... ttff [--runs 5]``, ``... failover [--cuts 5]``.
+``... latency [--seconds 20] [--one-process]``, ``... ttff [--runs 5]``,
+``... failover [--cuts 5]``.
 """
 
 from __future__ import annotations
