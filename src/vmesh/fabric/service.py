@@ -135,7 +135,7 @@ class _Carried:
     tried_at: float = 0.0  # last re-route attempt
     pinned: bool = False  # opened with ``via``: a standby leg's hop, never re-routed by the tree
     standby_up: str | None = None  # the neighbour feeding the link's standby leg
-    standby_body: dict[str, Any] = field(default_factory=dict)
+    standby_body: dict[str, Any] = field(default_factory=dict)  # its ``open``, without ``via``
     standby_at: float = 0.0  # last attempt to set up a standby leg
 
 
@@ -536,11 +536,10 @@ class FabricService:
             target, via = plan
             link_in = c.link_in
             leg = await link_in.add_standby(self.address, not is_audio(stream), self.port_range)
-            body = {k: v for k, v in c.open_body.items() if k != "via"} | {"port": leg.sock.port}
-            if via is not None:
-                body["via"] = via
+            body = c.open_body | {"port": leg.sock.port}  # (an ``open_body`` has no ``via``)
+            ask = body if via is None else body | {"via": via}
             try:
-                reply = await self.bus.call(target, SERVICE, body, timeout=self.rpc_timeout)
+                reply = await self.bus.call(target, SERVICE, ask, timeout=self.rpc_timeout)
             except BaseException:
                 if link_in.standby is leg:
                     link_in.drop_standby()
@@ -573,7 +572,7 @@ class FabricService:
         old, new = c.upstream, c.standby_up
         link_in.promote()
         c.upstream, c.since, c.standby_at = new, now, now
-        c.open_body = {k: v for k, v in c.standby_body.items() if k != "via"}
+        c.open_body = c.standby_body
         c.standby_up, c.standby_body = None, {}
         self.leases.rerouted(c.stream, new)
         log.warning(
