@@ -64,10 +64,14 @@ async def test_the_newest_report_of_a_moved_node_wins(ctx: NodeContext) -> None:
     await reg._on_announce(_announce(CITY, _link("down", T0)))
     assert await _parent(reg) == (CITY2, "up")
     assert reg.shape_version == shape + 2
+    tree = await reg.shape()  # what the fabric routes by: read once per shape
+    assert tree[COUNTY] == CITY2 and tree[CITY2] == PROV
+    assert await reg.shape() is tree
     # A report without a sighting cannot take it away either.
     await reg._on_announce(_announce(CITY, {"state": "down", "rtt_ms": None, "last_seen": None}))
     assert await _parent(reg) == (CITY2, "up")
     # Newer evidence under the first city (the county went back): it moves back.
     await reg._on_announce(_announce(CITY, _link("up", T0 + timedelta(seconds=20))))
     assert await _parent(reg) == (CITY, "up")
+    assert (await reg.shape())[COUNTY] == CITY
     assert {n.code for n in await reg.subtree()} == {CITY, CITY2, COUNTY}

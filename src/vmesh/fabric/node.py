@@ -93,16 +93,8 @@ async def start_fabric(ctx: NodeContext) -> FabricService:
     assert registry is not None
     code = cfg.node.code
 
-    # The subtree's shape, read again only when the registry says it changed: every stream
-    # opened here asks for it, and at the province it is every node of the network.
-    shape: list[Any] = [None, {}]  # [registry.shape_version, code → parent]
-
     async def tree() -> tuple[Parents, str | None]:
-        version = registry.shape_version
-        if shape[0] != version:
-            nodes = await registry.subtree()
-            shape[:] = [version, {n.code: n.parent_code for n in nodes}]
-        parents: dict[str, str | None] = shape[1]
+        parents = await registry.shape()
         up = registry.uplink
         parent = up.parent_code if up is not None and up.parent_code else parents.get(code)
         if parents.get(code, ...) != parent:

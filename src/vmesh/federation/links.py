@@ -215,8 +215,9 @@ class NetworkRegistry:
         self._known_children: set[str] = set()
         self._parent_codes: dict[str, str] = {}  # parent URL → the code it answered with
         # Bumped after a commit that adds a node or moves one to another parent: the tree's
-        # shape (``subtree``) is the same while it is (the fabric caches it by this).
+        # shape (``subtree``) is the same while it is (``shape`` is kept by it).
         self.shape_version = 0
+        self._shape: tuple[int, dict[str, str | None]] | None = None  # (version, ``shape()``)
 
     # --- storage --------------------------------------------------------------------------------
 
@@ -232,10 +233,10 @@ class NetworkRegistry:
         d = asdict(info) if isinstance(info, NodeInfo) else info
         async with self.db.transaction() as s:
             row = await s.get(KnownNode, d["code"])
+            reshaped = row is None or row.parent_code != parent_code
             if row is None:
                 row = KnownNode(code=d["code"], updated_at=_now())
                 s.add(row)
-            reshaped = row.parent_code != parent_code or row.tier is None
             row.parent_code = parent_code
             row.tier = d["tier"]
             row.name = d["name"]
@@ -291,6 +292,15 @@ class NetworkRegistry:
             out.append(me)
         walk(self.me.code)
         return out
+
+    async def shape(self) -> dict[str, str | None]:
+        """Every node of this subtree → its parent, read again only when ``shape_version``
+        moved (the fabric asks for it at every stream it opens; at the province it is every node
+        of the network). The mapping is shared: do not change it."""
+        version = self.shape_version
+        if self._shape is None or self._shape[0] != version:
+            self._shape = (version, {n.code: n.parent_code for n in await self.subtree()})
+        return self._shape[1]
 
     async def children(self) -> list[str]:
         async with self.db.sessions() as s:
@@ -460,13 +470,21 @@ class NetworkRegistry:
             raise OSError("the leaf link to a parent is not connected")
         for url in urls:
             try:
-                ident = await identify_parent(url, *self.tls, timeout=self.call_timeout)
+                code = await self._ask_parent(url)
             except (OSError, ValueError, ssl.SSLError) as e:
                 errors.append(str(e) or type(e).__name__)
                 continue
-            self.uplink.parent_code, self.uplink.url = ident.code, url
+            self.uplink.parent_code, self.uplink.url = code, url
             return
         raise OSError("; ".join(errors))
+
+    async def _ask_parent(self, url: str) -> str:
+        """The code of the parent at leaf ``url`` (``identify_parent``), kept by URL for
+        ``parent_codes``."""
+        assert self.tls is not None
+        ident = await identify_parent(url, *self.tls, timeout=self.call_timeout)
+        self._parent_codes[url] = ident.code
+        return ident.code
 
     async def parent_codes(self) -> list[str]:
         """The codes of this node's configured parents, in configuration order: each parent's
@@ -479,11 +497,10 @@ class NetworkRegistry:
             code = self._parent_codes.get(url)
             if code is None:
                 try:
-                    ident = await identify_parent(url, *self.tls, timeout=self.call_timeout)
+                    code = await self._ask_parent(url)
                 except (OSError, ValueError, ssl.SSLError) as e:
                     log.debug("network node=%s parent %s not identified: %s", self.me.code, url, e)
                     continue
-                code = self._parent_codes[url] = ident.code
             out.append(code)
         return out
 
