@@ -16,7 +16,7 @@ checked, and the errors raised at the end roll back what was written, so a file 
 or nothing. ``dry_run`` only checks. Python's cyclic garbage collector is off while a file is
 checked (``_gc_paused``). From ``SEPARATE_CHECKS_ROWS`` lines, a big CSV import into an empty SQLite
 directory is checked by ``vmesh.directory.checkproc`` in a process of its own, which sends back
-``Checked`` chunks (off by default). Export orders rows by depth, then code, so parents come first
+``Checked`` chunks. Export orders rows by depth, then code, so parents come first
 and the file does not depend on internal ids: export → import into an empty node → export gives
 the same bytes.
 
