@@ -54,19 +54,8 @@ CENTRE_JS = """() => {
 
 
 # The viewport point of wall time ``t`` on the day strip, from the strip's own bounds.
-# Where time ``t`` is on the day strip, once the strip has stayed put for three frames (the page
-# may still be laying itself out under load: one run clicked 347 s early).
-POINT_JS = """async (t) => {
+POINT_JS = """(t) => {
   const bar = document.querySelector('[data-testid="gbrec-day-bar"]');
-  const frame = () => new Promise((ok) => requestAnimationFrame(ok));
-  const box = () => JSON.stringify(bar.getBoundingClientRect());
-  let last = box(), same = 0;
-  while (same < 3) {
-    await frame();
-    const now = box();
-    same = now === last ? same + 1 : 0;
-    last = now;
-  }
   const r = bar.getBoundingClientRect();
   const from = Number(bar.dataset.start), to = Number(bar.dataset.end);
   return [r.left + (r.width * (t - from)) / (to - from), r.top + r.height / 2];
