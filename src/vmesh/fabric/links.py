@@ -97,7 +97,8 @@ async def _bind(
                 lambda: _Sock(on), local_addr=(host, port)
             )
         except OSError as e:
-            if e.errno != errno.EADDRINUSE:
+            # uvloop raises "could not bind to local_addr" with the EADDRINUSE as its cause
+            if errno.EADDRINUSE not in (e.errno, getattr(e.__cause__, "errno", None)):
                 raise
             continue
         return proto
