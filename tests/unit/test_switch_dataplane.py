@@ -259,3 +259,31 @@ def test_aggregation_packets_stay_on_the_fast_path_with_the_same_keyframe_answer
         assert all(frame("c", head_c, now)), head_c
     assert (fast._inputs["a"].keyframes, fast._inputs["c"].keyframes) == (keys[0] + 4, keys[1] + 4)
     assert ref.snapshot() == fast.snapshot()
+
+
+def test_an_output_that_answers_nacks_stays_on_the_fast_path_and_keeps_each_copy() -> None:
+    """A fabric link's output keeps a NACK history: the C path stores every copy it sends there,
+    byte for byte, where ``on_rtp`` would (it used to hand each such packet to Python)."""
+    sw = build(SwitchConfig())
+    plane = dataplane.DataPlane(sw, 0, threading.Lock(), print, print, 0.05)
+    plane.set_dest(("127.0.0.1", 20002), "127.0.0.1", 20002)
+    src = Source(Codec.h264, random.Random(5))
+    sw.route("v3", "a", 1.0)
+    for i in range(12):  # the first packets sync the output (Python)
+        sw.on_rtp("a", src.next(), 1.0 + i / 100)
+    out = sw._outputs["v3"]
+    assert out.history is not None and out.synced
+    fast = 0
+    for i in range(40):
+        pkt = src.next()
+        got = dataplane.forward_for_test(plane, "a", pkt, 2.0 + i / 100)
+        if got is None:  # a header with CSRCs (the source adds some): Python's
+            [send] = sw.on_rtp("a", pkt, 2.0 + i / 100)
+            got = [(send.dest, send.data)]
+        else:
+            fast += 1
+        [(dest, data)] = got
+        assert dest == ("127.0.0.1", 20002)
+        seq = int.from_bytes(data[2:4], "big")
+        assert out.history[seq & out.mask] == data
+    assert fast >= 30, fast

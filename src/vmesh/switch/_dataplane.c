@@ -7,8 +7,8 @@
  *
  * core.py stays the reference: anything that is not the steady state (first packet, new SSRC,
  * out-of-order or lost-and-confirmed sequence numbers, RTCP on the RTP port, a header with CSRCs,
- * extension or padding, an output pending or unsynced or
- * with a NACK history, a held keyframe request, a destination the plane has no address for) is
+ * extension or padding, an output pending or unsynced, a held keyframe request, a destination the
+ * plane has no address for) is
  * handed to the Python callback `slow(input_id, data, addr, now)`, which runs forward_rtp. The fast
  * path checks everything before it changes anything, and then makes exactly the changes
  * forward_rtp makes (tests/unit/test_switch_dataplane.py runs streams through both and compares
@@ -35,7 +35,7 @@
 #define MAX_DROPOUT 3000
 
 enum {
-    F_ssrc, F_max_seq, F_kf_pending, F_waiting, F_fanout, F_video, F_keytest, F_cycles, F_received, F_packets, F_bytes, F_jit_ts, F_jitter, F_jit_arrival, F_clock, F_cur_ts, F_frame_interval, F_cur_key, F_gop_valid, F_gop, F_gop_bytes, F_frame_start, F_keyframes, F_gop_overflows, F_pending, F_synced, F_history, F_guard, F_dropped, F_last_in_ts, F_mid_frame, F_seq_offset, F_ts_offset, F_pt, F_next_seq, F_last_ts, F_last_sent_at, F_payload_bytes, F_dest, F_send_errors, F_acquire, F_release, F_inputs, F_config, F_gop_cache, F_gop_max_bytes, F_gop_max_packets,
+    F_ssrc, F_max_seq, F_kf_pending, F_waiting, F_fanout, F_video, F_keytest, F_cycles, F_received, F_packets, F_bytes, F_jit_ts, F_jitter, F_jit_arrival, F_clock, F_cur_ts, F_frame_interval, F_cur_key, F_gop_valid, F_gop, F_gop_bytes, F_frame_start, F_keyframes, F_gop_overflows, F_pending, F_synced, F_history, F_guard, F_dropped, F_last_in_ts, F_mid_frame, F_seq_offset, F_ts_offset, F_pt, F_next_seq, F_last_ts, F_last_sent_at, F_payload_bytes, F_dest, F_send_errors, F_acquire, F_release, F_inputs, F_config, F_gop_cache, F_gop_max_bytes, F_gop_max_packets, F_mask,
     NFIELDS
 };
 static PyObject *names[NFIELDS];
@@ -272,7 +272,7 @@ static int fast_forward(DataPlane *self, PyObject *inp, PyObject *cfg, unsigned 
         if (!ok) break;
         x = getf(o, F_history);
         if (!x) { Py_DECREF(fanout); return -1; }
-        ok = x == Py_None;
+        ok = x == Py_None || PyList_CheckExact(x);
         Py_DECREF(x);
         if (!ok) break;
         x = getf(o, F_dest);
@@ -409,6 +409,22 @@ static int fast_forward(DataPlane *self, PyObject *inp, PyObject *cfg, unsigned 
         h[6] = (unsigned char)(ots >> 8); h[7] = (unsigned char)ots;
         h[8] = (unsigned char)(ossrc >> 24); h[9] = (unsigned char)(ossrc >> 16);
         h[10] = (unsigned char)(ossrc >> 8); h[11] = (unsigned char)ossrc;
+        PyObject *hist = getf(o, F_history);
+        if (!hist) { self->ns--; goto error_now; }
+        if (hist != Py_None) { /* the output answers NACKs: keep the copy as sent */
+            long long mask;
+            PyObject *kept = NULL;
+            if (get_ll(o, F_mask, &mask) < 0 || !PyList_CheckExact(hist) ||
+                (oseq & mask) >= PyList_GET_SIZE(hist) ||
+                !(kept = PyBytes_FromStringAndSize(NULL, n))) {
+                if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "history");
+                Py_DECREF(hist); self->ns--; goto error_now;
+            }
+            memcpy(PyBytes_AS_STRING(kept), h, 12);
+            memcpy(PyBytes_AS_STRING(kept) + 12, data + 12, (size_t)(n - 12));
+            PyList_SetItem(hist, (Py_ssize_t)(oseq & mask), kept); /* steals kept */
+        }
+        Py_DECREF(hist);
         self->siov[k][0].iov_base = h; self->siov[k][0].iov_len = 12;
         self->siov[k][1].iov_base = data + 12; self->siov[k][1].iov_len = (size_t)(n - 12);
         memset(&self->smsg[k].msg_hdr, 0, sizeof(struct msghdr));
@@ -723,7 +739,7 @@ PyMODINIT_FUNC PyInit__dataplane(void) {
     INTERN(F_send_errors, "send_errors"); INTERN(F_acquire, "acquire");
     INTERN(F_release, "release"); INTERN(F_inputs, "_inputs"); INTERN(F_config, "config");
     INTERN(F_gop_cache, "gop_cache"); INTERN(F_gop_max_bytes, "gop_max_bytes");
-    INTERN(F_gop_max_packets, "gop_max_packets");
+    INTERN(F_gop_max_packets, "gop_max_packets"); INTERN(F_mask, "mask");
     if (PyType_Ready(&DataPlaneType) < 0) return NULL;
     PyObject *m = PyModule_Create(&moduledef);
     if (!m) return NULL;
