@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select, text
 
-from directory_sample import SYSTEM, build_sample
+from directory_sample import PROVINCE, SYSTEM, build_sample
 from vmesh.audit.models import AuditRecord
 from vmesh.directory.models import Entry, EntryTag
 from vmesh.directory.search import SearchQuery, search
@@ -237,3 +237,53 @@ async def test_names_matching_more_than_sort_max_come_in_creation_order(
     # Other filters still apply, and a narrow result is sorted again.
     res = await search(ctx.db, SearchQuery(q="村", kind="camera"), None)
     assert names(res) == ["西坑村口摄像机", "龙坞村口摄像机"] and res.sorted_by == "name"
+
+
+async def test_long_name_searches_find_exactly_the_names_holding_the_text(
+    ctx: NodeContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Names of 3 or more characters are found through some of their pairs and an exact test:
+    every page and total is what a plain substring scan of all names gives, whichever pairs the
+    index is asked (common ones, repeated ones, more than ``QUERY_PAIRS``), sorted when few,
+    in creation order beyond ``SORT_MAX``."""
+    import random
+
+    import vmesh.directory.search as search_mod
+    from vmesh.directory import transfer
+    from vmesh.identity.codes import compose
+
+    rng = random.Random(2)
+    pieces = ["路与", "路口", "新华", "东北角", "村", "Ab", "3号", "大道", "与", "口", "学院", "7"]
+    lines = [
+        "code,parent_code,kind,tier,name",
+        f"{PROVINCE},,region,province,浙江省",
+        "33010000002166000001,33000000002166000001,region,city,杭州市",
+        "33010600002166000001,33010000002166000001,region,county,西湖区",
+        "33010601002166000001,33010600002166000001,region,township,转塘街道",
+        "33010601002166000002,33010601002166000001,region,village,龙坞村",
+    ]
+    for i in range(1, 1201):
+        name = "".join(rng.choice(pieces) for _ in range(rng.randint(2, 7)))
+        lines.append(f"{compose('33010601', '132', i)},33010601002166000002,camera,,{name}")
+    await transfer.import_file(ctx.db, ctx.audit, SYSTEM, "\n".join(lines) + "\n", "csv")
+    async with ctx.db.sessions() as s:
+        rows = (await s.execute(text("SELECT code, name FROM directory_entries ORDER BY id"))).all()
+    names_ = [n for _, n in rows]
+    queries = {n[i : i + k] for n in rng.sample(names_, 60) for k in (3, 4, 5, 6) for i in (0, 1)}
+    # Repeated pairs, letters in either case, one pair twice, more pairs than QUERY_PAIRS.
+    queries |= {"路口路口", "路与路与", "ab路口", "AB3号", "口口口"}
+    queries.add("路与新华路口东北角学院大道与口7")
+    monkeypatch.setattr(search_mod, "SORT_MAX", 40)
+    for q in sorted(q for q in queries if len(q) >= 3):
+        found = [c for c, n in rows if q.lower() in n.lower()]
+        many = len(found) > 40
+        for sort, offset in (("code", 0), ("code", 35), ("-code", 3)):
+            res = await search(ctx.db, SearchQuery(q=q, sort=sort, offset=offset, limit=10), None)
+            if many:
+                order = found if sort == "code" else found[::-1]
+                want = (order[offset : offset + 10], 40, True, sort.replace("code", "created"))
+            else:
+                order = sorted(found, reverse=sort == "-code")
+                want = (order[offset : offset + 10], len(found), False, sort)
+            got = ([i["code"] for i in res.items], res.total, res.total_capped, res.sorted_by)
+            assert got == want, (q, sort, offset)

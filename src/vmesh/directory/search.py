@@ -21,7 +21,7 @@ How it stays fast at a million rows: every plan reads a bounded number of rows.
   with the total counted up to ``CAP`` through the narrowest range.
 
 Name substrings use ``directory_name_fts`` on SQLite (one token per character and one per pair of
-characters; posting lists in rowid order; a long query asks for two rare pairs apart) and a GIN
+characters; posting lists in rowid order; a long query asks for all of its pairs) and a GIN
 index over the characters and pairs of ``lower(name)`` on PostgreSQL (``vmesh_name_grams``, see
 migration 0002; a name the planner expects in more than ``PG_WALK_ROWS`` rows walks the primary
 key instead); both are followed by an exact ``instr``/``strpos`` test.
@@ -53,7 +53,7 @@ log = logging.getLogger(__name__)
 CAP = 10_000  # totals are exact up to this many rows
 DRIVE_MAX = 10_000  # a filter whose rows cost at most this many table reads drives the search
 SORT_MAX = 2_000  # name matches sorted exactly; beyond, the first ones in creation order
-PAIR_PROBES = 8  # a long name query's pairs whose names are counted, to pick the rarest
+QUERY_PAIRS = 8  # at most this many of a long name query's pairs are asked of the index
 CREATED = "created"  # ``sorted_by`` of a page in creation (id) order
 PG_GRAMS = "vmesh_name_grams(e.name) @> CAST(:qgrams AS text[])"  # migration 0002's GIN index
 PG_WALK_ROWS = 50_000  # PostgreSQL: names estimated to match more are walked in id order
@@ -145,7 +145,7 @@ def _filters(qry: SearchQuery, subtree: str | None, dialect: str) -> list[_Filte
         if pg:
             exact = f"strpos({name}, :ql) > 0"
             pairs = list(dict.fromkeys(map(operator.add, ql, ql[1:])))
-            grams = pairs[:: max(1, len(pairs) // PAIR_PROBES)] if pairs else [ql]
+            grams = pairs[:: max(1, len(pairs) // QUERY_PAIRS)] if pairs else [ql]
             # strpos first: when the planner scans the table for a common character, it then
             # computes the grams only of the names that match, not of every name it passes.
             out.append(
@@ -239,29 +239,23 @@ async def _whole_tree(s: AsyncSession, subtree: str) -> bool:
     return list(roots) == [subtree]
 
 
-async def _rarest_pairs(s: AsyncSession, fts: str) -> str:
-    """Two of a long query's pair tokens, with few names and apart (the exact test does the
-    rest): an AND of a common pair (路口: 400,000 names) costs more than the rows it saves."""
+def _query_pairs(fts: str) -> str:
+    """The pair tokens a long query asks of the name index: all of them, or an even spread of
+    ``QUERY_PAIRS`` from the first to the last (the exact test does the rest).
+
+    All pairs, not the two rarest: FTS5 intersects its posting lists in rowid order, so a
+    common pair adds the cost of stepping through its list (路与: 360,000 names, ~10 ms whole),
+    but every pair narrows the candidates, each a row read and an ``instr``. Picking the two
+    rarest took a statement of its own (4 ms at p50 at 1M names) and, with its counts capped,
+    could not tell common pairs apart: for 路与新华路口 it asked 路与 and 路口 and read 47,000
+    rows for the first 2,001 matches (docs/directory.md, "How search stays fast").
+    """
     toks = fts.split(" ")  # '"西湖" "湖区" ...': letters and digits, quoted
-    if len(toks) <= 2:
+    if len(toks) <= QUERY_PAIRS:
         return fts
-    toks = toks[:: max(1, len(toks) // PAIR_PROBES)]  # long queries: a spread of their pairs
-    counts = ", ".join(
-        f"(SELECT count(*) FROM (SELECT rowid FROM directory_name_fts "
-        f"WHERE directory_name_fts MATCH :t{i} LIMIT {CAP + 1}))"
-        for i in range(len(toks))
-    )
-    row = (
-        await s.execute(text(f"SELECT {counts}"), {f"t{i}": t for i, t in enumerate(toks)})
-    ).one()
-    first = min(range(len(toks)), key=lambda i: row[i])
-    # Adjacent pairs are nearly the same filter (留和, 和路 of 留和路): the second is apart from
-    # the first, the farthest of the rarest (counts stop at CAP, so common pairs tie).
-    apart = [i for i in range(len(toks)) if abs(i - first) >= 2] or [
-        i for i in range(len(toks)) if i != first
-    ]
-    second = min(apart, key=lambda i: (row[i], -abs(i - first)))
-    return f"{toks[min(first, second)]} {toks[max(first, second)]}"
+    last = len(toks) - 1
+    picks = dict.fromkeys(round(i * last / (QUERY_PAIRS - 1)) for i in range(QUERY_PAIRS))
+    return " ".join(toks[i] for i in picks)
 
 
 async def _count(s: AsyncSession, sql: str, params: dict[str, Any]) -> int:
@@ -363,7 +357,7 @@ async def search(db: Database, qry: SearchQuery, subtree: str | None) -> SearchR
             params.update(f.params)
         named = any(f.name == "name" for f in filters)
         if "fts" in params:
-            params["fts"] = await _rarest_pairs(s, params["fts"])
+            params["fts"] = _query_pairs(params["fts"])
         # Each filter that can drive, counted alone (capped), all in one statement; with them
         # the name's candidates (rowids only, cheap), in case a rarer name beats a narrow index.
         counted = {f.name: f.count_sql for f in filters if f.count_sql}
