@@ -21,7 +21,7 @@ import pytest
 from vmesh.switch.codecs import Codec
 from vmesh.switch.core import InputSpec, OutputSpec, Switch
 from vmesh.switch.rtcp import RtcpSenderReport, parse_compound
-from vmesh.switch.rtp import RtpPacket
+from vmesh.switch.rtp import RtpPacket, parse_rtp
 from vmesh.switch.transport import GIL_INTERVAL, SwitchTransport
 
 pytest.importorskip("vmesh.switch._dataplane")
@@ -108,3 +108,56 @@ async def test_every_output_gets_its_copies_and_its_sender_reports() -> None:
         for s in (*rtp, *rtcp, sender):
             s.close()
     assert sys.getswitchinterval() == before
+
+
+@pytest.mark.parametrize("dataplane", [True, False])
+async def test_an_output_sent_from_its_own_socket_leaves_from_that_address(
+    dataplane: bool,
+) -> None:
+    """``add_output(via_fd=)``, a fabric link's end: the copies come from that socket's address
+    (the neighbour accepts only its upstream's), with the C data plane and without; the output
+    keeps its counters, and removing it closes only the transport's duplicate of the socket."""
+    t = SwitchTransport(Switch(), dataplane=dataplane)
+    await t.start()
+    via, receiver, other, sender = _sock(), _sock(), _sock(), _sock()
+    try:
+        assert (t.dataplane_counts() is not None) is dataplane
+        port = await t.add_input(InputSpec("cam", Codec.opus))
+        spec = OutputSpec("link", Codec.opus, ssrc=0x51, dest=receiver.getsockname())
+        await t.add_output(spec, via_fd=via.fileno())
+        await t.add_output(OutputSpec("plain", Codec.opus, ssrc=0x52, dest=other.getsockname()))
+        t.route("link", "cam")
+        t.route("plain", "cam")
+        sources: set[tuple[str, int]] = set()
+        got = 0
+        for seq in range(40):
+            pkt = RtpPacket(111, seq, seq * 960, 0xABC, False, payload=b"\xfc" + bytes(60))
+            sender.sendto(pkt.serialize(), ("127.0.0.1", port))
+            await asyncio.sleep(0.005)
+            while True:
+                try:
+                    data, addr = receiver.recvfrom(2048)
+                except BlockingIOError:
+                    break
+                assert parse_rtp(data).ssrc == 0x51
+                sources.add(addr)
+                got += 1
+        assert got >= 35, got
+        assert sources == {via.getsockname()}
+        assert len(_drain(other)) >= 35  # the shared socket's outputs unchanged beside it
+        assert t.switch.output_counts("link") == (got, got * 73, 0)
+        t.remove_output("link")
+        assert t.switch.output_counts("link") is None
+        via.sendto(b"still open", receiver.getsockname())  # the caller's socket is untouched
+        assert receiver.recv(2048) == b"still open"
+    finally:
+        await t.close()
+        for s in (via, receiver, other, sender):
+            s.close()
+    with pytest.raises(ValueError, match="host, port"):
+        t2 = SwitchTransport(Switch(), dataplane=dataplane)
+        await t2.start()
+        try:
+            await t2.add_output(OutputSpec("x", Codec.opus, ssrc=1, dest="token"), via_fd=0)
+        finally:
+            await t2.close()

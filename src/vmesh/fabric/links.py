@@ -1,10 +1,11 @@
 """The two ends of one stream on one node link: UDP relays between the node's switch (loopback)
 and the neighbour (the node's fabric address), RTP and RTCP multiplexed on one port (RFC 5761).
 
-``LinkOut`` (upstream end): the switch output for the neighbour sends RTP to ``lo_rtp`` and its
-sender reports to ``lo_rtcp``; both leave from ``wan`` to the neighbour. RTCP from the neighbour
-(NACK, PLI, RR) is handed to the switch output's RTCP socket, so the switch answers NACKs from the
-output's history and relays PLIs to its own source.
+``LinkOut`` (upstream end): the switch output for the neighbour sends its RTP from ``wan``
+itself (the transport's ``add_output(via_fd=)``: straight out, no relay in Python) and its sender
+reports to ``lo_rtcp``, from where they leave from ``wan`` too. RTCP from the neighbour (NACK, PLI,
+RR) is handed to the switch output's RTCP socket, so the switch answers NACKs from the output's
+history and relays PLIs to its own source.
 
 ``LinkIn`` (downstream end): RTP from the neighbour goes to the switch input on loopback and
 through a ``NackRequester`` (gaps become NACKs to the neighbour at once, retried at the link's
@@ -18,8 +19,9 @@ upstream at once: the kept GOP goes to the switch input first (a new SSRC there:
 restart that starts on a keyframe), then the leg's live packets; the old leg is closed. No
 signalling is needed at that moment, so a dead primary link costs only the time to notice it.
 
-The switch stays on loopback and unchanged; only these sockets face the network. Counters (RTP
-packets and bytes per direction) are what the link carries for this stream.
+The switch's own sockets stay on loopback; only these sockets face the network. Counters (RTP
+packets and bytes per direction) are what the link carries for this stream; a ``LinkOut``'s are
+its switch output's (``counts``).
 
 Public: ``LinkOut``, ``LinkIn``, ``Standby``.
 """
@@ -111,27 +113,30 @@ class LinkOut:
     def __init__(self, peer: Address) -> None:
         self.peer: Address = peer
         self.switch_rtcp: Address | None = None  # the switch output's RTCP socket
-        self.packets = 0
-        self.bytes = 0
+        # (RTP packets, bytes, retransmissions) the switch output sent from ``wan``
+        self.counts: Callable[[], tuple[int, int, int] | None] = lambda: None
         self.rtcp_in = 0
         self._socks: list[_Sock] = []
         self.wan: _Sock
-        self.lo_rtp: _Sock
         self.lo_rtcp: _Sock
 
     @classmethod
     async def open(cls, address: str, peer: Address, ports: PortRange | None = None) -> LinkOut:
         self = cls(peer)
         self.wan = await _bind(address, self._from_peer, ports)
-        self.lo_rtp = await _bind(LOOPBACK, self._from_switch_rtp)
-        self.lo_rtcp = await _bind(LOOPBACK, self._from_switch_rtcp)
-        self._socks = [self.wan, self.lo_rtp, self.lo_rtcp]
+        try:
+            self.lo_rtcp = await _bind(LOOPBACK, self._from_switch_rtcp)
+        except BaseException:
+            self.wan.close()
+            raise
+        self._socks = [self.wan, self.lo_rtcp]
         return self
 
-    def _from_switch_rtp(self, data: bytes, addr: Address) -> None:
-        self.packets += 1
-        self.bytes += len(data)
-        self.wan.send(data, self.peer)
+    @property
+    def wan_fd(self) -> int:
+        """The socket the switch output sends the stream's RTP from."""
+        assert self.wan.transport is not None
+        return int(self.wan.transport.get_extra_info("socket").fileno())
 
     def _from_switch_rtcp(self, data: bytes, addr: Address) -> None:
         self.switch_rtcp = addr  # the output's RTCP socket (its SRs come from there)
@@ -143,7 +148,13 @@ class LinkOut:
             self.lo_rtcp.send(data, self.switch_rtcp)
 
     def stats(self) -> dict[str, int]:
-        return {"packets": self.packets, "bytes": self.bytes, "rtcp_in": self.rtcp_in}
+        packets, bytes_, retransmitted = self.counts() or (0, 0, 0)
+        return {
+            "packets": packets,
+            "bytes": bytes_,
+            "retransmitted": retransmitted,
+            "rtcp_in": self.rtcp_in,
+        }
 
     def close(self) -> None:
         for s in self._socks:

@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 import re
@@ -709,12 +710,14 @@ class FabricService:
                         output_id,
                         codec or Codec.h264,
                         ssrc=random.randint(1, 0xFFFFFFFF),
-                        dest=(LOOPBACK, link.lo_rtp.port),
+                        dest=link.peer,
                         rtcp_dest=(LOOPBACK, link.lo_rtcp.port),
                         nack_history=1024,
                         cname=f"vmesh-{self.code}",
-                    )
+                    ),
+                    via_fd=link.wan_fd,  # straight to the neighbour from the link's socket
                 )
+                link.counts = functools.partial(self.transport.switch.output_counts, output_id)
                 return
             except Exception as e:
                 if "ssrc" not in str(e):

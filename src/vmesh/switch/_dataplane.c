@@ -96,7 +96,7 @@ typedef struct {
     PyObject *slow;      /* callable(input_id, data, addr, now) */
     PyObject *tick;      /* callable(now) */
     PyObject *fds;       /* {fd: input_id} */
-    PyObject *addrs;     /* {dest token: bytes(sockaddr_in)} */
+    PyObject *addrs;     /* {dest token: bytes(sockaddr_in) [+ int: the fd to send it from]} */
     double tick_interval;
     volatile int stop;
     unsigned long long fast, slowed;
@@ -106,6 +106,7 @@ typedef struct {
     struct iovec siov[SBATCH][2];
     unsigned char shdr[SBATCH][12];
     PyObject *sout[SBATCH];   /* the output of each copy (strong ref), for send_errors */
+    int sfd[SBATCH];          /* the socket each copy leaves from */
     /* receive batch */
     struct mmsghdr rmsg[RBATCH];
     struct iovec riov[RBATCH];
@@ -214,7 +215,9 @@ static int is_key_h265(const unsigned char *p, Py_ssize_t n) {
 static void flush(DataPlane *self) {
     int i = 0;
     while (i < self->ns) {
-        int r = sendmmsg(self->out_fd, self->smsg + i, (unsigned)(self->ns - i), MSG_DONTWAIT);
+        int fd = self->sfd[i], j = i + 1; /* a run of copies that leave from one socket */
+        while (j < self->ns && self->sfd[j] == fd) j++;
+        int r = sendmmsg(fd, self->smsg + i, (unsigned)(j - i), MSG_DONTWAIT);
         if (r > 0) { i += r; continue; }
         if (r < 0 && errno == EINTR) continue;
         /* the copy at i failed (full buffer, ICMP error): UDP drops it; count it */
@@ -429,7 +432,10 @@ static int fast_forward(DataPlane *self, PyObject *inp, PyObject *cfg, unsigned 
         self->siov[k][1].iov_base = data + 12; self->siov[k][1].iov_len = (size_t)(n - 12);
         memset(&self->smsg[k].msg_hdr, 0, sizeof(struct msghdr));
         self->smsg[k].msg_hdr.msg_name = PyBytes_AS_STRING(a);
-        self->smsg[k].msg_hdr.msg_namelen = (socklen_t)PyBytes_GET_SIZE(a);
+        self->smsg[k].msg_hdr.msg_namelen = (socklen_t)sizeof(struct sockaddr_in);
+        self->sfd[k] = self->out_fd;
+        if (PyBytes_GET_SIZE(a) > (Py_ssize_t)sizeof(struct sockaddr_in))
+            memcpy(&self->sfd[k], PyBytes_AS_STRING(a) + sizeof(struct sockaddr_in), sizeof(int));
         self->smsg[k].msg_hdr.msg_iov = self->siov[k];
         self->smsg[k].msg_hdr.msg_iovlen = 2;
         Py_INCREF(o);
@@ -513,8 +519,8 @@ static PyObject *DataPlane_discard(DataPlane *self, PyObject *args) {
 static PyObject *DataPlane_set_dest(DataPlane *self, PyObject *args) {
     PyObject *dest;
     const char *host;
-    int port;
-    if (!PyArg_ParseTuple(args, "Osi", &dest, &host, &port)) return NULL;
+    int port, fd = -1;
+    if (!PyArg_ParseTuple(args, "Osi|i", &dest, &host, &port, &fd)) return NULL;
     struct sockaddr_in sa;
     memset(&sa, 0, sizeof sa);
     sa.sin_family = AF_INET;
@@ -523,8 +529,13 @@ static PyObject *DataPlane_set_dest(DataPlane *self, PyObject *args) {
         if (PyDict_DelItem(self->addrs, dest) < 0) PyErr_Clear(); /* not IPv4: Python sends it */
         Py_RETURN_NONE;
     }
-    PyObject *b = PyBytes_FromStringAndSize((const char *)&sa, sizeof sa);
-    if (!b || PyDict_SetItem(self->addrs, dest, b) < 0) { Py_XDECREF(b); return NULL; }
+    /* with fd >= 0, copies to dest leave from that socket (a fabric link's end facing the
+     * neighbour), else from out_fd */
+    PyObject *b = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(sizeof sa + (fd >= 0 ? sizeof fd : 0)));
+    if (!b) return NULL;
+    memcpy(PyBytes_AS_STRING(b), &sa, sizeof sa);
+    if (fd >= 0) memcpy(PyBytes_AS_STRING(b) + sizeof sa, &fd, sizeof fd);
+    if (PyDict_SetItem(self->addrs, dest, b) < 0) { Py_DECREF(b); return NULL; }
     Py_DECREF(b);
     Py_RETURN_NONE;
 }

@@ -1036,6 +1036,12 @@ class Switch:
 
     # -- counters ------------------------------------------------------------------------------
 
+    def output_counts(self, output_id: str) -> tuple[int, int, int] | None:
+        """(RTP packets, bytes, retransmissions) sent by one output so far; ``None`` for an
+        unknown output. Cheaper than ``snapshot`` for one output."""
+        o = self._outputs.get(output_id)
+        return None if o is None else (o.packets, o.bytes, o.retransmitted)
+
     def snapshot(self) -> SwitchSnapshot:
         """Counters of every input and output, for ``/metrics`` and tests."""
         inputs = {

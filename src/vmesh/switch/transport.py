@@ -136,6 +136,9 @@ class SwitchTransport:
         self._out_rtp: _Endpoint | None = None
         self._out_sock: socket.socket | None = None
         self._out_addr: dict[Hashable, Address] = {}
+        # Outputs whose copies leave from a socket of their own (``add_output(via_fd=)``): a dup
+        # of that socket per destination, owned here.
+        self._via: dict[Hashable, socket.socket] = {}
         self._copy_sender: Callable[[bytearray, Any], object] = self._send_copy
         self._timer: asyncio.TimerHandle | None = None
         self._next_tick = 0.0
@@ -236,6 +239,9 @@ class SwitchTransport:
         if self._out_sock is not None:
             self._out_sock.close()
             self._out_sock = None
+        for via in self._via.values():
+            via.close()
+        self._via.clear()
         for ep in self._endpoints:
             if ep.transport is not None:
                 ep.transport.close()
@@ -328,18 +334,40 @@ class SwitchTransport:
             if ep.transport is not None:
                 ep.transport.close()
 
-    async def add_output(self, spec: OutputSpec) -> int | None:
-        """Add an output; returns the port of its RTCP socket if it has an RTCP destination."""
+    async def add_output(self, spec: OutputSpec, via_fd: int | None = None) -> int | None:
+        """Add an output; returns the port of its RTCP socket if it has an RTCP destination.
+
+        ``via_fd``: the output's media leaves from this UDP socket (its own address and port)
+        instead of the shared output socket — a fabric link's end that faces the neighbour, so
+        the copies go straight out rather than through a relay. The socket is duplicated and
+        the duplicate closed with the output; ``spec.dest`` must then be a ``(host, port)``
+        that socket can reach."""
         assert self._out_rtp is not None, "start() first"
-        with self._lock:
-            self.switch.add_output(spec)
-        self._routes[spec.dest] = self._out_rtp
         dest = spec.dest
-        if isinstance(dest, tuple) and len(dest) == 2 and not isinstance(dest, Latched):
+        direct = isinstance(dest, tuple) and len(dest) == 2 and not isinstance(dest, Latched)
+        if via_fd is not None and not direct:
+            raise ValueError(f"an output sent from its own socket needs (host, port), got {dest!r}")
+        via = None
+        if via_fd is not None:
+            via = socket.socket(fileno=os.dup(via_fd))
+            via.setblocking(False)
+        with self._lock:
+            try:
+                self.switch.add_output(spec)
+            except BaseException:
+                if via is not None:
+                    via.close()
+                raise
+            if via is not None:
+                self._via[dest] = via
+        self._routes[spec.dest] = self._out_rtp
+        if isinstance(dest, tuple) and direct:
             self._out_addr[dest] = (str(dest[0]), int(dest[1]))
-            plain = isinstance(dest[0], str) and type(dest[1]) is int
+            plain = isinstance(dest[0], str) and type(dest[1]) is int and via is None
             if self._plane is not None:
-                self._plane.set_dest(dest, str(dest[0]), int(dest[1]))
+                with self._lock:
+                    fd = via.fileno() if via is not None else -1
+                    self._plane.set_dest(dest, str(dest[0]), int(dest[1]), fd)
         else:
             plain = False
         if not plain:  # a token the socket cannot take as it is: resolve every copy
@@ -362,13 +390,17 @@ class SwitchTransport:
             o = self.switch._outputs.get(output_id)  # the transport owns its core
             spec = o.spec if o is not None else None
             self._send(self.switch.remove_output(output_id))
-        if spec is None:
-            return
-        self._out_addr.pop(spec.dest, None)
-        if self._plane is not None and not any(
-            x.dest == spec.dest for x in self.switch._outputs.values()
-        ):
-            self._plane.forget_dest(spec.dest)
+            if spec is None:
+                return
+            self._out_addr.pop(spec.dest, None)
+            if self._plane is not None and not any(
+                x.dest == spec.dest for x in self.switch._outputs.values()
+            ):
+                self._plane.forget_dest(spec.dest)
+            # under the lock: the data plane holds it while a batch of copies is made and sent
+            via = self._via.pop(spec.dest, None)
+            if via is not None:
+                via.close()
         ep = self._routes.pop(spec.rtcp_dest, None) if spec.rtcp_dest is not None else None
         if ep is not None and ep is not self._out_rtp:
             if ep in self._endpoints:
@@ -459,7 +491,7 @@ class SwitchTransport:
         """One output's copy of a packet when some output's destination is not a plain
         ``(str, int)`` address (``buf`` is reused for the next copy)."""
         addr = self._out_addr.get(dest)
-        sock = self._out_sock
+        sock = self._via.get(dest, self._out_sock)
         if addr is None or sock is None:
             self._send([Send(dest, bytes(buf))])
             return
@@ -474,9 +506,10 @@ class SwitchTransport:
             later = []
             for send in sends:
                 addr = self._out_addr.get(send.dest)
-                if addr is not None and self._out_sock is not None:
+                sock = self._via.get(send.dest, self._out_sock)
+                if addr is not None and sock is not None:
                     with contextlib.suppress(OSError):  # UDP: lost, like any copy
-                        self._out_sock.sendto(send.data, addr)
+                        sock.sendto(send.data, addr)
                 else:
                     later.append(send)
             sends = later
@@ -495,7 +528,12 @@ class SwitchTransport:
                     continue  # the source has not sent RTCP yet: nowhere to send it
                 ep.sendto(data, addr)
             elif isinstance(dest, tuple) and len(dest) == 2:
-                ep.sendto(data, (str(dest[0]), int(dest[1])))
+                via = self._via.get(dest)
+                if via is not None:
+                    with contextlib.suppress(OSError):  # UDP: lost, like any copy
+                        via.sendto(data, (str(dest[0]), int(dest[1])))
+                else:
+                    ep.sendto(data, (str(dest[0]), int(dest[1])))
             else:
                 log.warning("switch cannot send to dest=%r: not (host, port)", dest)
 
