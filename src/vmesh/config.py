@@ -18,6 +18,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -44,12 +45,24 @@ class HttpConfig(_Strict):
 class DatabaseConfig(_Strict):
     # Empty: an SQLite file ``vmesh.db`` in the data folder.
     url: str = ""
+    # SQLite: MiB of the file each connection reads through mmap (0: none). Every connection
+    # maps on its own and its mapped pages count in the node's resident memory; SQLite itself
+    # stops at 2047 MiB.
+    sqlite_mmap_mib: Annotated[int, Field(ge=0, le=2047, strict=True)] = 0
 
     @field_validator("url")
     @classmethod
     def _known_driver(cls, v: str) -> str:
         if v and not v.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
             raise ValueError("must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
+        return v
+
+    @field_validator("sqlite_mmap_mib")
+    @classmethod
+    def _sqlite_only(cls, v: int, info: ValidationInfo) -> int:
+        # ``url`` is checked first (field order); its value stays out of the message.
+        if v and str(info.data.get("url", "")).startswith("postgresql"):
+            raise ValueError("applies to SQLite only; remove it when url is PostgreSQL")
         return v
 
 

@@ -63,6 +63,9 @@ def test_wrong_tier_lists_the_tiers() -> None:
         ("auth", "lockout_failures", "five", "valid integer"),
         ("auth", "session_hours", 0, "greater than 0"),
         ("http", "secure_cookies", "maybe", "valid boolean"),
+        ("database", "sqlite_mmap_mib", -1, "greater than or equal to 0"),
+        ("database", "sqlite_mmap_mib", 4096, "less than or equal to 2047"),
+        ("database", "sqlite_mmap_mib", "256", "valid integer"),
     ],
 )
 def test_bad_value_names_key_and_rule(section: str, key: str, value: object, words: str) -> None:
@@ -83,6 +86,16 @@ def test_bad_value_names_key_and_rule(section: str, key: str, value: object, wor
 def test_bad_node_code_is_refused_with_reason(code: str, words: str) -> None:
     msg = _error({"node": {**NODE, "code": code}})
     assert "node.code:" in msg and words in msg
+
+
+def test_sqlite_mmap_is_off_by_default_and_refused_for_postgresql() -> None:
+    assert parse_config({"node": NODE}).database.sqlite_mmap_mib == 0
+    url = "postgresql+asyncpg://vmesh:secret@127.0.0.1/vmesh"
+    msg = _error({"node": NODE, "database": {"url": url, "sqlite_mmap_mib": 256}})
+    assert "database.sqlite_mmap_mib: applies to SQLite only" in msg
+    assert "secret" not in msg
+    cfg = parse_config({"node": NODE, "database": {"url": url}})
+    assert cfg.database.sqlite_mmap_mib == 0
 
 
 def test_blank_node_name_is_refused() -> None:

@@ -55,7 +55,7 @@ class NodeContext:
         url = config.database_url()
         if migrate:
             await upgrade(url)
-        db = Database(url)
+        db = Database(url, sqlite_mmap_bytes=config.database.sqlite_mmap_mib * 2**20)
         return cls(config=config, db=db, audit=AuditLog(db, config.node.data_dir / ANCHOR_FILE))
 
     async def close(self) -> None:

@@ -8,6 +8,7 @@ Public: ``Base``, ``Database``.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -37,25 +38,30 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 
 
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any, *, mmap_bytes: int) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA busy_timeout=10000")
     cur.execute("PRAGMA cache_size=-65536")
-    # Read through the OS page cache (shared, not per connection): random row reads of a big
-    # directory search cost a page fault instead of a read and a copy into SQLite's cache.
-    cur.execute("PRAGMA mmap_size=1073741824")
+    # Off by default ([database] sqlite_mmap_mib): each pooled connection maps the file on its
+    # own, and every page it has read through its map counts again in the node's resident
+    # memory (docs/directory.md, "Memory").
+    cur.execute(f"PRAGMA mmap_size={int(mmap_bytes)}")
     # Sorts of a search (a few thousand rows) in memory, not in a temporary file.
     cur.execute("PRAGMA temp_store=MEMORY")
     cur.close()
 
 
 class Database:
-    """One engine and its session factory. ``dialect`` is ``"sqlite"`` or ``"postgresql"``."""
+    """One engine and its session factory. ``dialect`` is ``"sqlite"`` or ``"postgresql"``.
 
-    def __init__(self, url: str, *, echo: bool = False) -> None:
+    ``sqlite_mmap_bytes``: how much of an SQLite file each connection reads through ``mmap``
+    (``PRAGMA mmap_size``; 0, the default, reads through SQLite's own cache).
+    """
+
+    def __init__(self, url: str, *, echo: bool = False, sqlite_mmap_bytes: int = 0) -> None:
         self.url = url
         kwargs: dict[str, Any] = {"echo": echo}
         if url.startswith("postgresql"):
@@ -63,7 +69,8 @@ class Database:
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         self.dialect = self.engine.dialect.name
         if self.dialect == "sqlite":
-            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+            pragmas = functools.partial(_sqlite_pragmas, mmap_bytes=sqlite_mmap_bytes)
+            event.listen(self.engine.sync_engine, "connect", pragmas)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
 
     @property
