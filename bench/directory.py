@@ -17,12 +17,14 @@ Prints one JSON document. Results and the exact command go to docs/BENCHMARKS.md
     .venv/bin/python bench/directory.py --rows 1000000
     .venv/bin/python bench/directory.py --rows 20000 --db sqlite      # a quick look
     .venv/bin/python bench/directory.py --rows 1000000 --db sqlite --import-only [--checks process]
+    .venv/bin/python bench/directory.py --rows 1000000 --db sqlite --sqlite-mmap-mib 0,1024
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import csv
 import io
 import json
@@ -472,6 +474,16 @@ def _rss_anon(pid: int) -> int:
     return 0
 
 
+def _db_connections(pid: int, db_file: Path) -> int:
+    """How many open files of ``pid`` are ``db_file`` (SQLite: one per pooled connection)."""
+    n = 0
+    with contextlib.suppress(OSError):  # the node has exited
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            with contextlib.suppress(OSError):  # closed meanwhile
+                n += os.readlink(fd) == str(db_file)
+    return n
+
+
 def serve_and_measure(
     cfg: dict[str, Any], workdir: Path, sets: dict[str, list[str]]
 ) -> dict[str, Any]:
@@ -497,7 +509,8 @@ def serve_and_measure(
                 time.sleep(0.2)
             r = c.post("/api/auth/login", json={"username": "bench", "password": PASSWORD})
             r.raise_for_status()
-            rss_max = uss_max = anon_max = 0
+            rss_max = uss_max = anon_max = conns_max = 0
+            db_file = (Path(cfg["node"]["data_dir"]) / "vmesh.db").resolve()
             results: dict[str, Any] = {}
             for name, urls in sets.items():
                 for u in urls[:10]:  # warm-up
@@ -517,6 +530,7 @@ def serve_and_measure(
                         mem = ps.memory_full_info()
                         rss_max, uss_max = max(rss_max, mem.rss), max(uss_max, mem.uss)
                         anon_max = max(anon_max, _rss_anon(proc.pid))
+                        conns_max = max(conns_max, _db_connections(proc.pid, db_file))
                 results[name] = {
                     "n": len(times),
                     "p50_ms": pct(times, 50),
@@ -532,6 +546,9 @@ def serve_and_measure(
             results["node_rss_mb_max"] = round(rss_max / 2**20, 1)
             results["node_uss_mb_max"] = round(uss_max / 2**20, 1)
             results["node_rss_anon_mb_max"] = round(anon_max / 2**20, 1)
+            if cfg["database"]["url"] == "":
+                # Each connection maps the file on its own ([database] sqlite_mmap_mib).
+                results["node_sqlite_connections_max"] = conns_max
             return results
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -557,6 +574,12 @@ def main() -> None:
         help="node: as the node does (a big SQLite import is checked in a process of its own, "
         "transfer.SEPARATE_CHECKS_ROWS); here: always in the importing process; process: from "
         "BULK_REBUILD_ROWS lines in a process of its own (vmesh.directory.checkproc)",
+    )
+    ap.add_argument(
+        "--sqlite-mmap-mib",
+        default="0",
+        help="[database] sqlite_mmap_mib of the node serving SQLite; several, comma-separated "
+        "(e.g. 0,1024), serve the same import once each, one after the other",
     )
     ap.add_argument(
         "--pg-url",
@@ -606,7 +629,19 @@ def main() -> None:
             print(
                 f"{db}: imported {imp['rows']} rows at {imp['rows_per_s']} rows/s", file=sys.stderr
             )
-            served = {} if args.import_only else serve_and_measure(cfg, work, sets)
+            served: dict[str, Any] = {}
+            if args.import_only:
+                pass
+            elif db == "sqlite":
+                by_mmap = {}
+                for mib in [int(x) for x in args.sqlite_mmap_mib.split(",")]:
+                    cfg["database"]["sqlite_mmap_mib"] = mib
+                    by_mmap[str(mib)] = serve_and_measure(cfg, work, sets)
+                del cfg["database"]["sqlite_mmap_mib"]
+                one = len(by_mmap) == 1
+                served = {"sqlite_mmap_mib": mib, **by_mmap[str(mib)]} if one else by_mmap
+            else:
+                served = serve_and_measure(cfg, work, sets)
             report["databases"][db] = {"import": imp, **served}
             if db == "sqlite":
                 size = sum(f.stat().st_size for f in (work / "data").glob("vmesh.db*"))
