@@ -235,8 +235,18 @@ class LiveSession:
                 {"tile": tile, "channel": channel.index} | self._grant_detail(t),
             )
             await self._push(t, force=True)
-            await self.media.play(channel, cam.code, spec, user=self.principal.username)
-            await self._offer(t)
+            # Janus's offer is made while the camera is routed — for another node's camera the
+            # fabric opens its path meanwhile, hop by hop — and goes to the page once the
+            # camera is there: the page's negotiation no longer waits for the path as well.
+            watch = asyncio.create_task(self._watch(t), name=f"live-watch-{t.id}")
+            try:
+                await self.media.play(channel, cam.code, spec, user=self.principal.username)
+            except BaseException:
+                watch.cancel()
+                with contextlib.suppress(BaseException):
+                    await watch
+                raise
+            await self._send_offer(t, await watch)
         except BaseException:
             await self._release(t)
             raise
@@ -269,13 +279,20 @@ class LiveSession:
 
     async def _offer(self, t: _Tile) -> None:
         """Watch the tile's mountpoint on a new Janus handle and send Janus's offer."""
+        await self._send_offer(t, await self._watch(t))
+
+    async def _watch(self, t: _Tile) -> Json:
+        """Janus's offer for the tile's mountpoint, on a new handle (with its event pump)."""
         session = await self._session()
         t.handle = await session.attach(STREAMING, opaque_id=self.owner)
         t.pump = asyncio.create_task(self._pump(t), name=f"live-pump-{t.id}")
         reply = await t.handle.request({"request": "watch", "id": t.channel.mountpoint_id})
         if not reply.jsep:
             raise JanusError("watch", None, "Janus sent no offer")
-        await self.send({"type": "offer", "tile": t.id, "jsep": reply.jsep})
+        return reply.jsep
+
+    async def _send_offer(self, t: _Tile, jsep: Json) -> None:
+        await self.send({"type": "offer", "tile": t.id, "jsep": jsep})
 
     async def _on_switch(self, tile: str, msg: Json) -> None:
         t = self._tile(tile)
