@@ -70,7 +70,9 @@ async def test_the_standby_leg_takes_over_when_the_primary_link_dies(
     assert city.fabric.snapshot()[CAM]["links_out"].keys() == {PROV}
 
     # The county→city link dies silently: what the county sends the city never arrives.
-    city.fabric._carried[CAM].link_in.wan.on = lambda data, addr: None
+    link = city.fabric._carried[CAM].link_in
+    assert link is not None
+    link.peer = ("127.0.0.1", 9)  # the county's packets are no longer its upstream's
     n_cut, cut_at = len(viewer.packets), time.monotonic()
     await wait_until(
         lambda: prov.fabric.snapshot()[CAM]["upstream"] == CITY2, "the standby leg promoted"

@@ -10,7 +10,11 @@ history and relays PLIs to its own source.
 ``LinkIn`` (downstream end): RTP from the neighbour goes to the switch input on loopback and
 through a ``NackRequester`` (gaps become NACKs to the neighbour at once, retried at the link's
 measured repair round trip; packets that already came are dropped here); the switch input's own
-RTCP (keyframe requests, receiver reports), sent to ``lo``, goes on to the neighbour.
+RTCP (keyframe requests, receiver reports), sent to ``lo``, goes on to the neighbour. Where the
+switch runs its C data plane, the plane's thread reads ``wan`` and relays the steady state itself
+(``attach``: the next packet in order from the peer; ``_dataplane.c``, "fabric link relays"),
+handing everything else to ``_from_peer``; the link's state is then changed only with the
+transport's lock held. Without it, the node's event loop reads ``wan``.
 
 A ``LinkIn`` may hold a **standby leg** (``add_standby``): a second socket taking the same stream
 from another neighbour (a dual-homed camera node's second parent), hot but not forwarded — it
@@ -29,12 +33,15 @@ Public: ``LinkOut``, ``LinkIn``, ``Standby``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 import random
+import socket
 import time
-from collections.abc import Callable
-from typing import cast
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
+from typing import Any, Protocol, cast
 
 from vmesh.fabric.nack import NackRequester
 from vmesh.switch.codecs import Codec, starts_keyframe
@@ -77,6 +84,60 @@ class _Sock(asyncio.DatagramProtocol):
             self.transport.close()
 
 
+class _PlainSock:
+    """A non-blocking UDP socket that is not an asyncio transport, so that either the switch's data
+    plane thread (``SwitchTransport.relay``) or the event loop (``read_in_loop``) reads it; sends
+    are plain ``sendto`` calls, safe from either thread."""
+
+    def __init__(self, sock: socket.socket, on: Callable[[bytes, Address], None]) -> None:
+        self.sock = sock
+        self.on = on
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.closed = False
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def read_in_loop(self) -> None:
+        if self._loop is None and not self.closed:
+            self._loop = asyncio.get_running_loop()
+            self._loop.add_reader(self.sock.fileno(), self._readable)
+
+    def stop_reading(self) -> None:
+        if self._loop is not None:
+            self._loop.remove_reader(self.sock.fileno())
+            self._loop = None
+
+    def _readable(self) -> None:
+        for _ in range(64):  # then let the loop run something else
+            try:
+                data, addr = self.sock.recvfrom(65536)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as e:  # an ICMP error of an earlier send
+                log.debug("fabric link udp error=%s", e)
+                continue
+            try:
+                self.on(data, (str(addr[0]), int(addr[1])))
+            except Exception:
+                log.exception("fabric link datagram handler failed")
+
+    def send(self, data: bytes, addr: Address | None) -> None:
+        if addr is not None and not self.closed:
+            with contextlib.suppress(OSError):  # UDP: a full buffer or an ICMP error loses it
+                self.sock.sendto(data, addr)
+
+    @property
+    def port(self) -> int:
+        return int(self.sock.getsockname()[1])
+
+    def close(self) -> None:
+        if not self.closed:
+            self.stop_reading()
+            self.closed = True
+            self.sock.close()
+
+
 PortRange = tuple[int, int]
 
 
@@ -105,6 +166,46 @@ async def _bind(
             continue
         return proto
     raise OSError(errno.EADDRINUSE, f"no free UDP port on {host} in [fabric] port_range {lo}-{hi}")
+
+
+def _bind_plain(
+    host: str, on: Callable[[bytes, Address], None], ports: PortRange | None = None
+) -> _PlainSock:
+    """As ``_bind``, a ``_PlainSock`` (read by nobody until it is asked to be)."""
+    candidates: Iterable[int] = [0]
+    if ports is not None:
+        lo, hi = ports
+        n = hi - lo + 1
+        start = random.randrange(n)
+        candidates = (lo + (start + i) % n for i in range(n))
+    for port in candidates:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            sock.setblocking(False)
+            sock.bind((host, port))
+        except OSError as e:
+            sock.close()
+            if e.errno != errno.EADDRINUSE or ports is None:
+                raise
+            continue
+        return _PlainSock(sock, on)
+    assert ports is not None
+    raise OSError(
+        errno.EADDRINUSE, f"no free UDP port on {host} in [fabric] port_range {ports[0]}-{ports[1]}"
+    )
+
+
+class Relay(Protocol):
+    """What a ``LinkIn`` needs of the switch transport (``SwitchTransport``)."""
+
+    @property
+    def lock(self) -> AbstractContextManager[Any]: ...
+
+    def relay(
+        self, fd: int, port: int, lo_fd: int, link: Any, slow: Callable[[bytes, Address], None]
+    ) -> bool: ...
+
+    def unrelay(self, fd: int) -> None: ...
 
 
 class LinkOut:
@@ -167,7 +268,7 @@ class Standby:
     the last keyframe on (at most ``max_packets``; beyond that nothing is kept until the next
     keyframe). Sans-IO apart from owning the socket."""
 
-    def __init__(self, sock: _Sock, video: bool, max_packets: int = 4096) -> None:
+    def __init__(self, sock: _PlainSock, video: bool, max_packets: int = 4096) -> None:
         self.sock = sock
         self.video = video
         self.max_packets = max_packets
@@ -209,9 +310,13 @@ class LinkIn:
         self.last_rtp_at: float | None = None  # when the neighbour's last RTP packet came
         self.standby: Standby | None = None
         self.promotions = 0
-        self._socks: list[_Sock] = []
-        self.wan: _Sock
-        self.lo: _Sock
+        # the switch transport relaying ``wan`` in its data plane (``attach``), and the lock
+        # that then guards this link's state
+        self._relay: Relay | None = None
+        self.lock: AbstractContextManager[Any] = contextlib.nullcontext()
+        self._socks: list[_PlainSock] = []
+        self.wan: _PlainSock
+        self.lo: _PlainSock
 
     @classmethod
     async def open(
@@ -221,10 +326,33 @@ class LinkIn:
         ports: PortRange | None = None,
     ) -> LinkIn:
         self = cls(clock)
-        self.wan = await _bind(address, self._from_peer, ports)
-        self.lo = await _bind(LOOPBACK, self._from_switch)
+        self.wan = _bind_plain(address, self._from_peer, ports)
+        try:
+            self.lo = _bind_plain(LOOPBACK, self._from_switch)
+        except BaseException:
+            self.wan.close()
+            raise
+        self.lo.read_in_loop()
         self._socks = [self.wan, self.lo]
         return self
+
+    def attach(self, relay: Relay | None) -> None:
+        """Start taking the neighbour's packets (``switch_rtp`` set): relayed by ``relay``'s data
+        plane when it has one (and this link runs on the wall clock), else read by the loop."""
+        assert self.switch_rtp is not None
+        if relay is not None and self.clock is time.time:
+            self.lock = relay.lock
+            if self._listen(relay, self.wan):
+                self._relay = relay
+                return
+            self.lock = contextlib.nullcontext()
+        self.wan.read_in_loop()
+
+    def _listen(self, relay: Relay, sock: _PlainSock) -> bool:
+        assert self.switch_rtp is not None
+        return relay.relay(
+            sock.fileno(), self.switch_rtp[1], self.lo.fileno(), self, self._from_peer
+        )
 
     def _from_peer(self, data: bytes, addr: Address) -> None:
         if is_rtcp(data):
@@ -259,7 +387,8 @@ class LinkIn:
                 return
             standby.keep(data, self.clock())
 
-        sock = await _bind(address, on, ports)
+        sock = _bind_plain(address, on, ports)
+        sock.read_in_loop()
         standby = self.standby = Standby(sock, video)
         return standby
 
@@ -273,30 +402,41 @@ class LinkIn:
         standby = self.standby
         if standby is None:
             raise RuntimeError("no standby leg to promote")
-        self.standby = None
-        old = self.wan
-        self.wan, self.peer = standby.sock, standby.peer
-        self.wan.on = self._from_peer
-        self._socks = [self.wan, self.lo]
-        old.close()
-        self.nack = NackRequester()  # another sender: nothing of the old one can be asked for
-        self.promotions += 1
-        now = self.clock()
-        for data in standby.gop:
-            self._forward(data, now)
-        self.last_rtp_at = standby.last_rtp_at
+        relay, self._relay = self._relay, None
+        if relay is not None:  # (it takes the lock itself)
+            relay.unrelay(self.wan.fileno())
+        with self.lock:
+            self.standby = None
+            old = self.wan
+            old.close()
+            standby.sock.stop_reading()
+            self.wan, self.peer = standby.sock, standby.peer
+            self.wan.on = self._from_peer
+            self._socks = [self.wan, self.lo]
+            self.nack = NackRequester()  # another sender: nothing of the old one can be asked for
+            self.promotions += 1
+            now = self.clock()
+            for data in standby.gop:
+                self._forward(data, now)
+            self.last_rtp_at = standby.last_rtp_at
+        if relay is not None and self._listen(relay, self.wan):
+            self._relay = relay
+        else:
+            self.wan.read_in_loop()
 
     def _from_switch(self, data: bytes, addr: Address) -> None:
-        self._to_peer(data)  # keyframe requests and receiver reports of the switch input
+        with self.lock:
+            self._to_peer(data)  # keyframe requests and receiver reports of the switch input
 
     def _to_peer(self, data: bytes) -> None:
         self.rtcp_out += 1
         self.wan.send(data, self.peer)
 
     def tick(self) -> None:
-        req = self.nack.tick(self.clock())
-        if req is not None:
-            self._to_peer(req)
+        with self.lock:
+            req = self.nack.tick(self.clock())
+            if req is not None:
+                self._to_peer(req)
 
     def stats(self) -> dict[str, int | float | None]:
         n = self.nack.stats()
@@ -315,6 +455,10 @@ class LinkIn:
         }
 
     def close(self) -> None:
-        for s in self._socks:
-            s.close()
-        self.drop_standby()
+        relay, self._relay = self._relay, None
+        if relay is not None:  # (it takes the lock itself)
+            relay.unrelay(self.wan.fileno())
+        with self.lock:
+            for s in self._socks:
+                s.close()
+            self.drop_standby()

@@ -371,6 +371,7 @@ class FabricService:
                 spec = InputSpec(input_id, Codec.opus, rtcp_dest=(LOOPBACK, link.lo.port))
             port = await self.transport.add_input(spec, port=0)
             link.switch_rtp = (LOOPBACK, port)
+            link.attach(self.transport)
             body = (creds or {}) | {
                 "op": "open",
                 "stream": stream,

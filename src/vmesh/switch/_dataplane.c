@@ -36,6 +36,7 @@
 
 enum {
     F_ssrc, F_max_seq, F_kf_pending, F_waiting, F_fanout, F_video, F_keytest, F_cycles, F_received, F_packets, F_bytes, F_jit_ts, F_jitter, F_jit_arrival, F_clock, F_cur_ts, F_frame_interval, F_cur_key, F_gop_valid, F_gop, F_gop_bytes, F_frame_start, F_keyframes, F_gop_overflows, F_pending, F_synced, F_history, F_guard, F_dropped, F_last_in_ts, F_mid_frame, F_seq_offset, F_ts_offset, F_pt, F_next_seq, F_last_ts, F_last_sent_at, F_payload_bytes, F_dest, F_send_errors, F_acquire, F_release, F_inputs, F_config, F_gop_cache, F_gop_max_bytes, F_gop_max_packets, F_mask,
+    F_peer, F_nack, F_media_ssrc, F_highest, F_seen, F_last_rtp_at,
     NFIELDS
 };
 static PyObject *names[NFIELDS];
@@ -97,6 +98,8 @@ typedef struct {
     PyObject *tick;      /* callable(now) */
     PyObject *fds;       /* {fd: input_id} */
     PyObject *addrs;     /* {dest token: bytes(sockaddr_in) [+ int: the fd to send it from]} */
+    PyObject *relays;    /* {fd: (bytes(sockaddr_in) of the switch input, lo fd, link, slow)} */
+    unsigned long long relayed;
     double tick_interval;
     volatile int stop;
     unsigned long long fast, slowed;
@@ -481,7 +484,8 @@ static int DataPlane_init(DataPlane *self, PyObject *args, PyObject *kw) {
     Py_INCREF(tick); self->tick = tick;
     self->fds = PyDict_New();
     self->addrs = PyDict_New();
-    return (self->fds && self->addrs) ? 0 : -1;
+    self->relays = PyDict_New();
+    return (self->fds && self->addrs && self->relays) ? 0 : -1;
 }
 
 static void DataPlane_dealloc(DataPlane *self) {
@@ -490,6 +494,7 @@ static void DataPlane_dealloc(DataPlane *self) {
     if (self->rbuf) PyMem_RawFree(self->rbuf);
     Py_XDECREF(self->sw); Py_XDECREF(self->lock); Py_XDECREF(self->slow);
     Py_XDECREF(self->tick); Py_XDECREF(self->fds); Py_XDECREF(self->addrs);
+    Py_XDECREF(self->relays);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -512,6 +517,7 @@ static PyObject *DataPlane_discard(DataPlane *self, PyObject *args) {
     PyObject *k = PyLong_FromLong(fd);
     if (!k) return NULL;
     if (PyDict_DelItem(self->fds, k) < 0) PyErr_Clear();
+    if (PyDict_DelItem(self->relays, k) < 0) PyErr_Clear();
     Py_DECREF(k);
     Py_RETURN_NONE;
 }
@@ -554,6 +560,119 @@ static PyObject *addr_tuple(struct sockaddr_in6 *sa) {
     }
     inet_ntop(AF_INET6, &sa->sin6_addr, host, sizeof host);
     return Py_BuildValue("(si)", host, ntohs(sa->sin6_port));
+}
+
+/* -- fabric link relays ---------------------------------------------------------------------------
+ * A LinkIn (vmesh.fabric.links) facing a neighbour: its datagrams go on to the stream's switch input
+ * on loopback. The steady state — RTP from the link's peer, the sender the LinkIn's NackRequester
+ * knows, the next sequence number — is relayed here, making exactly the changes LinkIn._from_peer
+ * makes for it (last_rtp_at; the requester's highest, _seen, packets, bytes); anything else
+ * (a gap to NACK, a retransmission, a duplicate, a new sender, another address, a malformed
+ * datagram) goes to `slow(data, addr)`, which is LinkIn._from_peer itself. RTCP from the upstream
+ * is dropped, as there. */
+
+static PyObject *DataPlane_add_relay(DataPlane *self, PyObject *args) {
+    int fd, lo_fd, port;
+    const char *host;
+    PyObject *link, *slow;
+    if (!PyArg_ParseTuple(args, "isiiOO", &fd, &host, &port, &lo_fd, &link, &slow)) return NULL;
+    struct sockaddr_in sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)port);
+    if (port <= 0 || port > 65535 || inet_pton(AF_INET, host, &sa.sin_addr) != 1) {
+        PyErr_Format(PyExc_ValueError, "relay target must be IPv4 host and port, got %s:%d", host, port);
+        return NULL;
+    }
+    PyObject *v = Py_BuildValue("(y#iOO)", (const char *)&sa, (Py_ssize_t)sizeof sa, lo_fd, link, slow);
+    PyObject *k = PyLong_FromLong(fd);
+    if (!v || !k || PyDict_SetItem(self->relays, k, v) < 0) { Py_XDECREF(v); Py_XDECREF(k); return NULL; }
+    Py_DECREF(v);
+    Py_DECREF(k);
+    struct epoll_event ev = {.events = EPOLLIN, .data.fd = fd};
+    if (epoll_ctl(self->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) return PyErr_SetFromErrno(PyExc_OSError);
+    Py_RETURN_NONE;
+}
+
+static PyObject *addr_tuple(struct sockaddr_in6 *sa);
+
+/* 1 relayed state updated (the caller sends), 0 not the steady state (nothing changed), -1 error */
+static int relay_fast(PyObject *link, const unsigned char *data, Py_ssize_t n,
+                      struct sockaddr_in6 *from, double now) {
+    if (n < 12 || (data[0] & 0xC0) != 0x80) return 0;
+    long long seq = (data[2] << 8) | data[3];
+    long long ssrc = ((long long)data[8] << 24) | (data[9] << 16) | (data[10] << 8) | data[11];
+    int rc = -1;
+    PyObject *peer = NULL, *nack = NULL, *ms = NULL, *hi = NULL, *seen = NULL, *t = NULL;
+    if (!(peer = PyObject_GetAttr(link, names[F_peer]))) goto done;
+    if (peer != Py_None) {
+        PyObject *a = addr_tuple(from);
+        if (!a) goto done;
+        int eq = PyObject_RichCompareBool(a, peer, Py_EQ);
+        Py_DECREF(a);
+        if (eq < 0) goto done;
+        if (!eq) { rc = 0; goto done; }
+    }
+    if (!(nack = PyObject_GetAttr(link, names[F_nack]))) goto done;
+    if (!(ms = PyObject_GetAttr(nack, names[F_media_ssrc]))) goto done;
+    if (!(hi = PyObject_GetAttr(nack, names[F_highest]))) goto done;
+    rc = 0;
+    if (!PyLong_Check(ms) || !PyLong_Check(hi)) goto done;
+    long long m = PyLong_AsLongLong(ms), h = PyLong_AsLongLong(hi);
+    if (PyErr_Occurred()) { rc = -1; goto done; }
+    if (m != ssrc || seq != ((h + 1) & 0xFFFF)) goto done;
+    rc = -1;
+    if (!(seen = PyObject_GetAttr(nack, names[F_seen]))) goto done;
+    if (!PyList_CheckExact(seen) || PyList_GET_SIZE(seen) != 1024) { rc = 0; goto done; }
+    /* -- from here on, the changes _from_peer makes -- */
+    if (!(t = PyFloat_FromDouble(now)) || PyObject_SetAttr(link, names[F_last_rtp_at], t) < 0) goto done;
+    PyObject *sq = PyLong_FromLongLong(seq);
+    if (!sq) goto done;
+    Py_INCREF(sq);
+    PyList_SetItem(seen, (Py_ssize_t)(seq % 1024), sq); /* steals one reference */
+    int bad = PyObject_SetAttr(nack, names[F_highest], sq) < 0;
+    Py_DECREF(sq);
+    if (bad) goto done;
+    PyObject *p = PyObject_GetAttr(nack, names[F_packets]), *b = PyObject_GetAttr(nack, names[F_bytes]);
+    if (p && b) {
+        PyObject *p1 = PyLong_FromLongLong(PyLong_AsLongLong(p) + 1);
+        PyObject *b1 = PyLong_FromLongLong(PyLong_AsLongLong(b) + n);
+        if (p1 && b1 && !PyErr_Occurred() && PyObject_SetAttr(nack, names[F_packets], p1) == 0 &&
+            PyObject_SetAttr(nack, names[F_bytes], b1) == 0)
+            rc = 1;
+        Py_XDECREF(p1); Py_XDECREF(b1);
+    }
+    Py_XDECREF(p); Py_XDECREF(b);
+done:
+    Py_XDECREF(peer); Py_XDECREF(nack); Py_XDECREF(ms); Py_XDECREF(hi); Py_XDECREF(seen); Py_XDECREF(t);
+    return rc;
+}
+
+/* one batch from a relay's socket, with the GIL and the lock held */
+static void relay_batch(DataPlane *self, PyObject *entry, int count, double now) {
+    PyObject *sa = PyTuple_GET_ITEM(entry, 0), *link = PyTuple_GET_ITEM(entry, 2);
+    PyObject *slow = PyTuple_GET_ITEM(entry, 3);
+    int lo_fd = (int)PyLong_AsLong(PyTuple_GET_ITEM(entry, 1));
+    for (int i = 0; i < count; i++) {
+        unsigned char *data = self->rbuf + (size_t)i * RSIZE;
+        Py_ssize_t n = self->rmsg[i].msg_len;
+        int trunc = (self->rmsg[i].msg_hdr.msg_flags & MSG_TRUNC) != 0;
+        if (!trunc && n >= 2 && data[1] >= 192 && data[1] <= 223) continue; /* RTCP: dropped */
+        int r = trunc ? 0 : relay_fast(link, data, n, &self->raddr[i], now);
+        if (r == 1) {
+            self->relayed++;
+            sendto(lo_fd, data, (size_t)n, MSG_DONTWAIT, (struct sockaddr *)PyBytes_AS_STRING(sa),
+                   (socklen_t)PyBytes_GET_SIZE(sa)); /* UDP: a full buffer loses it, as any copy */
+            continue;
+        }
+        if (r < 0) { PyErr_WriteUnraisable(slow); continue; }
+        PyObject *b = PyBytes_FromStringAndSize((const char *)data, n);
+        PyObject *a = addr_tuple(&self->raddr[i]);
+        PyObject *res = (b && a) ? PyObject_CallFunctionObjArgs(slow, b, a, NULL) : NULL;
+        Py_XDECREF(b); Py_XDECREF(a);
+        if (!res) PyErr_WriteUnraisable(slow);
+        Py_XDECREF(res);
+    }
 }
 
 /* one batch of datagrams from one input, with the GIL and the lock held */
@@ -622,12 +741,18 @@ static PyObject *DataPlane_run(DataPlane *self, PyObject *noargs) {
                 Py_DECREF(got);
                 PyObject *k = PyLong_FromLong(fd);
                 PyObject *input_id = k ? PyDict_GetItemWithError(self->fds, k) : NULL;
+                PyObject *relay = (k && !input_id && !PyErr_Occurred())
+                                      ? PyDict_GetItemWithError(self->relays, k) : NULL;
                 Py_XDECREF(k);
                 int r = 0;
                 if (input_id) {
                     Py_INCREF(input_id);
                     r = handle(self, input_id, cnt, now);
                     Py_DECREF(input_id);
+                } else if (relay) {
+                    Py_INCREF(relay);
+                    relay_batch(self, relay, cnt, now);
+                    Py_DECREF(relay);
                 }
                 PyObject *rel = PyObject_CallMethodNoArgs(self->lock, names[F_release]);
                 if (!rel) return NULL;
@@ -656,6 +781,10 @@ static PyObject *DataPlane_counts(DataPlane *self, PyObject *noargs) {
     return Py_BuildValue("(KK)", self->fast, self->slowed);
 }
 
+static PyObject *DataPlane_relayed(DataPlane *self, PyObject *noargs) {
+    return PyLong_FromUnsignedLongLong(self->relayed);
+}
+
 static PyMethodDef DataPlane_methods[] = {
     {"add", (PyCFunction)DataPlane_add, METH_VARARGS, "add(fd, input_id): receive an input's RTP"},
     {"discard", (PyCFunction)DataPlane_discard, METH_VARARGS, "discard(fd): stop receiving on fd"},
@@ -665,6 +794,9 @@ static PyMethodDef DataPlane_methods[] = {
     {"run", (PyCFunction)DataPlane_run, METH_NOARGS, "the loop; returns after stop()"},
     {"stop", (PyCFunction)DataPlane_stop, METH_NOARGS, "make run() return within 100 ms"},
     {"counts", (PyCFunction)DataPlane_counts, METH_NOARGS, "(fast, slow) datagrams so far"},
+    {"add_relay", (PyCFunction)DataPlane_add_relay, METH_VARARGS,
+     "add_relay(fd, host, port, lo_fd, link, slow): relay a fabric LinkIn's datagrams"},
+    {"relayed", (PyCFunction)DataPlane_relayed, METH_NOARGS, "datagrams relayed in C so far"},
     {NULL, NULL, 0, NULL}};
 
 static PyTypeObject DataPlaneType = {
@@ -751,6 +883,8 @@ PyMODINIT_FUNC PyInit__dataplane(void) {
     INTERN(F_release, "release"); INTERN(F_inputs, "_inputs"); INTERN(F_config, "config");
     INTERN(F_gop_cache, "gop_cache"); INTERN(F_gop_max_bytes, "gop_max_bytes");
     INTERN(F_gop_max_packets, "gop_max_packets"); INTERN(F_mask, "mask");
+    INTERN(F_peer, "peer"); INTERN(F_nack, "nack"); INTERN(F_media_ssrc, "media_ssrc");
+    INTERN(F_highest, "highest"); INTERN(F_seen, "_seen"); INTERN(F_last_rtp_at, "last_rtp_at");
     if (PyType_Ready(&DataPlaneType) < 0) return NULL;
     PyObject *m = PyModule_Create(&moduledef);
     if (!m) return NULL;

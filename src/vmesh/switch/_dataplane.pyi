@@ -20,6 +20,16 @@ class DataPlane:
     def run(self) -> None: ...
     def stop(self) -> None: ...
     def counts(self) -> tuple[int, int]: ...
+    def add_relay(
+        self,
+        fd: int,
+        host: str,
+        port: int,
+        lo_fd: int,
+        link: Any,
+        slow: Callable[[bytes, tuple[str, int]], None],
+    ) -> None: ...
+    def relayed(self) -> int: ...
 
 def forward_for_test(
     plane: DataPlane, input_id: str, data: bytes, now: float

@@ -416,6 +416,34 @@ class SwitchTransport:
         with self._lock:
             self.switch.unroute(output_id)
 
+    @property
+    def lock(self) -> threading.Lock:
+        """Held while the data plane handles a batch (and by every change to the core)."""
+        return self._lock
+
+    def relay(
+        self, fd: int, port: int, lo_fd: int, link: Any, slow: Callable[[bytes, Any], None]
+    ) -> bool:
+        """Have the data plane read the UDP socket ``fd`` (a fabric ``LinkIn``'s, facing the
+        neighbour) and relay its steady state to this host's port ``port`` from socket ``lo_fd``,
+        handing the rest to ``slow(data, addr)`` with the lock held (``_dataplane.c``, "fabric
+        link relays"). False when there is no data plane: the caller reads the socket itself."""
+        if self._plane is None:
+            return False
+        with self._lock:
+            self._plane.add_relay(fd, "127.0.0.1", port, lo_fd, link, slow)
+        return True
+
+    def unrelay(self, fd: int) -> None:
+        """Stop relaying ``fd`` (before it is closed)."""
+        if self._plane is not None:
+            with self._lock:
+                self._plane.discard(fd)
+
+    def dataplane_relayed(self) -> int | None:
+        """Datagrams the data plane relayed itself for fabric links; ``None`` without one."""
+        return None if self._plane is None else int(self._plane.relayed())
+
     def dataplane_counts(self) -> tuple[int, int] | None:
         """``(fast, slow)``: datagrams the C data plane forwarded itself and handed to
         ``Switch.forward_rtp``; ``None`` when it is not running."""
