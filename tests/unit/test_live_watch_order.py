@@ -1,7 +1,9 @@
 """A console tile's watch (``vmesh.media.viewer.LiveSession``): Janus's offer is prepared while the
-camera is routed — for another node's camera the fabric opens its path meanwhile, hop by hop,
-~30 ms at four hops — and reaches the page only once the camera is routed; a route that fails
-sends no offer, detaches the Janus handle and gives the channel back.
+camera is routed. For another node's camera — the fabric opens its path meanwhile, hop by hop,
+~30 ms at four hops — the offer reaches the page at once and the page's answer reaches Janus
+while the path still opens; a path that fails then says why on the tile, lets the handle go and
+gives the channel back, and the closed connection's late answer is not called the page's error.
+A camera of this node gets its offer only once it is routed.
 
 Janus and the media service are stand-ins here (the order of two awaits is what is tested);
 tests/e2e/test_fabric_live.py plays the same path with real nodes, Janus and Chromium."""
@@ -65,6 +67,7 @@ class Media:
 
     def __init__(self, log: list[str], error: Exception | None = None) -> None:
         self.log = log
+        self.session = Session(log)
         self.error = error
         self.release = asyncio.Event()
         self.given_back = 0
@@ -83,17 +86,22 @@ class Media:
         self.given_back += 1
 
     async def page_session(self, current: Any) -> Session:
-        return current or Session(self.log)
+        return self.session
 
     def signal_of(self, code: str) -> SourceSignal:
         return SourceSignal("connecting")
 
 
-def session(media: Media, log: list[str]) -> LiveSession:
+LOCAL = {"source": "synthetic"}
+
+
+def session(media: Media, log: list[str], remote: bool = True) -> LiveSession:
     who = Principal(1, "op", frozenset({"operator"}), "33000000002166000001", "/33/")
 
     async def lookup(code: str) -> Camera:
-        return Camera(code, "东溪村摄像机", "camera", "/33/x/", {}, origin_node=NODE)
+        if remote:
+            return Camera(code, "东溪村摄像机", "camera", "/33/x/", {}, origin_node=NODE)
+        return Camera(code, "西湖摄像机", "camera", "/33/x/", LOCAL)
 
     async def audit(*args: Any) -> None:
         pass
@@ -104,33 +112,70 @@ def session(media: Media, log: list[str]) -> LiveSession:
     return LiveSession(who, media, lookup, audit, send)  # type: ignore[arg-type]
 
 
-async def test_the_offer_is_made_while_the_camera_is_routed_and_sent_after() -> None:
+def watch(live: LiveSession) -> asyncio.Task[None]:
+    return asyncio.create_task(live.handle(json.dumps({"type": "watch", "tile": 0, "code": CAM})))
+
+
+def answer(live: LiveSession) -> asyncio.Task[None]:
+    msg = {"type": "answer", "tile": 0, "jsep": {"type": "answer", "sdp": "v=0"}}
+    return asyncio.create_task(live.handle(json.dumps(msg)))
+
+
+async def spin() -> None:
+    for _ in range(50):
+        await asyncio.sleep(0)
+
+
+async def test_another_nodes_camera_gets_its_offer_and_answer_while_the_path_opens() -> None:
     log: list[str] = []
     media = Media(log)
     live = session(media, log)
-    watch = asyncio.create_task(live.handle(json.dumps({"type": "watch", "tile": 0, "code": CAM})))
-    for _ in range(50):
-        await asyncio.sleep(0)
+    w = watch(live)
+    await spin()
+    assert "play start" in log and "page offer" in log and "play done" not in log
+    a = answer(live)  # the page answers at once: Janus starts while the path still opens
+    await spin()
+    assert "janus start" in log and "play done" not in log
+    media.release.set()
+    await asyncio.gather(w, a)
+    assert media.given_back == 0 and "0" in live.tiles
+
+
+async def test_a_camera_of_this_node_gets_its_offer_once_routed() -> None:
+    log: list[str] = []
+    media = Media(log)
+    live = session(media, log, remote=False)
+    w = watch(live)
+    await spin()
     assert "play start" in log and "janus watch" in log  # both under way
     assert "page offer" not in log  # ... but the page waits for the route
     media.release.set()
-    await watch
+    await w
     assert log.index("play done") < log.index("page offer")
-    assert isinstance(media, Media) and media.given_back == 0
-    assert "0" in live.tiles
+    assert media.given_back == 0 and "0" in live.tiles
 
 
-async def test_a_route_that_fails_sends_no_offer_and_frees_the_handle_and_channel() -> None:
+@pytest.mark.parametrize("remote", [True, False])
+async def test_a_route_that_fails_says_why_and_frees_the_handle_and_channel(remote: bool) -> None:
     log: list[str] = []
     media = Media(log, NotFound(f"node {NODE} is unreachable"))
-    live = session(media, log)
-    watch = asyncio.create_task(live.handle(json.dumps({"type": "watch", "tile": 0, "code": CAM})))
-    for _ in range(50):
-        await asyncio.sleep(0)
+    live = session(media, log, remote)
+    w = watch(live)
+    await spin()
     assert "janus watch" in log
     media.release.set()
-    await watch
-    assert "page offer" not in log
+    await w
+    assert ("page offer" in log) is remote  # a local camera's page never got one
     assert "page status error" in log  # the tile says why
     assert media.given_back == 1 and "0" not in live.tiles
     assert "janus detach" in log  # the handle made meanwhile is let go
+    said = len(log)
+    await answer(live)  # the closed connection's late answer: nothing to say
+    assert log[said:] == []
+
+
+async def test_an_answer_for_a_tile_never_watched_is_refused() -> None:
+    log: list[str] = []
+    live = session(Media(log), log)
+    await answer(live)
+    assert log == ["page status error"]

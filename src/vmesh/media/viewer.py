@@ -117,6 +117,10 @@ class LiveSession:
         self.send = send
         self.tiles: dict[str, _Tile] = {}
         self._tile_locks: dict[str, asyncio.Lock] = {}
+        self._signal_locks: dict[str, asyncio.Lock] = {}
+        # tiles released since the page last watched them: a late answer or candidate of their
+        # closed connection is not the page's mistake (nothing is said)
+        self._gone: set[str] = set()
         self._janus: JanusSession | None = None
         self._janus_lock = asyncio.Lock()
         self._monitor: asyncio.Task[None] | None = None
@@ -151,7 +155,11 @@ class LiveSession:
         if not isinstance(tile, str) or not _TILE.match(tile):
             await self._error("tile", "must be 1-32 letters, digits, - or _", tile)
             return
-        lock = self._tile_locks.setdefault(tile, asyncio.Lock())
+        # The page's answer and candidates act on the tile's Janus handle only: they take a lock
+        # of their own (their order kept), so that they reach Janus while a watch of another
+        # node's camera still waits for the fabric (the offer is sent before: ``_on_watch``).
+        locks = self._signal_locks if kind in ("answer", "candidate") else self._tile_locks
+        lock = locks.setdefault(tile, asyncio.Lock())
         async with lock:
             try:
                 await handler(tile, msg)
@@ -227,6 +235,7 @@ class LiveSession:
         channel = self.media.lend(self.owner)
         t = _Tile(tile, channel, cam.code, cam.name)
         self.tiles[tile] = t
+        self._gone.discard(tile)
         try:
             await self.audit(
                 self.principal,
@@ -235,10 +244,21 @@ class LiveSession:
                 {"tile": tile, "channel": channel.index} | self._grant_detail(t),
             )
             await self._push(t, force=True)
-            # Janus's offer is made while the camera is routed — for another node's camera the
-            # fabric opens its path meanwhile, hop by hop — and goes to the page once the
-            # camera is there: the page's negotiation no longer waits for the path as well.
-            watch = asyncio.create_task(self._watch(t), name=f"live-watch-{t.id}")
+            # Janus's offer is made while the camera is routed. For another node's camera the
+            # fabric opens its path meanwhile, hop by hop (~30 ms at four hops), and the offer
+            # goes to the page at once: the browser's negotiation (answer, ICE, DTLS) overlaps
+            # the path's opening instead of following it; if the path fails, the tile says why
+            # and the handle is let go. A camera of this node is routed in a moment: the offer
+            # follows the route, so a camera that cannot play never gets one.
+            early = isinstance(spec, RemoteSpec)
+
+            async def offer() -> Json:
+                jsep = await self._watch(t)
+                if early:
+                    await self._send_offer(t, jsep)
+                return jsep
+
+            watch = asyncio.create_task(offer(), name=f"live-watch-{t.id}")
             try:
                 await self.media.play(channel, cam.code, spec, user=self.principal.username)
             except BaseException:
@@ -246,7 +266,9 @@ class LiveSession:
                 with contextlib.suppress(BaseException):
                     await watch
                 raise
-            await self._send_offer(t, await watch)
+            jsep = await watch
+            if not early:
+                await self._send_offer(t, jsep)
         except BaseException:
             await self._release(t)
             raise
@@ -313,8 +335,16 @@ class LiveSession:
             await self._release(t)
         await self.send({"type": "status", "tile": tile, "state": "stopped", "reason": ""})
 
+    def _signalled(self, tile: str) -> _Tile | None:
+        """The tile an answer or candidate is for; None for one released meanwhile."""
+        if tile in self._gone:
+            return None
+        return self._tile(tile)
+
     async def _on_answer(self, tile: str, msg: Json) -> None:
-        t = self._tile(tile)
+        t = self._signalled(tile)
+        if t is None:
+            return
         jsep = msg.get("jsep")
         if (
             not isinstance(jsep, dict)
@@ -323,10 +353,17 @@ class LiveSession:
         ):
             raise InvalidInput.one("jsep", "must be {type: answer, sdp}")
         assert t.handle is not None
-        await t.handle.request({"request": "start"}, jsep={"type": "answer", "sdp": jsep["sdp"]})
+        try:
+            answer = {"type": "answer", "sdp": jsep["sdp"]}
+            await t.handle.request({"request": "start"}, jsep=answer)
+        except JanusError:
+            if self.tiles.get(tile) is t:
+                raise  # else the tile was released while Janus was asked: nothing to say
 
     async def _on_candidate(self, tile: str, msg: Json) -> None:
-        t = self._tile(tile)
+        t = self._signalled(tile)
+        if t is None:
+            return
         cand = msg.get("candidate")
         if cand is None or cand == {} or (isinstance(cand, dict) and not cand.get("candidate")):
             candidate: Json = {"completed": True}
@@ -387,6 +424,7 @@ class LiveSession:
     async def _release(self, t: _Tile, detach: bool = True, give_back: bool = True) -> None:
         if self.tiles.get(t.id) is t:
             del self.tiles[t.id]
+            self._gone.add(t.id)
         # First, before any await: a stop cancelled by the page closing must not leak the channel
         # (and the camera's source or fabric lease behind it).
         if give_back:
