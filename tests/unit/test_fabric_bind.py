@@ -9,7 +9,7 @@ import socket
 import pytest
 import uvloop
 
-from vmesh.fabric.links import _bind
+from vmesh.fabric.links import _bind, _bind_plain
 
 pytestmark = pytest.mark.unit
 
@@ -31,3 +31,25 @@ def test_a_port_in_use_is_stepped_over_on_uvloop() -> None:
     finally:
         taken.close()
     assert port not in got and len(got) == 2
+
+
+def test_a_link_in_socket_steps_over_ports_in_use_and_names_the_range_when_none_is_free() -> None:
+    """``_bind_plain``: the ``LinkIn``'s sockets (plain, so the switch's data plane can read them)
+    search ``[fabric] port_range`` the same way."""
+    taken = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2)]
+    try:
+        taken[0].bind(("127.0.0.1", 0))
+        port = taken[0].getsockname()[1]
+        got = [_bind_plain("127.0.0.1", lambda d, a: None, (port - 1, port + 1)) for _ in range(2)]
+        ports = {s.port for s in got}
+        assert port not in ports and len(ports) == 2
+        with pytest.raises(
+            OSError,
+            match=f"no free UDP port on 127.0.0.1 in \\[fabric\\] port_range {port - 1}-{port + 1}",
+        ):
+            _bind_plain("127.0.0.1", lambda d, a: None, (port - 1, port + 1))
+        for s in got:
+            s.close()
+    finally:
+        for s in taken:
+            s.close()
