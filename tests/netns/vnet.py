@@ -193,14 +193,24 @@ class Viewer:
         return states[-1] if states else None
 
     async def watch(self, tile: str, code: str) -> dict[str, Any]:
-        """Watch ``code`` on ``tile``; Janus's offer (the channel is routed before it comes)."""
+        """Watch ``code`` on ``tile``; Janus's offer once the channel is routed (for another
+        node's camera the offer comes while the path opens, ``routing``: then the status after
+        it says the path is open), or the error status."""
+        start = len(self.messages)
         await self.send(type="watch", tile=tile, code=code)
 
         def outcome() -> dict[str, Any] | None:
-            if offers := self.of(tile, "offer"):
-                return offers[-1]
-            errors = [s for s in self.of(tile) if s["state"] == "error"]
-            return errors[-1] if errors else None
+            mine = [m for m in self.messages[start:] if m.get("tile") == tile]
+            for i, m in enumerate(mine):
+                if m.get("type") == "status" and m.get("state") == "error":
+                    return m
+                if m.get("type") == "offer":
+                    if not m.get("routing"):
+                        return m
+                    after = [x for x in mine[i + 1 :] if x.get("type") == "status"]
+                    if after:
+                        return after[0] if after[0].get("state") == "error" else m
+            return None
 
         return await wait_until(outcome, f"an offer or an error for tile {tile}")
 

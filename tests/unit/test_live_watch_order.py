@@ -107,7 +107,8 @@ def session(media: Media, log: list[str], remote: bool = True) -> LiveSession:
         pass
 
     async def send(msg: dict[str, Any]) -> None:
-        log.append(f"page {msg['type']}" + (f" {msg.get('state')}" if "state" in msg else ""))
+        state = f" {msg['state']}" if "state" in msg else ""
+        log.append(f"page {msg['type']}{state}" + (" routing" if msg.get("routing") else ""))
 
     return LiveSession(who, media, lookup, audit, send)  # type: ignore[arg-type]
 
@@ -132,13 +133,15 @@ async def test_another_nodes_camera_gets_its_offer_and_answer_while_the_path_ope
     live = session(media, log)
     w = watch(live)
     await spin()
-    assert "play start" in log and "page offer" in log and "play done" not in log
+    assert "play start" in log and "page offer routing" in log and "play done" not in log
     a = answer(live)  # the page answers at once: Janus starts while the path still opens
     await spin()
     assert "janus start" in log and "play done" not in log
     media.release.set()
     await asyncio.gather(w, a)
     assert media.given_back == 0 and "0" in live.tiles
+    # ... and a status says the path is open
+    assert log[log.index("play done") + 1 :] == ["page status connecting"]
 
 
 async def test_a_camera_of_this_node_gets_its_offer_once_routed() -> None:
@@ -151,7 +154,7 @@ async def test_a_camera_of_this_node_gets_its_offer_once_routed() -> None:
     assert "page offer" not in log  # ... but the page waits for the route
     media.release.set()
     await w
-    assert log.index("play done") < log.index("page offer")
+    assert log.index("play done") < log.index("page offer")  # (no "routing": it is routed)
     assert media.given_back == 0 and "0" in live.tiles
 
 
@@ -165,7 +168,8 @@ async def test_a_route_that_fails_says_why_and_frees_the_handle_and_channel(remo
     assert "janus watch" in log
     media.release.set()
     await w
-    assert ("page offer" in log) is remote  # a local camera's page never got one
+    assert ("page offer routing" in log) is remote  # a local camera's page never got one
+    assert log[-1] == "page status error"  # the tile says why, after the offer
     assert "page status error" in log  # the tile says why
     assert media.given_back == 1 and "0" not in live.tiles
     assert "janus detach" in log  # the handle made meanwhile is let go
@@ -179,3 +183,17 @@ async def test_an_answer_for_a_tile_never_watched_is_refused() -> None:
     live = session(Media(log), log)
     await answer(live)
     assert log == ["page status error"]
+
+
+async def test_a_tile_opened_again_by_a_conference_takes_its_answer() -> None:
+    """A tile released (its late answers ignored) and opened again with ``open_channel`` (a
+    conference re-opening a venue's picture after Janus hung up) answers normally."""
+    log: list[str] = []
+    media = Media(log, NotFound("gone"))
+    live = session(media, log)
+    media.release.set()
+    await watch(live)
+    assert "0" not in live.tiles
+    await live.open_channel("0", Chan(), CAM, "主会场")  # type: ignore[arg-type]
+    await answer(live)
+    assert log[-1] == "janus start"

@@ -18,7 +18,10 @@ given the authenticated ``Principal``, a way to look cameras up and audit views,
     <- {"type": "error", "field": "code", "reason": "..."}          (a malformed message)
 
 A camera of another node (in the catalogue, not the directory) is authorised by division
-(``vmesh.media.remote.covers_remote``) and played through the fabric.
+(``vmesh.media.remote.covers_remote``) and played through the fabric. Its offer comes while the
+fabric still opens the path and says so (``"routing": true``); the page answers at once (its
+answer and candidates reach Janus meanwhile), and a status follows when the path is open — or an
+``error`` status naming why it could not be opened.
 
 Every ``watch`` and ``switch`` is authorised by the user's scope (``Principal.covers``) and audited
 as ``live.view`` with the camera's code (``denied`` when refused: a camera outside the scope is
@@ -121,6 +124,8 @@ class LiveSession:
         # tiles released since the page last watched them: a late answer or candidate of their
         # closed connection is not the page's mistake (nothing is said)
         self._gone: set[str] = set()
+        # tiles whose offer went out while the fabric opens their camera's path
+        self._routing: set[str] = set()
         self._janus: JanusSession | None = None
         self._janus_lock = asyncio.Lock()
         self._monitor: asyncio.Task[None] | None = None
@@ -158,7 +163,8 @@ class LiveSession:
         # The page's answer and candidates act on the tile's Janus handle only: they take a lock
         # of their own (their order kept), so that they reach Janus while a watch of another
         # node's camera still waits for the fabric (the offer is sent before: ``_on_watch``).
-        locks = self._signal_locks if kind in ("answer", "candidate") else self._tile_locks
+        signal = kind in ("answer", "candidate") and tile in self._routing
+        locks = self._signal_locks if signal else self._tile_locks
         lock = locks.setdefault(tile, asyncio.Lock())
         async with lock:
             try:
@@ -255,7 +261,8 @@ class LiveSession:
             async def offer() -> Json:
                 jsep = await self._watch(t)
                 if early:
-                    await self._send_offer(t, jsep)
+                    self._routing.add(tile)
+                    await self._send_offer(t, jsep, routing=True)
                 return jsep
 
             watch = asyncio.create_task(offer(), name=f"live-watch-{t.id}")
@@ -266,8 +273,12 @@ class LiveSession:
                 with contextlib.suppress(BaseException):
                     await watch
                 raise
+            finally:
+                self._routing.discard(tile)
             jsep = await watch
-            if not early:
+            if early:
+                await self._push(t, force=True)  # the path is open
+            else:
                 await self._send_offer(t, jsep)
         except BaseException:
             await self._release(t)
@@ -284,6 +295,7 @@ class LiveSession:
             await self._release(old, give_back=old.channel is not channel)
         t = _Tile(tile, channel, code, name)
         self.tiles[tile] = t
+        self._gone.discard(tile)
         try:
             await self._push(t, force=True)
             await self._offer(t)
@@ -313,8 +325,11 @@ class LiveSession:
             raise JanusError("watch", None, "Janus sent no offer")
         return reply.jsep
 
-    async def _send_offer(self, t: _Tile, jsep: Json) -> None:
-        await self.send({"type": "offer", "tile": t.id, "jsep": jsep})
+    async def _send_offer(self, t: _Tile, jsep: Json, routing: bool = False) -> None:
+        msg: Json = {"type": "offer", "tile": t.id, "jsep": jsep}
+        if routing:
+            msg["routing"] = True
+        await self.send(msg)
 
     async def _on_switch(self, tile: str, msg: Json) -> None:
         t = self._tile(tile)
@@ -336,10 +351,12 @@ class LiveSession:
         await self.send({"type": "status", "tile": tile, "state": "stopped", "reason": ""})
 
     def _signalled(self, tile: str) -> _Tile | None:
-        """The tile an answer or candidate is for; None for one released meanwhile."""
+        """The tile an answer or candidate is for; None for one released meanwhile (or not yet
+        offered again: a late message of its previous connection)."""
         if tile in self._gone:
             return None
-        return self._tile(tile)
+        t = self._tile(tile)
+        return t if t.handle is not None else None
 
     async def _on_answer(self, tile: str, msg: Json) -> None:
         t = self._signalled(tile)
