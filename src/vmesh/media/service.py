@@ -250,6 +250,10 @@ class MediaService:
         self.session = await self.edge.client.create_session()
         self._handle = await self.session.attach(STREAMING)
         key = self.edge.settings.secrets.plugin_admin_key
+        # Every mountpoint first: its ports are fixed ([media] channel_port_range, inside the
+        # kernel's ephemeral range), and an output's RTCP socket bound to any free port in
+        # between could take a later channel's port before Janus binds it ("Can't add 'rtp'
+        # stream, error creating data source stream" at start, now and then).
         for ch in self.pool.channels:
             mp = RtpMountpoint.video_audio(
                 ch.mountpoint_id,
@@ -259,6 +263,7 @@ class MediaService:
                 description=f"vmesh {ch.name}",
             )
             await create_mountpoint(self._handle, mp, key)
+        for ch in self.pool.channels:
             if ch.video_output not in self.transport.switch.snapshot().outputs:
                 await self.transport.add_output(
                     OutputSpec(
