@@ -141,44 +141,48 @@ class _PlainSock:
 PortRange = tuple[int, int]
 
 
+def _ports(ports: PortRange | None) -> Iterable[int]:
+    """The ports to try: any free one (0), or each of ``ports`` once from a random start."""
+    if ports is None:
+        return [0]
+    lo, hi = ports
+    n = hi - lo + 1
+    start = random.randrange(n)
+    return (lo + (start + i) % n for i in range(n))
+
+
+def _no_free_port(host: str, ports: PortRange) -> OSError:
+    lo, hi = ports
+    return OSError(errno.EADDRINUSE, f"no free UDP port on {host} in [fabric] port_range {lo}-{hi}")
+
+
 async def _bind(
     host: str, on: Callable[[bytes, Address], None], ports: PortRange | None = None
 ) -> _Sock:
     """A UDP socket on ``host``: any free port, or the first free one of ``ports`` from a
     random start (``[fabric] port_range``: the link ends that face the network)."""
     loop = asyncio.get_running_loop()
-    if ports is None:
-        _, proto = await loop.create_datagram_endpoint(lambda: _Sock(on), local_addr=(host, 0))
-        return proto
-    lo, hi = ports
-    n = hi - lo + 1
-    start = random.randrange(n)
-    for i in range(n):
-        port = lo + (start + i) % n
+    for port in _ports(ports):
         try:
             _, proto = await loop.create_datagram_endpoint(
                 lambda: _Sock(on), local_addr=(host, port)
             )
         except OSError as e:
             # uvloop raises "could not bind to local_addr" with the EADDRINUSE as its cause
-            if errno.EADDRINUSE not in (e.errno, getattr(e.__cause__, "errno", None)):
+            in_use = errno.EADDRINUSE in (e.errno, getattr(e.__cause__, "errno", None))
+            if not in_use or ports is None:
                 raise
             continue
         return proto
-    raise OSError(errno.EADDRINUSE, f"no free UDP port on {host} in [fabric] port_range {lo}-{hi}")
+    assert ports is not None
+    raise _no_free_port(host, ports)
 
 
 def _bind_plain(
     host: str, on: Callable[[bytes, Address], None], ports: PortRange | None = None
 ) -> _PlainSock:
     """As ``_bind``, a ``_PlainSock`` (read by nobody until it is asked to be)."""
-    candidates: Iterable[int] = [0]
-    if ports is not None:
-        lo, hi = ports
-        n = hi - lo + 1
-        start = random.randrange(n)
-        candidates = (lo + (start + i) % n for i in range(n))
-    for port in candidates:
+    for port in _ports(ports):
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:
             sock.setblocking(False)
@@ -190,9 +194,7 @@ def _bind_plain(
             continue
         return _PlainSock(sock, on)
     assert ports is not None
-    raise OSError(
-        errno.EADDRINUSE, f"no free UDP port on {host} in [fabric] port_range {ports[0]}-{ports[1]}"
-    )
+    raise _no_free_port(host, ports)
 
 
 class Relay(Protocol):
