@@ -28,6 +28,8 @@ from e2e.console_node import (
     XIHU_OPERATOR,
     Node,
     free_port,
+    network_report,
+    watch_network,
 )
 
 
@@ -88,8 +90,9 @@ def pages(browser, node: Node, request: pytest.FixtureRequest):  # type: ignore[
     """Open fresh pages, each in its own browser context (own cookies, no stored language).
 
     Uncaught page errors are collected in ``page.errors``. On a failure every page's screenshot
-    goes to the node's temporary folder (or ``$VMESH_E2E_ARTIFACTS``) and the node's log tail is
-    printed, for whoever reads the failure. Every context is closed afterwards.
+    goes to the node's temporary folder (or ``$VMESH_E2E_ARTIFACTS``), and every page's console
+    messages, failed requests and requests still unanswered, and the node's log tail are printed,
+    for whoever reads the failure. Every context is closed afterwards.
     """
     contexts = []
 
@@ -100,6 +103,7 @@ def pages(browser, node: Node, request: pytest.FixtureRequest):  # type: ignore[
         pg = context.new_page()
         pg.errors = []
         pg.on("pageerror", lambda e: pg.errors.append(str(e)))
+        watch_network(pg)
         return pg
 
     try:
@@ -114,6 +118,8 @@ def pages(browser, node: Node, request: pytest.FixtureRequest):  # type: ignore[
                 with contextlib.suppress(Exception):
                     shot = out / f"{request.node.name}-{n}.png"
                     context.pages[0].screenshot(path=str(shot), full_page=True)
+                with contextlib.suppress(Exception):
+                    sys.stderr.write(f"\n--- page {n} ---\n{network_report(context.pages[0])}\n")
             sys.stderr.write(f"\n--- node log tail ---\n{node.log_text()}\n")
         for context in contexts:
             context.close()

@@ -88,6 +88,44 @@ def launch_chromium(args: list[str]) -> Iterator[object]:
             b.close()
 
 
+def watch_network(page: object) -> None:
+    """Keep what ``network_report`` prints about ``page``: its console messages, the requests
+    that failed and the ones sent but not answered yet, each with the time since the page opened."""
+    start = time.monotonic()
+    log: list[str] = []
+    pending: dict[int, str] = {}
+
+    def at() -> str:
+        return f"{time.monotonic() - start:7.2f}s"
+
+    def sent(req) -> None:  # type: ignore[no-untyped-def]
+        pending[id(req)] = f"{at()} {req.method} {req.url}"
+
+    def answered(req) -> None:  # type: ignore[no-untyped-def]
+        pending.pop(id(req), None)
+
+    def failed(req) -> None:  # type: ignore[no-untyped-def]
+        pending.pop(id(req), None)
+        log.append(f"{at()} request failed: {req.method} {req.url}: {req.failure}")
+
+    page.on("console", lambda m: log.append(f"{at()} console {m.type}: {m.text}"))  # type: ignore[attr-defined]
+    page.on("request", sent)  # type: ignore[attr-defined]
+    page.on("requestfinished", answered)  # type: ignore[attr-defined]
+    page.on("requestfailed", failed)  # type: ignore[attr-defined]
+    page.network_log = log  # type: ignore[attr-defined]
+    page.network_pending = pending  # type: ignore[attr-defined]
+
+
+def network_report(page: object) -> str:
+    """What ``watch_network`` kept about ``page``, and what its document shows."""
+    lines = list(getattr(page, "network_log", []))
+    lines += [f"{v} (no answer yet)" for v in getattr(page, "network_pending", {}).values()]
+    lines.append(f"url {page.url}")  # type: ignore[attr-defined]
+    body = page.evaluate("document.body ? document.body.innerHTML.slice(0, 400) : ''")  # type: ignore[attr-defined]
+    lines.append(f"body {body!r}")
+    return "\n".join(lines)
+
+
 def log_in(
     page: object,
     base_url: str,

@@ -28,8 +28,10 @@ export function queryString(params) {
   return s ? `?${s}` : "";
 }
 
-export async function request(method, path, { params, body, raw, rawType, quiet401 = false } = {}) {
+export async function request(method, path, { params, body, raw, rawType, quiet401 = false, timeoutMs } = {}) {
   const init = { method, headers: { Accept: "application/json" }, credentials: "same-origin" };
+  // A bounded request gives up after timeoutMs: the caller hears "no answer" instead of waiting.
+  if (timeoutMs) init.signal = AbortSignal.timeout(timeoutMs);
   if (body !== undefined) {
     init.headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(body);
@@ -42,7 +44,8 @@ export async function request(method, path, { params, body, raw, rawType, quiet4
   try {
     resp = await fetch(`/api${path}${queryString(params)}`, init);
   } catch (e) {
-    throw new ApiError(0, { detail: String(e) });
+    const detail = e?.name === "TimeoutError" ? `the node did not answer within ${timeoutMs / 1000} s` : String(e);
+    throw new ApiError(0, { detail });
   }
   if (resp.status === 204) return null;
   const type = resp.headers.get("Content-Type") || "";
@@ -61,7 +64,9 @@ export const api = {
   login: (username, password) =>
     request("POST", "/auth/login", { body: { username, password }, quiet401: true }),
   logout: () => request("POST", "/auth/logout", { quiet401: true }),
-  me: () => request("GET", "/auth/me", { quiet401: true }),
+  // The console's first call: bounded, so that a node that does not answer leads to the login
+  // page (whose own request then shows the problem) rather than to a blank page.
+  me: () => request("GET", "/auth/me", { quiet401: true, timeoutMs: 8000 }),
 
   roots: () => request("GET", "/directory/roots"),
   children: (code, offset, limit) =>
