@@ -12,13 +12,14 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 
 from factories import add_entry, add_region, add_user, bearer, region_code
 from vmesh.audit.models import AuditRecord
 from vmesh.auth.models import LoginSession, User
 from vmesh.auth.tokens import COOKIE_NAME
 from vmesh.config import HttpConfig
+from vmesh.directory.models import Entry
 from vmesh.identity.codes import compose
 from vmesh.node.context import NodeContext
 
@@ -504,3 +505,23 @@ async def test_patch_changes_fields_and_audits_old_and_new(
     assert "scope_code" not in changes
     r = await client.patch("/api/users/clerk", json={"colour": "red"}, headers=h)
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "colour"
+
+
+async def test_a_scope_gone_from_the_directory_grants_nothing(
+    ctx: NodeContext, client: httpx.AsyncClient, org: Org
+) -> None:
+    """The session check reads the user's scope with the session (one statement): a user whose
+    scope entry was removed is refused with the reason, not given the whole directory."""
+    village = compose("33032800", "216", 9)
+    async with ctx.db.transaction() as s:
+        await add_entry(s, village, "文成县临时工作组", "virtual_org", None, org.wencheng)
+    secret = await add_user(ctx, "temp_op", ["operator"], village)
+    r = await client.get("/api/auth/me", headers=bearer(secret))
+    assert r.status_code == 200 and r.json()["scope_code"] == village
+    async with ctx.db.transaction() as s:
+        await s.execute(delete(Entry).where(Entry.code == village))
+    r = await client.get("/api/auth/me", headers=bearer(secret))
+    assert r.status_code == 403
+    assert f"scope {village} is not in the directory" in r.json()["detail"]
+    r = await client.get(f"/api/directory/entries/{org.lucheng_camera}", headers=bearer(secret))
+    assert r.status_code == 403

@@ -55,16 +55,18 @@ async def current_principal(request: Request) -> Principal:
     ctx: NodeContext = request.app.state.ctx
     now = datetime.now(UTC)
     async with ctx.db.sessions() as s:
+        # One statement per request: the secret's session, its user and the user's scope.
         row = (
             await s.execute(
-                select(LoginSession, User)
+                select(LoginSession, User, Entry.path)
                 .join(User, User.id == LoginSession.user_id)
+                .outerjoin(Entry, Entry.code == User.scope_code)
                 .where(LoginSession.token_hash == secret_hash(secret))
             )
         ).first()
         if row is None:
             raise Unauthorized("session or token is not valid; log in again")
-        sess, user = row
+        sess, user, scope_path = row
         expires = sess.expires_at
         if expires is not None and expires.tzinfo is None:
             expires = expires.replace(tzinfo=UTC)
@@ -72,7 +74,6 @@ async def current_principal(request: Request) -> Principal:
             raise Unauthorized("session or token has expired; log in again")
         if user.disabled:
             raise Unauthorized(f"user {user.username} is disabled")
-        scope_path = await s.scalar(select(Entry.path).where(Entry.code == user.scope_code))
         last_used = sess.last_used_at
         if last_used is not None and last_used.tzinfo is None:
             last_used = last_used.replace(tzinfo=UTC)
