@@ -41,7 +41,7 @@ import socket
 import time
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
 from vmesh.fabric.nack import NackRequester
 from vmesh.switch.codecs import Codec, starts_keyframe
@@ -51,37 +51,6 @@ log = logging.getLogger(__name__)
 
 Address = tuple[str, int]
 LOOPBACK = "127.0.0.1"
-
-
-class _Sock(asyncio.DatagramProtocol):
-    def __init__(self, on: Callable[[bytes, Address], None]) -> None:
-        self.on = on
-        self.transport: asyncio.DatagramTransport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.DatagramTransport, transport)
-
-    def datagram_received(self, data: bytes, addr: tuple[str | object, ...]) -> None:
-        try:
-            self.on(data, (str(addr[0]), int(str(addr[1]))))
-        except Exception:
-            log.exception("fabric link datagram handler failed")
-
-    def error_received(self, exc: Exception) -> None:
-        log.debug("fabric link udp error=%s", exc)
-
-    def send(self, data: bytes, addr: Address | None) -> None:
-        if addr is not None and self.transport is not None and not self.transport.is_closing():
-            self.transport.sendto(data, addr)
-
-    @property
-    def port(self) -> int:
-        assert self.transport is not None
-        return int(self.transport.get_extra_info("sockname")[1])
-
-    def close(self) -> None:
-        if self.transport is not None:
-            self.transport.close()
 
 
 class _PlainSock:
@@ -156,32 +125,12 @@ def _no_free_port(host: str, ports: PortRange) -> OSError:
     return OSError(errno.EADDRINUSE, f"no free UDP port on {host} in [fabric] port_range {lo}-{hi}")
 
 
-async def _bind(
-    host: str, on: Callable[[bytes, Address], None], ports: PortRange | None = None
-) -> _Sock:
-    """A UDP socket on ``host``: any free port, or the first free one of ``ports`` from a
-    random start (``[fabric] port_range``: the link ends that face the network)."""
-    loop = asyncio.get_running_loop()
-    for port in _ports(ports):
-        try:
-            _, proto = await loop.create_datagram_endpoint(
-                lambda: _Sock(on), local_addr=(host, port)
-            )
-        except OSError as e:
-            # uvloop raises "could not bind to local_addr" with the EADDRINUSE as its cause
-            in_use = errno.EADDRINUSE in (e.errno, getattr(e.__cause__, "errno", None))
-            if not in_use or ports is None:
-                raise
-            continue
-        return proto
-    assert ports is not None
-    raise _no_free_port(host, ports)
-
-
-def _bind_plain(
+def _bind(
     host: str, on: Callable[[bytes, Address], None], ports: PortRange | None = None
 ) -> _PlainSock:
-    """As ``_bind``, a ``_PlainSock`` (read by nobody until it is asked to be)."""
+    """A UDP socket on ``host``: any free port, or the first free one of ``ports`` from a
+    random start (``[fabric] port_range``: the link ends that face the network). Nobody reads
+    it until it is asked to be (``read_in_loop``, or the switch's data plane)."""
     for port in _ports(ports):
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:
@@ -219,27 +168,30 @@ class LinkOut:
         # (RTP packets, bytes, retransmissions) the switch output sent from ``wan``
         self.counts: Callable[[], tuple[int, int, int] | None] = lambda: None
         self.rtcp_in = 0
-        self._socks: list[_Sock] = []
-        self.wan: _Sock
-        self.lo_rtcp: _Sock
+        self._socks: list[_PlainSock] = []
+        self.wan: _PlainSock
+        self.lo_rtcp: _PlainSock
 
     @classmethod
     async def open(cls, address: str, peer: Address, ports: PortRange | None = None) -> LinkOut:
+        """Both sockets bound and read by the running event loop (RTCP only: the RTP leaves
+        from ``wan`` by the switch's hand)."""
         self = cls(peer)
-        self.wan = await _bind(address, self._from_peer, ports)
+        self.wan = _bind(address, self._from_peer, ports)
         try:
-            self.lo_rtcp = await _bind(LOOPBACK, self._from_switch_rtcp)
+            self.lo_rtcp = _bind(LOOPBACK, self._from_switch_rtcp)
         except BaseException:
             self.wan.close()
             raise
         self._socks = [self.wan, self.lo_rtcp]
+        for sock in self._socks:
+            sock.read_in_loop()
         return self
 
     @property
     def wan_fd(self) -> int:
         """The socket the switch output sends the stream's RTP from."""
-        assert self.wan.transport is not None
-        return int(self.wan.transport.get_extra_info("socket").fileno())
+        return self.wan.fileno()
 
     def _from_switch_rtcp(self, data: bytes, addr: Address) -> None:
         self.switch_rtcp = addr  # the output's RTCP socket (its SRs come from there)
@@ -328,9 +280,9 @@ class LinkIn:
         ports: PortRange | None = None,
     ) -> LinkIn:
         self = cls(clock)
-        self.wan = _bind_plain(address, self._from_peer, ports)
+        self.wan = _bind(address, self._from_peer, ports)
         try:
-            self.lo = _bind_plain(LOOPBACK, self._from_switch)
+            self.lo = _bind(LOOPBACK, self._from_switch)
         except BaseException:
             self.wan.close()
             raise
@@ -389,7 +341,7 @@ class LinkIn:
                 return
             standby.keep(data, self.clock())
 
-        sock = _bind_plain(address, on, ports)
+        sock = _bind(address, on, ports)
         sock.read_in_loop()
         standby = self.standby = Standby(sock, video)
         return standby
