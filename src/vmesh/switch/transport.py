@@ -518,12 +518,19 @@ class SwitchTransport:
     def _send_copy(self, buf: bytearray, dest: Hashable) -> None:
         """One output's copy of a packet when some output's destination is not a plain
         ``(str, int)`` address (``buf`` is reused for the next copy)."""
-        addr = self._out_addr.get(dest)
-        sock = self._via.get(dest, self._out_sock)
-        if addr is None or sock is None:
+        direct = self._direct(dest)
+        if direct is None:
             self._send([Send(dest, bytes(buf))])
             return
-        sock.sendto(buf, addr)
+        direct[0].sendto(buf, direct[1])
+
+    def _direct(self, dest: Hashable) -> tuple[socket.socket, Address] | None:
+        """The socket and address an output's media to ``dest`` leaves by, at once and from any
+        thread: the output's own socket (``add_output(via_fd=)``) or the shared output socket.
+        None when ``dest`` is not an output's ``(host, port)``."""
+        addr = self._out_addr.get(dest)
+        sock = self._via.get(dest, self._out_sock)
+        return None if addr is None or sock is None else (sock, addr)
 
     def _send(self, sends: list[Send]) -> None:
         """Send what the core returned. Media to an output goes at once on the shared output
@@ -533,11 +540,10 @@ class SwitchTransport:
         if self._plane is not None and sends:
             later = []
             for send in sends:
-                addr = self._out_addr.get(send.dest)
-                sock = self._via.get(send.dest, self._out_sock)
-                if addr is not None and sock is not None:
+                direct = self._direct(send.dest)
+                if direct is not None:
                     with contextlib.suppress(OSError):  # UDP: lost, like any copy
-                        sock.sendto(send.data, addr)
+                        direct[0].sendto(send.data, direct[1])
                 else:
                     later.append(send)
             sends = later
