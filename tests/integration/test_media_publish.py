@@ -129,7 +129,7 @@ async def test_publisher_forwarded_into_switch_gets_pli_and_stop_cleans_up(
         fw = sources.reserve(CODE, PUBLISHER)
         try:
             await sources.start(fw, "0", None)
-        except JanusPluginError as e:  # once (1 run in ~15): "No such feed" — say what Janus had
+        except JanusPluginError as e:  # "No such feed" after every attempt: what Janus had
             people = await h.request(
                 {"request": "listparticipants", "room": ROOM_ID, "secret": room.secret}
             )

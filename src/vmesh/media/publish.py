@@ -79,6 +79,10 @@ PUBLISH_ROLES = ("admin", "operator", "commander", "agent")
 _CODE = re.compile(r"^\d{20}$")
 _TILE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 MONITOR_INTERVAL = 0.5
+# rtp_forward answered "No such feed" for a publisher just added: asked again this many times in
+# all, the n-th pause FORWARD_RETRY_S * n (Room.forward).
+FORWARD_ATTEMPTS = 5
+FORWARD_RETRY_S = 0.05
 
 
 @dataclass(frozen=True)
@@ -173,18 +177,35 @@ class BrowserRoom:
         streams: list[Json] = [{"mid": video_mid, "port": fw.base, "rtcp_port": fw.base + 1}]
         if audio_mid is not None:
             streams.append({"mid": audio_mid, "port": fw.base + 2})
-        reply = await h.request(
-            {
-                "request": "rtp_forward",
-                "room": ROOM_ID,
-                "publisher_id": fw.publisher_id,
-                "secret": self.secret,
-                "admin_key": self.admin_key,
-                "host": "127.0.0.1",
-                "host_family": "ipv4",
-                "streams": streams,
-            }
-        )
+        body = {
+            "request": "rtp_forward",
+            "room": ROOM_ID,
+            "publisher_id": fw.publisher_id,
+            "secret": self.secret,
+            "admin_key": self.admin_key,
+            "host": "127.0.0.1",
+            "host_family": "ipv4",
+            "streams": streams,
+        }
+        # Janus 1.1.2 can answer 428 "No such feed" for a publisher it has just announced (its
+        # participant list shows it a moment later): seen about 1 in 15 right after
+        # add_remote_publisher on a loaded machine. Asked again after a pause, up to
+        # FORWARD_ATTEMPTS times in all; any other error, or the last 428, is the caller's.
+        for attempt in range(1, FORWARD_ATTEMPTS + 1):
+            try:
+                reply = await h.request(body)
+                break
+            except JanusPluginError as e:
+                if e.code != 428 or attempt == FORWARD_ATTEMPTS:
+                    raise
+                log.warning(
+                    "publish forward code=%s publisher=%d attempt=%d: %s; asking again",
+                    fw.code,
+                    fw.publisher_id,
+                    attempt,
+                    e,
+                )
+                await asyncio.sleep(FORWARD_RETRY_S * attempt)
         for f in reply.data.get("forwarders") or []:
             fw.stream_ids.append(int(f["stream_id"]))
             if f.get("type") == "video" and f.get("local_rtcp_port"):
