@@ -411,3 +411,35 @@ async def test_a_file_checked_in_its_own_process_imports_as_in_this_one(
             assert got[0] == got[1] and got[0]
     finally:
         await other.close()
+
+
+async def test_tags_beyond_a_whole_statement_wait_for_the_next_chunk(
+    ctx: NodeContext, tmp_path: Path, second_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On SQLite a chunk's tags go in as whole statements only (here 22 tags a statement, 45
+    parameters), the rest with a later chunk or the last one: every tag arrives (after its
+    entry), whether this process or the checking process checks the file."""
+    monkeypatch.setattr(transfer, "CHUNK", 2)
+    monkeypatch.setattr(transfer, "BULK_REBUILD_ROWS", 2)
+    monkeypatch.setattr(transfer, "SQLITE_PARAMS", 45)
+    cams = "".join(
+        f"330302000013261{i:05d},33030200002166000001,camera,,路口{i},,,a b{i % 2} c{i % 5},,\n"
+        for i in range(1, 42)
+    )
+    good = GOOD + cams
+    other = await NodeContext.open(make_config(tmp_path / "other", second_url))
+    try:
+        for c, separate in ((ctx, False), (other, True)):
+            monkeypatch.setattr(transfer, "SEPARATE_CHECKS_ROWS", 1 if separate else None)
+            report = await transfer.import_file(c.db, c.audit, SYSTEM, good.encode(), "csv")
+            assert report.created == 45
+            assert await export(c, "csv") == good.replace(",,,,,\n", ",,,,unknown,\n").replace(
+                ",,\n", ",unknown,\n"
+            )
+            totals = [
+                (await search(c.db, SearchQuery(tag=t, limit=50), None)).total
+                for t in ("a", "b1", "c0", "hd")
+            ]
+            assert totals == [41, 21, 8, 1]
+    finally:
+        await other.close()

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import io
 import json
 import pickle
 import struct
@@ -36,7 +37,13 @@ _LEN = struct.Struct("<I")
 
 
 def write_frame(out: BinaryIO, obj: Any) -> None:
-    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    buf = io.BytesIO()
+    pickler = pickle.Pickler(buf, protocol=pickle.HIGHEST_PROTOCOL)
+    # No memo: a frame holds no cycles (its shared strings are written again, which costs less
+    # than remembering every object; a chunk's pickling took a third of the time this way).
+    pickler.fast = True
+    pickler.dump(obj)
+    data = buf.getbuffer()
     out.write(_LEN.pack(len(data)))
     out.write(data)
 
