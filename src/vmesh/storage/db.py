@@ -59,23 +59,13 @@ class Database:
 
     ``sqlite_mmap_bytes``: how much of an SQLite file each connection reads through ``mmap``
     (``PRAGMA mmap_size``; 0, the default, reads through SQLite's own cache).
-
-    ``pg_jit``: PostgreSQL's JIT compilation for this engine's sessions, off by default. The
-    node's statements are short (a page of a search, a count capped at a few thousand rows), but
-    the planner's cost estimates for a million-row directory pass ``jit_above_cost``, and
-    compiling such a plan costs tens of milliseconds, more than running it
-    (docs/BENCHMARKS.md, Directory).
     """
 
-    def __init__(
-        self, url: str, *, echo: bool = False, sqlite_mmap_bytes: int = 0, pg_jit: bool = False
-    ) -> None:
+    def __init__(self, url: str, *, echo: bool = False, sqlite_mmap_bytes: int = 0) -> None:
         self.url = url
         kwargs: dict[str, Any] = {"echo": echo}
         if url.startswith("postgresql"):
             kwargs.update(pool_size=10, max_overflow=10, pool_pre_ping=True)
-            if not pg_jit:
-                kwargs["connect_args"] = {"server_settings": {"jit": "off"}}
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         self.dialect = self.engine.dialect.name
         if self.dialect == "sqlite":
