@@ -443,3 +443,39 @@ async def test_tags_beyond_a_whole_statement_wait_for_the_next_chunk(
             assert totals == [41, 21, 8, 1]
     finally:
         await other.close()
+
+
+async def test_a_big_sqlite_import_leaves_its_connection_checking_constraints(
+    ctx: NodeContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A big SQLite import skips the table's CHECK constraints (its rows were checked before)
+    on its own connection only while it runs: after it, imported or rolled back, that pooled
+    connection checks them again."""
+    if not ctx.db.is_sqlite:
+        pytest.skip("SQLite only")
+    monkeypatch.setattr(transfer, "CHUNK", 2)
+    monkeypatch.setattr(transfer, "BULK_REBUILD_ROWS", 2)
+    drivers = []
+    driver_of = transfer._driver
+
+    async def recorded(s: object) -> object:
+        drivers.append(await driver_of(s))  # type: ignore[arg-type]
+        return drivers[-1]
+
+    monkeypatch.setattr(transfer, "_driver", recorded)
+    bad = GOOD + "33030200001326000202,33030200002166000001,camera,,坐标,91,120,,,\n"
+    for text_ in (bad, GOOD):
+        if text_ is bad:
+            with pytest.raises(InvalidInput):
+                await transfer.import_file(ctx.db, ctx.audit, SYSTEM, text_.encode(), "csv")
+        else:
+            await transfer.import_file(ctx.db, ctx.audit, SYSTEM, text_.encode(), "csv")
+        assert drivers
+        for driver in set(drivers):
+            async with driver.execute("PRAGMA ignore_check_constraints") as cur:
+                assert await cur.fetchone() == (0,)
+        drivers.clear()
+    assert await Directory(ctx.db, ctx.audit).count() == 4
+    async with ctx.db.sessions() as s:  # and the table still refuses what breaks its rules
+        with pytest.raises(Exception, match="CHECK constraint failed"):
+            await s.execute(text("UPDATE directory_entries SET status = 'bogus'"))
