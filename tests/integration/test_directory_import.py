@@ -441,6 +441,12 @@ async def test_tags_beyond_a_whole_statement_wait_for_the_next_chunk(
                 for t in ("a", "b1", "c0", "hd")
             ]
             assert totals == [41, 21, 8, 1]
+            if c.db.is_sqlite:  # the names are kept as text
+                async with c.db.sessions() as s:
+                    kinds = await s.execute(
+                        text("SELECT DISTINCT typeof(name) FROM directory_entries")
+                    )
+                    assert kinds.all() == [("text",)]
     finally:
         await other.close()
 

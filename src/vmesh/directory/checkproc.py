@@ -12,7 +12,8 @@ directory needs no lookups in the database, which only the node's process (insid
 transaction) could make.
 
 Protocol: stdin is one JSON line (``{"scope": …}``) followed by the file's text (UTF-8); stdout
-is frames of a 4-byte little-endian length and a pickle: a ``transfer.Checked`` per chunk, then
+is frames of a 4-byte little-endian length and a pickle (no memo: frames hold no cycles): a
+``transfer.Checked`` per chunk (flat lists), then
 ``("end", errors, parse_errors)``, or ``("invalid", message, errors)`` for a file that cannot be
 read at all (bad header, not CSV). Frames are pickles from our own child only.
 

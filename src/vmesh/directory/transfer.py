@@ -241,8 +241,16 @@ def parse_file(data: bytes | str, fmt: str) -> list[tuple[int, dict[str, Any]]]:
 # -- checking --------------------------------------------------------------------------------
 
 
+# A row that passed its own checks (``_Import._fields``), to be placed: row number, fields, code,
+# parent code.
+# A tuple, not an object: a million rows.
+_Candidate = tuple[int, v.EntryFields, str, str | None]
+
+
 @dataclass(slots=True)
 class _Row:
+    """A row that updates an existing entry (``update``)."""
+
     n: int
     f: v.EntryFields
     code: str
@@ -442,10 +450,10 @@ class _Import:
         rows = self._fields(chunk)
         if not self.empty:
             # What the database holds of this chunk's codes and of parents not seen yet.
-            wanted = {r.code for r in rows} | {
-                r.parent
-                for r in rows
-                if r.parent and r.parent not in self.known and r.parent not in self.first_row
+            wanted = {code for _, _, code, _ in rows} | {
+                parent
+                for _, _, _, parent in rows
+                if parent and parent not in self.known and parent not in self.first_row
             }
             await self._drain()  # one statement at a time on the connection
             found = await _lookup(self.s, wanted)
@@ -477,10 +485,10 @@ class _Import:
         if self.progress:
             self.progress("import", min(self.rows, self.total), self.total)
 
-    def _fields(self, chunk: list[tuple[int, Raw]]) -> list[_Row]:
+    def _fields(self, chunk: list[tuple[int, Raw]]) -> list[_Candidate]:
         """Each row's own checks: fields, code forms, duplicates within the file."""
         errors, first_row, good_parents = self.errors, self.first_row, self.good_parents
-        rows: list[_Row] = []
+        rows: list[_Candidate] = []
         for n, raw in chunk:
             if isinstance(raw, list):  # cells in ``FIELDS`` order
                 f = v.fast_cells(raw)
@@ -506,10 +514,10 @@ class _Import:
                 errors.add(FieldError("code", f"duplicate: also on row {first_row[code]}", code, n))
                 continue
             first_row[code] = n
-            rows.append(_Row(n, f, code, parent))
+            rows.append((n, f, code, parent))
         return rows
 
-    def _place(self, rows: list[_Row]) -> None:
+    def _place(self, rows: list[_Candidate]) -> None:
         """Checks against the directory and earlier rows; new entries get their id and path."""
         errors, known, in_db, scope = self.errors, self.known, self.in_db, self.scope
         sqlite = self.sqlite
@@ -521,32 +529,31 @@ class _Import:
         add_name = self.names.extend
         next_id, write, name_tokens = self.next_id, self.write, v.name_tokens
         failed = errors.errors  # collected errors (the list itself: it grows as rows fail)
-        for r in rows:
-            f, n = r.f, r.n
-            existing = known.get(r.code) if r.code in in_db else None
+        for n, f, code, parent_code in rows:
+            existing = known.get(code) if code in in_db else None
             if existing is not None and not self.update_existing:
-                errors.add(FieldError("code", "already exists in the directory", r.code, n))
+                errors.add(FieldError("code", "already exists in the directory", code, n))
                 continue
             if (
                 existing is not None
                 and scope is not None
                 and not (existing.path or "").startswith(scope)
             ):
-                errors.add(FieldError("code", "already exists outside your scope", r.code, n))
+                errors.add(FieldError("code", "already exists outside your scope", code, n))
                 continue
             parent: _Known | None = None
-            if r.parent is not None:
-                parent = known.get(r.parent)
+            if parent_code is not None:
+                parent = known.get(parent_code)
                 if parent is None:
                     # Its reason depends on whether the parent is on a later row: at the end.
-                    self.parent_later.append((n, r.parent))
+                    self.parent_later.append((n, parent_code))
                     continue
                 if (
                     scope is not None
                     and parent.path is not None
                     and not parent.path.startswith(scope)
                 ):
-                    errors.add(FieldError("parent_code", "is outside your scope", r.parent, n))
+                    errors.add(FieldError("parent_code", "is outside your scope", parent_code, n))
                     continue
             elif scope is not None:
                 errors.add(
@@ -561,15 +568,15 @@ class _Import:
                 continue
             why = _parent_kind_why(f.kind, KINDS[parent.kind] if parent else None)
             if why:
-                errors.add(FieldError("parent_code", why, r.parent, n))
+                errors.add(FieldError("parent_code", why, parent_code, n))
                 continue
             ptier = TIERS[parent.tier] if parent is not None and parent.tier else None
-            if not _child_fast(r.code, f, r.parent, ptier):
+            if not _child_fast(code, f, parent_code, ptier):
                 try:
                     check_child_code(
-                        parse_code(r.code),
+                        parse_code(code),
                         f.kind,
-                        parse_code(r.parent) if r.parent else None,
+                        parse_code(parent_code) if parent_code else None,
                         f.tier,
                         ptier if f.kind is Kind.region else None,
                     )
@@ -596,13 +603,12 @@ class _Import:
                             "parent_code",
                             "differs from the existing entry's parent; an import cannot move "
                             "entries",
-                            r.parent,
+                            parent_code,
                             n,
                         )
                     )
                     continue
-                r.existing_id, r.old_name = existing.id, existing.name
-                self.updates.append(r)
+                self.updates.append(_Row(n, f, code, parent_code, existing.id, existing.name))
                 continue
             # A new entry: later rows may hang under it.
             eid = next_id
@@ -610,13 +616,13 @@ class _Import:
             path = f"{parent.path if parent else '/'}{eid}/"
             tier = _TIER_VALUE[f.tier]
             kind = _KIND_VALUE[f.kind]
-            known[r.code] = _Known(kind, tier, eid, path)
+            known[code] = _Known(kind, tier, eid, path)
             if failed or not write:  # (a list's truth, not ``ErrorList.__bool__``: a million rows)
                 continue
             add_entry(
                 (
                     eid,
-                    r.code,
+                    code,
                     parent.id if parent else None,
                     path,
                     kind,
