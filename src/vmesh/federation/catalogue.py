@@ -598,7 +598,8 @@ async def _upsert_entries(
     )
     driver = await _driver(s)
     if db.is_sqlite:
-        for sql, params, many in _sqlite_inserts("catalogue_entries", _ENTRY_COLUMNS, rows):
+        flat = [v for row in rows for v in row]  # one row's columns after another
+        for sql, params, many in _sqlite_inserts("catalogue_entries", _ENTRY_COLUMNS, flat):
             if many:
                 await driver.executemany(sql + suffix, params)
             else:
