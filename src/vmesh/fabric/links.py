@@ -110,28 +110,19 @@ class _PlainSock:
 PortRange = tuple[int, int]
 
 
-def _ports(ports: PortRange | None) -> Iterable[int]:
-    """The ports to try: any free one (0), or each of ``ports`` once from a random start."""
-    if ports is None:
-        return [0]
-    lo, hi = ports
-    n = hi - lo + 1
-    start = random.randrange(n)
-    return (lo + (start + i) % n for i in range(n))
-
-
-def _no_free_port(host: str, ports: PortRange) -> OSError:
-    lo, hi = ports
-    return OSError(errno.EADDRINUSE, f"no free UDP port on {host} in [fabric] port_range {lo}-{hi}")
-
-
 def _bind(
     host: str, on: Callable[[bytes, Address], None], ports: PortRange | None = None
 ) -> _PlainSock:
     """A UDP socket on ``host``: any free port, or the first free one of ``ports`` from a
     random start (``[fabric] port_range``: the link ends that face the network). Nobody reads
     it until it is asked to be (``read_in_loop``, or the switch's data plane)."""
-    for port in _ports(ports):
+    candidates: Iterable[int] = [0]
+    if ports is not None:
+        lo, hi = ports
+        n = hi - lo + 1
+        start = random.randrange(n)
+        candidates = (lo + (start + i) % n for i in range(n))
+    for port in candidates:
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:
             sock.setblocking(False)
@@ -143,7 +134,9 @@ def _bind(
             continue
         return _PlainSock(sock, on)
     assert ports is not None
-    raise _no_free_port(host, ports)
+    raise OSError(
+        errno.EADDRINUSE, f"no free UDP port on {host} in [fabric] port_range {ports[0]}-{ports[1]}"
+    )
 
 
 class Relay(Protocol):
