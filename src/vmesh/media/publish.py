@@ -188,9 +188,10 @@ class BrowserRoom:
             "streams": streams,
         }
         # Janus 1.1.2 can answer 428 "No such feed" for a publisher it has just announced (its
-        # participant list shows it a moment later): seen about 1 in 15 right after
-        # add_remote_publisher on a loaded machine. Asked again after a pause, up to
-        # FORWARD_ATTEMPTS times in all; any other error, or the last 428, is the caller's.
+        # participant list shows it a moment later): right after add_remote_publisher, 1 run in
+        # 15 of test_media_publish in CI, 4-5 in 20 on a loaded machine (docs/edge.md). Asked
+        # again after a pause, up to FORWARD_ATTEMPTS times in all; any other error, or the last
+        # 428, is the caller's.
         for attempt in range(1, FORWARD_ATTEMPTS + 1):
             try:
                 reply = await h.request(body)
