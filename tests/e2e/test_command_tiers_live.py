@@ -228,6 +228,14 @@ async def test_the_city_takes_a_county_room_over_and_the_log_flows_both_ways(net
             assert [e["action"] for e in final].count("hand_over") == 1
             await county.wait_for_selector(f'{log}[data-count="14"]', timeout=WAIT_MS)
 
+            # The link is back for requests too, not only for the log's stream: the county pings
+            # its host (the city) as up. (A hand-down sent before the link's return is refused as
+            # "unreachable", rightly; one CI run clicked 1 s after the logs caught up and was.)
+            async def county_reaches_the_city() -> bool:
+                return await reachable_at(net, "county", iid) is True
+
+            await wait_until(county_reaches_the_city, "the county reaching the city again", 60)
+
             # 5. The city hands the room back down from its page.
             assert await city.get_by_test_id("hand-down-to").input_value() == net.code("county")
             await city.get_by_test_id("hand-down").click()
