@@ -22,7 +22,9 @@ step "ruff check" "$BIN/ruff" check src tests bench
 step "ruff format" "$BIN/ruff" format --check src tests bench
 step "mypy" "$BIN/mypy"
 # pytest in two processes side by side (scripts/split_tests.py): the root-namespace modules one
-# after another in one, the network-namespace modules and the unit tests in the other. With
+# after another in one, the network-namespace modules and the unit tests in the other. The first
+# runs in a network namespace of its own (scripts/own_netns.sh), so that the other's lab legs
+# coming and going in the root namespace never reach its Chromium. With
 # arguments (a file, -k, -m ...) one plain pytest run. --durations lists the slowest tests, to
 # keep the suite under its 20-minute budget.
 pytest_split() {
@@ -32,7 +34,7 @@ pytest_split() {
     mapfile -t side < <("$BIN/python" scripts/split_tests.py side)
     "$BIN/pytest" -p no:cacheprovider --durations=15 "${side[@]}" >"$side_log" 2>&1 &
     local side_pid=$!
-    "$BIN/pytest" -p no:cacheprovider --durations=25 "${root[@]}" || rc_root=$?
+    scripts/own_netns.sh "$BIN/pytest" -p no:cacheprovider --durations=25 "${root[@]}" || rc_root=$?
     wait "$side_pid" || rc_side=$?
     printf '\n==> pytest, network namespaces and unit tests (run beside the above)\n'
     cat "$side_log"
