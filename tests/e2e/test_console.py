@@ -253,3 +253,56 @@ def test_admin_manages_users_and_login_explains_refusals(pages, node: Node) -> N
     expect(last.get_by_test_id("login-error")).to_contain_text("disabled")
     for p in (admin, viewer, other, again, last):
         assert p.errors == []
+
+
+def test_console_starts_again_when_a_module_is_dropped_on_the_way(pages, node: Node) -> None:  # type: ignore[no-untyped-def]
+    """Chromium drops requests waiting for a connection when the machine's network changes (a VPN
+    comes up, Wi-Fi roams) and then runs none of the console's modules. The console notices,
+    reloads itself and shows the login page; a read dropped the same way is asked again; when the
+    modules never arrive, it says so in both languages instead of staying blank."""
+    page = pages()
+    dropped: list[str] = []
+    main_loads: list[str] = []
+    page.on("request", lambda r: r.url.endswith("/js/main.js") and main_loads.append(r.url))
+
+    def drop_first(route):  # type: ignore[no-untyped-def]
+        if not dropped:
+            dropped.append(route.request.url)
+            route.abort("internetdisconnected")
+        else:
+            route.continue_()
+
+    page.route("**/js/views/alarms.js", drop_first)
+    page.goto(node.base_url + "/")
+    expect(page.get_by_test_id("login-username")).to_be_visible()
+    assert dropped == [node.base_url + "/js/views/alarms.js"]
+    assert len(main_loads) == 2, main_loads  # the first graph failed; the reload's ran
+    assert page.evaluate("sessionStorage.getItem('vmesh.bootAttempts')") is None
+
+    # A read of the API dropped once is asked again: the tree appears.
+    roots_dropped: list[str] = []
+
+    def drop_first_read(route):  # type: ignore[no-untyped-def]
+        if not roots_dropped:
+            roots_dropped.append(route.request.url)
+            route.abort("connectionreset")
+        else:
+            route.continue_()
+
+    page.route("**/api/directory/roots*", drop_first_read)
+    page.get_by_test_id("login-username").fill(ADMIN[0])
+    page.get_by_test_id("login-password").fill(ADMIN[1])
+    page.get_by_test_id("login-submit").click()
+    expect(page.get_by_test_id(f"tree-label-{PROVINCE}")).to_have_text("浙江省")
+    assert len(roots_dropped) == 1
+    expect(page.get_by_test_id("tree-error")).to_have_count(0)
+
+    # Modules that never arrive: after its bounded retries the page says so.
+    never = pages()
+    never.route("**/js/views/alarms.js", lambda route: route.abort("internetdisconnected"))
+    never.goto(node.base_url + "/")
+    message = never.get_by_test_id("boot-message")
+    expect(message).to_have_attribute("data-state", "failed", timeout=30_000)
+    expect(message).to_contain_text("请检查网络后刷新页面")
+    expect(message).to_contain_text("check the network and reload the page")
+    assert page.errors == [] and never.errors == []

@@ -40,12 +40,22 @@ async def http() -> AsyncIterator[httpx.AsyncClient]:
 async def test_index_is_served_with_no_cache_and_a_strict_policy(http: httpx.AsyncClient) -> None:
     r = await http.get("/")
     assert r.status_code == 200
-    assert '<script type="module" src="/js/main.js">' in r.text
+    assert '<script src="/js/boot.js" defer>' in r.text
     assert r.headers["cache-control"] == "no-cache"
     csp = r.headers["content-security-policy"]
     assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp
     assert "unsafe-inline" not in csp
     assert r.headers["x-content-type-options"] == "nosniff"
+
+
+async def test_boot_script_loads_main_as_a_module(http: httpx.AsyncClient) -> None:
+    # boot.js is a classic script (it must run when a module of the graph fails to arrive) that
+    # adds main.js as the module the rest is imported from.
+    r = await http.get("/js/boot.js")
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("text/javascript")
+    assert 'script.type = "module"' in r.text and 'script.src = "/js/main.js"' in r.text
+    assert not re.search(r"^(import|export) ", r.text, re.M)
 
 
 async def test_modules_are_javascript_and_revalidate(http: httpx.AsyncClient) -> None:

@@ -13,6 +13,9 @@ export class ApiError extends Error {
 
 let onUnauthorized = () => {};
 
+// Pauses before a failed read is asked again (see request()).
+const GET_RETRIES_MS = [200, 800];
+
 /** Called when a request (other than login) answers 401: the session is gone. */
 export function setUnauthorizedHandler(fn) {
   onUnauthorized = fn;
@@ -40,12 +43,24 @@ export async function request(method, path, { params, body, raw, rawType, quiet4
     init.headers["Content-Type"] = rawType;
     init.body = raw;
   }
+  const url = `/api${path}${queryString(params)}`;
   let resp;
-  try {
-    resp = await fetch(`/api${path}${queryString(params)}`, init);
-  } catch (e) {
-    const detail = e?.name === "TimeoutError" ? `the node did not answer within ${timeoutMs / 1000} s` : String(e);
-    throw new ApiError(0, { detail });
+  for (let attempt = 0; ; attempt++) {
+    try {
+      resp = await fetch(url, init);
+      break;
+    } catch (e) {
+      // A read that failed before any answer (the browser dropped it when the machine's network
+      // changed, a connection reset) is asked again after a short pause; it changes nothing.
+      // A write is not: it may have been done. Nor is a request that ran out of time.
+      const retry = method === "GET" && e?.name === "TypeError" && attempt < GET_RETRIES_MS.length;
+      if (retry) {
+        await new Promise((resolve) => setTimeout(resolve, GET_RETRIES_MS[attempt]));
+        continue;
+      }
+      const detail = e?.name === "TimeoutError" ? `the node did not answer within ${timeoutMs / 1000} s` : String(e);
+      throw new ApiError(0, { detail });
+    }
   }
   if (resp.status === 204) return null;
   const type = resp.headers.get("Content-Type") || "";
