@@ -34,6 +34,7 @@ import json
 import logging
 import os
 import sys
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -76,6 +77,7 @@ BULK_REBUILD_ROWS = 50_000  # from this many new rows, rebuild indexes instead o
 # took 23.6 s this way against 30.2 s in one process (42,400 against 33,100 rows/s, 2026-11-30);
 # under load it was not faster and took a fifth more CPU (starting the process, pickling).
 SEPARATE_CHECKS_ROWS: int | None = 100_000
+VACUUM_FLUSH_WAIT_S = 5.0  # PostgreSQL: the longest wait for the WAL flush before the VACUUM
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
 
 
@@ -998,10 +1000,29 @@ def _gc_paused() -> Iterator[None]:
 async def _vacuum(db: Database) -> None:
     """After a big import on PostgreSQL: mark the new pages all-visible, so that searches within
     a subtree count and sort from the ``(path, name) INCLUDE (id)`` index alone (index-only scans)
-    instead of fetching every row from the table; autovacuum would do it, but later."""
+    instead of fetching every row from the table; autovacuum would do it, but later. The tags
+    too: else autovacuum takes them on while the node serves its first searches.
+
+    Where the server runs with ``synchronous_commit = off``, the commits just made (the
+    import's, the audit seal's) may not be on disk yet, and until they are VACUUM may neither set
+    the rows' committed hint bits nor mark their pages all-visible: it left 0 of 22,667 pages
+    all-visible at 1M rows, and every search within a county then read ~11,000 table pages
+    (40 ms a statement instead of 5). So it first waits, up to ``VACUUM_FLUSH_WAIT_S``, until
+    the server's WAL is flushed up to where it was when the import ended (the WAL writer does it
+    within three ``wal_writer_delay``; a synchronous commit of our own would not: PostgreSQL
+    commits a transaction that wrote nothing else asynchronously)."""
     async with db.engine.connect() as conn:
         conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
-        await conn.execute(text("VACUUM (ANALYZE) directory_entries"))
+        end = (await conn.execute(text("SELECT pg_current_wal_insert_lsn()"))).scalar_one()
+        flushed = text("SELECT pg_current_wal_flush_lsn() >= CAST(:end AS pg_lsn)")
+        deadline = time.monotonic() + VACUUM_FLUSH_WAIT_S
+        while not (await conn.execute(flushed, {"end": end})).scalar_one():
+            if time.monotonic() > deadline:
+                log.warning("directory import: WAL not flushed after %ss; vacuuming anyway",
+                            VACUUM_FLUSH_WAIT_S)  # fmt: skip
+                break
+            await asyncio.sleep(0.05)
+        await conn.execute(text("VACUUM (ANALYZE) directory_entries, entry_tags"))
 
 
 # A new entry's own values, in the order ``_Import._place`` gives them; ``last_seen``,
