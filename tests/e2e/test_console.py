@@ -255,24 +255,31 @@ def test_admin_manages_users_and_login_explains_refusals(pages, node: Node) -> N
         assert p.errors == []
 
 
+def drop_the_first(page: Page, pattern: str, error: str) -> list[str]:
+    """Make the browser fail the first request for ``pattern`` with ``error`` (a Playwright
+    network error code) and let the later ones through; the list holds the dropped URL."""
+    dropped: list[str] = []
+
+    def handle(route):  # type: ignore[no-untyped-def]
+        if dropped:
+            route.continue_()
+        else:
+            dropped.append(route.request.url)
+            route.abort(error)
+
+    page.route(pattern, handle)
+    return dropped
+
+
 def test_console_starts_again_when_a_module_is_dropped_on_the_way(pages, node: Node) -> None:  # type: ignore[no-untyped-def]
     """Chromium drops requests waiting for a connection when the machine's network changes (a VPN
     comes up, Wi-Fi roams) and then runs none of the console's modules. The console notices,
     reloads itself and shows the login page; a read dropped the same way is asked again; when the
     modules never arrive, it says so in both languages instead of staying blank."""
     page = pages()
-    dropped: list[str] = []
     main_loads: list[str] = []
     page.on("request", lambda r: r.url.endswith("/js/main.js") and main_loads.append(r.url))
-
-    def drop_first(route):  # type: ignore[no-untyped-def]
-        if not dropped:
-            dropped.append(route.request.url)
-            route.abort("internetdisconnected")
-        else:
-            route.continue_()
-
-    page.route("**/js/views/alarms.js", drop_first)
+    dropped = drop_the_first(page, "**/js/views/alarms.js", "internetdisconnected")
     page.goto(node.base_url + "/")
     expect(page.get_by_test_id("login-username")).to_be_visible()
     assert dropped == [node.base_url + "/js/views/alarms.js"]
@@ -280,16 +287,7 @@ def test_console_starts_again_when_a_module_is_dropped_on_the_way(pages, node: N
     assert page.evaluate("sessionStorage.getItem('vmesh.bootAttempts')") is None
 
     # A read of the API dropped once is asked again: the tree appears.
-    roots_dropped: list[str] = []
-
-    def drop_first_read(route):  # type: ignore[no-untyped-def]
-        if not roots_dropped:
-            roots_dropped.append(route.request.url)
-            route.abort("connectionreset")
-        else:
-            route.continue_()
-
-    page.route("**/api/directory/roots*", drop_first_read)
+    roots_dropped = drop_the_first(page, "**/api/directory/roots*", "connectionreset")
     page.get_by_test_id("login-username").fill(ADMIN[0])
     page.get_by_test_id("login-password").fill(ADMIN[1])
     page.get_by_test_id("login-submit").click()
