@@ -129,11 +129,3 @@ def pages(browser, node: Node, request: pytest.FixtureRequest):  # type: ignore[
 def page(pages):  # type: ignore[no-untyped-def]
     """One fresh page on the node's console (see ``pages``)."""
     return pages()
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
-    outcome = yield
-    rep = outcome.get_result()
-    if rep.when == "call":
-        item.rep_call = rep  # type: ignore[attr-defined]

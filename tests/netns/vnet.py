@@ -355,19 +355,39 @@ async def start_network(tmp: Path, lab: Lab, topo: Topology, setup: Setup | None
     return net
 
 
+def print_logs(net: Net, lines: int = 60) -> None:
+    """Each node's last ``lines`` log lines, and its last fabric and federation lines, to stderr:
+    what the nodes were doing when a test failed (pytest shows it with the failure)."""
+    for name, path in net.logs.items():
+        try:
+            text = path.read_text(errors="replace").splitlines()
+        except OSError as e:
+            print(f"\n--- {name}: no log ({e}) ---", file=sys.stderr)
+            continue
+        mesh = [ln for ln in text if "vmesh.fabric" in ln or "vmesh.federation" in ln]
+        print(f"\n--- {name}: last fabric/federation lines ---", file=sys.stderr)
+        print("\n".join(mesh[-lines:]), file=sys.stderr)
+        print(f"--- {name}: log tail ---", file=sys.stderr)
+        print("\n".join(text[-lines:]), file=sys.stderr)
+
+
 def network_fixture(topo: Topology, setup: Setup | None = None) -> Any:
     """A ``net`` fixture for a test module (``net = network_fixture(TOPO, _setup)``): a lab of
     ``topo``'s nodes, ``start_network`` on it, and the lab torn down (every process in its
     namespaces ended) after the test, also when it fails. Skips when namespaces are unavailable."""
 
     @pytest.fixture
-    async def net(tmp_path: Path) -> AsyncIterator[Net]:
+    async def net(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Net]:
         reason = netns_unavailable()
         if reason is not None:
             pytest.skip(f"network-namespace test bed unavailable: {reason}")
         lab = Lab(list(topo.nodes))
         try:
-            yield await start_network(tmp_path, lab.up(), topo, setup)
+            network = await start_network(tmp_path, lab.up(), topo, setup)
+            yield network
+            rep = getattr(request.node, "rep_call", None)
+            if rep is not None and rep.failed:
+                print_logs(network)
         finally:
             lab.down()
 
