@@ -111,6 +111,39 @@ async def test_the_standby_leg_takes_over_when_the_primary_link_dies(
     )
 
 
+async def test_a_standby_leg_that_carries_nothing_is_sought_again(
+    nodes: dict[str, Node], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A standby leg whose path stops carrying (here: the province no longer takes city2's
+    packets on it) while the upstream flows would protect nothing: the province closes it and
+    opens a new one, which carries again."""
+    from vmesh.fabric import service
+
+    monkeypatch.setattr(service, "STANDBY_SILENT_S", 1.0)
+    monkeypatch.setattr(service, "STANDBY_RETRY_S", 0.5)
+    prov = nodes[PROV]
+    inp = await prov.fabric.acquire(CAM, COUNTY, "p0", "alice")
+    viewer = await _viewer(prov, "p0", inp)
+
+    def leg():  # type: ignore[no-untyped-def]
+        link_in = prov.fabric._carried[CAM].link_in
+        return link_in.standby if link_in is not None else None
+
+    await wait_until(lambda: viewer.frames() >= 25, "frames at the province")
+    await wait_until(lambda: leg() is not None and leg().packets >= 25, "the standby flowing")
+    first = leg()
+    first.peer = ("127.0.0.1", 9)  # city2's packets are no longer this leg's
+    await wait_until(
+        lambda: leg() not in (None, first) and leg().packets >= 25,
+        "a new standby leg through city2, flowing",
+    )
+    assert prov.fabric.snapshot()[CAM]["standby_upstream"] == CITY2
+    assert prov.fabric.snapshot()[CAM]["upstream"] == CITY  # the viewer's path never moved
+    frames = viewer.frames()
+    await wait_until(lambda: viewer.frames() >= frames + 10, "frames still at the province")
+    await prov.fabric.release(CAM, "p0")
+
+
 async def test_a_standby_open_is_refused_when_it_names_the_wrong_node_or_loops(
     nodes: dict[str, Node],
 ) -> None:

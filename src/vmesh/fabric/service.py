@@ -74,6 +74,9 @@ log = logging.getLogger(__name__)
 
 SERVICE = "fabric"
 STANDBY_RETRY_S = 5.0  # a stream without a standby leg (none possible, or it failed): ask again
+# A standby leg that carried nothing this long while the upstream flows is given up and sought
+# again: it would protect nothing when the upstream dies.
+STANDBY_SILENT_S = 10.0
 PARENTS_TTL_S = 60.0  # how long a camera node's answer to ``parents`` is kept
 _CODE = re.compile(r"^\d{20}$")
 AUDIO_SUFFIX = "/audio"
@@ -228,13 +231,13 @@ class FabricService:
             n += 1
             if n % 20 == 0 and self.standby_after is not None:
                 for c in list(self._carried.values()):
-                    if (
-                        c.link_in is not None
-                        and c.standby_up is None
-                        and not c.pinned
-                        and now - c.standby_at > STANDBY_RETRY_S
-                    ):
-                        self._spawn(self._arm_standby(c))
+                    if c.link_in is None or c.pinned:
+                        continue
+                    if c.standby_up is None:
+                        if now - c.standby_at > STANDBY_RETRY_S:
+                            self._spawn(self._arm_standby(c))
+                    else:
+                        self._drop_standby_if_silent(c, now)
             if n % 4 == 0 and (self._rerouting is None or self._rerouting.done()):
                 self._rerouting = asyncio.create_task(self._reroute_silent())
             if n % 10 == 0:
@@ -533,7 +536,10 @@ class FabricService:
         target = None
         try:
             plan = await self._standby_plan(c)
-            if plan is None or self._carried.get(stream) is not c or c.link_in is None:
+            if plan is None:
+                log.debug("fabric node=%s stream=%s no standby path (yet)", self.code, stream)
+                return
+            if self._carried.get(stream) is not c or c.link_in is None:
                 return
             target, via = plan
             link_in = c.link_in
@@ -559,6 +565,32 @@ class FabricService:
             log.info("fabric node=%s stream=%s no standby via %s: %s", self.code, stream, target, e)
         finally:
             self._arming.discard(stream)
+
+    def _drop_standby_if_silent(self, c: _Carried, now: float) -> None:
+        """A standby leg that has carried nothing for ``STANDBY_SILENT_S`` while the upstream
+        flows is closed and sought again after ``STANDBY_RETRY_S`` (its path broke, or never
+        carried: a take-over would then have nothing to take)."""
+        link_in = c.link_in
+        leg = link_in.standby if link_in is not None else None
+        if link_in is None or leg is None or c.standby_up is None:
+            return
+        if c.stream in self._arming or self._lock(c.stream).locked():
+            return
+        upstream_at = link_in.last_rtp_at
+        if upstream_at is None or now - upstream_at > 1.0:
+            return  # the camera itself is quiet: nothing to compare with
+        silent = now - (leg.last_rtp_at if leg.last_rtp_at is not None else c.standby_at)
+        if silent <= STANDBY_SILENT_S:
+            return
+        target = c.standby_up
+        log.warning(
+            "fabric node=%s stream=%s standby from node=%s carried nothing for %.0f s while the "
+            "upstream flows: closed, sought again",
+            self.code, c.stream, target, silent,
+        )  # fmt: skip
+        link_in.drop_standby()
+        c.standby_up, c.standby_body, c.standby_at = None, {}, now
+        self._spawn(self._close_at(target, c.stream))
 
     def _take_over_if_silent(self, c: _Carried, now: float) -> None:
         """The upstream silent for ``standby_after`` s and the standby leg not: promote it."""
